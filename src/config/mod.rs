@@ -1,0 +1,1 @@
+//! Configuration: loading YAML files, checking and compiling them.

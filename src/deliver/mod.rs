@@ -1,0 +1,5 @@
+//! Outbound delivery: signing, sending, retry policy.
+
+pub mod retry;
+pub mod send;
+pub mod sign;

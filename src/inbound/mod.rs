@@ -1,0 +1,3 @@
+//! Inbound HTTP: triggers and the event API.
+
+pub mod verify;
