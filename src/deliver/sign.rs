@@ -172,6 +172,7 @@ pub fn delivery_headers(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
 mod tests {
     use super::*;
     use crate::inbound::verify::{Preset, verify_signature};

@@ -232,6 +232,7 @@ impl<'a> Verified<'a> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
 mod tests {
     use super::*;
     use axum::http::HeaderValue;

@@ -91,6 +91,7 @@ pub fn check_basic(headers: &HeaderMap, expected: &BasicAuth) -> Result<(), Veri
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
 mod tests {
     use super::*;
     use axum::http::HeaderValue;

@@ -72,6 +72,7 @@ pub fn ip_allowed(client: IpAddr, allow: &[IpNet]) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
 mod tests {
     use super::*;
     use proptest::prelude::*;

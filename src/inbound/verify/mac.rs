@@ -141,6 +141,7 @@ pub fn standard_webhooks_key(secret: &[u8]) -> Result<Vec<u8>, WhsecError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
 mod tests {
     use super::*;
 

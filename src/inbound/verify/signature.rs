@@ -421,5 +421,6 @@ fn standard_webhooks(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
 #[path = "signature_tests.rs"]
 mod tests;
