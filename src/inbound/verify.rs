@@ -136,8 +136,9 @@ pub struct VerifyRules {
     pub basic: Option<BasicAuth>,
 }
 
-/// A request as received, not yet checked.
-#[derive(Debug, Clone, Copy)]
+/// A request as received, not yet checked. Deliberately neither `Clone`
+/// nor `Copy`: [`Unverified::verify`] consumes it.
+#[derive(Debug)]
 pub struct Unverified<'a> {
     headers: &'a HeaderMap,
     body: &'a [u8],
