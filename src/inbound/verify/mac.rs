@@ -1,0 +1,218 @@
+//! The signature math shared by inbound verification and outbound signing:
+//! HMAC-SHA256, hex and base64 codecs, and the Standard Webhooks key format.
+//!
+//! It lives under `inbound::verify` because verification is where most of it
+//! is used; `deliver::sign` reuses it so both directions compute the very same
+//! bytes (a hookyard can verify what another hookyard sent). Nothing here
+//! panics on any input, and nothing here ever formats a key into an error.
+
+use base64::Engine as _;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Length in bytes of an HMAC-SHA256 tag.
+pub const TAG_LEN: usize = 32;
+
+/// The prefix Standard Webhooks (and Svix) put before a base64 secret.
+pub const WHSEC_PREFIX: &str = "whsec_";
+
+/// Standard base64 alphabet that accepts input with or without `=` padding:
+/// senders disagree on padding and it carries no information.
+const BASE64_LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// A keyed HMAC-SHA256 state, or `None` if the key were refused.
+///
+/// HMAC accepts keys of any length (RFC 2104: longer keys are hashed, shorter
+/// ones padded), so `new_from_slice` never fails in practice; returning an
+/// `Option` keeps this code free of `expect` on configuration input.
+fn keyed(key: &[u8]) -> Option<HmacSha256> {
+    <HmacSha256 as KeyInit>::new_from_slice(key).ok()
+}
+
+/// HMAC-SHA256 of the concatenation of `parts` under `key`.
+///
+/// Taking the message in parts lets callers sign `id.timestamp.body` without
+/// copying the body into a new buffer.
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Option<[u8; TAG_LEN]> {
+    let mut mac = keyed(key)?;
+    for part in parts {
+        mac.update(part);
+    }
+    Some(mac.finalize().into_bytes().into())
+}
+
+/// True when `tag` is the HMAC-SHA256 of `parts` under any of `keys`.
+///
+/// Every key is tried against every candidate tag, each comparison in
+/// constant time (`verify_slice`), so the time taken does not depend on how
+/// many leading bytes of a forged tag were right.
+pub fn any_key_matches(keys: &[Vec<u8>], parts: &[&[u8]], tags: &[Vec<u8>]) -> bool {
+    let mut matched = false;
+    for key in keys {
+        let Some(mut mac) = keyed(key) else {
+            continue;
+        };
+        for part in parts {
+            mac.update(part);
+        }
+        for tag in tags {
+            // `verify_slice` consumes the state; cloning the keyed and fed
+            // state is cheaper than hashing the body again per tag.
+            if mac.clone().verify_slice(tag).is_ok() {
+                matched = true;
+            }
+        }
+    }
+    matched
+}
+
+/// Lowercase hex of `bytes` (the form GitHub, Stripe and Slack send).
+pub fn hex_encode(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    out
+}
+
+/// Decode hex (either case); `None` for odd length or a non-hex digit.
+pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let bytes = text.as_bytes();
+    if bytes.len() % 2 != 0 {
+        return None;
+    }
+    bytes
+        .chunks_exact(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+        .collect()
+}
+
+/// Standard base64 with padding, as Shopify and Standard Webhooks send it.
+pub fn base64_encode(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+/// Decode standard-alphabet base64, padded or not; `None` if invalid.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    BASE64_LENIENT.decode(text).ok()
+}
+
+/// A Standard Webhooks secret that is not valid base64 after `whsec_`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "secret starts with `whsec_` but the rest is not valid base64: copy the whole secret \
+     exactly as the provider shows it, or drop the `whsec_` prefix to use the text as a raw key"
+)]
+pub struct WhsecError;
+
+/// The HMAC key for a Standard Webhooks secret.
+///
+/// A `whsec_…` secret is base64 after the prefix, as the Standard Webhooks
+/// spec and its reference libraries define it. Any other secret is used as
+/// raw bytes, so a hand-chosen passphrase works too. (The reference libraries
+/// also base64-decode an unprefixed secret; hookyard does not, because a
+/// passphrase that happens to be valid base64 would silently change meaning.)
+/// Call this at config load to reject a broken `whsec_` secret early.
+pub fn standard_webhooks_key(secret: &[u8]) -> Result<Vec<u8>, WhsecError> {
+    match secret.strip_prefix(WHSEC_PREFIX.as_bytes()) {
+        Some(rest) => {
+            let text = std::str::from_utf8(rest).map_err(|_| WhsecError)?;
+            base64_decode(text.trim()).ok_or(WhsecError)
+        }
+        None => Ok(secret.to_vec()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
+mod tests {
+    use super::*;
+
+    /// RFC 4231 §4.2, test case 1: 20-byte key of 0x0b, "Hi There".
+    #[test]
+    fn rfc4231_case_1() {
+        let tag = hmac_sha256(&[0x0b; 20], &[b"Hi There"]).unwrap();
+        assert_eq!(
+            hex_encode(&tag),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+    }
+
+    /// RFC 4231 §4.3, test case 2: a key shorter than the output ("Jefe").
+    #[test]
+    fn rfc4231_case_2() {
+        let tag = hmac_sha256(b"Jefe", &[b"what do ya want ", b"for nothing?"]).unwrap();
+        assert_eq!(
+            hex_encode(&tag),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    /// RFC 4231 §4.7, test case 6: a 131-byte key, longer than the block, which
+    /// HMAC must hash first.
+    #[test]
+    fn rfc4231_case_6_long_key() {
+        let tag = hmac_sha256(
+            &[0xaa; 131],
+            &[b"Test Using Larger Than Block-Size Key - Hash Key First"],
+        )
+        .unwrap();
+        assert_eq!(
+            hex_encode(&tag),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    #[test]
+    fn any_key_matches_tries_every_key_and_tag() {
+        let good = hmac_sha256(b"new", &[b"body"]).unwrap().to_vec();
+        let keys = vec![b"old".to_vec(), b"new".to_vec()];
+        let tags = vec![vec![0u8; 32], vec![1, 2, 3], good.clone()];
+        assert!(any_key_matches(&keys, &[b"bo", b"dy"], &tags));
+        assert!(!any_key_matches(&keys, &[b"body!"], &tags));
+        assert!(!any_key_matches(&[b"other".to_vec()], &[b"body"], &[good]));
+        assert!(!any_key_matches(&keys, &[b"body"], &[]));
+    }
+
+    #[test]
+    fn hex_round_trip_and_rejects() {
+        assert_eq!(hex_encode(&[0x00, 0xab, 0xff]), "00abff");
+        assert_eq!(hex_decode("00ABff"), Some(vec![0x00, 0xab, 0xff]));
+        assert_eq!(hex_decode("abc"), None);
+        assert_eq!(hex_decode("zz"), None);
+        assert_eq!(hex_decode(""), Some(vec![]));
+    }
+
+    #[test]
+    fn base64_accepts_missing_padding() {
+        assert_eq!(base64_decode("aGk="), Some(b"hi".to_vec()));
+        assert_eq!(base64_decode("aGk"), Some(b"hi".to_vec()));
+        assert_eq!(base64_decode("a*k="), None);
+        assert_eq!(base64_encode(b"hi"), "aGk=");
+    }
+
+    #[test]
+    fn whsec_secrets_are_base64_after_the_prefix() {
+        assert_eq!(standard_webhooks_key(b"whsec_aGk=").unwrap(), b"hi");
+        assert_eq!(standard_webhooks_key(b"aGk=").unwrap(), b"aGk=");
+        assert_eq!(standard_webhooks_key(b"whsec_not base64!"), Err(WhsecError));
+        assert_eq!(standard_webhooks_key(b"whsec_\xff"), Err(WhsecError));
+    }
+}

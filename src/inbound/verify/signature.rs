@@ -1,0 +1,426 @@
+//! Signature presets for inbound webhooks (SPEC §3), checked on the raw body
+//! bytes before anything parses them.
+//!
+//! Each preset knows which headers its provider sends and what exactly was
+//! signed; the math is in [`super::mac`]. Several secrets may be configured
+//! (rotation): any of them matching passes. Timestamped schemes (Stripe,
+//! Slack, Standard Webhooks) also reject a timestamp further than `tolerance`
+//! from `now`, in either direction, which is what stops a captured request
+//! from being replayed later. `now` is an argument so tests need no clock.
+
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderName};
+use jiff::Timestamp;
+
+use super::VerifyError;
+use super::mac::{any_key_matches, base64_decode, hex_decode, standard_webhooks_key};
+
+/// How far a signed timestamp may be from our clock unless configured.
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
+
+/// The header the generic `hmac-sha256` preset reads unless configured.
+pub const DEFAULT_HMAC_HEADER: &str = "x-hmac-signature";
+
+/// How the generic `hmac-sha256` preset's signature is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoding {
+    /// Hex digits, either case (the default).
+    #[default]
+    Hex,
+    /// Standard base64, padded or not.
+    Base64,
+}
+
+/// A signature scheme, one per provider (SPEC §3 `verify.signature.preset`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Preset {
+    /// `hmac-sha256`: HMAC-SHA256 of the raw body in `header`, optionally
+    /// after a literal `prefix` such as `sha256=`. Several comma-separated
+    /// signatures are accepted, which is how hookyard itself signs with
+    /// several secrets.
+    HmacSha256 {
+        /// Header carrying the signature (default `X-Hmac-Signature`).
+        header: HeaderName,
+        /// Hex (default) or base64.
+        encoding: Encoding,
+        /// Literal text before each signature, e.g. `sha256=`; when set it is
+        /// required.
+        prefix: Option<String>,
+    },
+    /// `github`: `X-Hub-Signature-256: sha256=<hex>` over the body.
+    Github,
+    /// `stripe`: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>…]` over
+    /// `t.body`. Stripe's `whsec_…` secret is the raw key, as Stripe uses it.
+    Stripe,
+    /// `shopify`: `X-Shopify-Hmac-Sha256: <base64>` over the body.
+    Shopify,
+    /// `slack`: `X-Slack-Signature: v0=<hex>` over `v0:<ts>:body`, with `ts`
+    /// from `X-Slack-Request-Timestamp`.
+    Slack,
+    /// `standard-webhooks`: `webhook-signature: v1,<base64> [v1,<base64>…]`
+    /// over `webhook-id.webhook-timestamp.body`; a `whsec_` secret is base64
+    /// after the prefix.
+    StandardWebhooks,
+}
+
+impl Preset {
+    /// Every preset name accepted in config, for error messages and schema.
+    pub const NAMES: [&'static str; 6] = [
+        "hmac-sha256",
+        "github",
+        "stripe",
+        "shopify",
+        "slack",
+        "standard-webhooks",
+    ];
+
+    /// The preset called `name` in config, with default options
+    /// (`hmac-sha256`: header `X-Hmac-Signature`, hex, no prefix).
+    pub fn from_name(name: &str) -> Option<Preset> {
+        Some(match name {
+            "hmac-sha256" => Preset::HmacSha256 {
+                header: HeaderName::from_static(DEFAULT_HMAC_HEADER),
+                encoding: Encoding::Hex,
+                prefix: None,
+            },
+            "github" => Preset::Github,
+            "stripe" => Preset::Stripe,
+            "shopify" => Preset::Shopify,
+            "slack" => Preset::Slack,
+            "standard-webhooks" => Preset::StandardWebhooks,
+            _ => return None,
+        })
+    }
+
+    /// The config name of this preset.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Preset::HmacSha256 { .. } => "hmac-sha256",
+            Preset::Github => "github",
+            Preset::Stripe => "stripe",
+            Preset::Shopify => "shopify",
+            Preset::Slack => "slack",
+            Preset::StandardWebhooks => "standard-webhooks",
+        }
+    }
+
+    /// Whether this scheme signs a timestamp (and so uses `tolerance`).
+    pub fn is_timestamped(&self) -> bool {
+        matches!(
+            self,
+            Preset::Stripe | Preset::Slack | Preset::StandardWebhooks
+        )
+    }
+}
+
+/// A trigger's `verify.signature`: the scheme, its secrets and tolerance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureRule {
+    /// Which provider's scheme to check.
+    pub preset: Preset,
+    /// Secret bytes as configured (already resolved from env or file),
+    /// newest first; any one matching passes. Empty means nothing can pass.
+    pub secrets: Vec<Vec<u8>>,
+    /// Largest allowed distance between the signed timestamp and our clock
+    /// (timestamped presets only; [`DEFAULT_TOLERANCE`] is 5 minutes).
+    pub tolerance: Duration,
+}
+
+impl SignatureRule {
+    /// A rule with the default tolerance.
+    pub fn new(preset: Preset, secrets: Vec<Vec<u8>>) -> SignatureRule {
+        SignatureRule {
+            preset,
+            secrets,
+            tolerance: DEFAULT_TOLERANCE,
+        }
+    }
+
+    /// Check `body` as received with `headers` at time `now`.
+    pub fn verify(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Result<(), VerifyError> {
+        verify_signature(
+            &self.preset,
+            headers,
+            body,
+            &self.secrets,
+            self.tolerance,
+            now,
+        )
+    }
+}
+
+/// Check the signature of `body` under `preset` with any of `secrets`.
+///
+/// Errors say which header was missing or malformed, that a timestamp was
+/// out of tolerance, or that no signature matched; never a secret or the
+/// expected signature.
+pub fn verify_signature(
+    preset: &Preset,
+    headers: &HeaderMap,
+    body: &[u8],
+    secrets: &[Vec<u8>],
+    tolerance: Duration,
+    now: Timestamp,
+) -> Result<(), VerifyError> {
+    if secrets.is_empty() {
+        return Err(VerifyError::NoSecret);
+    }
+    match preset {
+        Preset::HmacSha256 {
+            header,
+            encoding,
+            prefix,
+        } => body_hmac(
+            headers,
+            header.as_str(),
+            *encoding,
+            prefix.as_deref(),
+            body,
+            secrets,
+        ),
+        Preset::Github => body_hmac(
+            headers,
+            "x-hub-signature-256",
+            Encoding::Hex,
+            Some("sha256="),
+            body,
+            secrets,
+        ),
+        Preset::Shopify => body_hmac(
+            headers,
+            "x-shopify-hmac-sha256",
+            Encoding::Base64,
+            None,
+            body,
+            secrets,
+        ),
+        Preset::Stripe => stripe(headers, body, secrets, tolerance, now),
+        Preset::Slack => slack(headers, body, secrets, tolerance, now),
+        Preset::StandardWebhooks => standard_webhooks(headers, body, secrets, tolerance, now),
+    }
+}
+
+/// The value of header `name` as text; missing and non-text are errors.
+fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, VerifyError> {
+    let value = headers
+        .get(name)
+        .ok_or_else(|| VerifyError::MissingHeader(name.to_owned()))?;
+    let text = value
+        .to_str()
+        .map_err(|_| malformed(name, "contains characters other than visible ASCII"))?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(malformed(name, "is empty"));
+    }
+    Ok(text)
+}
+
+fn malformed(header: &str, problem: &'static str) -> VerifyError {
+    VerifyError::MalformedHeader {
+        header: header.to_owned(),
+        problem,
+    }
+}
+
+/// A signed unix timestamp, checked against `now` within `tolerance`.
+fn check_timestamp(
+    header: &str,
+    text: &str,
+    tolerance: Duration,
+    now: Timestamp,
+) -> Result<(), VerifyError> {
+    // Digits only (no sign, no fraction): what every provider sends, and it
+    // keeps `t.body` byte-identical to what was signed.
+    if text.is_empty() || text.len() > 18 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(malformed(header, "timestamp is not whole unix seconds"));
+    }
+    let signed: i64 = text
+        .parse()
+        .map_err(|_| malformed(header, "timestamp is not whole unix seconds"))?;
+    let age_secs = now.as_second().saturating_sub(signed);
+    if age_secs.unsigned_abs() > tolerance.as_secs() {
+        return Err(VerifyError::TimestampOutOfTolerance {
+            header: header.to_owned(),
+            age_secs,
+            tolerance_secs: tolerance.as_secs(),
+        });
+    }
+    Ok(())
+}
+
+/// Schemes that sign the body alone: generic, GitHub, Shopify.
+fn body_hmac(
+    headers: &HeaderMap,
+    header: &str,
+    encoding: Encoding,
+    prefix: Option<&str>,
+    body: &[u8],
+    secrets: &[Vec<u8>],
+) -> Result<(), VerifyError> {
+    let value = header_text(headers, header)?;
+    let mut tags = Vec::new();
+    // Commas are in neither the hex nor the base64 alphabet, so splitting on
+    // them is safe; it accepts hookyard's own `sha256=<a>,sha256=<b>`.
+    for part in value.split(',') {
+        let part = part.trim();
+        let digits = match prefix {
+            Some(prefix) => match part.strip_prefix(prefix) {
+                Some(rest) => rest,
+                None => continue,
+            },
+            None => part,
+        };
+        let decoded = match encoding {
+            Encoding::Hex => hex_decode(digits),
+            Encoding::Base64 => base64_decode(digits),
+        };
+        if let Some(tag) = decoded {
+            tags.push(tag);
+        }
+    }
+    if tags.is_empty() {
+        return Err(malformed(
+            header,
+            match (encoding, prefix.is_some()) {
+                (Encoding::Hex, false) => "expected a hex signature",
+                (Encoding::Hex, true) => "expected the configured prefix then a hex signature",
+                (Encoding::Base64, false) => "expected a base64 signature",
+                (Encoding::Base64, true) => {
+                    "expected the configured prefix then a base64 signature"
+                }
+            },
+        ));
+    }
+    if any_key_matches(secrets, &[body], &tags) {
+        Ok(())
+    } else {
+        Err(VerifyError::SignatureMismatch {
+            header: header.to_owned(),
+        })
+    }
+}
+
+/// Stripe: `Stripe-Signature: t=…,v1=…` over `t.body`.
+fn stripe(
+    headers: &HeaderMap,
+    body: &[u8],
+    secrets: &[Vec<u8>],
+    tolerance: Duration,
+    now: Timestamp,
+) -> Result<(), VerifyError> {
+    const HEADER: &str = "stripe-signature";
+    let value = header_text(headers, HEADER)?;
+    let mut timestamp = None;
+    let mut tags = Vec::new();
+    for item in value.split(',') {
+        let Some((key, val)) = item.split_once('=') else {
+            return Err(malformed(
+                HEADER,
+                "expected comma-separated key=value pairs",
+            ));
+        };
+        match key.trim() {
+            "t" if timestamp.is_some() => {
+                return Err(malformed(HEADER, "has more than one t= timestamp"));
+            }
+            "t" => timestamp = Some(val.trim()),
+            // v0 (test-mode legacy) and unknown schemes are ignored, as
+            // Stripe's own libraries do.
+            "v1" => tags.extend(hex_decode(val.trim())),
+            _ => {}
+        }
+    }
+    let Some(timestamp) = timestamp else {
+        return Err(malformed(HEADER, "has no t= timestamp"));
+    };
+    if tags.is_empty() {
+        return Err(malformed(HEADER, "has no v1= hex signature"));
+    }
+    check_timestamp(HEADER, timestamp, tolerance, now)?;
+    if any_key_matches(secrets, &[timestamp.as_bytes(), b".", body], &tags) {
+        Ok(())
+    } else {
+        Err(VerifyError::SignatureMismatch {
+            header: HEADER.to_owned(),
+        })
+    }
+}
+
+/// Slack: `X-Slack-Signature: v0=<hex>` over `v0:<ts>:body`.
+fn slack(
+    headers: &HeaderMap,
+    body: &[u8],
+    secrets: &[Vec<u8>],
+    tolerance: Duration,
+    now: Timestamp,
+) -> Result<(), VerifyError> {
+    const SIGNATURE: &str = "x-slack-signature";
+    const TIMESTAMP: &str = "x-slack-request-timestamp";
+    let signature = header_text(headers, SIGNATURE)?;
+    let timestamp = header_text(headers, TIMESTAMP)?;
+    let tag = signature
+        .strip_prefix("v0=")
+        .and_then(hex_decode)
+        .ok_or_else(|| malformed(SIGNATURE, "expected v0=<hex>"))?;
+    check_timestamp(TIMESTAMP, timestamp, tolerance, now)?;
+    let parts: [&[u8]; 4] = [b"v0:", timestamp.as_bytes(), b":", body];
+    if any_key_matches(secrets, &parts, &[tag]) {
+        Ok(())
+    } else {
+        Err(VerifyError::SignatureMismatch {
+            header: SIGNATURE.to_owned(),
+        })
+    }
+}
+
+/// Standard Webhooks: `webhook-signature: v1,<b64> …` over `id.ts.body`.
+fn standard_webhooks(
+    headers: &HeaderMap,
+    body: &[u8],
+    secrets: &[Vec<u8>],
+    tolerance: Duration,
+    now: Timestamp,
+) -> Result<(), VerifyError> {
+    const ID: &str = "webhook-id";
+    const TIMESTAMP: &str = "webhook-timestamp";
+    const SIGNATURE: &str = "webhook-signature";
+    let id = header_text(headers, ID)?;
+    let timestamp = header_text(headers, TIMESTAMP)?;
+    let signature = header_text(headers, SIGNATURE)?;
+    // Other versions (`v1a,` asymmetric, future ones) are skipped, as the
+    // spec asks: a sender may send several kinds side by side.
+    let tags: Vec<Vec<u8>> = signature
+        .split_ascii_whitespace()
+        .filter_map(|item| item.strip_prefix("v1,"))
+        .filter_map(base64_decode)
+        .collect();
+    if tags.is_empty() {
+        return Err(malformed(SIGNATURE, "has no v1,<base64> signature"));
+    }
+    check_timestamp(TIMESTAMP, timestamp, tolerance, now)?;
+    // A `whsec_` secret that is not base64 cannot match anything; config
+    // load rejects it earlier with `standard_webhooks_key`.
+    let keys: Vec<Vec<u8>> = secrets
+        .iter()
+        .filter_map(|secret| standard_webhooks_key(secret).ok())
+        .collect();
+    let parts: [&[u8]; 5] = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body];
+    if any_key_matches(&keys, &parts, &tags) {
+        Ok(())
+    } else {
+        Err(VerifyError::SignatureMismatch {
+            header: SIGNATURE.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
+#[path = "signature_tests.rs"]
+mod tests;
