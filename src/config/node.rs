@@ -1,0 +1,639 @@
+//! The YAML node tree with positions (pass 1) and the serde `Deserializer`
+//! over it (pass 2).
+//!
+//! Why two passes: serde stops at the first error, but a config with eight
+//! mistakes must report eight. So each document is first parsed by
+//! serde-saphyr into a plain [`Node`] tree in which every node knows its
+//! line and column (through `serde_saphyr::Spanned`, which also expands
+//! anchors, aliases and `<<` merges, and rejects duplicate keys). Then the
+//! loader deserializes every top-level section and every list item (each
+//! trigger, action, …) *on its own* from that tree with [`deserialize_node`]; one
+//! bad item yields one error and the next item is still checked.
+//!
+//! Positions inside items: our deserializer attaches the position of the
+//! innermost node being read to any error that has none yet, so an unknown
+//! key points at the key, a wrong type at the value, a missing field at the
+//! map. Typed leaves that are checked after deserialization (durations,
+//! JSONPaths, templates, CIDRs, references) are read as [`Sp<T>`], which our
+//! deserializer fills with the node's file, line and column. Two more
+//! wrappers are understood natively: [`OneOrMany<T>`] (a value or a list of
+//! them, each element keeping its position) and [`StrOr<T>`] (a string or a
+//! map), so no `#[serde(untagged)]` is needed (serde buffers untagged input
+//! and loses positions). These wrappers only work with this deserializer,
+//! which is the only one the raw config types are ever read with.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use super::error::Pos;
+
+/// One YAML node with its 1-based position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column.
+    pub col: u32,
+    /// The value.
+    pub kind: Kind,
+}
+
+/// The value of a [`Node`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kind {
+    /// `null`, `~` or nothing.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// A negative integer.
+    Int(i64),
+    /// A non-negative integer.
+    UInt(u64),
+    /// A float.
+    Float(f64),
+    /// A string (quoted or plain).
+    Str(String),
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping, in source order.
+    Map(Vec<(Node, Node)>),
+}
+
+impl Node {
+    /// The string value when this node is a string scalar.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The position of this node in `file`.
+    pub fn pos(&self, file: &Arc<str>) -> Pos {
+        Pos::new(file, self.line, self.col)
+    }
+
+    /// Apply `f` to the position of this node and all nodes below it.
+    pub fn map_positions(&mut self, f: &dyn Fn(u32, u32) -> u32) {
+        self.col = f(self.line, self.col);
+        match &mut self.kind {
+            Kind::Seq(items) => items.iter_mut().for_each(|n| n.map_positions(f)),
+            Kind::Map(pairs) => pairs.iter_mut().for_each(|(k, v)| {
+                k.map_positions(f);
+                v.map_positions(f);
+            }),
+            _ => {}
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Node, D::Error> {
+        let sp = serde_saphyr::Spanned::<Kind>::deserialize(d)?;
+        let loc = if sp.referenced.line() > 0 {
+            sp.referenced
+        } else {
+            sp.defined
+        };
+        Ok(Node {
+            line: u32::try_from(loc.line()).unwrap_or(u32::MAX),
+            col: u32::try_from(loc.column()).unwrap_or(u32::MAX),
+            kind: sp.value,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Kind, D::Error> {
+        struct KindVisitor;
+        impl<'de> Visitor<'de> for KindVisitor {
+            type Value = Kind;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any YAML value")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Kind, E> {
+                Ok(Kind::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Kind, E> {
+                Ok(if v >= 0 {
+                    Kind::UInt(v.unsigned_abs())
+                } else {
+                    Kind::Int(v)
+                })
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Kind, E> {
+                Ok(Kind::UInt(v))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Kind, E> {
+                Ok(Kind::Float(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Kind, E> {
+                Ok(Kind::Str(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Kind, E> {
+                Ok(Kind::Str(v))
+            }
+            fn visit_unit<E>(self) -> Result<Kind, E> {
+                Ok(Kind::Null)
+            }
+            fn visit_none<E>(self) -> Result<Kind, E> {
+                Ok(Kind::Null)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Kind, D::Error> {
+                Kind::deserialize(d)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Kind, A::Error> {
+                let mut items = Vec::new();
+                while let Some(n) = seq.next_element::<Node>()? {
+                    items.push(n);
+                }
+                Ok(Kind::Seq(items))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Kind, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some((k, v)) = map.next_entry::<Node, Node>()? {
+                    pairs.push((k, v));
+                }
+                Ok(Kind::Map(pairs))
+            }
+        }
+        d.deserialize_any(KindVisitor)
+    }
+}
+
+/// An error from pass 2; `line == 0` until a node claims it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeError {
+    /// 1-based line of the innermost node that failed (0: not yet known).
+    pub line: u32,
+    /// 1-based column.
+    pub col: u32,
+    /// serde's message, e.g. "unknown field `naem`, expected one of …".
+    pub message: String,
+}
+
+impl DeError {
+    fn at(mut self, node: &Node) -> DeError {
+        if self.line == 0 {
+            self.line = node.line;
+            self.col = node.col;
+        }
+        self
+    }
+}
+
+impl fmt::Display for DeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DeError {}
+
+impl de::Error for DeError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        DeError {
+            line: 0,
+            col: 0,
+            message: msg.to_string(),
+        }
+    }
+}
+
+/// Deserialize `T` from one node of `file`, or the error with its position.
+pub fn deserialize_node<T: de::DeserializeOwned>(
+    node: &Node,
+    file: &Arc<str>,
+) -> Result<T, (Pos, String)> {
+    T::deserialize(NodeDe { node, file }).map_err(|e| {
+        let e = e.at(node);
+        (Pos::new(file, e.line, e.col), e.message)
+    })
+}
+
+const SP_MARKER: &str = "__hookyard_spanned";
+const ONE_OR_MANY_MARKER: &str = "__hookyard_one_or_many";
+
+/// The pass-2 deserializer: reads typed config from a [`Node`].
+#[derive(Clone, Copy)]
+struct NodeDe<'a> {
+    node: &'a Node,
+    file: &'a Arc<str>,
+}
+
+impl<'a> NodeDe<'a> {
+    fn child(&self, node: &'a Node) -> NodeDe<'a> {
+        NodeDe {
+            node,
+            file: self.file,
+        }
+    }
+
+    fn any<'de, V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
+        let r = match &self.node.kind {
+            Kind::Null => v.visit_unit(),
+            Kind::Bool(b) => v.visit_bool(*b),
+            Kind::Int(i) => v.visit_i64(*i),
+            Kind::UInt(u) => v.visit_u64(*u),
+            Kind::Float(x) => v.visit_f64(*x),
+            Kind::Str(s) => v.visit_str(s),
+            Kind::Seq(items) => v.visit_seq(Seq {
+                de: self,
+                items: items.iter(),
+            }),
+            Kind::Map(pairs) => v.visit_map(Map {
+                de: self,
+                pairs: pairs.iter(),
+                value: None,
+            }),
+        };
+        r.map_err(|e| e.at(self.node))
+    }
+
+    /// Scalars read as text when a string is wanted (`port: 80` into a
+    /// header value), as YAML users expect.
+    fn text(&self) -> Option<String> {
+        match &self.node.kind {
+            Kind::Str(s) => Some(s.clone()),
+            Kind::Bool(b) => Some(b.to_string()),
+            Kind::Int(i) => Some(i.to_string()),
+            Kind::UInt(u) => Some(u.to_string()),
+            Kind::Float(x) => Some(x.to_string()),
+            _ => None,
+        }
+    }
+}
+
+macro_rules! forward_number {
+    ($($method:ident => $visit:ident : $ty:ty),* $(,)?) => {$(
+        fn $method<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
+            if let Kind::Str(s) = &self.node.kind {
+                if let Ok(n) = s.trim().parse::<$ty>() {
+                    return v.$visit::<DeError>(n).map_err(|e| e.at(self.node));
+                }
+            }
+            self.any(v)
+        }
+    )*};
+}
+
+impl<'de, 'a> Deserializer<'de> for NodeDe<'a> {
+    type Error = DeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
+        self.any(v)
+    }
+
+    forward_number! {
+        deserialize_u8 => visit_u8: u8, deserialize_u16 => visit_u16: u16,
+        deserialize_u32 => visit_u32: u32, deserialize_u64 => visit_u64: u64,
+        deserialize_i8 => visit_i8: i8, deserialize_i16 => visit_i16: i16,
+        deserialize_i32 => visit_i32: i32, deserialize_i64 => visit_i64: i64,
+        deserialize_f32 => visit_f32: f32, deserialize_f64 => visit_f64: f64,
+        deserialize_bool => visit_bool: bool,
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
+        match self.text() {
+            Some(s) => v.visit_string::<DeError>(s).map_err(|e| e.at(self.node)),
+            None => self.any(v),
+        }
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(v)
+    }
+
+    fn deserialize_identifier<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(v)
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
+        match self.node.kind {
+            Kind::Null => v.visit_none(),
+            _ => v.visit_some(self),
+        }
+        .map_err(|e| e.at(self.node))
+    }
+
+    fn deserialize_unit<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
+        self.any(v)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        v: V,
+    ) -> Result<V::Value, DeError> {
+        let r = match name {
+            SP_MARKER => v.visit_seq(SpSeq { de: self, state: 0 }),
+            ONE_OR_MANY_MARKER => match &self.node.kind {
+                Kind::Seq(items) => v.visit_seq(Seq {
+                    de: self,
+                    items: items.iter(),
+                }),
+                _ => v.visit_seq(Seq {
+                    de: self,
+                    items: std::slice::from_ref(self.node).iter(),
+                }),
+            },
+            _ => v.visit_newtype_struct(self),
+        };
+        r.map_err(|e| e.at(self.node))
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, DeError> {
+        let r = match &self.node.kind {
+            Kind::Str(_) => v.visit_enum(Enum {
+                key: self,
+                value: None,
+            }),
+            Kind::Map(pairs) if pairs.len() == 1 => v.visit_enum(Enum {
+                key: self.child(&pairs[0].0),
+                value: Some(self.child(&pairs[0].1)),
+            }),
+            _ => Err(de::Error::custom(
+                "expected a name (string) or a map with a single key",
+            )),
+        };
+        r.map_err(|e| e.at(self.node))
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
+        v.visit_unit()
+    }
+
+    serde::forward_to_deserialize_any! {
+        i128 u128 char bytes byte_buf unit_struct seq tuple tuple_struct map struct
+    }
+}
+
+struct Seq<'a> {
+    de: NodeDe<'a>,
+    items: std::slice::Iter<'a, Node>,
+}
+
+impl<'de> de::SeqAccess<'de> for Seq<'_> {
+    type Error = DeError;
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
+        match self.items.next() {
+            Some(n) => seed.deserialize(self.de.child(n)).map(Some),
+            None => Ok(None),
+        }
+    }
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.items.len())
+    }
+}
+
+struct Map<'a> {
+    de: NodeDe<'a>,
+    pairs: std::slice::Iter<'a, (Node, Node)>,
+    value: Option<&'a Node>,
+}
+
+impl<'de> de::MapAccess<'de> for Map<'_> {
+    type Error = DeError;
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
+        match self.pairs.next() {
+            Some((k, v)) => {
+                self.value = Some(v);
+                seed.deserialize(self.de.child(k)).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
+        match self.value.take() {
+            Some(v) => seed.deserialize(self.de.child(v)),
+            None => Err(de::Error::custom("value requested before key")),
+        }
+    }
+}
+
+struct Enum<'a> {
+    key: NodeDe<'a>,
+    value: Option<NodeDe<'a>>,
+}
+
+impl<'de, 'a> de::EnumAccess<'de> for Enum<'a> {
+    type Error = DeError;
+    type Variant = Variant<'a>;
+    fn variant_seed<S: DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> Result<(S::Value, Variant<'a>), DeError> {
+        let v = seed.deserialize(self.key)?;
+        Ok((v, Variant { value: self.value }))
+    }
+}
+
+struct Variant<'a> {
+    value: Option<NodeDe<'a>>,
+}
+
+impl<'de> de::VariantAccess<'de> for Variant<'_> {
+    type Error = DeError;
+    fn unit_variant(self) -> Result<(), DeError> {
+        match self.value {
+            None => Ok(()),
+            Some(v) => match v.node.kind {
+                Kind::Null => Ok(()),
+                _ => Err(<DeError as de::Error>::custom("this variant takes no value").at(v.node)),
+            },
+        }
+    }
+    fn newtype_variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<S::Value, DeError> {
+        match self.value {
+            Some(v) => seed.deserialize(v),
+            None => Err(de::Error::custom("expected a map with a single key")),
+        }
+    }
+    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, v: V) -> Result<V::Value, DeError> {
+        match self.value {
+            Some(d) => d.any(v),
+            None => Err(de::Error::custom("expected a map with a single key")),
+        }
+    }
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, DeError> {
+        self.tuple_variant(0, v)
+    }
+}
+
+/// Feeds `[file, line, col, value]` to [`Sp`]'s visitor.
+struct SpSeq<'a> {
+    de: NodeDe<'a>,
+    state: u8,
+}
+
+impl<'de> de::SeqAccess<'de> for SpSeq<'_> {
+    type Error = DeError;
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
+        self.state += 1;
+        let n = self.de.node;
+        match self.state {
+            1 => seed.deserialize(self.de.file.as_ref().into_deserializer()).map(Some),
+            2 => seed.deserialize(n.line.into_deserializer()).map(Some),
+            3 => seed.deserialize(n.col.into_deserializer()).map(Some),
+            4 => seed.deserialize(self.de).map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// A value with the position of the YAML node it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sp<T> {
+    /// The value.
+    pub value: T,
+    /// Where it was written.
+    pub pos: Pos,
+}
+
+impl<T> std::ops::Deref for Sp<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Sp<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Sp<T>, D::Error> {
+        struct SpVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for SpVisitor<T> {
+            type Value = Sp<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a value with its position")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Sp<T>, A::Error> {
+                let missing = || de::Error::custom("internal: incomplete position");
+                let file: String = seq.next_element()?.ok_or_else(missing)?;
+                let line: u32 = seq.next_element()?.ok_or_else(missing)?;
+                let col: u32 = seq.next_element()?.ok_or_else(missing)?;
+                let value: T = seq.next_element()?.ok_or_else(missing)?;
+                Ok(Sp {
+                    value,
+                    pos: Pos::new(&Arc::from(file), line, col),
+                })
+            }
+        }
+        d.deserialize_newtype_struct(SP_MARKER, SpVisitor(std::marker::PhantomData))
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for Sp<T> {
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name()
+    }
+    fn schema_id() -> Cow<'static, str> {
+        T::schema_id()
+    }
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        T::json_schema(g)
+    }
+}
+
+/// One value or a list of them (`secret: a` or `secret: [a, b]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OneOrMany<T>(pub Vec<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<OneOrMany<T>, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = OneOrMany<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a value or a list of values")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(x) = seq.next_element()? {
+                    out.push(x);
+                }
+                Ok(OneOrMany(out))
+            }
+        }
+        d.deserialize_newtype_struct(ONE_OR_MANY_MARKER, V(std::marker::PhantomData))
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for OneOrMany<T> {
+    fn schema_name() -> Cow<'static, str> {
+        format!("OneOrMany_{}", T::schema_name()).into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        let one = g.subschema_for::<T>();
+        json_schema!({ "anyOf": [one, { "type": "array", "items": one }] })
+    }
+}
+
+/// A string, or a map read as `T` (`event: order.created` or
+/// `event: { header: X-Event }`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum StrOr<T> {
+    /// The short form.
+    Str(String),
+    /// The long form.
+    Map(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for StrOr<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<StrOr<T>, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = StrOr<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a map")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(StrOr::Str(v.to_owned()))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(StrOr::Map)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for StrOr<T> {
+    fn schema_name() -> Cow<'static, str> {
+        format!("StrOr_{}", T::schema_name()).into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        let map = g.subschema_for::<T>();
+        json_schema!({ "anyOf": [{ "type": "string" }, map] })
+    }
+}
