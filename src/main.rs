@@ -22,7 +22,12 @@ enum Command {
     /// Load the config and serve until SIGTERM/SIGINT.
     Run {
         /// Config file or directory.
-        #[arg(short = 'c', long = "config", env = "HOOKYARD_CONFIG", default_value = "./hookyard.yaml")]
+        #[arg(
+            short = 'c',
+            long = "config",
+            env = "HOOKYARD_CONFIG",
+            default_value = "./hookyard.yaml"
+        )]
         config: PathBuf,
         /// Log format (default: text).
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -31,7 +36,12 @@ enum Command {
     /// Check the config; print every error as `file:line:col: message`.
     Validate {
         /// Config file or directory.
-        #[arg(short = 'c', long = "config", env = "HOOKYARD_CONFIG", default_value = "./hookyard.yaml")]
+        #[arg(
+            short = 'c',
+            long = "config",
+            env = "HOOKYARD_CONFIG",
+            default_value = "./hookyard.yaml"
+        )]
         config: PathBuf,
         /// Do not resolve `${VAR}` references and secrets (for CI).
         #[arg(long)]
@@ -93,7 +103,9 @@ fn validate(path: &std::path::Path, no_env: bool) -> ExitCode {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

@@ -55,11 +55,15 @@ impl Ctx<'_> {
     }
 
     pub fn duration(&mut self, s: &Option<Sp<String>>, default: Duration) -> Duration {
-        s.as_ref().and_then(|s| self.unit(s, units::parse_duration)).unwrap_or(default)
+        s.as_ref()
+            .and_then(|s| self.unit(s, units::parse_duration))
+            .unwrap_or(default)
     }
 
     pub fn size(&mut self, s: &Option<Sp<String>>, default: u64) -> u64 {
-        s.as_ref().and_then(|s| self.unit(s, units::parse_size)).unwrap_or(default)
+        s.as_ref()
+            .and_then(|s| self.unit(s, units::parse_size))
+            .unwrap_or(default)
     }
 
     pub fn rate(&mut self, s: &Option<Sp<String>>) -> Option<Rate> {
@@ -68,8 +72,9 @@ impl Ctx<'_> {
 
     pub fn addr(&mut self, s: &Sp<String>) -> Option<SocketAddr> {
         self.unit(s, |t| {
-            t.parse::<SocketAddr>()
-                .map_err(|_| format!("invalid listen address `{t}`: write `IP:PORT`, e.g. `127.0.0.1:8080`"))
+            t.parse::<SocketAddr>().map_err(|_| {
+                format!("invalid listen address `{t}`: write `IP:PORT`, e.g. `127.0.0.1:8080`")
+            })
         })
     }
 
@@ -90,8 +95,14 @@ impl Ctx<'_> {
         let tline = before.matches('\n').count();
         let tcol = before.rsplit('\n').next().unwrap_or("").chars().count();
         let text = self.texts.get(&pos.file).map(|t| t.as_ref()).unwrap_or("");
-        let line_text = |n: u32| text.lines().nth((n as usize).saturating_sub(1)).unwrap_or("");
-        let first = line_text(pos.line).chars().nth((pos.col as usize).saturating_sub(1));
+        let line_text = |n: u32| {
+            text.lines()
+                .nth((n as usize).saturating_sub(1))
+                .unwrap_or("")
+        };
+        let first = line_text(pos.line)
+            .chars()
+            .nth((pos.col as usize).saturating_sub(1));
         if tline == 0 {
             let quote = usize::from(matches!(first, Some('"') | Some('\'')));
             return pos.shifted(quote + tcol);
@@ -99,8 +110,15 @@ impl Ctx<'_> {
         let block = usize::from(matches!(first, Some('|') | Some('>')));
         let line = pos.line as usize + block + tline;
         let line_u32 = u32::try_from(line).unwrap_or(u32::MAX);
-        let indent = line_text(line_u32).chars().take_while(|c| *c == ' ').count();
-        Pos::new(&pos.file, line_u32, u32::try_from(indent + tcol + 1).unwrap_or(u32::MAX))
+        let indent = line_text(line_u32)
+            .chars()
+            .take_while(|c| *c == ' ')
+            .count();
+        Pos::new(
+            &pos.file,
+            line_u32,
+            u32::try_from(indent + tcol + 1).unwrap_or(u32::MAX),
+        )
     }
 
     pub fn jsonpath(&mut self, s: &Sp<String>) -> Option<JsonPath> {
@@ -111,7 +129,10 @@ impl Ctx<'_> {
             Ok(p) => Some(p),
             Err(e) => {
                 let pos = self.inner_pos(&s.pos, &s.value, e.position());
-                self.error(&pos, format!("invalid JSONPath `{}`: {}", s.value, e.message()));
+                self.error(
+                    &pos,
+                    format!("invalid JSONPath `{}`: {}", s.value, e.message()),
+                );
                 None
             }
         }
@@ -120,7 +141,12 @@ impl Ctx<'_> {
     fn minijinja_pos(&self, s: &Sp<String>, e: &minijinja::Error, prefix: usize) -> Pos {
         let offset = match (e.range(), e.line()) {
             (Some(r), _) => r.start.saturating_sub(prefix),
-            (None, Some(l)) => s.value.split_inclusive('\n').take(l.saturating_sub(1)).map(str::len).sum(),
+            (None, Some(l)) => s
+                .value
+                .split_inclusive('\n')
+                .take(l.saturating_sub(1))
+                .map(str::len)
+                .sum(),
             _ => 0,
         };
         self.inner_pos(&s.pos, &s.value, offset)
@@ -129,10 +155,16 @@ impl Ctx<'_> {
     /// Compile `s` as template `name` into the shared environment.
     pub fn template(&mut self, name: String, s: &Sp<String>) -> Option<Template> {
         match self.env.add_template_owned(name.clone(), s.value.clone()) {
-            Ok(()) => Some(Template { name, source: s.value.clone() }),
+            Ok(()) => Some(Template {
+                name,
+                source: s.value.clone(),
+            }),
             Err(e) => {
                 let pos = self.minijinja_pos(s, &e, 0);
-                let detail = e.detail().map(str::to_owned).unwrap_or_else(|| e.kind().to_string());
+                let detail = e
+                    .detail()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| e.kind().to_string());
                 self.error(&pos, format!("template syntax error: {detail}"));
                 None
             }
@@ -145,16 +177,31 @@ impl Ctx<'_> {
     }
 
     /// Compile `src`, found at byte `offset` of `s`, as expression `name`.
-    pub fn expr_at(&mut self, name: String, s: &Sp<String>, src: &str, offset: usize) -> Option<Expr> {
+    pub fn expr_at(
+        &mut self,
+        name: String,
+        s: &Sp<String>,
+        src: &str,
+        offset: usize,
+    ) -> Option<Expr> {
         if let Err(e) = self.env.compile_expression_owned(src.to_owned()) {
             let pos = self.minijinja_pos(s, &e, 0);
             let pos = if offset > 0 { pos.shifted(offset) } else { pos };
-            let detail = e.detail().map(str::to_owned).unwrap_or_else(|| e.kind().to_string());
+            let detail = e
+                .detail()
+                .map(str::to_owned)
+                .unwrap_or_else(|| e.kind().to_string());
             self.error(&pos, format!("expression syntax error: {detail}"));
             return None;
         }
-        match self.env.add_template_owned(name.clone(), templates::expression_wrapper(src)) {
-            Ok(()) => Some(Expr { name, source: src.to_owned() }),
+        match self
+            .env
+            .add_template_owned(name.clone(), templates::expression_wrapper(src))
+        {
+            Ok(()) => Some(Expr {
+                name,
+                source: src.to_owned(),
+            }),
             Err(e) => {
                 self.error(&s.pos, format!("expression error: {e}"));
                 None
@@ -175,7 +222,13 @@ impl Ctx<'_> {
                     k.sort_unstable();
                     format!("declared: {}", k.join(", "))
                 };
-                self.error(&s.pos, format!("unknown secret `{}`: declare it under `secrets:` ({known})", s.value));
+                self.error(
+                    &s.pos,
+                    format!(
+                        "unknown secret `{}`: declare it under `secrets:` ({known})",
+                        s.value
+                    ),
+                );
                 None
             }
         }
@@ -191,7 +244,9 @@ pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
     let t = s.trim();
     t.parse::<IpNet>()
         .or_else(|_| t.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("invalid CIDR `{t}`: write an address or a network like `203.0.113.0/24`"))
+        .map_err(|_| {
+            format!("invalid CIDR `{t}`: write an address or a network like `203.0.113.0/24`")
+        })
 }
 
 /// Check ids: valid characters and unique per kind. Returns false for an
@@ -203,18 +258,36 @@ pub(crate) struct Ids {
 
 impl Ids {
     pub fn new(kind: &'static str) -> Ids {
-        Ids { kind, seen: HashMap::new() }
+        Ids {
+            kind,
+            seen: HashMap::new(),
+        }
     }
 
     pub fn check(&mut self, id: &Sp<String>, diags: &mut Diagnostics) -> bool {
         let ok = !id.value.is_empty()
-            && id.value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            && id
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !ok {
-            diags.error(&id.pos, format!("invalid {} id `{}`: use letters, digits, `-`, `_` and `.`", self.kind, id.value));
+            diags.error(
+                &id.pos,
+                format!(
+                    "invalid {} id `{}`: use letters, digits, `-`, `_` and `.`",
+                    self.kind, id.value
+                ),
+            );
             return false;
         }
         if let Some(first) = self.seen.get(&id.value) {
-            diags.error(&id.pos, format!("duplicate {} id `{}`: also defined at {first}", self.kind, id.value));
+            diags.error(
+                &id.pos,
+                format!(
+                    "duplicate {} id `{}`: also defined at {first}",
+                    self.kind, id.value
+                ),
+            );
             return false;
         }
         self.seen.insert(id.value.clone(), id.pos.clone());
@@ -233,7 +306,13 @@ fn resolve_secrets(set: &RawSet, ctx: &mut Ctx<'_>, lookup: &dyn Fn(&str) -> Opt
         seen.insert(name.value.clone(), name.pos.clone());
         let value = match (&raw.env, &raw.file) {
             (Some(_), Some(_)) | (None, None) => {
-                ctx.error(&name.pos, format!("secret `{}` needs exactly one of `env: VAR` or `file: PATH`", name.value));
+                ctx.error(
+                    &name.pos,
+                    format!(
+                        "secret `{}` needs exactly one of `env: VAR` or `file: PATH`",
+                        name.value
+                    ),
+                );
                 ctx.failed_secrets.insert(name.value.clone());
                 continue;
             }
@@ -241,7 +320,13 @@ fn resolve_secrets(set: &RawSet, ctx: &mut Ctx<'_>, lookup: &dyn Fn(&str) -> Opt
             (Some(var), None) => match lookup(&var.value) {
                 Some(v) => v.into_bytes(),
                 None => {
-                    ctx.error(&var.pos, format!("environment variable `{}` of secret `{}` is not set", var.value, name.value));
+                    ctx.error(
+                        &var.pos,
+                        format!(
+                            "environment variable `{}` of secret `{}` is not set",
+                            var.value, name.value
+                        ),
+                    );
                     ctx.failed_secrets.insert(name.value.clone());
                     continue;
                 }
@@ -259,14 +344,22 @@ fn resolve_secrets(set: &RawSet, ctx: &mut Ctx<'_>, lookup: &dyn Fn(&str) -> Opt
                         v
                     }
                     Err(e) => {
-                        ctx.error(&file.pos, format!("cannot read secret file `{}` of secret `{}`: {e}", path.display(), name.value));
+                        ctx.error(
+                            &file.pos,
+                            format!(
+                                "cannot read secret file `{}` of secret `{}`: {e}",
+                                path.display(),
+                                name.value
+                            ),
+                        );
                         ctx.failed_secrets.insert(name.value.clone());
                         continue;
                     }
                 }
             }
         };
-        ctx.secrets.insert(name.value.clone(), Secret::new(name.value.clone(), value));
+        ctx.secrets
+            .insert(name.value.clone(), Secret::new(name.value.clone(), value));
     }
 }
 
@@ -277,12 +370,27 @@ pub(crate) fn compile(
     no_env: bool,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Option<Config> {
-    let mut ctx = Ctx { diags, env: templates::new_environment(), texts: &set.texts, no_env, secrets: HashMap::new(), failed_secrets: Default::default() };
+    let mut ctx = Ctx {
+        diags,
+        env: templates::new_environment(),
+        texts: &set.texts,
+        no_env,
+        secrets: HashMap::new(),
+        failed_secrets: Default::default(),
+    };
     resolve_secrets(&set, &mut ctx, lookup);
 
-    let s = set.server.as_ref().map(|i| i.value.clone()).unwrap_or_default();
+    let s = set
+        .server
+        .as_ref()
+        .map(|i| i.value.clone())
+        .unwrap_or_default();
     let server = Server {
-        listen: s.listen.as_ref().and_then(|a| ctx.addr(a)).unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
+        listen: s
+            .listen
+            .as_ref()
+            .and_then(|a| ctx.addr(a))
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
         api_listen: s.api_listen.as_ref().and_then(|a| ctx.addr(a)),
         metrics_listen: s.metrics_listen.as_ref().and_then(|a| ctx.addr(a)),
         max_body: ctx.size(&s.max_body, 1024 * 1024),
@@ -291,30 +399,58 @@ pub(crate) fn compile(
         shutdown_delay: ctx.duration(&s.shutdown_delay, Duration::ZERO),
     };
     let queue = compile_queue(set.queue.as_ref(), &mut ctx);
-    let h = set.history.as_ref().map(|i| i.value.clone()).unwrap_or_default();
+    let h = set
+        .history
+        .as_ref()
+        .map(|i| i.value.clone())
+        .unwrap_or_default();
     let history = History {
         retention: ctx.duration(&h.retention, Duration::from_secs(7 * 86_400)),
         max_events: h.max_events.unwrap_or(100_000),
         response_body_limit: ctx.size(&h.response_body_limit, 4096),
     };
-    let idem = set.idempotency.as_ref().map(|i| i.value.clone()).unwrap_or_default();
+    let idem = set
+        .idempotency
+        .as_ref()
+        .map(|i| i.value.clone())
+        .unwrap_or_default();
     let idempotency_window = ctx.duration(&idem.window, Duration::from_secs(86_400));
-    let r = set.reload.as_ref().map(|i| i.value.clone()).unwrap_or_default();
+    let r = set
+        .reload
+        .as_ref()
+        .map(|i| i.value.clone())
+        .unwrap_or_default();
     let reload = Reload {
         watch: r.watch.unwrap_or(true),
         debounce: ctx.duration(&r.debounce, Duration::from_millis(500)),
         orphan_grace: ctx.duration(&r.orphan_grace, Duration::from_secs(600)),
     };
-    let eg = set.egress.as_ref().map(|i| i.value.clone()).unwrap_or_default();
-    let egress = Egress { allow: ctx.cidrs(&eg.allow), deny: ctx.cidrs(&eg.deny) };
+    let eg = set
+        .egress
+        .as_ref()
+        .map(|i| i.value.clone())
+        .unwrap_or_default();
+    let egress = Egress {
+        allow: ctx.cidrs(&eg.allow),
+        deny: ctx.cidrs(&eg.deny),
+    };
     let tokens = compile_tokens(&set.tokens, &mut ctx);
     let event_types = compile_event_types(&set.event_types, &mut ctx);
-    let defaults = super::compile_items::compile_defaults(set.defaults.as_ref().map(|i| &i.value), &mut ctx);
+    let defaults =
+        super::compile_items::compile_defaults(set.defaults.as_ref().map(|i| &i.value), &mut ctx);
 
-    let (triggers, trigger_ids, trigger_paths) = super::compile_items::compile_triggers(&set.triggers, &mut ctx);
-    let (actions, action_ids) = super::compile_items::compile_actions(&set.actions, &defaults, &mut ctx);
-    let (workflows, workflow_ids) =
-        super::compile_items::compile_workflows(&set.workflows, &actions, &action_ids, &trigger_ids, &defaults, &mut ctx);
+    let (triggers, trigger_ids, trigger_paths) =
+        super::compile_items::compile_triggers(&set.triggers, &mut ctx);
+    let (actions, action_ids) =
+        super::compile_items::compile_actions(&set.actions, &defaults, &mut ctx);
+    let (workflows, workflow_ids) = super::compile_items::compile_workflows(
+        &set.workflows,
+        &actions,
+        &action_ids,
+        &trigger_ids,
+        &defaults,
+        &mut ctx,
+    );
     let (subscriptions, subscription_ids) =
         super::compile_items::compile_subscriptions(&set.subscriptions, &defaults, &mut ctx);
 
@@ -331,7 +467,11 @@ pub(crate) fn compile(
         secrets,
         tokens,
         event_types,
-        event_catalog: set.event_catalog.as_ref().map(|i| i.value).unwrap_or_default(),
+        event_catalog: set
+            .event_catalog
+            .as_ref()
+            .map(|i| i.value)
+            .unwrap_or_default(),
         triggers,
         actions,
         workflows,
@@ -362,16 +502,32 @@ fn compile_queue(q: Option<&Item<RawQueue>>, ctx: &mut Ctx<'_>) -> Queue {
         }
         QueueBackend::Redis => {
             if let Some(p) = &raw.path {
-                ctx.error(&p.pos, "`queue.path` is for `backend: embedded`; Redis uses `url`");
+                ctx.error(
+                    &p.pos,
+                    "`queue.path` is for `backend: embedded`; Redis uses `url`",
+                );
             }
             match &raw.url {
                 None => {
                     if let Some(pos) = &pos {
-                        ctx.error(pos, "`backend: redis` needs `url`, e.g. `redis://127.0.0.1:6379/0`");
+                        ctx.error(
+                            pos,
+                            "`backend: redis` needs `url`, e.g. `redis://127.0.0.1:6379/0`",
+                        );
                     }
                 }
-                Some(u) if !ctx.skip(u) && !u.value.starts_with("redis://") && !u.value.starts_with("rediss://") => {
-                    ctx.error(&u.pos, format!("invalid Redis URL `{}`: it must start with redis:// or rediss://", u.value));
+                Some(u)
+                    if !ctx.skip(u)
+                        && !u.value.starts_with("redis://")
+                        && !u.value.starts_with("rediss://") =>
+                {
+                    ctx.error(
+                        &u.pos,
+                        format!(
+                            "invalid Redis URL `{}`: it must start with redis:// or rediss://",
+                            u.value
+                        ),
+                    );
                 }
                 Some(_) => {}
             }
@@ -379,9 +535,16 @@ fn compile_queue(q: Option<&Item<RawQueue>>, ctx: &mut Ctx<'_>) -> Queue {
     }
     Queue {
         backend,
-        path: PathBuf::from(raw.path.map(|p| p.value).unwrap_or_else(|| "./hookyard-data".into())),
+        path: PathBuf::from(
+            raw.path
+                .map(|p| p.value)
+                .unwrap_or_else(|| "./hookyard-data".into()),
+        ),
         url: raw.url.map(|u| u.value).unwrap_or_default(),
-        prefix: raw.prefix.map(|p| p.value).unwrap_or_else(|| "hookyard".into()),
+        prefix: raw
+            .prefix
+            .map(|p| p.value)
+            .unwrap_or_else(|| "hookyard".into()),
         lease: ctx.duration(&raw.lease, Duration::from_secs(60)),
     }
 }
@@ -395,16 +558,29 @@ fn compile_tokens(items: &[Item<RawToken>], ctx: &mut Ctx<'_>) -> Vec<Token> {
             continue;
         }
         if t.scopes.is_empty() {
-            ctx.error(&it.pos, format!("token `{}` has no scopes; list what it may do", t.name.value));
+            ctx.error(
+                &it.pos,
+                format!(
+                    "token `{}` has no scopes; list what it may do",
+                    t.name.value
+                ),
+            );
         }
         if let Some(secret) = ctx.secret(&t.secret) {
-            out.push(Token { name: t.name.value.clone(), secret, scopes: t.scopes.clone() });
+            out.push(Token {
+                name: t.name.value.clone(),
+                secret,
+                scopes: t.scopes.clone(),
+            });
         }
     }
     out
 }
 
-fn compile_event_types(items: &[Item<RawEventType>], ctx: &mut Ctx<'_>) -> HashMap<String, Arc<EventType>> {
+fn compile_event_types(
+    items: &[Item<RawEventType>],
+    ctx: &mut Ctx<'_>,
+) -> HashMap<String, Arc<EventType>> {
     let mut ids = Ids::new("event type");
     let mut out = HashMap::new();
     for it in items {
@@ -417,14 +593,21 @@ fn compile_event_types(items: &[Item<RawEventType>], ctx: &mut Ctx<'_>) -> HashM
             Some(s) => match jsonschema::validator_for(&s.value) {
                 Ok(v) => Some(Arc::new(v)),
                 Err(e) => {
-                    ctx.error(&s.pos, format!("invalid JSON Schema for `{}`: {e}", t.name.value));
+                    ctx.error(
+                        &s.pos,
+                        format!("invalid JSON Schema for `{}`: {e}", t.name.value),
+                    );
                     None
                 }
             },
         };
         out.insert(
             t.name.value.clone(),
-            Arc::new(EventType { name: t.name.value.clone(), schema_json: t.schema.as_ref().map(|s| s.value.clone()), schema }),
+            Arc::new(EventType {
+                name: t.name.value.clone(),
+                schema_json: t.schema.as_ref().map(|s| s.value.clone()),
+                schema,
+            }),
         );
     }
     out

@@ -24,7 +24,10 @@ pub(crate) struct Defaults {
 }
 
 fn default_schedule() -> Vec<Duration> {
-    [5, 300, 1800, 7200, 18_000, 36_000, 36_000].into_iter().map(Duration::from_secs).collect()
+    [5, 300, 1800, 7200, 18_000, 36_000, 36_000]
+        .into_iter()
+        .map(Duration::from_secs)
+        .collect()
 }
 
 fn retry(raw: Option<&RawRetry>, base: &RetryPolicy, ctx: &mut Ctx<'_>) -> RetryPolicy {
@@ -39,17 +42,31 @@ fn retry(raw: Option<&RawRetry>, base: &RetryPolicy, ctx: &mut Ctx<'_>) -> Retry
             .collect(),
         None => base.schedule.clone(),
     };
-    RetryPolicy { schedule, max_retry_after: ctx.duration(&raw.max_retry_after, base.max_retry_after) }
+    RetryPolicy {
+        schedule,
+        max_retry_after: ctx.duration(&raw.max_retry_after, base.max_retry_after),
+    }
 }
 
 fn signing(raw: &RawSigning, ctx: &mut Ctx<'_>) -> Signing {
-    Signing { scheme: raw.scheme, secrets: ctx.secret_list(&raw.secret) }
+    Signing {
+        scheme: raw.scheme,
+        secrets: ctx.secret_list(&raw.secret),
+    }
 }
 
-fn headers(prefix: &str, raw: &Option<BTreeMap<String, Sp<String>>>, ctx: &mut Ctx<'_>) -> Vec<(String, Template)> {
+fn headers(
+    prefix: &str,
+    raw: &Option<BTreeMap<String, Sp<String>>>,
+    ctx: &mut Ctx<'_>,
+) -> Vec<(String, Template)> {
     let mut out = Vec::new();
     for (k, v) in raw.iter().flatten() {
-        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b)) {
+        if k.is_empty()
+            || !k
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b))
+        {
             ctx.error(&v.pos, format!("invalid header name `{k}`"));
             continue;
         }
@@ -61,7 +78,10 @@ fn headers(prefix: &str, raw: &Option<BTreeMap<String, Sp<String>>>, ctx: &mut C
 }
 
 pub(crate) fn compile_defaults(raw: Option<&RawDefaults>, ctx: &mut Ctx<'_>) -> Defaults {
-    let base = RetryPolicy { schedule: default_schedule(), max_retry_after: Duration::from_secs(3600) };
+    let base = RetryPolicy {
+        schedule: default_schedule(),
+        max_retry_after: Duration::from_secs(3600),
+    };
     let empty = RawDefaults::default();
     let raw = raw.unwrap_or(&empty);
     Defaults {
@@ -88,7 +108,12 @@ struct RawDelivery<'a> {
     paused: Option<bool>,
 }
 
-fn delivery(prefix: &str, raw: RawDelivery<'_>, d: &Defaults, ctx: &mut Ctx<'_>) -> DeliveryOptions {
+fn delivery(
+    prefix: &str,
+    raw: RawDelivery<'_>,
+    d: &Defaults,
+    ctx: &mut Ctx<'_>,
+) -> DeliveryOptions {
     let own = headers(prefix, raw.headers, ctx);
     let mut merged: Vec<(String, Template)> = d
         .headers
@@ -116,8 +141,15 @@ fn target_url(prefix: &str, raw: &Sp<StrOr<RawSecretRef>>, ctx: &mut Ctx<'_>) ->
     match &raw.value {
         StrOr::Map(r) => ctx.secret(&r.secret).map(TargetUrl::Secret),
         StrOr::Str(s) => {
-            let sp = Sp { value: s.clone(), pos: raw.pos.clone() };
-            let cut = [s.find("{{"), s.find("{%")].into_iter().flatten().min().unwrap_or(s.len());
+            let sp = Sp {
+                value: s.clone(),
+                pos: raw.pos.clone(),
+            };
+            let cut = [s.find("{{"), s.find("{%")]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(s.len());
             let literal_prefix = s[..cut].to_owned();
             let checked = ctx.no_env && s.contains("${");
             if !checked {
@@ -137,7 +169,10 @@ fn target_url(prefix: &str, raw: &Sp<StrOr<RawSecretRef>>, ctx: &mut Ctx<'_>) ->
                 }
             }
             let template = ctx.template(format!("{prefix}/url"), &sp)?;
-            Some(TargetUrl::Template { template, literal_prefix })
+            Some(TargetUrl::Template {
+                template,
+                literal_prefix,
+            })
         }
     }
 }
@@ -148,7 +183,10 @@ fn json_body(name: &str, node: &JsonNode, ctx: &mut Ctx<'_>) -> JsonTemplate {
         JsonKind::Bool(b) => JsonTemplate::Literal((*b).into()),
         JsonKind::Number(n) => JsonTemplate::Literal(serde_json::Value::Number(n.clone())),
         JsonKind::Str(s) => {
-            let sp = Sp { value: s.clone(), pos: node.pos.clone() };
+            let sp = Sp {
+                value: s.clone(),
+                pos: node.pos.clone(),
+            };
             if let Some((expr, offset)) = templates::single_expression(s) {
                 let expr = expr.to_owned();
                 match ctx.expr_at(name.to_owned(), &sp, &expr, offset) {
@@ -165,27 +203,48 @@ fn json_body(name: &str, node: &JsonNode, ctx: &mut Ctx<'_>) -> JsonTemplate {
             }
         }
         JsonKind::Array(items) => JsonTemplate::Array(
-            items.iter().enumerate().map(|(i, n)| json_body(&format!("{name}/{i}"), n, ctx)).collect(),
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, n)| json_body(&format!("{name}/{i}"), n, ctx))
+                .collect(),
         ),
         JsonKind::Object(fields) => JsonTemplate::Object(
-            fields.iter().map(|(k, n)| (k.clone(), json_body(&format!("{name}/{k}"), n, ctx))).collect(),
+            fields
+                .iter()
+                .map(|(k, n)| (k.clone(), json_body(&format!("{name}/{k}"), n, ctx)))
+                .collect(),
         ),
     }
 }
 
-fn action(id: &str, raw: &RawAction, pos: &crate::config::error::Pos, d: &Defaults, ctx: &mut Ctx<'_>) -> Option<Action> {
+fn action(
+    id: &str,
+    raw: &RawAction,
+    pos: &crate::config::error::Pos,
+    d: &Defaults,
+    ctx: &mut Ctx<'_>,
+) -> Option<Action> {
     let prefix = format!("action/{id}");
     let url = target_url(&prefix, &raw.url, ctx);
     let query = raw
         .query
         .iter()
         .flatten()
-        .filter_map(|(k, v)| ctx.template(format!("{prefix}/query/{k}"), v).map(|t| (k.clone(), t)))
+        .filter_map(|(k, v)| {
+            ctx.template(format!("{prefix}/query/{k}"), v)
+                .map(|t| (k.clone(), t))
+        })
         .collect();
     let body = raw.body.as_ref().and_then(|b| {
-        let count = usize::from(b.json.is_some()) + usize::from(b.form.is_some()) + usize::from(b.raw.is_some());
+        let count = usize::from(b.json.is_some())
+            + usize::from(b.form.is_some())
+            + usize::from(b.raw.is_some());
         if count != 1 {
-            ctx.error(pos, format!("action `{id}`: `body` needs exactly one of `json`, `form`, `raw`"));
+            ctx.error(
+                pos,
+                format!("action `{id}`: `body` needs exactly one of `json`, `form`, `raw`"),
+            );
             return None;
         }
         if let Some(j) = &b.json {
@@ -194,7 +253,10 @@ fn action(id: &str, raw: &RawAction, pos: &crate::config::error::Pos, d: &Defaul
         if let Some(f) = &b.form {
             let fields = f
                 .iter()
-                .filter_map(|(k, v)| ctx.template(format!("{prefix}/form/{k}"), v).map(|t| (k.clone(), t)))
+                .filter_map(|(k, v)| {
+                    ctx.template(format!("{prefix}/form/{k}"), v)
+                        .map(|t| (k.clone(), t))
+                })
                 .collect();
             return Some(Body::Form(fields));
         }
@@ -202,7 +264,10 @@ fn action(id: &str, raw: &RawAction, pos: &crate::config::error::Pos, d: &Defaul
         let template = ctx.template(format!("{prefix}/body"), &r.template)?;
         Some(Body::Raw {
             template,
-            content_type: r.content_type.clone().unwrap_or_else(|| "text/plain; charset=utf-8".into()),
+            content_type: r
+                .content_type
+                .clone()
+                .unwrap_or_else(|| "text/plain; charset=utf-8".into()),
         })
     });
     let delivery = delivery(
@@ -273,16 +338,27 @@ pub(crate) fn compile_workflows(
         if when.event.is_none() && when.trigger.is_none() {
             ctx.error(&w.when.pos, format!("workflow `{id}`: `when` needs `event` or `trigger` (use `event: \"*\"` for every event)"));
         }
-        let events = when.event.iter().flat_map(|e| e.0.iter()).map(|p| EventPattern::parse(&p.value)).collect();
+        let events = when
+            .event
+            .iter()
+            .flat_map(|e| e.0.iter())
+            .map(|p| EventPattern::parse(&p.value))
+            .collect();
         let mut triggers = Vec::new();
         for t in when.trigger.iter().flat_map(|t| t.0.iter()) {
             if trigger_ids.contains_key(&t.value) {
                 triggers.push(t.value.clone());
             } else {
-                ctx.error(&t.pos, format!("workflow `{id}`: unknown trigger `{}`", t.value));
+                ctx.error(
+                    &t.pos,
+                    format!("workflow `{id}`: unknown trigger `{}`", t.value),
+                );
             }
         }
-        let condition = when.condition.as_ref().and_then(|c| ctx.expr(format!("workflow/{id}/if"), c));
+        let condition = when
+            .condition
+            .as_ref()
+            .and_then(|c| ctx.expr(format!("workflow/{id}/if"), c));
         if w.steps.value.is_empty() {
             ctx.error(&w.steps.pos, format!("workflow `{id}` has no steps"));
         }
@@ -290,22 +366,44 @@ pub(crate) fn compile_workflows(
         for (n, step) in w.steps.value.iter().enumerate() {
             match (&step.action, &step.request) {
                 (Some(a), None) => match action_ids.get(&a.value) {
-                    Some(&i) => steps.push(Step { action: Arc::clone(&actions[i]), inline: false }),
-                    None => ctx.error(&a.pos, format!("workflow `{id}`: unknown action `{}`", a.value)),
+                    Some(&i) => steps.push(Step {
+                        action: Arc::clone(&actions[i]),
+                        inline: false,
+                    }),
+                    None => ctx.error(
+                        &a.pos,
+                        format!("workflow `{id}`: unknown action `{}`", a.value),
+                    ),
                 },
                 (None, Some(req)) => {
                     let step_id = format!("{id}-{}", n + 1);
                     let raw: RawAction = req.clone().into();
                     let pos = req.url.pos.clone();
                     if let Some(a) = action(&step_id, &raw, &pos, d, ctx) {
-                        steps.push(Step { action: Arc::new(a), inline: true });
+                        steps.push(Step {
+                            action: Arc::new(a),
+                            inline: true,
+                        });
                     }
                 }
-                _ => ctx.error(&w.steps.pos, format!("workflow `{id}` step {}: write exactly one of `action` or `request`", n + 1)),
+                _ => ctx.error(
+                    &w.steps.pos,
+                    format!(
+                        "workflow `{id}` step {}: write exactly one of `action` or `request`",
+                        n + 1
+                    ),
+                ),
             }
         }
         index.insert(id.clone(), out.len());
-        out.push(Arc::new(Workflow { id, mode: w.mode.unwrap_or_default(), events, triggers, condition, steps }));
+        out.push(Arc::new(Workflow {
+            id,
+            mode: w.mode.unwrap_or_default(),
+            events,
+            triggers,
+            condition,
+            steps,
+        }));
     }
     (out, index)
 }
@@ -329,7 +427,10 @@ pub(crate) fn compile_subscriptions(
             ctx.error(&it.pos, format!("subscription `{id}` lists no `events`"));
         }
         let url = target_url(&prefix, &s.url, ctx);
-        let condition = s.condition.as_ref().and_then(|c| ctx.expr(format!("{prefix}/if"), c));
+        let condition = s
+            .condition
+            .as_ref()
+            .and_then(|c| ctx.expr(format!("{prefix}/if"), c));
         let delivery = delivery(
             &prefix,
             RawDelivery {
@@ -350,7 +451,12 @@ pub(crate) fn compile_subscriptions(
         out.push(Arc::new(Subscription {
             id,
             url,
-            events: s.events.0.iter().map(|p| EventPattern::parse(&p.value)).collect(),
+            events: s
+                .events
+                .0
+                .iter()
+                .map(|p| EventPattern::parse(&p.value))
+                .collect(),
             verify: s.verify.unwrap_or(false),
             condition,
             delivery,

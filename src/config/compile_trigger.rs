@@ -11,10 +11,14 @@ use super::node::{Sp, StrOr};
 use super::raw::*;
 use super::runtime::*;
 
-pub(crate) fn compile_triggers(
-    items: &[Item<RawTrigger>],
-    ctx: &mut Ctx<'_>,
-) -> (Vec<Arc<Trigger>>, HashMap<String, usize>, HashMap<String, usize>) {
+/// Triggers in order, index by id, index by path.
+pub(crate) type CompiledTriggers = (
+    Vec<Arc<Trigger>>,
+    HashMap<String, usize>,
+    HashMap<String, usize>,
+);
+
+pub(crate) fn compile_triggers(items: &[Item<RawTrigger>], ctx: &mut Ctx<'_>) -> CompiledTriggers {
     let mut ids = Ids::new("trigger");
     let mut out = Vec::new();
     let mut by_id = HashMap::new();
@@ -25,10 +29,22 @@ pub(crate) fn compile_triggers(
         if !ids.check(&raw.id, ctx.diags) {
             continue;
         }
-        let Some(t) = trigger(raw, &it.pos, ctx) else { continue };
-        let pos = raw.path.as_ref().map(|p| p.pos.clone()).unwrap_or_else(|| raw.id.pos.clone());
+        let Some(t) = trigger(raw, &it.pos, ctx) else {
+            continue;
+        };
+        let pos = raw
+            .path
+            .as_ref()
+            .map(|p| p.pos.clone())
+            .unwrap_or_else(|| raw.id.pos.clone());
         if let Some(first) = path_pos.get(&t.path) {
-            ctx.error(&pos, format!("trigger `{}`: path `{}` is already served by a trigger at {first}", t.id, t.path));
+            ctx.error(
+                &pos,
+                format!(
+                    "trigger `{}`: path `{}` is already served by a trigger at {first}",
+                    t.id, t.path
+                ),
+            );
             continue;
         }
         path_pos.insert(t.path.clone(), pos);
@@ -45,7 +61,13 @@ fn trigger(raw: &RawTrigger, pos: &Pos, ctx: &mut Ctx<'_>) -> Option<Trigger> {
         None => format!("/hooks/{id}"),
         Some(p) => {
             if !p.value.starts_with("/hooks/") || p.value.len() <= "/hooks/".len() {
-                ctx.error(&p.pos, format!("trigger `{id}`: `path` must start with `/hooks/` (got `{}`)", p.value));
+                ctx.error(
+                    &p.pos,
+                    format!(
+                        "trigger `{id}`: `path` must start with `/hooks/` (got `{}`)",
+                        p.value
+                    ),
+                );
             }
             p.value.clone()
         }
@@ -68,27 +90,51 @@ fn trigger(raw: &RawTrigger, pos: &Pos, ctx: &mut Ctx<'_>) -> Option<Trigger> {
             None
         }
     });
-    let default_mapping = raw.mapping.as_ref().map(|m| compile_mapping(&format!("trigger/{id}/mapping"), m, ctx));
+    let default_mapping = raw
+        .mapping
+        .as_ref()
+        .map(|m| compile_mapping(&format!("trigger/{id}/mapping"), m, ctx));
     let mut mappings = HashMap::new();
     for (ty, m) in raw.mappings.iter().flatten() {
-        mappings.insert(ty.clone(), compile_mapping(&format!("trigger/{id}/mappings/{ty}"), m, ctx));
+        mappings.insert(
+            ty.clone(),
+            compile_mapping(&format!("trigger/{id}/mappings/{ty}"), m, ctx),
+        );
     }
     let handshake_secrets = match &raw.handshake_secret {
         Some(s) => ctx.secret(s).into_iter().collect(),
-        None => verify.signature.as_ref().map(|s| s.secrets.clone()).unwrap_or_default(),
+        None => verify
+            .signature
+            .as_ref()
+            .map(|s| s.secrets.clone())
+            .unwrap_or_default(),
     };
-    if matches!(raw.handshake, Some(Handshake::Meta | Handshake::Zoom)) && handshake_secrets.is_empty() && raw.handshake_secret.is_none() {
+    if matches!(raw.handshake, Some(Handshake::Meta | Handshake::Zoom))
+        && handshake_secrets.is_empty()
+        && raw.handshake_secret.is_none()
+    {
         ctx.error(pos, format!("trigger `{id}`: this handshake needs `handshake_secret` (or a `verify.signature` secret)"));
     }
     let respond = raw.respond.as_ref().map(|r| {
         let status = r.status.unwrap_or(202);
         if !(100..=599).contains(&status) {
-            ctx.error(pos, format!("trigger `{id}`: `respond.status` {status} is not an HTTP status"));
+            ctx.error(
+                pos,
+                format!("trigger `{id}`: `respond.status` {status} is not an HTTP status"),
+            );
         }
         Respond {
             status,
-            body: r.body.as_ref().and_then(|b| ctx.template(format!("trigger/{id}/respond"), b)),
-            headers: r.headers.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            body: r
+                .body
+                .as_ref()
+                .and_then(|b| ctx.template(format!("trigger/{id}/respond"), b)),
+            headers: r
+                .headers
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
     });
     Some(Trigger {
@@ -114,13 +160,28 @@ fn event_source(id: &str, e: &Sp<StrOr<RawEventFrom>>, ctx: &mut Ctx<'_>) -> Opt
         }
         StrOr::Str(s) => Some(EventSource::Fixed(s.clone())),
         StrOr::Map(f) => {
-            let map = f.map.as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>());
+            let map = f.map.as_ref().map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<HashMap<_, _>>()
+            });
             let otherwise = f.otherwise.unwrap_or_default();
             match (&f.header, &f.path) {
-                (Some(h), None) => Some(EventSource::Header { name: h.clone(), map, otherwise }),
-                (None, Some(p)) => ctx.jsonpath(p).map(|path| EventSource::Path { path, map, otherwise }),
+                (Some(h), None) => Some(EventSource::Header {
+                    name: h.clone(),
+                    map,
+                    otherwise,
+                }),
+                (None, Some(p)) => ctx.jsonpath(p).map(|path| EventSource::Path {
+                    path,
+                    map,
+                    otherwise,
+                }),
                 _ => {
-                    ctx.error(&e.pos, format!("trigger `{id}`: `event` needs exactly one of `header` or `path`"));
+                    ctx.error(
+                        &e.pos,
+                        format!("trigger `{id}`: `event` needs exactly one of `header` or `path`"),
+                    );
                     None
                 }
             }
@@ -129,7 +190,9 @@ fn event_source(id: &str, e: &Sp<StrOr<RawEventFrom>>, ctx: &mut Ctx<'_>) -> Opt
 }
 
 fn verify(raw: Option<&RawVerify>, ctx: &mut Ctx<'_>) -> Verify {
-    let Some(raw) = raw else { return Verify::default() };
+    let Some(raw) = raw else {
+        return Verify::default();
+    };
     let signature = raw.signature.as_ref().map(|s| {
         let generic = s.preset == SignaturePreset::HmacSha256;
         if !generic && (s.header.is_some() || s.encoding.is_some() || s.prefix.is_some()) {
@@ -160,34 +223,58 @@ fn verify(raw: Option<&RawVerify>, ctx: &mut Ctx<'_>) -> Verify {
         ip_allow: ctx.cidrs(&raw.ip_allow),
         bearer: raw.bearer.as_ref().and_then(|b| ctx.secret(b)),
         basic: raw.basic.as_ref().and_then(|b| {
-            ctx.secret(&b.password).map(|password| Basic { user: b.user.clone(), password })
+            ctx.secret(&b.password).map(|password| Basic {
+                user: b.user.clone(),
+                password,
+            })
         }),
     }
 }
 
-fn compile_mapping(prefix: &str, raw: &BTreeMap<String, RawMappingSource>, ctx: &mut Ctx<'_>) -> Mapping {
+fn compile_mapping(
+    prefix: &str,
+    raw: &BTreeMap<String, RawMappingSource>,
+    ctx: &mut Ctx<'_>,
+) -> Mapping {
     let mut fields = Vec::new();
     for (key, src) in raw {
         let output: Vec<String> = key.split('.').map(str::to_owned).collect();
         if output.iter().any(String::is_empty) {
-            ctx.error(&src.pos, format!("invalid mapping key `{key}`: empty part between dots"));
+            ctx.error(
+                &src.pos,
+                format!("invalid mapping key `{key}`: empty part between dots"),
+            );
             continue;
         }
-        let nested_conflict = raw.keys().any(|other| other.len() > key.len() && other.starts_with(key.as_str()) && other.as_bytes()[key.len()] == b'.');
+        let nested_conflict = raw.keys().any(|other| {
+            other.len() > key.len()
+                && other.starts_with(key.as_str())
+                && other.as_bytes()[key.len()] == b'.'
+        });
         if nested_conflict {
             ctx.error(&src.pos, format!("mapping key `{key}` is both a value and an object (another key is nested under it)"));
             continue;
         }
         let field = match &src.value {
             StrOr::Str(p) => {
-                let sp = Sp { value: p.clone(), pos: src.pos.clone() };
-                ctx.jsonpath(&sp).map(|path| (Source::Path(path), None, false, None))
+                let sp = Sp {
+                    value: p.clone(),
+                    pos: src.pos.clone(),
+                };
+                ctx.jsonpath(&sp)
+                    .map(|path| (Source::Path(path), None, false, None))
             }
             StrOr::Map(m) => {
-                let count = [m.path.is_some(), m.header.is_some(), m.query.is_some(), m.template.is_some(), m.value.is_some()]
-                    .into_iter()
-                    .filter(|b| *b)
-                    .count();
+                let count = [
+                    m.path.is_some(),
+                    m.header.is_some(),
+                    m.query.is_some(),
+                    m.template.is_some(),
+                    m.value.is_some(),
+                ]
+                .into_iter()
+                .filter(|b| *b)
+                .count();
                 if count != 1 {
                     ctx.error(&src.pos, format!("mapping `{key}` needs exactly one of `path`, `header`, `query`, `template`, `value`"));
                     continue;
@@ -199,15 +286,30 @@ fn compile_mapping(prefix: &str, raw: &BTreeMap<String, RawMappingSource>, ctx: 
                 } else if let Some(q) = &m.query {
                     Some(Source::Query(q.clone()))
                 } else if let Some(t) = &m.template {
-                    ctx.template(format!("{prefix}/{key}"), t).map(Source::Template)
+                    ctx.template(format!("{prefix}/{key}"), t)
+                        .map(Source::Template)
                 } else {
                     m.value.clone().map(Source::Value)
                 };
-                source.map(|s| (s, m.value_type, m.required.unwrap_or(false), m.default.clone()))
+                source.map(|s| {
+                    (
+                        s,
+                        m.value_type,
+                        m.required.unwrap_or(false),
+                        m.default.clone(),
+                    )
+                })
             }
         };
         if let Some((source, value_type, required, default)) = field {
-            fields.push(MappingField { key: key.clone(), output, source, value_type, required, default });
+            fields.push(MappingField {
+                key: key.clone(),
+                output,
+                source,
+                value_type,
+                required,
+                default,
+            });
         }
     }
     Mapping { fields }

@@ -43,7 +43,9 @@ impl Pos {
         Pos {
             file: Arc::clone(&self.file),
             line: self.line,
-            col: self.col.saturating_add(u32::try_from(n).unwrap_or(u32::MAX)),
+            col: self
+                .col
+                .saturating_add(u32::try_from(n).unwrap_or(u32::MAX)),
         }
     }
 }

@@ -75,7 +75,11 @@ pub fn interpolate(text: &str, lookup: &Lookup<'_>) -> (String, ColumnMap, Vec<I
                 rest = tail;
             } else if let Some(tail) = after.strip_prefix("${") {
                 let Some(close) = tail.find('}') else {
-                    errors.push((line_no, orig_col, "unclosed `${`: write `${VAR}`, or `$${` for a literal `${`".into()));
+                    errors.push((
+                        line_no,
+                        orig_col,
+                        "unclosed `${`: write `${VAR}`, or `$${` for a literal `${`".into(),
+                    ));
                     out.push_str(after);
                     rest = "";
                     break;
@@ -86,8 +90,8 @@ pub fn interpolate(text: &str, lookup: &Lookup<'_>) -> (String, ColumnMap, Vec<I
                     None => (inner, None),
                 };
                 let original = &after[..close + 3];
-                let valid = !name.is_empty()
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                let valid =
+                    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 let value = if !valid {
                     errors.push((line_no, orig_col, format!("invalid variable reference `{original}`: names use letters, digits and `_`")));
                     original.to_owned()
@@ -108,7 +112,13 @@ pub fn interpolate(text: &str, lookup: &Lookup<'_>) -> (String, ColumnMap, Vec<I
                     }
                 };
                 let value = if value.contains('\n') || value.contains('\r') {
-                    errors.push((line_no, orig_col, format!("the value of `{original}` contains a newline, which is not allowed")));
+                    errors.push((
+                        line_no,
+                        orig_col,
+                        format!(
+                            "the value of `{original}` contains a newline, which is not allowed"
+                        ),
+                    ));
                     String::new()
                 } else {
                     value
@@ -146,6 +156,7 @@ pub fn has_reference(text: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -164,7 +175,8 @@ mod tests {
 
     #[test]
     fn replaces_defaults_and_escapes() {
-        let (out, _, errs) = run("a: ${HOST}\nb: ${MISSING:-dflt}\nc: $${HOST}\nd: ${EMPTY:-x}\ne: $5\n");
+        let (out, _, errs) =
+            run("a: ${HOST}\nb: ${MISSING:-dflt}\nc: $${HOST}\nd: ${EMPTY:-x}\ne: $5\n");
         assert!(errs.is_empty(), "{errs:?}");
         assert_eq!(out, "a: example.com\nb: dflt\nc: ${HOST}\nd: x\ne: $5\n");
     }

@@ -56,8 +56,21 @@ pub struct RawSet {
 }
 
 const TOP_KEYS: &[&str] = &[
-    "server", "defaults", "queue", "history", "idempotency", "reload", "secrets", "tokens",
-    "event_types", "event_catalog", "triggers", "actions", "workflows", "subscriptions", "egress",
+    "server",
+    "defaults",
+    "queue",
+    "history",
+    "idempotency",
+    "reload",
+    "secrets",
+    "tokens",
+    "event_types",
+    "event_catalog",
+    "triggers",
+    "actions",
+    "workflows",
+    "subscriptions",
+    "egress",
 ];
 
 /// The YAML files below `path` (or `path` itself), in load order.
@@ -77,7 +90,10 @@ pub fn find_files(path: &Path, diags: &mut Diagnostics) -> Vec<PathBuf> {
 fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>, diags: &mut Diagnostics) {
     // Symlinks are followed; the depth bound stops symlink loops.
     if depth > 16 {
-        diags.error(&Pos::file_start(dir), "directories nested too deep (a symlink loop?)");
+        diags.error(
+            &Pos::file_start(dir),
+            "directories nested too deep (a symlink loop?)",
+        );
         return;
     }
     let entries = match std::fs::read_dir(dir) {
@@ -108,7 +124,12 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>, diags: &mut Diagnostic
 }
 
 /// Read, interpolate and parse every file into `set`.
-pub fn load_files(files: &[PathBuf], lookup: &Lookup<'_>, set: &mut RawSet, diags: &mut Diagnostics) {
+pub fn load_files(
+    files: &[PathBuf],
+    lookup: &Lookup<'_>,
+    set: &mut RawSet,
+    diags: &mut Diagnostics,
+) {
     for path in files {
         let name: Arc<str> = Arc::from(path.display().to_string());
         let raw_text = match std::fs::read_to_string(path) {
@@ -122,7 +143,8 @@ pub fn load_files(files: &[PathBuf], lookup: &Lookup<'_>, set: &mut RawSet, diag
         for (line, col, msg) in errors {
             diags.error(&Pos::new(&name, line, col), msg);
         }
-        set.texts.insert(Arc::clone(&name), Arc::from(raw_text.as_str()));
+        set.texts
+            .insert(Arc::clone(&name), Arc::from(raw_text.as_str()));
         set.sources.push(SourceFile {
             path: path.clone(),
             raw_text,
@@ -157,12 +179,21 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
     }
 }
 
-fn split_document(doc: &Node, file: &Arc<str>, dir: &Path, set: &mut RawSet, diags: &mut Diagnostics) {
+fn split_document(
+    doc: &Node,
+    file: &Arc<str>,
+    dir: &Path,
+    set: &mut RawSet,
+    diags: &mut Diagnostics,
+) {
     let pairs = match &doc.kind {
         Kind::Map(p) => p,
         Kind::Null => return,
         _ => {
-            diags.error(&doc.pos(file), "a config document must be a map of top-level keys (triggers:, actions:, …)");
+            diags.error(
+                &doc.pos(file),
+                "a config document must be a map of top-level keys (triggers:, actions:, …)",
+            );
             return;
         }
     };
@@ -191,7 +222,10 @@ fn split_document(doc: &Node, file: &Arc<str>, dir: &Path, set: &mut RawSet, dia
             k if k.starts_with("x-") => {}
             other => diags.error(
                 &kp,
-                format!("unknown top-level key `{other}`, expected one of {} (or an `x-` key)", TOP_KEYS.join(", ")),
+                format!(
+                    "unknown top-level key `{other}`, expected one of {} (or an `x-` key)",
+                    TOP_KEYS.join(", ")
+                ),
             ),
         }
     }
@@ -206,27 +240,50 @@ fn single<T: DeserializeOwned>(
     diags: &mut Diagnostics,
 ) {
     if let Some(first) = slot {
-        diags.error(kp, format!("`{key}` is defined twice (first at {}); write it once", first.pos));
+        diags.error(
+            kp,
+            format!(
+                "`{key}` is defined twice (first at {}); write it once",
+                first.pos
+            ),
+        );
         return;
     }
     match deserialize_node::<T>(v, file) {
-        Ok(value) => *slot = Some(Item { value, pos: kp.clone() }),
+        Ok(value) => {
+            *slot = Some(Item {
+                value,
+                pos: kp.clone(),
+            })
+        }
         Err((pos, msg)) => diags.error(&pos, msg),
     }
 }
 
-fn list<T: DeserializeOwned>(out: &mut Vec<Item<T>>, key: &str, v: &Node, file: &Arc<str>, diags: &mut Diagnostics) {
+fn list<T: DeserializeOwned>(
+    out: &mut Vec<Item<T>>,
+    key: &str,
+    v: &Node,
+    file: &Arc<str>,
+    diags: &mut Diagnostics,
+) {
     let items = match &v.kind {
         Kind::Seq(items) => items,
         Kind::Null => return,
         _ => {
-            diags.error(&v.pos(file), format!("`{key}` must be a list (`- id: …` items)"));
+            diags.error(
+                &v.pos(file),
+                format!("`{key}` must be a list (`- id: …` items)"),
+            );
             return;
         }
     };
     for n in items {
         match deserialize_node::<T>(n, file) {
-            Ok(value) => out.push(Item { value, pos: n.pos(file) }),
+            Ok(value) => out.push(Item {
+                value,
+                pos: n.pos(file),
+            }),
             Err((pos, msg)) => diags.error(&pos, msg),
         }
     }
@@ -237,7 +294,10 @@ fn secrets(set: &mut RawSet, v: &Node, file: &Arc<str>, dir: &Path, diags: &mut 
         Kind::Map(p) => p,
         Kind::Null => return,
         _ => {
-            diags.error(&v.pos(file), "`secrets` must be a map: NAME: { env: VAR } or { file: PATH }");
+            diags.error(
+                &v.pos(file),
+                "`secrets` must be a map: NAME: { env: VAR } or { file: PATH }",
+            );
             return;
         }
     };
@@ -248,7 +308,10 @@ fn secrets(set: &mut RawSet, v: &Node, file: &Arc<str>, dir: &Path, diags: &mut 
         };
         match deserialize_node::<RawSecret>(val, file) {
             Ok(raw) => set.secrets.push((
-                Sp { value: name.to_owned(), pos: k.pos(file) },
+                Sp {
+                    value: name.to_owned(),
+                    pos: k.pos(file),
+                },
                 raw,
                 dir.to_path_buf(),
             )),

@@ -34,7 +34,9 @@ pub mod units;
 
 pub use error::{ConfigError, ConfigErrors, Pos};
 pub use raw::{EventCatalog, Ordering, QueueBackend, Scope, SigningScheme};
-pub use raw_items::{Encoding, Handshake, Method, Otherwise, SignaturePreset, ValueType, WorkflowMode};
+pub use raw_items::{
+    Encoding, Handshake, Method, Otherwise, SignaturePreset, ValueType, WorkflowMode,
+};
 pub use runtime::*;
 pub use secret::Secret;
 pub use templates::{Expr, JsonTemplate, Template, Templates};
@@ -60,7 +62,11 @@ pub fn load(path: &Path, opts: LoadOptions) -> Result<Config, ConfigErrors> {
             None => std::env::var(name).ok(),
         }
     };
-    let interp_lookup = if opts.no_env { interp::Lookup::NoEnv } else { interp::Lookup::Env(&lookup) };
+    let interp_lookup = if opts.no_env {
+        interp::Lookup::NoEnv
+    } else {
+        interp::Lookup::Env(&lookup)
+    };
     let mut diags = error::Diagnostics::default();
     let files = load::find_files(path, &mut diags);
     if files.is_empty() && diags.errors.is_empty() {

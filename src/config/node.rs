@@ -495,7 +495,9 @@ impl<'de> de::SeqAccess<'de> for SpSeq<'_> {
         self.state += 1;
         let n = self.de.node;
         match self.state {
-            1 => seed.deserialize(self.de.file.as_ref().into_deserializer()).map(Some),
+            1 => seed
+                .deserialize(self.de.file.as_ref().into_deserializer())
+                .map(Some),
             2 => seed.deserialize(n.line.into_deserializer()).map(Some),
             3 => seed.deserialize(n.col.into_deserializer()).map(Some),
             4 => seed.deserialize(self.de).map(Some),

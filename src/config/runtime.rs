@@ -15,7 +15,9 @@ use serde_json_path::JsonPath;
 
 use super::error::ConfigError;
 use super::raw::{EventCatalog, QueueBackend, Scope, SigningScheme};
-use super::raw_items::{Encoding, Handshake, Method, Otherwise, SignaturePreset, ValueType, WorkflowMode};
+use super::raw_items::{
+    Encoding, Handshake, Method, Otherwise, SignaturePreset, ValueType, WorkflowMode,
+};
 use super::secret::Secret;
 use super::templates::{Expr, JsonTemplate, Template, Templates};
 use super::units::Rate;
@@ -91,7 +93,9 @@ impl Config {
 
     /// A YAML subscription by id.
     pub fn subscription(&self, id: &str) -> Option<&Arc<Subscription>> {
-        self.subscription_ids.get(id).map(|&i| &self.subscriptions[i])
+        self.subscription_ids
+            .get(id)
+            .map(|&i| &self.subscriptions[i])
     }
 
     /// The token whose secret equals the presented bearer value (each

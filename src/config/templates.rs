@@ -116,7 +116,11 @@ pub enum JsonTemplate {
 
 impl JsonTemplate {
     /// Render to JSON. An undefined expression leaf renders as `null`.
-    pub fn render(&self, t: &Templates, ctx: &Value) -> Result<serde_json::Value, minijinja::Error> {
+    pub fn render(
+        &self,
+        t: &Templates,
+        ctx: &Value,
+    ) -> Result<serde_json::Value, minijinja::Error> {
         Ok(match self {
             JsonTemplate::Literal(v) => v.clone(),
             JsonTemplate::Expr(e) => {
@@ -134,7 +138,10 @@ impl JsonTemplate {
             }
             JsonTemplate::Template(tm) => serde_json::Value::String(tm.render(t, ctx)?),
             JsonTemplate::Array(items) => serde_json::Value::Array(
-                items.iter().map(|i| i.render(t, ctx)).collect::<Result<_, _>>()?,
+                items
+                    .iter()
+                    .map(|i| i.render(t, ctx))
+                    .collect::<Result<_, _>>()?,
             ),
             JsonTemplate::Object(fields) => {
                 let mut map = serde_json::Map::new();
@@ -163,29 +170,42 @@ pub(crate) fn single_expression(s: &str) -> Option<(&str, usize)> {
     let inner = inner.strip_prefix('-').unwrap_or(inner);
     let inner = inner.strip_suffix('-').unwrap_or(inner);
     let lead = s.len() - s.trim_start().len();
-    let offset = lead + (t.len() - t.trim_start_matches("{{").len()) + (inner.len() - inner.trim_start().len());
+    let offset = lead
+        + (t.len() - t.trim_start_matches("{{").len())
+        + (inner.len() - inner.trim_start().len());
     Some((inner.trim(), offset))
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     fn templates(defs: &[(&str, &str)]) -> Templates {
         let mut env = new_environment();
         for (n, s) in defs {
-            env.add_template_owned(n.to_string(), s.to_string()).unwrap();
+            env.add_template_owned(n.to_string(), s.to_string())
+                .unwrap();
         }
         Templates::new(env)
     }
 
     #[test]
     fn expressions_keep_their_type() {
-        let t = templates(&[("e", &expression_wrapper("order.total * 2")), ("c", &expression_wrapper("order.total > 100"))]);
+        let t = templates(&[
+            ("e", &expression_wrapper("order.total * 2")),
+            ("c", &expression_wrapper("order.total > 100")),
+        ]);
         let ctx = minijinja::context! { order => minijinja::context! { total => 60 } };
-        let e = Expr { name: "e".into(), source: String::new() };
+        let e = Expr {
+            name: "e".into(),
+            source: String::new(),
+        };
         assert_eq!(e.eval(&t, &ctx).unwrap(), Value::from(120));
-        let c = Expr { name: "c".into(), source: String::new() };
+        let c = Expr {
+            name: "c".into(),
+            source: String::new(),
+        };
         assert!(!c.is_true(&t, &ctx).unwrap());
     }
 
@@ -193,16 +213,38 @@ mod tests {
     fn json_body_renders_typed_leaves() {
         let t = templates(&[
             ("total", &expression_wrapper("order.total")),
-            ("missing", &expression_wrapper("nope.x")),
+            ("missing", &expression_wrapper("order.missing")),
             ("name", "Hi {{ name }}"),
         ]);
         let body = JsonTemplate::Object(vec![
-            ("total".into(), JsonTemplate::Expr(Expr { name: "total".into(), source: String::new() })),
-            ("missing".into(), JsonTemplate::Expr(Expr { name: "missing".into(), source: String::new() })),
-            ("name".into(), JsonTemplate::Template(Template { name: "name".into(), source: String::new() })),
-            ("fixed".into(), JsonTemplate::Literal(serde_json::json!([1, true]))),
+            (
+                "total".into(),
+                JsonTemplate::Expr(Expr {
+                    name: "total".into(),
+                    source: String::new(),
+                }),
+            ),
+            (
+                "missing".into(),
+                JsonTemplate::Expr(Expr {
+                    name: "missing".into(),
+                    source: String::new(),
+                }),
+            ),
+            (
+                "name".into(),
+                JsonTemplate::Template(Template {
+                    name: "name".into(),
+                    source: String::new(),
+                }),
+            ),
+            (
+                "fixed".into(),
+                JsonTemplate::Literal(serde_json::json!([1, true])),
+            ),
         ]);
-        let ctx = Value::from_serialize(serde_json::json!({"order": {"total": 12.5}, "name": "Ann"}));
+        let ctx =
+            Value::from_serialize(serde_json::json!({"order": {"total": 12.5}, "name": "Ann"}));
         assert_eq!(
             body.render(&t, &ctx).unwrap(),
             serde_json::json!({"total": 12.5, "missing": null, "name": "Hi Ann", "fixed": [1, true]})

@@ -114,7 +114,9 @@ pub fn parse_rate(text: &str) -> Result<Rate, String> {
         .parse()
         .map_err(|_| format!("invalid rate `{text}`: `{count}` is not a whole number"))?;
     if count == 0 {
-        return Err(format!("invalid rate `{text}`: the count must be at least 1"));
+        return Err(format!(
+            "invalid rate `{text}`: the count must be at least 1"
+        ));
     }
     let per = match per.trim() {
         "s" | "sec" | "second" => Duration::from_secs(1),
@@ -130,6 +132,7 @@ pub fn parse_rate(text: &str) -> Result<Rate, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -144,7 +147,11 @@ mod tests {
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
         assert!(parse_duration("30").unwrap_err().contains("missing unit"));
-        assert!(parse_duration("30x").unwrap_err().contains("unknown unit `x`"));
+        assert!(
+            parse_duration("30x")
+                .unwrap_err()
+                .contains("unknown unit `x`")
+        );
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("-5s").is_err());

@@ -3,6 +3,8 @@
 //! fixtures exercise multi-document files, directory walking, `${VAR}`
 //! interpolation, secrets, defaults and the shared template environment.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,13 +12,20 @@ use std::process::Command;
 use hookyard::config::{self, ConfigErrors, LoadOptions};
 
 fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/config")
+        .join(rel)
 }
 
 fn env(pairs: &[(&str, &str)]) -> LoadOptions {
     LoadOptions {
         no_env: false,
-        env: Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>()),
+        env: Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>(),
+        ),
     }
 }
 
@@ -30,9 +39,17 @@ fn errors(rel: &str) -> ConfigErrors {
 /// The only error of `rel`: (file name, line, col, message).
 fn only_error(rel: &str) -> (String, u32, u32, String) {
     let errs = errors(rel);
-    assert_eq!(errs.errors.len(), 1, "expected one error in {rel}, got:\n{errs}");
+    assert_eq!(
+        errs.errors.len(),
+        1,
+        "expected one error in {rel}, got:\n{errs}"
+    );
     let e = &errs.errors[0];
-    let file = Path::new(e.pos.file.as_ref()).file_name().unwrap().to_string_lossy().into_owned();
+    let file = Path::new(e.pos.file.as_ref())
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     (file, e.pos.line, e.pos.col, e.message.clone())
 }
 
@@ -87,8 +104,17 @@ fn unset_env_var_points_at_the_reference() {
     assert_eq!((file.as_str(), line, col), ("08-env.yaml", 4, 26));
     assert!(msg.contains("`HOOKYARD_TEST_UNSET` is not set"), "{msg}");
     // With the variable set, the same file loads.
-    let cfg = config::load(&fixture("broken/08-env.yaml"), env(&[("HOOKYARD_TEST_UNSET", "x")])).unwrap();
-    assert_eq!(cfg.action("env-action").unwrap().delivery.headers[0].1.source, "v=x");
+    let cfg = config::load(
+        &fixture("broken/08-env.yaml"),
+        env(&[("HOOKYARD_TEST_UNSET", "x")]),
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.action("env-action").unwrap().delivery.headers[0]
+            .1
+            .source,
+        "v=x"
+    );
 }
 
 #[test]
@@ -105,7 +131,11 @@ fn a_directory_reports_all_eight_errors_at_once() {
         .errors
         .iter()
         .map(|e| {
-            let f = Path::new(e.pos.file.as_ref()).file_name().unwrap().to_string_lossy().into_owned();
+            let f = Path::new(e.pos.file.as_ref())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             (f, e.pos.line, e.pos.col)
         })
         .collect();
@@ -132,15 +162,22 @@ fn a_directory_reports_all_eight_errors_at_once() {
 #[test]
 fn one_bad_trigger_does_not_hide_the_next() {
     let errs = errors("two-bad-triggers.yaml");
-    let got: Vec<(u32, u32)> = errs.errors.iter().map(|e| (e.pos.line, e.pos.col)).collect();
+    let got: Vec<(u32, u32)> = errs
+        .errors
+        .iter()
+        .map(|e| (e.pos.line, e.pos.col))
+        .collect();
     assert_eq!(got, vec![(4, 17), (8, 18)], "\n{errs}");
     assert!(errs.errors[0].message.contains("invalid rate `fast`"));
     assert!(errs.errors[1].message.contains("invalid CIDR `nope`"));
 }
 
 fn good() -> config::Config {
-    config::load(&fixture("good/multidoc.yaml"), env(&[("HOOKYARD_TEST_SECRET", "env-value")]))
-        .unwrap_or_else(|e| panic!("{e}"))
+    config::load(
+        &fixture("good/multidoc.yaml"),
+        env(&[("HOOKYARD_TEST_SECRET", "env-value")]),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -151,17 +188,29 @@ fn multi_document_file_merges_and_interpolates() {
     let act = cfg.action("act").unwrap();
     // `${HOOKYARD_TEST_HOST:-127.0.0.1}` took its default.
     match &act.url {
-        config::TargetUrl::Template { template, literal_prefix } => {
+        config::TargetUrl::Template {
+            template,
+            literal_prefix,
+        } => {
             assert_eq!(template.source, "http://127.0.0.1:9000/a");
             assert_eq!(literal_prefix, "http://127.0.0.1:9000/a");
         }
         other => panic!("{other:?}"),
     }
     // `$${` wrote a literal `${`.
-    let lit = act.delivery.headers.iter().find(|(k, _)| k == "X-Literal").unwrap();
+    let lit = act
+        .delivery
+        .headers
+        .iter()
+        .find(|(k, _)| k == "X-Literal")
+        .unwrap();
     assert_eq!(lit.1.source, "${NOT_A_VAR}");
     // The raw text is kept for the admin API.
-    assert!(cfg.sources[0].raw_text.contains("${HOOKYARD_TEST_HOST:-127.0.0.1}"));
+    assert!(
+        cfg.sources[0]
+            .raw_text
+            .contains("${HOOKYARD_TEST_HOST:-127.0.0.1}")
+    );
 }
 
 #[test]
@@ -171,7 +220,14 @@ fn secrets_from_env_and_file_never_print() {
     assert_eq!(cfg.secrets["from_file"].expose(), b"s3cret");
     let sub = cfg.subscription("sub").unwrap();
     let signing = sub.delivery.signing.as_ref().unwrap();
-    assert_eq!(signing.secrets.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["from_env", "from_file"]);
+    assert_eq!(
+        signing
+            .secrets
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        ["from_env", "from_file"]
+    );
     let dbg = format!("{cfg:?}");
     assert!(!dbg.contains("env-value") && !dbg.contains("s3cret"));
 }
@@ -184,7 +240,10 @@ fn defaults_inherited_and_inline_steps_named() {
     assert_eq!(wf.steps[0].action.id, "act");
     assert_eq!(wf.steps[1].action.id, "wf-2");
     assert!(wf.steps[1].inline);
-    assert_eq!(wf.steps[1].action.delivery.timeout, std::time::Duration::from_secs(5));
+    assert_eq!(
+        wf.steps[1].action.delivery.timeout,
+        std::time::Duration::from_secs(5)
+    );
     let act = cfg.action("act").unwrap();
     assert_eq!(act.delivery.timeout, std::time::Duration::from_secs(10));
     assert_eq!(act.delivery.retry.schedule.len(), 7);
@@ -202,14 +261,27 @@ fn templates_render_with_the_shared_environment() {
         "secrets": {"from_env": "tok"},
     }));
     let wf = cfg.workflow("wf").unwrap();
-    assert!(wf.condition.as_ref().unwrap().is_true(&cfg.templates, &ctx).unwrap());
+    assert!(
+        wf.condition
+            .as_ref()
+            .unwrap()
+            .is_true(&cfg.templates, &ctx)
+            .unwrap()
+    );
     let act = cfg.action("act").unwrap();
-    let Some(config::Body::Json(body)) = &act.body else { panic!("json body") };
+    let Some(config::Body::Json(body)) = &act.body else {
+        panic!("json body")
+    };
     assert_eq!(
         body.render(&cfg.templates, &ctx).unwrap(),
         serde_json::json!({"total": 150, "label": "n=150", "fixed": [1, "two"]})
     );
-    let tok = act.delivery.headers.iter().find(|(k, _)| k == "X-Token").unwrap();
+    let tok = act
+        .delivery
+        .headers
+        .iter()
+        .find(|(k, _)| k == "X-Token")
+        .unwrap();
     assert_eq!(tok.1.render(&cfg.templates, &ctx).unwrap(), "tok");
 }
 
@@ -225,8 +297,12 @@ fn directory_walk_skips_dot_entries_and_recurses() {
 
 #[test]
 fn no_env_skips_variables_and_secrets() {
-    let opts = LoadOptions { no_env: true, env: Some(HashMap::new()) };
-    let cfg = config::load(&fixture("broken/08-env.yaml"), opts.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let opts = LoadOptions {
+        no_env: true,
+        env: Some(HashMap::new()),
+    };
+    let cfg = config::load(&fixture("broken/08-env.yaml"), opts.clone())
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(cfg.action("env-action").is_some());
     config::load(&fixture("good/multidoc.yaml"), opts).unwrap_or_else(|e| panic!("{e}"));
 }
@@ -254,15 +330,30 @@ fn validate_binary_exit_codes() {
         .env("SHOP_HMAC", "x")
         .output()
         .unwrap();
-    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(String::from_utf8_lossy(&ok.stdout).starts_with("ok: 1 triggers"));
 
-    let bad = Command::new(bin).args(["validate", "-c"]).arg(fixture("broken")).output().unwrap();
+    let bad = Command::new(bin)
+        .args(["validate", "-c"])
+        .arg(fixture("broken"))
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(1));
     let out = String::from_utf8_lossy(&bad.stdout);
     assert_eq!(out.lines().count(), 8, "{out}");
-    assert!(out.contains("01-typo.yaml:4:5: unknown field `mapingg`"), "{out}");
+    assert!(
+        out.contains("01-typo.yaml:4:5: unknown field `mapingg`"),
+        "{out}"
+    );
 
     let schema = Command::new(bin).arg("schema").output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&schema.stdout), config::schema::schema_json());
+    assert_eq!(
+        String::from_utf8_lossy(&schema.stdout),
+        config::schema::schema_json()
+    );
 }
