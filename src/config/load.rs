@@ -173,8 +173,13 @@ pub fn load_files(
 fn yaml_message(e: &serde_saphyr::Error) -> String {
     let text = e.without_snippet().to_string();
     let first = text.lines().next().unwrap_or("invalid YAML").trim();
-    match first.rfind(" at line ") {
-        Some(i) => first[..i].to_owned(),
+    let first = match first.rfind(" at line ") {
+        Some(i) => &first[..i],
+        None => first,
+    };
+    // Advice meant for programmers using the library, not for config authors.
+    match first.find(", set DuplicateKeyPolicy") {
+        Some(i) => format!("{}; each key may appear once per map", &first[..i]),
         None => first.to_owned(),
     }
 }
