@@ -22,13 +22,16 @@ mod compile_items;
 mod compile_trigger;
 pub mod error;
 pub mod interp;
+mod leaf;
 pub mod load;
 pub mod node;
 pub mod raw;
 pub mod raw_items;
 pub mod runtime;
+mod runtime_trigger;
 pub mod schema;
 pub mod secret;
+pub mod spanned;
 pub mod templates;
 pub mod units;
 
