@@ -149,7 +149,7 @@ pub fn load_files(
             path: path.clone(),
             raw_text,
         });
-        let docs: Vec<Node> = match serde_saphyr::from_str_multiple::<Node, Vec<Node>>(&text) {
+        let docs: Vec<Node> = match super::node::parse_documents(&text) {
             Ok(d) => d,
             Err(e) => {
                 let (line, col) = e
@@ -163,6 +163,7 @@ pub fn load_files(
         };
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         for mut doc in docs {
+            doc.restore_float_text(&text);
             doc.map_positions(&|line, col| colmap.original(line, col));
             split_document(&doc, &name, &dir, set, diags);
         }

@@ -53,8 +53,9 @@ pub enum Kind {
     Int(i64),
     /// A non-negative integer.
     UInt(u64),
-    /// A float.
-    Float(f64),
+    /// A float, with its text as written when known (`1.10` stays `1.10`
+    /// when read as a string; see [`Node::restore_float_text`]).
+    Float(f64, Option<String>),
     /// A string (quoted or plain).
     Str(String),
     /// A sequence.
@@ -85,6 +86,40 @@ impl Node {
             Kind::Map(pairs) => pairs.iter_mut().for_each(|(k, v)| {
                 k.map_positions(f);
                 v.map_positions(f);
+            }),
+            _ => {}
+        }
+    }
+}
+
+impl Node {
+    /// Record the source spelling of float scalars, read from the `text`
+    /// the tree was parsed from (a float's `to_string` loses `1.10` → `1.1`).
+    pub fn restore_float_text(&mut self, text: &str) {
+        let lines: Vec<&str> = text.lines().collect();
+        self.restore_with(&lines);
+    }
+
+    fn restore_with(&mut self, lines: &[&str]) {
+        match &mut self.kind {
+            Kind::Float(x, spelled) => {
+                let line = lines
+                    .get((self.line as usize).saturating_sub(1))
+                    .copied()
+                    .unwrap_or("");
+                let token: String = line
+                    .chars()
+                    .skip((self.col as usize).saturating_sub(1))
+                    .take_while(|c| !c.is_whitespace() && !matches!(c, ',' | ']' | '}' | '#'))
+                    .collect();
+                if token.parse::<f64>().ok() == Some(*x) {
+                    *spelled = Some(token);
+                }
+            }
+            Kind::Seq(items) => items.iter_mut().for_each(|n| n.restore_with(lines)),
+            Kind::Map(pairs) => pairs.iter_mut().for_each(|(k, v)| {
+                k.restore_with(lines);
+                v.restore_with(lines);
             }),
             _ => {}
         }
@@ -129,7 +164,7 @@ impl<'de> Deserialize<'de> for Kind {
                 Ok(Kind::UInt(v))
             }
             fn visit_f64<E>(self, v: f64) -> Result<Kind, E> {
-                Ok(Kind::Float(v))
+                Ok(Kind::Float(v, None))
             }
             fn visit_str<E>(self, v: &str) -> Result<Kind, E> {
                 Ok(Kind::Str(v.to_owned()))
@@ -163,6 +198,17 @@ impl<'de> Deserialize<'de> for Kind {
         }
         d.deserialize_any(KindVisitor)
     }
+}
+
+/// Pass 1: parse every document of `text` (YAML 1.2 booleans only, so
+/// `yes`/`no`/`y`/`on` stay strings; `0755` stays a string too).
+pub fn parse_documents(text: &str) -> Result<Vec<Node>, serde_saphyr::Error> {
+    let opts = serde_saphyr::options! {
+        strict_booleans: true,
+        leading_zero_numbers_as_strings: true,
+        with_snippet: false,
+    };
+    serde_saphyr::from_str_multiple_with_options::<Node, Vec<Node>>(text, opts)
 }
 
 /// An error from pass 2; `line == 0` until a node claims it.
@@ -239,7 +285,7 @@ impl<'a> NodeDe<'a> {
             Kind::Bool(b) => v.visit_bool(*b),
             Kind::Int(i) => v.visit_i64(*i),
             Kind::UInt(u) => v.visit_u64(*u),
-            Kind::Float(x) => v.visit_f64(*x),
+            Kind::Float(x, _) => v.visit_f64(*x),
             Kind::Str(s) => v.visit_str(s),
             Kind::Seq(items) => v.visit_seq(Seq {
                 de: self,
@@ -262,7 +308,8 @@ impl<'a> NodeDe<'a> {
             Kind::Bool(b) => Some(b.to_string()),
             Kind::Int(i) => Some(i.to_string()),
             Kind::UInt(u) => Some(u.to_string()),
-            Kind::Float(x) => Some(x.to_string()),
+            Kind::Float(_, Some(t)) => Some(t.clone()),
+            Kind::Float(x, None) => Some(x.to_string()),
             _ => None,
         }
     }
@@ -502,5 +549,78 @@ impl<'de> de::SeqAccess<'de> for SpSeq<'_> {
             4 => seed.deserialize(self.de).map(Some),
             _ => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct T {
+        name: Sp<String>,
+        list: OneOrMany<Sp<String>>,
+        either: Sp<StrOr<Inner>>,
+        port: Option<u16>,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Inner {
+        header: Sp<String>,
+    }
+
+    fn parse(text: &str) -> Result<T, (Pos, String)> {
+        let mut docs = parse_documents(text).unwrap();
+        docs[0].restore_float_text(text);
+        deserialize_node::<T>(&docs[0], &Arc::from("f.yaml"))
+    }
+
+    #[test]
+    fn positions_reach_every_leaf() {
+        let t =
+            parse("name: 1.10\nlist: [x, y]\neither: {header: X-Event}\nport: \"8080\"\n").unwrap();
+        // YAML 1.2 booleans only (`y` stays a string); `1.10` keeps its spelling.
+        assert_eq!(t.name.value, "1.10");
+        assert_eq!((t.name.pos.line, t.name.pos.col), (1, 7));
+        let cols: Vec<_> = t
+            .list
+            .0
+            .iter()
+            .map(|s| (s.value.as_str(), s.pos.line, s.pos.col))
+            .collect();
+        assert_eq!(cols, [("x", 2, 8), ("y", 2, 11)]);
+        match &t.either.value {
+            StrOr::Map(i) => {
+                assert_eq!((i.header.value.as_str(), i.header.pos.col), ("X-Event", 18))
+            }
+            other => panic!("{other:?}"),
+        }
+        // A quoted number is accepted where a number is wanted.
+        assert_eq!(t.port, Some(8080));
+    }
+
+    #[test]
+    fn one_value_and_short_form() {
+        let t = parse("name: a\nlist: only\neither: plain\n").unwrap();
+        assert_eq!(t.list.0.len(), 1);
+        assert_eq!((t.list.0[0].pos.line, t.list.0[0].pos.col), (2, 7));
+        assert_eq!(t.either.value, StrOr::Str("plain".into()));
+    }
+
+    #[test]
+    fn errors_carry_the_innermost_position() {
+        let (pos, msg) =
+            parse("name: a\nlist: x\neither:\n  header: h\n  hedaer: h\n").unwrap_err();
+        assert_eq!((pos.line, pos.col), (5, 3));
+        assert!(msg.contains("unknown field `hedaer`"), "{msg}");
+        let (pos, msg) = parse("name: a\nlist: x\neither: e\nport: big\n").unwrap_err();
+        assert_eq!((pos.line, pos.col), (4, 7));
+        assert!(msg.contains("invalid type"), "{msg}");
+        let (pos, msg) = parse("list: x\neither: e\n").unwrap_err();
+        assert_eq!((pos.line, pos.col), (1, 1));
+        assert!(msg.contains("missing field `name`"), "{msg}");
     }
 }
