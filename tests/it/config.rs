@@ -357,3 +357,18 @@ fn validate_binary_exit_codes() {
         config::schema::schema_json()
     );
 }
+
+#[test]
+fn quickstart_matches_the_schema_and_typos_do_not() {
+    let schema: serde_json::Value = serde_json::from_str(&config::schema::schema_json()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart/hookyard.yaml");
+    let doc: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let problems: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+    assert!(problems.is_empty(), "{problems:?}");
+    let typo: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(fixture("broken/01-typo.yaml")).unwrap())
+            .unwrap();
+    assert!(!validator.is_valid(&typo));
+}
