@@ -60,6 +60,7 @@ pub struct RawConfig {
 /// HTTP listeners and request limits.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Server")]
 pub struct RawServer {
     /// Address serving `/hooks/*` (and `/v1/*`, `/metrics` unless moved).
     /// Default `127.0.0.1:8080`. Changing it needs a restart.
@@ -82,6 +83,7 @@ pub struct RawServer {
 /// Retry policy of a target.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Retry")]
 pub struct RawRetry {
     /// Waits between attempts (default `[5s, 5m, 30m, 2h, 5h, 10h, 10h]`:
     /// 8 attempts). After the last one the delivery is dead-lettered.
@@ -104,6 +106,7 @@ pub enum SigningScheme {
 /// How outbound requests are signed.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Signing")]
 pub struct RawSigning {
     /// `hmac-sha256` or `standard-webhooks`.
     pub scheme: SigningScheme,
@@ -126,6 +129,7 @@ pub enum Ordering {
 /// Delivery options inherited by every action and subscription.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Defaults")]
 pub struct RawDefaults {
     /// Time a delivery may take before it counts as failed (default `30s`).
     pub timeout: Option<Sp<String>>,
@@ -158,6 +162,7 @@ pub enum QueueBackend {
 /// The durable queue. Changing it needs a restart.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Queue")]
 pub struct RawQueue {
     /// `embedded` (default) or `redis`.
     pub backend: Option<QueueBackend>,
@@ -175,6 +180,7 @@ pub struct RawQueue {
 /// Delivery history bounds.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "History")]
 pub struct RawHistory {
     /// How long events and attempts are kept (default `7d`).
     pub retention: Option<Sp<String>>,
@@ -187,6 +193,7 @@ pub struct RawHistory {
 /// Duplicate detection of inbound events.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Idempotency")]
 pub struct RawIdempotency {
     /// How long an idempotency key is remembered (default `24h`).
     pub window: Option<Sp<String>>,
@@ -195,6 +202,7 @@ pub struct RawIdempotency {
 /// Hot reload.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Reload")]
 pub struct RawReload {
     /// Watch the config path for changes (default true). SIGHUP and
     /// `POST /v1/admin/reload` always work.
@@ -209,6 +217,7 @@ pub struct RawReload {
 /// Where a secret's value comes from: exactly one of `env` or `file`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Secret")]
 pub struct RawSecret {
     /// Name of an environment variable holding the value.
     pub env: Option<Sp<String>>,
@@ -243,6 +252,7 @@ pub enum Scope {
 /// An API token.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Token")]
 pub struct RawToken {
     /// Token name (shown in history as `api:<name>`).
     pub name: Sp<String>,
@@ -255,6 +265,7 @@ pub struct RawToken {
 /// A declared event type.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "EventType")]
 pub struct RawEventType {
     /// The type name, e.g. `contact.created`.
     pub name: Sp<String>,
@@ -276,6 +287,7 @@ pub enum EventCatalog {
 /// Egress policy for delivery targets.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Egress")]
 pub struct RawEgress {
     /// CIDRs that API-created targets may reach even when private.
     pub allow: Option<Vec<Sp<String>>>,

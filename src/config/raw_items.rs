@@ -28,6 +28,7 @@ pub enum Otherwise {
 /// The event type taken from the request.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "EventFrom")]
 pub struct RawEventFrom {
     /// Read the type from this request header (e.g. `X-GitHub-Event`).
     pub header: Option<String>,
@@ -71,6 +72,7 @@ pub enum Encoding {
 /// Inbound signature check.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Signature")]
 pub struct RawSignature {
     /// The sender's scheme.
     pub preset: SignaturePreset,
@@ -90,6 +92,7 @@ pub struct RawSignature {
 /// HTTP basic authentication of the sender.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Basic")]
 pub struct RawBasic {
     /// Expected user name.
     pub user: String,
@@ -100,6 +103,7 @@ pub struct RawBasic {
 /// Checks on inbound requests; all that are listed must pass.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Verify")]
 pub struct RawVerify {
     /// Signature of the body.
     pub signature: Option<RawSignature>,
@@ -133,6 +137,7 @@ pub enum ValueType {
 /// `query`, `template`, `value`.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Source")]
 pub struct RawSource {
     /// JSONPath (RFC 9535) into the parsed body.
     pub path: Option<Sp<String>>,
@@ -171,6 +176,7 @@ pub enum Handshake {
 /// Override of the trigger's 202 answer.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Respond")]
 pub struct RawRespond {
     /// Status code (default 202).
     pub status: Option<u16>,
@@ -183,6 +189,7 @@ pub struct RawRespond {
 /// An inbound webhook, served at `POST /hooks/{id}` (or its `path`).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Trigger")]
 pub struct RawTrigger {
     /// Unique trigger id (letters, digits, `-`, `_`, `.`).
     pub id: Sp<String>,
@@ -212,6 +219,7 @@ pub struct RawTrigger {
 /// `{ secret: NAME }`: the URL itself is a credential.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "SecretRef")]
 pub struct RawSecretRef {
     /// Name of the secret holding the URL.
     pub secret: Sp<String>,
@@ -237,6 +245,7 @@ pub enum Method {
 /// Raw body template.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "RawBody")]
 pub struct RawRawBody {
     /// Template of the whole body.
     pub template: Sp<String>,
@@ -247,6 +256,7 @@ pub struct RawRawBody {
 /// Request body: exactly one of `json`, `form`, `raw`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Body")]
 pub struct RawBody {
     /// JSON body; string leaves are templates, a leaf that is exactly one
     /// `{{ expression }}` keeps its JSON type.
@@ -262,6 +272,7 @@ macro_rules! request_structs {
         /// An outbound HTTP call template.
         #[derive(Debug, Clone, Deserialize, JsonSchema)]
         #[serde(deny_unknown_fields)]
+        #[schemars(rename = "Action")]
         pub struct RawAction {
             /// Unique action id (used in `steps` and as the target name).
             pub id: Sp<String>,
@@ -272,6 +283,7 @@ macro_rules! request_structs {
         /// `<workflow id>-<step number>`).
         #[derive(Debug, Clone, Deserialize, JsonSchema)]
         #[serde(deny_unknown_fields)]
+        #[schemars(rename = "Request")]
         pub struct RawRequest {
             $($(#[doc = $d])* pub $f: $t,)*
         }
@@ -333,6 +345,7 @@ pub enum WorkflowMode {
 /// When a workflow runs.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "When")]
 pub struct RawWhen {
     /// Event type(s): exact names, `prefix.*`, or `*`.
     pub event: Option<OneOrMany<Sp<String>>>,
@@ -346,6 +359,7 @@ pub struct RawWhen {
 /// A workflow step: exactly one of `action` or `request`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Step")]
 pub struct RawStep {
     /// Id of an action.
     pub action: Option<Sp<String>>,
@@ -356,6 +370,7 @@ pub struct RawStep {
 /// A chain of actions run for matching events.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Workflow")]
 pub struct RawWorkflow {
     /// Unique workflow id.
     pub id: Sp<String>,
@@ -370,6 +385,7 @@ pub struct RawWorkflow {
 /// An endpoint receiving every event of the listed types as the envelope.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Subscription")]
 pub struct RawSubscription {
     /// Unique subscription id.
     pub id: Sp<String>,
