@@ -1,6 +1,158 @@
-//! The `hookyard` command line: run | validate | schema | render.
+//! The `hookyard` command line: run | validate | schema.
+//!
+//! `validate` and `run` use the same loader, so what validates is what runs.
+//! Exit codes: 0 ok, 1 invalid config, 2 usage or runtime failure.
 
-fn main() {
-    eprintln!("hookyard: not yet implemented");
-    std::process::exit(2);
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use hookyard::config::{self, LoadOptions};
+
+#[derive(Parser)]
+#[command(name = "hookyard", version, about = "Declarative webhook gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the config and serve until SIGTERM/SIGINT.
+    Run {
+        /// Config file or directory.
+        #[arg(
+            short = 'c',
+            long = "config",
+            env = "HOOKYARD_CONFIG",
+            default_value = "./hookyard.yaml"
+        )]
+        config: PathBuf,
+        /// Log format (default: text).
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Check the config; print every error as `file:line:col: message`.
+    Validate {
+        /// Config file or directory.
+        #[arg(
+            short = 'c',
+            long = "config",
+            env = "HOOKYARD_CONFIG",
+            default_value = "./hookyard.yaml"
+        )]
+        config: PathBuf,
+        /// Do not resolve `${VAR}` references and secrets (for CI).
+        #[arg(long)]
+        no_env: bool,
+    },
+    /// Print the JSON Schema of the config format.
+    Schema,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Schema => {
+            print!("{}", config::schema::schema_json());
+            ExitCode::SUCCESS
+        }
+        Command::Validate { config, no_env } => validate(&config, no_env),
+        Command::Run { config, log_format } => match run(&config, log_format) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("hookyard: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn validate(path: &std::path::Path, no_env: bool) -> ExitCode {
+    match config::load(path, LoadOptions { no_env, env: None }) {
+        Ok(c) => {
+            for w in &c.warnings {
+                eprintln!("{}: warning: {}", w.pos, w.message);
+            }
+            println!(
+                "ok: {} triggers, {} actions, {} workflows, {} subscriptions, {} secrets, {} tokens",
+                c.triggers.len(),
+                c.actions.len(),
+                c.workflows.len(),
+                c.subscriptions.len(),
+                c.secrets.len(),
+                c.tokens.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errs) => {
+            println!("{errs}");
+            eprintln!("{} error(s) in {}", errs.errors.len(), path.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn run(path: &std::path::Path, log_format: LogFormat) -> anyhow::Result<ExitCode> {
+    init_logs(log_format);
+    let cfg = match config::load(path, LoadOptions::default()) {
+        Ok(c) => c,
+        Err(errs) => {
+            for e in &errs.errors {
+                tracing::error!(target: "hookyard::config", "{e}");
+            }
+            return Ok(ExitCode::from(1));
+        }
+    };
+    for w in &cfg.warnings {
+        tracing::warn!(target: "hookyard::config", "{w}");
+    }
+    tracing::info!(
+        listen = %cfg.server.listen,
+        queue = ?cfg.queue.backend,
+        triggers = cfg.triggers.len(),
+        workflows = cfg.workflows.len(),
+        subscriptions = cfg.subscriptions.len(),
+        "config loaded from {}",
+        path.display()
+    );
+    for t in &cfg.triggers {
+        tracing::info!(trigger = %t.id, "would serve POST {}", t.path);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(wait_for_shutdown())?;
+    tracing::info!("shutting down");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_shutdown() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
 }

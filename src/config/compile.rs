@@ -1,0 +1,340 @@
+//! Compile the raw sections into the runtime [`Config`], collecting every
+//! error with its position (never stopping at the first).
+//!
+//! Order: secrets first (everything else refers to them), then the scalar
+//! sections and defaults, then triggers, actions, workflows (whose steps
+//! refer to actions and triggers) and subscriptions (`compile_items.rs`).
+//! Each leaf is parsed by a [`Ctx`] helper that reports `file:line:col`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::error::{Diagnostics, Pos};
+pub use super::leaf::parse_cidr;
+pub(crate) use super::leaf::{Ctx, Ids};
+use super::load::{Item, RawSet};
+use super::raw::*;
+use super::runtime::*;
+use super::secret::Secret;
+use super::templates::{self, Templates};
+
+fn resolve_secrets(set: &RawSet, ctx: &mut Ctx<'_>, lookup: &dyn Fn(&str) -> Option<String>) {
+    let mut seen: HashMap<String, Pos> = HashMap::new();
+    for (name, raw, dir) in &set.secrets {
+        if let Some(first) = seen.get(&name.value) {
+            let msg = format!("duplicate secret `{}`: also defined at {first}", name.value);
+            ctx.error(&name.pos, msg);
+            continue;
+        }
+        seen.insert(name.value.clone(), name.pos.clone());
+        let value = match (&raw.env, &raw.file) {
+            (Some(_), Some(_)) | (None, None) => {
+                ctx.error(
+                    &name.pos,
+                    format!(
+                        "secret `{}` needs exactly one of `env: VAR` or `file: PATH`",
+                        name.value
+                    ),
+                );
+                ctx.failed_secrets.insert(name.value.clone());
+                continue;
+            }
+            _ if ctx.no_env => Vec::new(),
+            (Some(var), None) => match lookup(&var.value) {
+                Some(v) => v.into_bytes(),
+                None => {
+                    ctx.error(
+                        &var.pos,
+                        format!(
+                            "environment variable `{}` of secret `{}` is not set",
+                            var.value, name.value
+                        ),
+                    );
+                    ctx.failed_secrets.insert(name.value.clone());
+                    continue;
+                }
+            },
+            (None, Some(file)) => {
+                let path = dir.join(&file.value);
+                match std::fs::read(&path) {
+                    Ok(mut v) => {
+                        if v.ends_with(b"\n") {
+                            v.pop();
+                            if v.ends_with(b"\r") {
+                                v.pop();
+                            }
+                        }
+                        v
+                    }
+                    Err(e) => {
+                        ctx.error(
+                            &file.pos,
+                            format!(
+                                "cannot read secret file `{}` of secret `{}`: {e}",
+                                path.display(),
+                                name.value
+                            ),
+                        );
+                        ctx.failed_secrets.insert(name.value.clone());
+                        continue;
+                    }
+                }
+            }
+        };
+        ctx.secrets
+            .insert(name.value.clone(), Secret::new(name.value.clone(), value));
+    }
+}
+
+/// Compile everything; `None` when any error was recorded.
+pub(crate) fn compile(
+    set: RawSet,
+    diags: &mut Diagnostics,
+    no_env: bool,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Option<Config> {
+    let mut ctx = Ctx {
+        diags,
+        env: templates::new_environment(),
+        texts: &set.texts,
+        no_env,
+        secrets: HashMap::new(),
+        failed_secrets: Default::default(),
+    };
+    resolve_secrets(&set, &mut ctx, lookup);
+
+    let s = set
+        .server
+        .as_ref()
+        .map(|i| i.value.clone())
+        .unwrap_or_default();
+    let server = Server {
+        listen: s
+            .listen
+            .as_ref()
+            .and_then(|a| ctx.addr(a))
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
+        api_listen: s.api_listen.as_ref().and_then(|a| ctx.addr(a)),
+        metrics_listen: s.metrics_listen.as_ref().and_then(|a| ctx.addr(a)),
+        max_body: ctx.size(&s.max_body, 1024 * 1024),
+        trusted_proxies: ctx.cidrs(&s.trusted_proxies),
+        shutdown_grace: ctx.duration(&s.shutdown_grace, Duration::from_secs(30)),
+        shutdown_delay: ctx.duration(&s.shutdown_delay, Duration::ZERO),
+    };
+    let queue = compile_queue(set.queue.as_ref(), &mut ctx);
+    let h = set
+        .history
+        .as_ref()
+        .map(|i| i.value.clone())
+        .unwrap_or_default();
+    let history = History {
+        retention: ctx.duration(&h.retention, Duration::from_secs(7 * 86_400)),
+        max_events: h.max_events.unwrap_or(100_000),
+        response_body_limit: ctx.size(&h.response_body_limit, 4096),
+    };
+    let idem = set
+        .idempotency
+        .as_ref()
+        .map(|i| i.value.clone())
+        .unwrap_or_default();
+    let idempotency_window = ctx.duration(&idem.window, Duration::from_secs(86_400));
+    let r = set
+        .reload
+        .as_ref()
+        .map(|i| i.value.clone())
+        .unwrap_or_default();
+    let reload = Reload {
+        watch: r.watch.unwrap_or(true),
+        debounce: ctx.duration(&r.debounce, Duration::from_millis(500)),
+        orphan_grace: ctx.duration(&r.orphan_grace, Duration::from_secs(600)),
+    };
+    let eg = set
+        .egress
+        .as_ref()
+        .map(|i| i.value.clone())
+        .unwrap_or_default();
+    let egress = Egress {
+        allow: ctx.cidrs(&eg.allow),
+        deny: ctx.cidrs(&eg.deny),
+    };
+    let tokens = compile_tokens(&set.tokens, &mut ctx);
+    let event_types = compile_event_types(&set.event_types, &mut ctx);
+    let defaults =
+        super::compile_items::compile_defaults(set.defaults.as_ref().map(|i| &i.value), &mut ctx);
+
+    let (triggers, trigger_ids, trigger_paths) =
+        super::compile_items::compile_triggers(&set.triggers, &mut ctx);
+    let (actions, action_ids) =
+        super::compile_items::compile_actions(&set.actions, &defaults, &mut ctx);
+    let (workflows, workflow_ids) = super::compile_items::compile_workflows(
+        &set.workflows,
+        &actions,
+        &action_ids,
+        &trigger_ids,
+        &defaults,
+        &mut ctx,
+    );
+    let (subscriptions, subscription_ids) =
+        super::compile_items::compile_subscriptions(&set.subscriptions, &defaults, &mut ctx);
+
+    let Ctx { env, secrets, .. } = ctx;
+    if !diags.errors.is_empty() {
+        return None;
+    }
+    Some(Config {
+        server,
+        queue,
+        history,
+        idempotency_window,
+        reload,
+        secrets,
+        tokens,
+        event_types,
+        event_catalog: set
+            .event_catalog
+            .as_ref()
+            .map(|i| i.value)
+            .unwrap_or_default(),
+        triggers,
+        actions,
+        workflows,
+        subscriptions,
+        egress,
+        templates: Templates::new(env),
+        sources: set.sources,
+        warnings: diags.warnings.clone(),
+        trigger_ids,
+        trigger_paths,
+        action_ids,
+        workflow_ids,
+        subscription_ids,
+    })
+}
+
+fn compile_queue(q: Option<&Item<RawQueue>>, ctx: &mut Ctx<'_>) -> Queue {
+    let raw = q.map(|i| i.value.clone()).unwrap_or_default();
+    let backend = raw.backend.unwrap_or(QueueBackend::Embedded);
+    let pos = q.map(|i| i.pos.clone());
+    match backend {
+        QueueBackend::Embedded => {
+            for (field, v) in [("url", &raw.url), ("prefix", &raw.prefix)] {
+                if let Some(v) = v {
+                    ctx.error(&v.pos, format!("`queue.{field}` is for `backend: redis`; the embedded queue uses `path`"));
+                }
+            }
+        }
+        QueueBackend::Redis => {
+            if let Some(p) = &raw.path {
+                ctx.error(
+                    &p.pos,
+                    "`queue.path` is for `backend: embedded`; Redis uses `url`",
+                );
+            }
+            match &raw.url {
+                None => {
+                    if let Some(pos) = &pos {
+                        ctx.error(
+                            pos,
+                            "`backend: redis` needs `url`, e.g. `redis://127.0.0.1:6379/0`",
+                        );
+                    }
+                }
+                Some(u)
+                    if !ctx.skip(u)
+                        && !u.value.starts_with("redis://")
+                        && !u.value.starts_with("rediss://") =>
+                {
+                    ctx.error(
+                        &u.pos,
+                        format!(
+                            "invalid Redis URL `{}`: it must start with redis:// or rediss://",
+                            u.value
+                        ),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Queue {
+        backend,
+        path: PathBuf::from(
+            raw.path
+                .map(|p| p.value)
+                .unwrap_or_else(|| "./hookyard-data".into()),
+        ),
+        url: raw.url.map(|u| u.value).unwrap_or_default(),
+        prefix: raw
+            .prefix
+            .map(|p| p.value)
+            .unwrap_or_else(|| "hookyard".into()),
+        lease: ctx.duration(&raw.lease, Duration::from_secs(60)),
+    }
+}
+
+fn compile_tokens(items: &[Item<RawToken>], ctx: &mut Ctx<'_>) -> Vec<Token> {
+    let mut ids = Ids::new("token");
+    let mut out = Vec::new();
+    for it in items {
+        let t = &it.value;
+        if !ids.check(&t.name, ctx.diags) {
+            continue;
+        }
+        if t.scopes.is_empty() {
+            ctx.error(
+                &it.pos,
+                format!(
+                    "token `{}` has no scopes; list what it may do",
+                    t.name.value
+                ),
+            );
+        }
+        if let Some(secret) = ctx.secret(&t.secret) {
+            out.push(Token {
+                name: t.name.value.clone(),
+                secret,
+                scopes: t.scopes.clone(),
+            });
+        }
+    }
+    out
+}
+
+fn compile_event_types(
+    items: &[Item<RawEventType>],
+    ctx: &mut Ctx<'_>,
+) -> HashMap<String, Arc<EventType>> {
+    let mut ids = Ids::new("event type");
+    let mut out = HashMap::new();
+    for it in items {
+        let t = &it.value;
+        if !ids.check(&t.name, ctx.diags) {
+            continue;
+        }
+        let schema = match &t.schema {
+            None => None,
+            Some(s) => match jsonschema::validator_for(&s.value) {
+                Ok(v) => Some(Arc::new(v)),
+                Err(e) => {
+                    ctx.error(
+                        &s.pos,
+                        format!("invalid JSON Schema for `{}`: {e}", t.name.value),
+                    );
+                    None
+                }
+            },
+        };
+        out.insert(
+            t.name.value.clone(),
+            Arc::new(EventType {
+                name: t.name.value.clone(),
+                schema_json: t.schema.as_ref().map(|s| s.value.clone()),
+                schema,
+            }),
+        );
+    }
+    out
+}

@@ -1,0 +1,316 @@
+//! Compile triggers: event source, verification, mappings, handshakes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::compile::{Ctx, Ids};
+use super::error::Pos;
+use super::load::Item;
+use super::node::{Sp, StrOr};
+use super::raw::*;
+use super::runtime::*;
+
+/// Triggers in order, index by id, index by path.
+pub(crate) type CompiledTriggers = (
+    Vec<Arc<Trigger>>,
+    HashMap<String, usize>,
+    HashMap<String, usize>,
+);
+
+pub(crate) fn compile_triggers(items: &[Item<RawTrigger>], ctx: &mut Ctx<'_>) -> CompiledTriggers {
+    let mut ids = Ids::new("trigger");
+    let mut out = Vec::new();
+    let mut by_id = HashMap::new();
+    let mut by_path: HashMap<String, usize> = HashMap::new();
+    let mut path_pos: HashMap<String, Pos> = HashMap::new();
+    for it in items {
+        let raw = &it.value;
+        if !ids.check(&raw.id, ctx.diags) {
+            continue;
+        }
+        let Some(t) = trigger(raw, &it.pos, ctx) else {
+            continue;
+        };
+        let pos = raw
+            .path
+            .as_ref()
+            .map(|p| p.pos.clone())
+            .unwrap_or_else(|| raw.id.pos.clone());
+        if let Some(first) = path_pos.get(&t.path) {
+            ctx.error(
+                &pos,
+                format!(
+                    "trigger `{}`: path `{}` is already served by a trigger at {first}",
+                    t.id, t.path
+                ),
+            );
+            continue;
+        }
+        path_pos.insert(t.path.clone(), pos);
+        by_id.insert(t.id.clone(), out.len());
+        by_path.insert(t.path.clone(), out.len());
+        out.push(Arc::new(t));
+    }
+    (out, by_id, by_path)
+}
+
+fn trigger(raw: &RawTrigger, pos: &Pos, ctx: &mut Ctx<'_>) -> Option<Trigger> {
+    let id = raw.id.value.clone();
+    let path = match &raw.path {
+        None => format!("/hooks/{id}"),
+        Some(p) => {
+            if !p.value.starts_with("/hooks/") || p.value.len() <= "/hooks/".len() {
+                ctx.error(
+                    &p.pos,
+                    format!(
+                        "trigger `{id}`: `path` must start with `/hooks/` (got `{}`)",
+                        p.value
+                    ),
+                );
+            }
+            p.value.clone()
+        }
+    };
+    let event = match &raw.event {
+        None => {
+            ctx.error(pos, format!("trigger `{id}` needs `event`: a type name, or `{{ header: … }}` / `{{ path: … }}`"));
+            None
+        }
+        Some(e) => event_source(&id, e, ctx),
+    };
+    let verify = verify(raw.verify.as_ref(), ctx);
+    let idempotency_key = raw.idempotency_key.as_ref().and_then(|k| {
+        if let Some(h) = k.value.strip_prefix("header:") {
+            Some(KeySource::Header(h.trim().to_owned()))
+        } else if k.value.starts_with('$') {
+            ctx.jsonpath(k).map(KeySource::Path)
+        } else {
+            ctx.error(&k.pos, format!("invalid idempotency_key `{}`: write a JSONPath like `$.id` or `header:Idempotency-Key`", k.value));
+            None
+        }
+    });
+    let default_mapping = raw
+        .mapping
+        .as_ref()
+        .map(|m| compile_mapping(&format!("trigger/{id}/mapping"), m, ctx));
+    let mut mappings = HashMap::new();
+    for (ty, m) in raw.mappings.iter().flatten() {
+        mappings.insert(
+            ty.clone(),
+            compile_mapping(&format!("trigger/{id}/mappings/{ty}"), m, ctx),
+        );
+    }
+    let handshake_secrets = match &raw.handshake_secret {
+        Some(s) => ctx.secret(s).into_iter().collect(),
+        None => verify
+            .signature
+            .as_ref()
+            .map(|s| s.secrets.clone())
+            .unwrap_or_default(),
+    };
+    if matches!(raw.handshake, Some(Handshake::Meta | Handshake::Zoom))
+        && handshake_secrets.is_empty()
+        && raw.handshake_secret.is_none()
+    {
+        ctx.error(pos, format!("trigger `{id}`: this handshake needs `handshake_secret` (or a `verify.signature` secret)"));
+    }
+    let respond = raw.respond.as_ref().map(|r| {
+        let status = r.status.unwrap_or(202);
+        if !(100..=599).contains(&status) {
+            ctx.error(
+                pos,
+                format!("trigger `{id}`: `respond.status` {status} is not an HTTP status"),
+            );
+        }
+        Respond {
+            status,
+            body: r
+                .body
+                .as_ref()
+                .and_then(|b| ctx.template(format!("trigger/{id}/respond"), b)),
+            headers: r
+                .headers
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    });
+    Some(Trigger {
+        path,
+        event: event?,
+        verify,
+        idempotency_key,
+        mapping: default_mapping,
+        mappings,
+        rate_limit: ctx.rate(&raw.rate_limit),
+        handshake: raw.handshake,
+        handshake_secrets,
+        respond,
+        id,
+    })
+}
+
+fn event_source(id: &str, e: &Sp<StrOr<RawEventFrom>>, ctx: &mut Ctx<'_>) -> Option<EventSource> {
+    match &e.value {
+        StrOr::Str(s) if s.is_empty() => {
+            ctx.error(&e.pos, format!("trigger `{id}`: `event` is empty"));
+            None
+        }
+        StrOr::Str(s) => Some(EventSource::Fixed(s.clone())),
+        StrOr::Map(f) => {
+            let map = f.map.as_ref().map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<HashMap<_, _>>()
+            });
+            let otherwise = f.otherwise.unwrap_or_default();
+            match (&f.header, &f.path) {
+                (Some(h), None) => Some(EventSource::Header {
+                    name: h.clone(),
+                    map,
+                    otherwise,
+                }),
+                (None, Some(p)) => ctx.jsonpath(p).map(|path| EventSource::Path {
+                    path,
+                    map,
+                    otherwise,
+                }),
+                _ => {
+                    ctx.error(
+                        &e.pos,
+                        format!("trigger `{id}`: `event` needs exactly one of `header` or `path`"),
+                    );
+                    None
+                }
+            }
+        }
+    }
+}
+
+fn verify(raw: Option<&RawVerify>, ctx: &mut Ctx<'_>) -> Verify {
+    let Some(raw) = raw else {
+        return Verify::default();
+    };
+    let signature = raw.signature.as_ref().map(|s| {
+        let generic = s.preset == SignaturePreset::HmacSha256;
+        if !generic && (s.header.is_some() || s.encoding.is_some() || s.prefix.is_some()) {
+            let pos = s.secret.0.first().map(|p| p.pos.clone());
+            if let Some(pos) = pos {
+                ctx.error(&pos, "`header`, `encoding` and `prefix` only apply to `preset: hmac-sha256`; other presets fix them");
+            }
+        }
+        let (header, encoding, prefix) = match s.preset {
+            SignaturePreset::HmacSha256 => ("X-Hmac-Signature", Encoding::Hex, ""),
+            SignaturePreset::Github => ("X-Hub-Signature-256", Encoding::Hex, "sha256="),
+            SignaturePreset::Stripe => ("Stripe-Signature", Encoding::Hex, ""),
+            SignaturePreset::Shopify => ("X-Shopify-Hmac-Sha256", Encoding::Base64, ""),
+            SignaturePreset::Slack => ("X-Slack-Signature", Encoding::Hex, "v0="),
+            SignaturePreset::StandardWebhooks => ("webhook-signature", Encoding::Base64, "v1,"),
+        };
+        SignatureCheck {
+            preset: s.preset,
+            secrets: ctx.secret_list(&s.secret),
+            header: s.header.clone().unwrap_or_else(|| header.to_owned()),
+            encoding: s.encoding.unwrap_or(encoding),
+            prefix: s.prefix.clone().unwrap_or_else(|| prefix.to_owned()),
+            tolerance: ctx.duration(&s.tolerance, Duration::from_secs(300)),
+        }
+    });
+    Verify {
+        signature,
+        ip_allow: ctx.cidrs(&raw.ip_allow),
+        bearer: raw.bearer.as_ref().and_then(|b| ctx.secret(b)),
+        basic: raw.basic.as_ref().and_then(|b| {
+            ctx.secret(&b.password).map(|password| Basic {
+                user: b.user.clone(),
+                password,
+            })
+        }),
+    }
+}
+
+fn compile_mapping(
+    prefix: &str,
+    raw: &BTreeMap<String, RawMappingSource>,
+    ctx: &mut Ctx<'_>,
+) -> Mapping {
+    let mut fields = Vec::new();
+    for (key, src) in raw {
+        let output: Vec<String> = key.split('.').map(str::to_owned).collect();
+        if output.iter().any(String::is_empty) {
+            ctx.error(
+                &src.pos,
+                format!("invalid mapping key `{key}`: empty part between dots"),
+            );
+            continue;
+        }
+        let nested_conflict = raw.keys().any(|other| {
+            other.len() > key.len()
+                && other.starts_with(key.as_str())
+                && other.as_bytes()[key.len()] == b'.'
+        });
+        if nested_conflict {
+            ctx.error(&src.pos, format!("mapping key `{key}` is both a value and an object (another key is nested under it)"));
+            continue;
+        }
+        let field = match &src.value {
+            StrOr::Str(p) => {
+                let sp = Sp {
+                    value: p.clone(),
+                    pos: src.pos.clone(),
+                };
+                ctx.jsonpath(&sp)
+                    .map(|path| (Source::Path(path), None, false, None))
+            }
+            StrOr::Map(m) => {
+                let count = [
+                    m.path.is_some(),
+                    m.header.is_some(),
+                    m.query.is_some(),
+                    m.template.is_some(),
+                    m.value.is_some(),
+                ]
+                .into_iter()
+                .filter(|b| *b)
+                .count();
+                if count != 1 {
+                    ctx.error(&src.pos, format!("mapping `{key}` needs exactly one of `path`, `header`, `query`, `template`, `value`"));
+                    continue;
+                }
+                let source = if let Some(p) = &m.path {
+                    ctx.jsonpath(p).map(Source::Path)
+                } else if let Some(h) = &m.header {
+                    Some(Source::Header(h.clone()))
+                } else if let Some(q) = &m.query {
+                    Some(Source::Query(q.clone()))
+                } else if let Some(t) = &m.template {
+                    ctx.template(format!("{prefix}/{key}"), t)
+                        .map(Source::Template)
+                } else {
+                    m.value.clone().map(Source::Value)
+                };
+                source.map(|s| {
+                    (
+                        s,
+                        m.value_type,
+                        m.required.unwrap_or(false),
+                        m.default.clone(),
+                    )
+                })
+            }
+        };
+        if let Some((source, value_type, required, default)) = field {
+            fields.push(MappingField {
+                key: key.clone(),
+                output,
+                source,
+                value_type,
+                required,
+                default,
+            });
+        }
+    }
+    Mapping { fields }
+}

@@ -1,0 +1,402 @@
+//! The compiled, runtime form of the config: plain data, every default
+//! resolved, every reference replaced by what it names, every leaf parsed.
+//!
+//! Hold it as `Arc<Config>` (the reloader swaps it with `ArcSwap`); items
+//! are `Arc` so a worker can keep one across a reload.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::error::ConfigError;
+use super::raw::{EventCatalog, QueueBackend, Scope, SigningScheme};
+use super::raw_items::{Method, WorkflowMode};
+pub use super::runtime_trigger::*;
+use super::secret::Secret;
+use super::templates::{Expr, JsonTemplate, Template, Templates};
+use super::units::Rate;
+
+pub use super::raw::Ordering;
+
+/// The whole compiled config.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Listeners and limits.
+    pub server: Server,
+    /// The queue backend.
+    pub queue: Queue,
+    /// History bounds.
+    pub history: History,
+    /// Idempotency window.
+    pub idempotency_window: Duration,
+    /// Reload behaviour.
+    pub reload: Reload,
+    /// Every declared secret by name.
+    pub secrets: HashMap<String, Secret>,
+    /// API tokens.
+    pub tokens: Vec<Token>,
+    /// Declared event types by name.
+    pub event_types: HashMap<String, Arc<EventType>>,
+    /// `open` or `strict`.
+    pub event_catalog: EventCatalog,
+    /// Triggers in file order.
+    pub triggers: Vec<Arc<Trigger>>,
+    /// Named actions in file order (inline `request` steps are not here;
+    /// they live in their workflow's steps).
+    pub actions: Vec<Arc<Action>>,
+    /// Workflows in file order.
+    pub workflows: Vec<Arc<Workflow>>,
+    /// YAML subscriptions in file order.
+    pub subscriptions: Vec<Arc<Subscription>>,
+    /// Egress policy.
+    pub egress: Egress,
+    /// The shared template environment every [`Template`]/[`Expr`] lives in.
+    pub templates: Templates,
+    /// Each loaded file with its text *before* `${VAR}` interpolation (the
+    /// admin API shows references, never values).
+    pub sources: Vec<SourceFile>,
+    /// Warnings found while loading.
+    pub warnings: Vec<ConfigError>,
+    pub(crate) trigger_ids: HashMap<String, usize>,
+    pub(crate) trigger_paths: HashMap<String, usize>,
+    pub(crate) action_ids: HashMap<String, usize>,
+    pub(crate) workflow_ids: HashMap<String, usize>,
+    pub(crate) subscription_ids: HashMap<String, usize>,
+}
+
+impl Config {
+    /// A trigger by id.
+    pub fn trigger(&self, id: &str) -> Option<&Arc<Trigger>> {
+        self.trigger_ids.get(id).map(|&i| &self.triggers[i])
+    }
+
+    /// The trigger serving a request path (e.g. `/hooks/shop-order`).
+    pub fn trigger_by_path(&self, path: &str) -> Option<&Arc<Trigger>> {
+        self.trigger_paths.get(path).map(|&i| &self.triggers[i])
+    }
+
+    /// A named action by id.
+    pub fn action(&self, id: &str) -> Option<&Arc<Action>> {
+        self.action_ids.get(id).map(|&i| &self.actions[i])
+    }
+
+    /// A workflow by id.
+    pub fn workflow(&self, id: &str) -> Option<&Arc<Workflow>> {
+        self.workflow_ids.get(id).map(|&i| &self.workflows[i])
+    }
+
+    /// A YAML subscription by id.
+    pub fn subscription(&self, id: &str) -> Option<&Arc<Subscription>> {
+        self.subscription_ids
+            .get(id)
+            .map(|&i| &self.subscriptions[i])
+    }
+
+    /// The token whose secret equals the presented bearer value (each
+    /// comparison constant-time).
+    pub fn token_for(&self, bearer: &[u8]) -> Option<&Token> {
+        self.tokens.iter().find(|t| t.secret.matches(bearer))
+    }
+
+    /// Whether `event_type` is accepted under the catalog mode.
+    pub fn accepts_event_type(&self, event_type: &str) -> bool {
+        self.event_catalog == EventCatalog::Open || self.event_types.contains_key(event_type)
+    }
+}
+
+/// One loaded file.
+#[derive(Clone, Debug)]
+pub struct SourceFile {
+    /// Path as found.
+    pub path: PathBuf,
+    /// Text before interpolation.
+    pub raw_text: String,
+}
+
+/// `server:`.
+#[derive(Clone, Debug)]
+pub struct Server {
+    /// Serves `/hooks/*` (and the rest unless moved).
+    pub listen: SocketAddr,
+    /// Serves `/v1/*` alone when set.
+    pub api_listen: Option<SocketAddr>,
+    /// Serves `/metrics` alone when set.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Largest request body in bytes.
+    pub max_body: u64,
+    /// Proxies whose `X-Forwarded-For` is trusted.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Time in-flight deliveries get on shutdown.
+    pub shutdown_grace: Duration,
+    /// Delay between readiness 503 and closing listeners.
+    pub shutdown_delay: Duration,
+}
+
+/// `queue:`.
+#[derive(Clone, Debug)]
+pub struct Queue {
+    /// `embedded` or `redis`.
+    pub backend: QueueBackend,
+    /// Embedded data directory (relative to the working directory).
+    pub path: PathBuf,
+    /// Redis URL (empty for embedded).
+    pub url: String,
+    /// Redis key prefix.
+    pub prefix: String,
+    /// Job lease.
+    pub lease: Duration,
+}
+
+/// `history:`.
+#[derive(Clone, Debug)]
+pub struct History {
+    /// Age limit.
+    pub retention: Duration,
+    /// Count limit.
+    pub max_events: u64,
+    /// Bytes of response body kept.
+    pub response_body_limit: u64,
+}
+
+/// `reload:`.
+#[derive(Clone, Debug)]
+pub struct Reload {
+    /// Watch the files.
+    pub watch: bool,
+    /// Debounce.
+    pub debounce: Duration,
+    /// Grace for jobs of removed targets.
+    pub orphan_grace: Duration,
+}
+
+/// An API token.
+#[derive(Clone, Debug)]
+pub struct Token {
+    /// Name (`api:<name>` as event source).
+    pub name: String,
+    /// Expected bearer value.
+    pub secret: Secret,
+    /// Allowed scopes.
+    pub scopes: Vec<Scope>,
+}
+
+impl Token {
+    /// Whether the token has `scope`.
+    pub fn allows(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+}
+
+/// A declared event type.
+#[derive(Clone, Debug)]
+pub struct EventType {
+    /// Name.
+    pub name: String,
+    /// The schema as written.
+    pub schema_json: Option<serde_json::Value>,
+    /// The compiled schema.
+    pub schema: Option<Arc<jsonschema::Validator>>,
+}
+
+/// `egress:`.
+#[derive(Clone, Debug, Default)]
+pub struct Egress {
+    /// Allowed even when private (API targets).
+    pub allow: Vec<IpNet>,
+    /// Never dialled.
+    pub deny: Vec<IpNet>,
+}
+
+/// A target URL.
+#[derive(Clone, Debug)]
+pub enum TargetUrl {
+    /// A template; `literal_prefix` is the text before the first tag, whose
+    /// scheme and host rendering must not change.
+    Template {
+        /// The template.
+        template: Template,
+        /// Literal text before the first `{{`/`{%`.
+        literal_prefix: String,
+    },
+    /// The URL is a secret; history shows its name.
+    Secret(Secret),
+}
+
+/// Outbound signing.
+#[derive(Clone, Debug)]
+pub struct Signing {
+    /// Scheme.
+    pub scheme: SigningScheme,
+    /// Secrets, newest first.
+    pub secrets: Vec<Secret>,
+}
+
+/// Retry policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetryPolicy {
+    /// Waits between attempts; attempts = `schedule.len() + 1`.
+    pub schedule: Vec<Duration>,
+    /// Longest `Retry-After` honoured.
+    pub max_retry_after: Duration,
+}
+
+/// Delivery options of one target, defaults applied.
+#[derive(Clone, Debug)]
+pub struct DeliveryOptions {
+    /// Attempt timeout.
+    pub timeout: Duration,
+    /// Retries.
+    pub retry: RetryPolicy,
+    /// Signing.
+    pub signing: Option<Signing>,
+    /// Header templates (defaults merged, target wins by case-insensitive name).
+    pub headers: Vec<(String, Template)>,
+    /// Rate limit.
+    pub rate_limit: Option<Rate>,
+    /// Concurrency limit.
+    pub max_in_flight: Option<u32>,
+    /// Ordering.
+    pub ordering: Ordering,
+    /// Paused.
+    pub paused: bool,
+}
+
+/// A request body template.
+#[derive(Clone, Debug)]
+pub enum Body {
+    /// JSON (`application/json`).
+    Json(JsonTemplate),
+    /// Form fields (`application/x-www-form-urlencoded`).
+    Form(Vec<(String, Template)>),
+    /// A raw template with its content type.
+    Raw {
+        /// Body template.
+        template: Template,
+        /// Content type.
+        content_type: String,
+    },
+}
+
+/// An outbound call template (named action or inline step).
+#[derive(Clone, Debug)]
+pub struct Action {
+    /// Id (`<workflow>-<n>` for inline steps).
+    pub id: String,
+    /// Method.
+    pub method: Method,
+    /// URL.
+    pub url: TargetUrl,
+    /// Query templates (values percent-encoded when rendered).
+    pub query: Vec<(String, Template)>,
+    /// Body.
+    pub body: Option<Body>,
+    /// Missing merge tag fails the delivery.
+    pub strict: bool,
+    /// Delivery options.
+    pub delivery: DeliveryOptions,
+}
+
+/// A workflow step.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// The action run (shared with `Config::actions` for named ones).
+    pub action: Arc<Action>,
+    /// True for an inline `request`.
+    pub inline: bool,
+}
+
+/// An event type pattern: `name`, `prefix.*`, `*`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventPattern {
+    /// Every type.
+    All,
+    /// Types starting with this (the `prefix.` including the dot).
+    Prefix(String),
+    /// This type.
+    Exact(String),
+}
+
+impl EventPattern {
+    /// Parse `*`, `a.*`, `a.b`.
+    pub fn parse(s: &str) -> EventPattern {
+        if s == "*" {
+            EventPattern::All
+        } else if let Some(p) = s.strip_suffix('*') {
+            EventPattern::Prefix(p.to_owned())
+        } else {
+            EventPattern::Exact(s.to_owned())
+        }
+    }
+
+    /// Whether `event_type` matches.
+    pub fn matches(&self, event_type: &str) -> bool {
+        match self {
+            EventPattern::All => true,
+            EventPattern::Prefix(p) => event_type.starts_with(p.as_str()),
+            EventPattern::Exact(e) => e == event_type,
+        }
+    }
+}
+
+/// A workflow.
+#[derive(Clone, Debug)]
+pub struct Workflow {
+    /// Id.
+    pub id: String,
+    /// Mode.
+    pub mode: WorkflowMode,
+    /// Event patterns (empty: any type).
+    pub events: Vec<EventPattern>,
+    /// Trigger ids (empty: any source).
+    pub triggers: Vec<String>,
+    /// `when.if`.
+    pub condition: Option<Expr>,
+    /// Steps in order.
+    pub steps: Vec<Step>,
+}
+
+impl Workflow {
+    /// Whether an event of `event_type` from trigger `trigger` (None for the
+    /// event API) starts this workflow, before its `if`. Both `event` and
+    /// `trigger` must match when both are given; `disabled` matches nothing.
+    pub fn matches(&self, event_type: &str, trigger: Option<&str>) -> bool {
+        self.mode != WorkflowMode::Disabled
+            && (self.events.is_empty() || self.events.iter().any(|p| p.matches(event_type)))
+            && (self.triggers.is_empty()
+                || trigger.is_some_and(|t| self.triggers.iter().any(|x| x == t)))
+    }
+
+    /// The step after `action_id`, from the current definition.
+    pub fn step_after(&self, action_id: &str) -> Option<&Step> {
+        let i = self.steps.iter().position(|s| s.action.id == action_id)?;
+        self.steps.get(i + 1)
+    }
+}
+
+/// A YAML subscription.
+#[derive(Clone, Debug)]
+pub struct Subscription {
+    /// Id.
+    pub id: String,
+    /// URL.
+    pub url: TargetUrl,
+    /// Event patterns.
+    pub events: Vec<EventPattern>,
+    /// Confirmation handshake before the first delivery.
+    pub verify: bool,
+    /// `if`.
+    pub condition: Option<Expr>,
+    /// Delivery options.
+    pub delivery: DeliveryOptions,
+}
+
+impl Subscription {
+    /// Whether `event_type` is subscribed (before `if`).
+    pub fn matches(&self, event_type: &str) -> bool {
+        self.events.iter().any(|p| p.matches(event_type))
+    }
+}

@@ -1,0 +1,170 @@
+//! Runtime types of triggers: event source, verification, mapping.
+//! Re-exported by `runtime.rs`; see there for the whole [`super::Config`].
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde_json_path::JsonPath;
+
+use super::raw_items::{Encoding, Handshake, Otherwise, SignaturePreset, ValueType};
+use super::secret::Secret;
+use super::templates::Template;
+use super::units::Rate;
+
+/// An inbound webhook.
+#[derive(Clone, Debug)]
+pub struct Trigger {
+    /// Id.
+    pub id: String,
+    /// Request path served, `/hooks/<id>` unless `path` was set.
+    pub path: String,
+    /// How the event type is found.
+    pub event: EventSource,
+    /// Checks.
+    pub verify: Verify,
+    /// Where the idempotency key is read.
+    pub idempotency_key: Option<KeySource>,
+    /// Default mapping; `None` passes the body through as `data`.
+    pub mapping: Option<Mapping>,
+    /// Mappings per event type (take precedence over `mapping`).
+    pub mappings: HashMap<String, Mapping>,
+    /// Inbound rate limit.
+    pub rate_limit: Option<Rate>,
+    /// Provider handshake.
+    pub handshake: Option<Handshake>,
+    /// Secrets for the handshake (explicit, else the signature secrets).
+    pub handshake_secrets: Vec<Secret>,
+    /// Custom answer.
+    pub respond: Option<Respond>,
+}
+
+impl Trigger {
+    /// The mapping for an event type: per-type, else the default.
+    pub fn mapping_for(&self, event_type: &str) -> Option<&Mapping> {
+        self.mappings.get(event_type).or(self.mapping.as_ref())
+    }
+}
+
+/// How a trigger finds its event type.
+#[derive(Clone, Debug)]
+pub enum EventSource {
+    /// Always this type.
+    Fixed(String),
+    /// From a header value.
+    Header {
+        /// Header name.
+        name: String,
+        /// Value → type; `None`: the value is the type.
+        map: Option<HashMap<String, String>>,
+        /// When missing or unmapped.
+        otherwise: Otherwise,
+    },
+    /// From a JSONPath in the body.
+    Path {
+        /// Compiled path.
+        path: JsonPath,
+        /// Value → type; `None`: the value is the type.
+        map: Option<HashMap<String, String>>,
+        /// When missing or unmapped.
+        otherwise: Otherwise,
+    },
+}
+
+/// Inbound checks; all present must pass.
+#[derive(Clone, Debug, Default)]
+pub struct Verify {
+    /// Signature check.
+    pub signature: Option<SignatureCheck>,
+    /// Allowed peer networks (empty: any).
+    pub ip_allow: Vec<IpNet>,
+    /// Expected bearer token.
+    pub bearer: Option<Secret>,
+    /// Expected basic credentials.
+    pub basic: Option<Basic>,
+}
+
+/// A signature check, with the preset's defaults filled in.
+#[derive(Clone, Debug)]
+pub struct SignatureCheck {
+    /// Scheme.
+    pub preset: SignaturePreset,
+    /// Candidate secrets (any match passes).
+    pub secrets: Vec<Secret>,
+    /// Header holding the signature (preset default when not given).
+    pub header: String,
+    /// Encoding (`hmac-sha256`; github hex, shopify base64…).
+    pub encoding: Encoding,
+    /// Prefix before the signature (e.g. `sha256=` for github).
+    pub prefix: String,
+    /// Timestamp tolerance of timestamped schemes.
+    pub tolerance: Duration,
+}
+
+/// Basic credentials.
+#[derive(Clone, Debug)]
+pub struct Basic {
+    /// User.
+    pub user: String,
+    /// Password.
+    pub password: Secret,
+}
+
+/// Where an idempotency key is read.
+#[derive(Clone, Debug)]
+pub enum KeySource {
+    /// JSONPath into the body.
+    Path(JsonPath),
+    /// A header.
+    Header(String),
+}
+
+/// A mapping: output fields, in sorted order of their dotted keys.
+#[derive(Clone, Debug, Default)]
+pub struct Mapping {
+    /// The fields.
+    pub fields: Vec<MappingField>,
+}
+
+/// One mapped output field.
+#[derive(Clone, Debug)]
+pub struct MappingField {
+    /// Dotted key as written (`contact.email`); `timestamp` sets the event's.
+    pub key: String,
+    /// The key split on `.` (nested objects).
+    pub output: Vec<String>,
+    /// Where the value comes from.
+    pub source: Source,
+    /// Conversion.
+    pub value_type: Option<ValueType>,
+    /// Missing → 422.
+    pub required: bool,
+    /// Used when missing.
+    pub default: Option<serde_json::Value>,
+}
+
+/// A mapping source.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// JSONPath into the parsed body (one node: its value; several: array).
+    Path(JsonPath),
+    /// Request header.
+    Header(String),
+    /// Query parameter.
+    Query(String),
+    /// Template over `body`, `headers`, `query`.
+    Template(Template),
+    /// Constant.
+    Value(serde_json::Value),
+}
+
+/// A custom trigger answer.
+#[derive(Clone, Debug)]
+pub struct Respond {
+    /// Status.
+    pub status: u16,
+    /// Body template (sees `event_id`).
+    pub body: Option<Template>,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+}

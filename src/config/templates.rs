@@ -1,0 +1,262 @@
+//! Templates and expressions, compiled once at load into ONE shared
+//! `minijinja::Environment<'static>` per config.
+//!
+//! Runtime types hold a [`Template`] or [`Expr`] handle (a name in that
+//! environment plus the source, for display); render them with the
+//! config's [`Templates`]:
+//!
+//! ```ignore
+//! let ctx = minijinja::context! { event => ..., contact => ... };
+//! let url = action_url_template.render(&config.templates, &ctx)?;
+//! let ok = workflow.condition.as_ref().map(|c| c.is_true(&config.templates, &ctx)).transpose()?;
+//! ```
+//!
+//! An expression is stored as the template `{% set __value = (EXPR) %}` and
+//! evaluated with `render_captured`, whose state holds the value; this keeps the value's type (a number
+//! stays a number in a JSON body). Undefined variables render empty
+//! (minijinja's lenient default); `strict` handling is the renderer's job.
+
+use std::sync::Arc;
+
+use minijinja::{Environment, Value};
+use serde::Serialize;
+
+const VALUE_VAR: &str = "__value";
+
+/// The shared template environment of one config.
+#[derive(Clone)]
+pub struct Templates {
+    env: Arc<Environment<'static>>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Templates")
+    }
+}
+
+impl Templates {
+    /// The environment, e.g. to look templates up directly.
+    pub fn env(&self) -> &Environment<'static> {
+        &self.env
+    }
+
+    pub(crate) fn new(env: Environment<'static>) -> Templates {
+        Templates { env: Arc::new(env) }
+    }
+}
+
+/// A new environment with hookyard's settings.
+pub(crate) fn new_environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    // Output goes into JSON, headers and URLs, never HTML.
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.set_keep_trailing_newline(true);
+    env
+}
+
+/// A compiled template, by name in [`Templates`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Template {
+    /// Unique name, e.g. `action/zap/url`.
+    pub name: String,
+    /// The source as written (after `${VAR}` interpolation).
+    pub source: String,
+}
+
+impl Template {
+    /// Render with `ctx` (any `Serialize`, typically a `minijinja::Value`).
+    pub fn render<S: Serialize>(&self, t: &Templates, ctx: S) -> Result<String, minijinja::Error> {
+        t.env.get_template(&self.name)?.render(ctx)
+    }
+}
+
+/// A compiled expression, by name in [`Templates`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expr {
+    /// Unique name, e.g. `workflow/big-orders/if`.
+    pub name: String,
+    /// The expression as written.
+    pub source: String,
+}
+
+impl Expr {
+    /// Evaluate to a value (undefined when the expression's value is).
+    pub fn eval<S: Serialize>(&self, t: &Templates, ctx: S) -> Result<Value, minijinja::Error> {
+        let tmpl = t.env.get_template(&self.name)?;
+        let captured = tmpl.render_captured(ctx)?;
+        Ok(captured.state().lookup(VALUE_VAR).unwrap_or_default())
+    }
+
+    /// Evaluate as a condition (Jinja truthiness).
+    pub fn is_true<S: Serialize>(&self, t: &Templates, ctx: S) -> Result<bool, minijinja::Error> {
+        Ok(self.eval(t, ctx)?.is_true())
+    }
+}
+
+/// The template source that evaluates `expr` into [`VALUE_VAR`].
+pub(crate) fn expression_wrapper(expr: &str) -> String {
+    format!("{{% set {VALUE_VAR} = ({expr}) %}}")
+}
+
+/// A JSON body template: literal JSON with templated string leaves.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JsonTemplate {
+    /// A literal value (no template in it).
+    Literal(serde_json::Value),
+    /// A leaf that is exactly one `{{ expr }}`: keeps the value's JSON type.
+    Expr(Expr),
+    /// Any other templated string: renders to a JSON string.
+    Template(Template),
+    /// An array.
+    Array(Vec<JsonTemplate>),
+    /// An object, in source order.
+    Object(Vec<(String, JsonTemplate)>),
+}
+
+impl JsonTemplate {
+    /// Render to JSON. An undefined expression leaf renders as `null`.
+    pub fn render(
+        &self,
+        t: &Templates,
+        ctx: &Value,
+    ) -> Result<serde_json::Value, minijinja::Error> {
+        Ok(match self {
+            JsonTemplate::Literal(v) => v.clone(),
+            JsonTemplate::Expr(e) => {
+                let v = e.eval(t, ctx)?;
+                if v.is_undefined() || v.is_none() {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::to_value(&v).map_err(|err| {
+                        minijinja::Error::new(
+                            minijinja::ErrorKind::BadSerialization,
+                            format!("{}: {err}", e.name),
+                        )
+                    })?
+                }
+            }
+            JsonTemplate::Template(tm) => serde_json::Value::String(tm.render(t, ctx)?),
+            JsonTemplate::Array(items) => serde_json::Value::Array(
+                items
+                    .iter()
+                    .map(|i| i.render(t, ctx))
+                    .collect::<Result<_, _>>()?,
+            ),
+            JsonTemplate::Object(fields) => {
+                let mut map = serde_json::Map::new();
+                for (k, v) in fields {
+                    map.insert(k.clone(), v.render(t, ctx)?);
+                }
+                serde_json::Value::Object(map)
+            }
+        })
+    }
+}
+
+/// Whether `s` contains template syntax.
+pub(crate) fn is_templated(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%") || s.contains("{#")
+}
+
+/// When `s` is exactly one `{{ expr }}` (whitespace around allowed), the
+/// expression inside, with its byte offset in `s`.
+pub(crate) fn single_expression(s: &str) -> Option<(&str, usize)> {
+    let t = s.trim();
+    let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
+    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") {
+        return None;
+    }
+    let inner = inner.strip_prefix('-').unwrap_or(inner);
+    let inner = inner.strip_suffix('-').unwrap_or(inner);
+    let lead = s.len() - s.trim_start().len();
+    let offset = lead
+        + (t.len() - t.trim_start_matches("{{").len())
+        + (inner.len() - inner.trim_start().len());
+    Some((inner.trim(), offset))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn templates(defs: &[(&str, &str)]) -> Templates {
+        let mut env = new_environment();
+        for (n, s) in defs {
+            env.add_template_owned(n.to_string(), s.to_string())
+                .unwrap();
+        }
+        Templates::new(env)
+    }
+
+    #[test]
+    fn expressions_keep_their_type() {
+        let t = templates(&[
+            ("e", &expression_wrapper("order.total * 2")),
+            ("c", &expression_wrapper("order.total > 100")),
+        ]);
+        let ctx = minijinja::context! { order => minijinja::context! { total => 60 } };
+        let e = Expr {
+            name: "e".into(),
+            source: String::new(),
+        };
+        assert_eq!(e.eval(&t, &ctx).unwrap(), Value::from(120));
+        let c = Expr {
+            name: "c".into(),
+            source: String::new(),
+        };
+        assert!(!c.is_true(&t, &ctx).unwrap());
+    }
+
+    #[test]
+    fn json_body_renders_typed_leaves() {
+        let t = templates(&[
+            ("total", &expression_wrapper("order.total")),
+            ("missing", &expression_wrapper("order.missing")),
+            ("name", "Hi {{ name }}"),
+        ]);
+        let body = JsonTemplate::Object(vec![
+            (
+                "total".into(),
+                JsonTemplate::Expr(Expr {
+                    name: "total".into(),
+                    source: String::new(),
+                }),
+            ),
+            (
+                "missing".into(),
+                JsonTemplate::Expr(Expr {
+                    name: "missing".into(),
+                    source: String::new(),
+                }),
+            ),
+            (
+                "name".into(),
+                JsonTemplate::Template(Template {
+                    name: "name".into(),
+                    source: String::new(),
+                }),
+            ),
+            (
+                "fixed".into(),
+                JsonTemplate::Literal(serde_json::json!([1, true])),
+            ),
+        ]);
+        let ctx =
+            Value::from_serialize(serde_json::json!({"order": {"total": 12.5}, "name": "Ann"}));
+        assert_eq!(
+            body.render(&t, &ctx).unwrap(),
+            serde_json::json!({"total": 12.5, "missing": null, "name": "Hi Ann", "fixed": [1, true]})
+        );
+    }
+
+    #[test]
+    fn single_expression_detection() {
+        assert_eq!(single_expression("{{ a.b }}"), Some(("a.b", 3)));
+        assert_eq!(single_expression("{{a}}"), Some(("a", 2)));
+        assert_eq!(single_expression("x {{ a }}"), None);
+        assert_eq!(single_expression("{{ a }} {{ b }}"), None);
+        assert!(is_templated("a {{ b }}") && !is_templated("plain"));
+    }
+}
