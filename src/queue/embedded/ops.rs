@@ -1,0 +1,681 @@
+//! The write operations of the embedded backend, applied inside one redb
+//! write transaction shared by a whole group-commit batch (see `writer.rs`).
+//!
+//! Each operation first checks everything that can refuse it (a lost lease,
+//! a missing event) and only then writes, so a refused operation leaves no
+//! partial writes in the shared transaction. A storage error, by contrast,
+//! aborts the whole batch.
+
+use jiff::Timestamp;
+use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
+use serde_json::Value;
+
+use super::tables::*;
+use crate::queue::{
+    Attempt, DeliveryRecord, DeliveryState, Event, Ingested, LeasedJob, NewJob, QueueError,
+    StoreSettings, StoredJob,
+};
+
+/// Every table, opened once per batch.
+pub struct Tables<'t> {
+    jobs: Table<'t, u64, &'static [u8]>,
+    ready: Table<'t, (i64, u64), ()>,
+    leases: Table<'t, u64, (u64, i64)>,
+    fifo_head: Table<'t, &'static str, u64>,
+    fifo_waiting: Table<'t, (&'static str, u64), ()>,
+    dead: Table<'t, u64, &'static [u8]>,
+    target_pending: Table<'t, &'static str, u64>,
+    event_live: Table<'t, &'static str, u64>,
+    meta: Table<'t, &'static str, u64>,
+    events: Table<'t, &'static str, &'static [u8]>,
+    events_by_seq: Table<'t, u64, &'static str>,
+    deliveries: Table<'t, &'static str, &'static [u8]>,
+    deliveries_by_seq: Table<'t, u64, &'static str>,
+    event_deliveries: Table<'t, (&'static str, &'static str), ()>,
+    idempotency: Table<'t, &'static str, &'static [u8]>,
+    idempotency_by_time: Table<'t, (i64, &'static str), ()>,
+    subscriptions: Table<'t, &'static str, &'static [u8]>,
+    state: Table<'t, &'static str, &'static [u8]>,
+}
+
+impl<'t> Tables<'t> {
+    pub fn open(txn: &'t WriteTransaction) -> Result<Self, QueueError> {
+        Ok(Tables {
+            jobs: txn.open_table(JOBS)?,
+            ready: txn.open_table(READY)?,
+            leases: txn.open_table(LEASES)?,
+            fifo_head: txn.open_table(FIFO_HEAD)?,
+            fifo_waiting: txn.open_table(FIFO_WAITING)?,
+            dead: txn.open_table(DEAD)?,
+            target_pending: txn.open_table(TARGET_PENDING)?,
+            event_live: txn.open_table(EVENT_LIVE)?,
+            meta: txn.open_table(META)?,
+            events: txn.open_table(EVENTS)?,
+            events_by_seq: txn.open_table(EVENTS_BY_SEQ)?,
+            deliveries: txn.open_table(DELIVERIES)?,
+            deliveries_by_seq: txn.open_table(DELIVERIES_BY_SEQ)?,
+            event_deliveries: txn.open_table(EVENT_DELIVERIES)?,
+            idempotency: txn.open_table(IDEMPOTENCY)?,
+            idempotency_by_time: txn.open_table(IDEMPOTENCY_BY_TIME)?,
+            subscriptions: txn.open_table(SUBSCRIPTIONS)?,
+            state: txn.open_table(STATE)?,
+        })
+    }
+}
+
+/// Counters the writer keeps in memory and persists with each batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Counters {
+    /// Last sequence number handed out (jobs, events, deliveries share it).
+    pub seq: u64,
+    /// Last lease generation handed out.
+    pub generation: u64,
+}
+
+impl Counters {
+    pub fn load(txn: &WriteTransaction) -> Result<Self, QueueError> {
+        let meta = txn.open_table(META)?;
+        let seq = meta.get("seq")?.map(|v| v.value()).unwrap_or(0);
+        let generation = meta.get("gen")?.map(|v| v.value()).unwrap_or(0);
+        Ok(Counters { seq, generation })
+    }
+}
+
+/// One batch: the open tables, the counters and the batch's "now".
+pub struct Batch<'t, 's> {
+    pub t: Tables<'t>,
+    pub c: Counters,
+    pub now: Timestamp,
+    pub settings: &'s StoreSettings,
+}
+
+impl Batch<'_, '_> {
+    fn next_seq(&mut self) -> u64 {
+        self.c.seq += 1;
+        self.c.seq
+    }
+
+    /// Writes the counters; called once before commit.
+    pub fn save_counters(&mut self) -> Result<(), QueueError> {
+        self.t.meta.insert("seq", self.c.seq)?;
+        self.t.meta.insert("gen", self.c.generation)?;
+        Ok(())
+    }
+
+    // ---- ingestion ----
+
+    pub fn ingest(
+        &mut self,
+        event: &Event,
+        idempotency: Option<(&str, &str)>,
+        jobs: Vec<NewJob>,
+    ) -> Result<Ingested, QueueError> {
+        let key = idempotency.map(|(scope, key)| idempotency_key(scope, key));
+        if let Some(key) = &key {
+            if let Some(raw) = self.t.idempotency.get(key.as_str())? {
+                let StoredKey::V1 { event_id, at } = decode(raw.value())?;
+                if self.now.duration_since(at) < window(self.settings) {
+                    return Ok(Ingested::Duplicate { event_id });
+                }
+            }
+        }
+        if let Some(key) = &key {
+            // An expired entry for the same key: drop its time index entry.
+            if let Some(raw) = self.t.idempotency.remove(key.as_str())? {
+                let StoredKey::V1 { at, .. } = decode(raw.value())?;
+                self.t
+                    .idempotency_by_time
+                    .remove((micros(at), key.as_str()))?;
+            }
+            let stored = StoredKey::V1 {
+                event_id: event.id.clone(),
+                at: self.now,
+            };
+            self.t
+                .idempotency
+                .insert(key.as_str(), encode(&stored)?.as_slice())?;
+            self.t
+                .idempotency_by_time
+                .insert((micros(self.now), key.as_str()), ())?;
+        }
+        self.put_event(event)?;
+        for job in jobs {
+            self.enqueue_job(job)?;
+        }
+        Ok(Ingested::Accepted {
+            event_id: event.id.clone(),
+        })
+    }
+
+    fn put_event(&mut self, event: &Event) -> Result<(), QueueError> {
+        // The same id again (a client id past its idempotency window): the
+        // new event replaces the old one and moves to the newest position.
+        if let Some(old) = self.t.events.remove(event.id.as_str())? {
+            let StoredEvent::V1 { seq, .. } = decode(old.value())?;
+            self.t.events_by_seq.remove(seq)?;
+        }
+        let seq = self.next_seq();
+        let stored = StoredEvent::V1 {
+            seq,
+            ingested_at: self.now,
+            event: event.clone(),
+        };
+        self.t
+            .events
+            .insert(event.id.as_str(), encode(&stored)?.as_slice())?;
+        self.t.events_by_seq.insert(seq, event.id.as_str())?;
+        Ok(())
+    }
+
+    /// New jobs for an existing event (replay, manual retry).
+    pub fn enqueue(&mut self, jobs: Vec<NewJob>) -> Result<(), QueueError> {
+        for job in &jobs {
+            if self.t.events.get(job.event_id.as_str())?.is_none() {
+                return Err(QueueError::NotFound(format!("event {}", job.event_id)));
+            }
+        }
+        for job in jobs {
+            self.enqueue_job(job)?;
+        }
+        Ok(())
+    }
+
+    /// Adds a job: its row, its place in `ready` (or behind its FIFO head),
+    /// the counters, and its delivery record (pending).
+    fn enqueue_job(&mut self, job: NewJob) -> Result<(), QueueError> {
+        let stored = StoredJob::V1 {
+            job: job.clone(),
+            attempts: 0,
+            orphaned_since: None,
+            enqueued_at: self.now,
+        };
+        self.insert_live(stored)?;
+        let record = match self.t.deliveries.get(job.delivery_id.as_str())? {
+            Some(raw) => Some(decode::<StoredDelivery>(raw.value())?),
+            None => None,
+        };
+        match record {
+            // Enqueued again under the same delivery id (manual retry):
+            // keep its attempts, mark it pending again.
+            Some(StoredDelivery::V1 {
+                seq,
+                mut record,
+                job: _,
+            }) => {
+                record.state = DeliveryState::Pending;
+                record.reason = None;
+                let stored = StoredDelivery::V1 {
+                    seq,
+                    record,
+                    job: job.clone(),
+                };
+                self.t
+                    .deliveries
+                    .insert(job.delivery_id.as_str(), encode(&stored)?.as_slice())?;
+            }
+            None => {
+                let seq = self.next_seq();
+                let stored = StoredDelivery::V1 {
+                    seq,
+                    record: DeliveryRecord {
+                        id: job.delivery_id.clone(),
+                        event_id: job.event_id.clone(),
+                        target: job.target.label(),
+                        state: DeliveryState::Pending,
+                        reason: None,
+                        attempts: Vec::new(),
+                    },
+                    job: job.clone(),
+                };
+                self.t
+                    .deliveries
+                    .insert(job.delivery_id.as_str(), encode(&stored)?.as_slice())?;
+                self.t
+                    .deliveries_by_seq
+                    .insert(seq, job.delivery_id.as_str())?;
+                self.t
+                    .event_deliveries
+                    .insert((job.event_id.as_str(), job.delivery_id.as_str()), ())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts an unfinished job in the queue under a fresh seq (so a redriven
+    /// job joins the back of its FIFO line) and counts it.
+    fn insert_live(&mut self, stored: StoredJob) -> Result<(), QueueError> {
+        let seq = self.next_seq();
+        let StoredJob::V1 { job, .. } = &stored;
+        self.t.jobs.insert(seq, encode(&stored)?.as_slice())?;
+        let due = micros(job.not_before.unwrap_or(self.now));
+        match &job.ordering_key {
+            Some(key) if self.t.fifo_head.get(key.as_str())?.is_some() => {
+                self.t.fifo_waiting.insert((key.as_str(), seq), ())?;
+            }
+            Some(key) => {
+                self.t.fifo_head.insert(key.as_str(), seq)?;
+                self.t.ready.insert((due, seq), ())?;
+            }
+            None => {
+                self.t.ready.insert((due, seq), ())?;
+            }
+        }
+        add(&mut self.t.target_pending, &job.target.label(), 1)?;
+        add(&mut self.t.event_live, &job.event_id, 1)?;
+        Ok(())
+    }
+
+    // ---- workers ----
+
+    /// Reclaims lapsed leases, then leases up to `max` due jobs.
+    pub fn lease(&mut self, max: usize) -> Result<Vec<LeasedJob>, QueueError> {
+        let now = micros(self.now);
+        let mut lapsed = Vec::new();
+        for row in self.t.leases.iter()? {
+            let (seq, lease) = row?;
+            if lease.value().1 <= now {
+                lapsed.push(seq.value());
+            }
+        }
+        for seq in lapsed {
+            self.t.leases.remove(seq)?;
+            self.t.ready.insert((now, seq), ())?;
+        }
+        let mut due = Vec::new();
+        for row in self.t.ready.range(..=(now, u64::MAX))? {
+            if due.len() >= max {
+                break;
+            }
+            due.push(row?.0.value());
+        }
+        let expiry = micros(self.now + self.settings.lease);
+        let mut leased = Vec::with_capacity(due.len());
+        for (at, seq) in due {
+            self.t.ready.remove((at, seq))?;
+            let Some(raw) = self.t.jobs.get(seq)? else {
+                continue; // cannot happen: ready rows always have a job
+            };
+            let StoredJob::V1 {
+                job,
+                attempts,
+                orphaned_since,
+                ..
+            } = decode(raw.value())?;
+            drop(raw);
+            self.c.generation += 1;
+            self.t.leases.insert(seq, (self.c.generation, expiry))?;
+            leased.push(LeasedJob {
+                job,
+                attempts,
+                orphaned_since,
+                lease: lease_handle(seq, self.c.generation),
+            });
+        }
+        Ok(leased)
+    }
+
+    /// Checks that `job`'s lease is still held; returns the job seq.
+    fn held(&self, job: &LeasedJob) -> Result<u64, QueueError> {
+        let (seq, generation) = parse_lease(&job.lease)?;
+        match self.t.leases.get(seq)? {
+            Some(lease) if lease.value().0 == generation => Ok(seq),
+            _ => Err(QueueError::LeaseLost),
+        }
+    }
+
+    pub fn renew(&mut self, job: &LeasedJob) -> Result<(), QueueError> {
+        let seq = self.held(job)?;
+        let (_, generation) = parse_lease(&job.lease)?;
+        let expiry = micros(self.now + self.settings.lease);
+        self.t.leases.insert(seq, (generation, expiry))?;
+        Ok(())
+    }
+
+    pub fn complete(
+        &mut self,
+        job: &LeasedJob,
+        attempt: Option<Attempt>,
+        state: DeliveryState,
+        next: Option<NewJob>,
+    ) -> Result<(), QueueError> {
+        let seq = self.held(job)?;
+        self.t.leases.remove(seq)?;
+        let stored = self.take_job(seq)?;
+        self.finished(&stored)?;
+        self.record(&job.job.delivery_id, attempt, Some(state), None)?;
+        if let Some(next) = next {
+            self.enqueue_job(next)?;
+        }
+        Ok(())
+    }
+
+    pub fn retry_at(
+        &mut self,
+        job: &LeasedJob,
+        attempt: Attempt,
+        at: Timestamp,
+    ) -> Result<(), QueueError> {
+        let seq = self.held(job)?;
+        self.t.leases.remove(seq)?;
+        let StoredJob::V1 {
+            job: new_job,
+            attempts,
+            orphaned_since,
+            enqueued_at,
+        } = self.read_job(seq)?;
+        let stored = StoredJob::V1 {
+            job: new_job,
+            attempts: attempts.saturating_add(1),
+            orphaned_since,
+            enqueued_at,
+        };
+        self.t.jobs.insert(seq, encode(&stored)?.as_slice())?;
+        self.t.ready.insert((micros(at), seq), ())?;
+        self.record(&job.job.delivery_id, Some(attempt), None, None)?;
+        Ok(())
+    }
+
+    pub fn defer(
+        &mut self,
+        job: &LeasedJob,
+        at: Timestamp,
+        orphaned_since: Option<Timestamp>,
+    ) -> Result<(), QueueError> {
+        let seq = self.held(job)?;
+        self.t.leases.remove(seq)?;
+        let StoredJob::V1 {
+            job: new_job,
+            attempts,
+            enqueued_at,
+            ..
+        } = self.read_job(seq)?;
+        let stored = StoredJob::V1 {
+            job: new_job,
+            attempts,
+            orphaned_since,
+            enqueued_at,
+        };
+        self.t.jobs.insert(seq, encode(&stored)?.as_slice())?;
+        self.t.ready.insert((micros(at), seq), ())?;
+        Ok(())
+    }
+
+    pub fn dead_letter(
+        &mut self,
+        job: &LeasedJob,
+        attempt: Option<Attempt>,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        let seq = self.held(job)?;
+        self.t.leases.remove(seq)?;
+        let stored = self.take_job(seq)?;
+        self.finished(&stored)?;
+        let dead = StoredDead::V1 {
+            job: stored,
+            reason: reason.to_owned(),
+        };
+        self.t.dead.insert(seq, encode(&dead)?.as_slice())?;
+        let state = Some(DeliveryState::DeadLetter);
+        self.record(&job.job.delivery_id, attempt, state, Some(reason))?;
+        Ok(())
+    }
+
+    /// Dead letters of `target` (a `Target::label()`), or all, back to the
+    /// queue with their attempts reset.
+    pub fn redrive(&mut self, target: Option<&str>) -> Result<u64, QueueError> {
+        let mut picked = Vec::new();
+        for row in self.t.dead.iter()? {
+            let (seq, raw) = row?;
+            let StoredDead::V1 { job, .. } = decode(raw.value())?;
+            let StoredJob::V1 { job: new_job, .. } = &job;
+            if target.is_none_or(|t| t == new_job.target.label()) {
+                picked.push((seq.value(), new_job.clone()));
+            }
+        }
+        for (seq, job) in &picked {
+            self.t.dead.remove(seq)?;
+            let mut job = job.clone();
+            job.not_before = None;
+            let delivery_id = job.delivery_id.clone();
+            self.insert_live(StoredJob::V1 {
+                job,
+                attempts: 0,
+                orphaned_since: None,
+                enqueued_at: self.now,
+            })?;
+            self.record(&delivery_id, None, Some(DeliveryState::Pending), None)?;
+        }
+        Ok(picked.len() as u64)
+    }
+
+    fn read_job(&self, seq: u64) -> Result<StoredJob, QueueError> {
+        match self.t.jobs.get(seq)? {
+            Some(raw) => decode(raw.value()),
+            None => Err(QueueError::Corrupt(format!(
+                "leased job {seq} has no job row"
+            ))),
+        }
+    }
+
+    fn take_job(&mut self, seq: u64) -> Result<StoredJob, QueueError> {
+        match self.t.jobs.remove(seq)? {
+            Some(raw) => decode(raw.value()),
+            None => Err(QueueError::Corrupt(format!(
+                "leased job {seq} has no job row"
+            ))),
+        }
+    }
+
+    /// Bookkeeping when a job leaves the live queue (completed or dead):
+    /// counters, and the release of the next job of its FIFO line.
+    fn finished(&mut self, stored: &StoredJob) -> Result<(), QueueError> {
+        let StoredJob::V1 { job, .. } = stored;
+        add(&mut self.t.target_pending, &job.target.label(), -1)?;
+        add(&mut self.t.event_live, &job.event_id, -1)?;
+        let Some(key) = &job.ordering_key else {
+            return Ok(());
+        };
+        let next = self
+            .t
+            .fifo_waiting
+            .range((key.as_str(), 0)..=(key.as_str(), u64::MAX))?
+            .next()
+            .transpose()?
+            .map(|(k, _)| k.value().1);
+        match next {
+            Some(seq) => {
+                self.t.fifo_waiting.remove((key.as_str(), seq))?;
+                self.t.fifo_head.insert(key.as_str(), seq)?;
+                let StoredJob::V1 { job, .. } = self.read_job(seq)?;
+                let due = job.not_before.unwrap_or(self.now).max(self.now);
+                self.t.ready.insert((micros(due), seq), ())?;
+            }
+            None => {
+                self.t.fifo_head.remove(key.as_str())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Updates a delivery's history record: appends the attempt, sets the
+    /// state (and reason) when given.
+    fn record(
+        &mut self,
+        delivery_id: &str,
+        attempt: Option<Attempt>,
+        state: Option<DeliveryState>,
+        reason: Option<&str>,
+    ) -> Result<(), QueueError> {
+        let Some(raw) = self.t.deliveries.get(delivery_id)? else {
+            // History pruned under a live job cannot happen (events with
+            // live jobs are kept); nothing to record if it did.
+            return Ok(());
+        };
+        let StoredDelivery::V1 {
+            seq,
+            mut record,
+            job,
+        } = decode(raw.value())?;
+        drop(raw);
+        if let Some(attempt) = attempt {
+            record.attempts.push(attempt);
+        }
+        if let Some(state) = state {
+            record.state = state;
+            record.reason = reason.map(str::to_owned);
+        }
+        let stored = StoredDelivery::V1 { seq, record, job };
+        self.t
+            .deliveries
+            .insert(delivery_id, encode(&stored)?.as_slice())?;
+        Ok(())
+    }
+
+    // ---- subscriptions and state ----
+
+    pub fn put_subscription(&mut self, id: &str, doc: &Value) -> Result<bool, QueueError> {
+        if self.t.subscriptions.get(id)?.is_some() {
+            return Ok(false);
+        }
+        self.t.subscriptions.insert(id, encode(doc)?.as_slice())?;
+        Ok(true)
+    }
+
+    pub fn delete_subscription(&mut self, id: &str) -> Result<bool, QueueError> {
+        Ok(self.t.subscriptions.remove(id)?.is_some())
+    }
+
+    pub fn put_state(&mut self, key: &str, value: &Value) -> Result<(), QueueError> {
+        self.t.state.insert(key, encode(value)?.as_slice())?;
+        Ok(())
+    }
+
+    // ---- bounded storage ----
+
+    /// Removes up to `budget` expired idempotency keys and old or surplus
+    /// events (with their delivery records and dead letters), oldest first.
+    /// Returns how many were removed; the caller loops while it is `budget`.
+    pub fn prune(&mut self, now: Timestamp, budget: u64) -> Result<u64, QueueError> {
+        let mut removed = 0;
+        let key_cutoff = micros(now) - window_micros(self.settings.idempotency_window);
+        let mut expired = Vec::new();
+        for row in self.t.idempotency_by_time.range(..(key_cutoff, ""))? {
+            if expired.len() as u64 >= budget {
+                break;
+            }
+            let (k, _) = row?;
+            let (at, key) = k.value();
+            expired.push((at, key.to_owned()));
+        }
+        for (at, key) in &expired {
+            self.t.idempotency_by_time.remove((*at, key.as_str()))?;
+            self.t.idempotency.remove(key.as_str())?;
+            removed += 1;
+        }
+
+        let retention_cutoff = micros(now) - window_micros(self.settings.history_retention);
+        let mut count = self.t.events_by_seq.len()?;
+        let mut victims = Vec::new();
+        for row in self.t.events_by_seq.iter()? {
+            if removed + victims.len() as u64 >= budget {
+                break;
+            }
+            let (seq, id) = row?;
+            let id = id.value().to_owned();
+            let over_count = count > self.settings.history_max_events;
+            let Some(raw) = self.t.events.get(id.as_str())? else {
+                continue;
+            };
+            let StoredEvent::V1 { ingested_at, .. } = decode(raw.value())?;
+            let too_old = micros(ingested_at) < retention_cutoff;
+            if !over_count && !too_old {
+                break; // everything after this one is newer
+            }
+            let live = self
+                .t
+                .event_live
+                .get(id.as_str())?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            if live > 0 {
+                continue; // still being delivered: keep it
+            }
+            victims.push((seq.value(), id));
+            count = count.saturating_sub(1);
+        }
+        for (seq, id) in &victims {
+            self.remove_event(*seq, id)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    fn remove_event(&mut self, seq: u64, id: &str) -> Result<(), QueueError> {
+        self.t.events_by_seq.remove(seq)?;
+        self.t.events.remove(id)?;
+        self.t.event_live.remove(id)?;
+        let mut deliveries = Vec::new();
+        for row in self.t.event_deliveries.range((id, "")..)? {
+            let (k, _) = row?;
+            let (event_id, delivery_id) = k.value();
+            if event_id != id {
+                break;
+            }
+            deliveries.push(delivery_id.to_owned());
+        }
+        for delivery_id in &deliveries {
+            self.t.event_deliveries.remove((id, delivery_id.as_str()))?;
+            if let Some(raw) = self.t.deliveries.remove(delivery_id.as_str())? {
+                let StoredDelivery::V1 { seq, .. } = decode(raw.value())?;
+                self.t.deliveries_by_seq.remove(seq)?;
+            }
+        }
+        // Dead letters of a pruned event cannot be redriven (the event is
+        // gone), so they go too; this keeps dead letters bounded as well.
+        let mut dead = Vec::new();
+        for row in self.t.dead.iter()? {
+            let (seq, raw) = row?;
+            let StoredDead::V1 { job, .. } = decode(raw.value())?;
+            let StoredJob::V1 { job, .. } = job;
+            if job.event_id == id {
+                dead.push(seq.value());
+            }
+        }
+        for seq in dead {
+            self.t.dead.remove(seq)?;
+        }
+        Ok(())
+    }
+
+    /// At open (single instance): every leased job goes back to ready.
+    pub fn release_all_leases(&mut self) -> Result<u64, QueueError> {
+        let now = micros(self.now);
+        let mut released = 0;
+        while let Some((seq, _)) = self.t.leases.pop_first()? {
+            let seq = seq.value();
+            self.t.ready.insert((now, seq), ())?;
+            released += 1;
+        }
+        Ok(released)
+    }
+}
+
+fn window(settings: &StoreSettings) -> jiff::SignedDuration {
+    jiff::SignedDuration::try_from(settings.idempotency_window).unwrap_or(jiff::SignedDuration::MAX)
+}
+
+fn window_micros(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 2)
+}
+
+/// Adds `delta` to a per-name counter, removing it at zero.
+fn add(table: &mut Table<'_, &'static str, u64>, name: &str, delta: i64) -> Result<(), QueueError> {
+    let current = table.get(name)?.map(|v| v.value()).unwrap_or(0);
+    let next = current.saturating_add_signed(delta);
+    if next == 0 {
+        table.remove(name)?;
+    } else {
+        table.insert(name, next)?;
+    }
+    Ok(())
+}
