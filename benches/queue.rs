@@ -10,6 +10,9 @@
 //! Sections are functions taking a `Queue`, so adding a backend is one more
 //! call in `main` (the Redis section goes next to the embedded one).
 
+// A benchmark or test that meets an error should stop right there.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -40,6 +40,10 @@ pub fn system_clock() -> Clock {
     Arc::new(Timestamp::now)
 }
 
+/// One item of [`Queue::ingest_many`]: the event, its idempotency
+/// `(scope, key)` if any, and its routed jobs.
+pub type IngestItem = (Event, Option<(String, String)>, Vec<NewJob>);
+
 /// A job as a backend stores it. Versioned so jobs queued by an older
 /// hookyard still decode after an upgrade: add `V2` next to `V1`, never change
 /// `V1`'s fields.
@@ -280,10 +284,7 @@ impl Queue {
         forward!(self.ingest(event, idempotency, jobs))
     }
 
-    pub async fn ingest_many(
-        &self,
-        items: Vec<(Event, Option<(String, String)>, Vec<NewJob>)>,
-    ) -> Result<Vec<Ingested>, QueueError> {
+    pub async fn ingest_many(&self, items: Vec<IngestItem>) -> Result<Vec<Ingested>, QueueError> {
         forward!(self.ingest_many(items))
     }
 

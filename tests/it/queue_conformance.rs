@@ -10,6 +10,9 @@
 //! The embedded backend's crash test (a real child process killed with
 //! SIGKILL) is at the end of the file.
 
+// A benchmark or test that meets an error should stop right there.
+#![allow(clippy::unwrap_used)]
+
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -23,8 +23,8 @@ use serde_json::Value;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::queue::{
-    Attempt, Clock, DeliveryRecord, DeliveryState, Event, HistoryQuery, Ingested, LeasedJob,
-    NewJob, Page, QueueError, QueueStats, StoreSettings, system_clock,
+    Attempt, Clock, DeliveryRecord, DeliveryState, Event, HistoryQuery, IngestItem, Ingested,
+    LeasedJob, NewJob, Page, QueueError, QueueStats, StoreSettings, system_clock,
 };
 use writer::{Reply, Request};
 
@@ -141,10 +141,7 @@ impl EmbeddedQueue {
     }
 
     /// The whole batch is one atomic write; answers in input order.
-    pub async fn ingest_many(
-        &self,
-        items: Vec<(Event, Option<(String, String)>, Vec<NewJob>)>,
-    ) -> Result<Vec<Ingested>, QueueError> {
+    pub async fn ingest_many(&self, items: Vec<IngestItem>) -> Result<Vec<Ingested>, QueueError> {
         self.write(|r| Request::Ingest(items, r)).await
     }
 

@@ -197,6 +197,7 @@ impl From<redb::DatabaseError> for QueueError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -210,7 +211,7 @@ mod tests {
     #[test]
     fn micros_round_trip() {
         let t: Timestamp = "2026-11-26T18:00:00.123456Z".parse().unwrap();
-        assert_eq!(micros(t), 1_795_024_800_123_456);
+        assert_eq!(micros(t), 1_795_716_000_123_456);
         assert_eq!(from_micros(micros(t)), t);
     }
 

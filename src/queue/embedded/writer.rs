@@ -20,16 +20,14 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::ops::{Batch, Counters, Tables};
 use crate::queue::{
-    Attempt, Clock, DeliveryState, Event, Ingested, LeasedJob, NewJob, QueueError, StoreSettings,
+    Attempt, Clock, DeliveryState, IngestItem, Ingested, LeasedJob, NewJob, QueueError,
+    StoreSettings,
 };
 
 /// Requests applied per transaction at most, so one commit stays short.
 const MAX_BATCH: usize = 1024;
 
 pub type Reply<T> = oneshot::Sender<Result<T, QueueError>>;
-
-/// One ingestion item: event, optional (scope, key), jobs.
-pub type IngestItem = (Event, Option<(String, String)>, Vec<NewJob>);
 
 /// A write request to the writer thread.
 pub enum Request {
