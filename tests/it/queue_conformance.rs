@@ -1217,3 +1217,27 @@ async fn embedded_survives_sigkill() {
         assert!(q.event(&format!("e{i}")).await.unwrap().is_some());
     }
 }
+
+/// Embedded: pruning an event also drops its dead letters (they could not be
+/// redriven without their event), so dead letters stay bounded too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_prune_drops_dead_letters_of_pruned_events() {
+    let s = StoreSettings {
+        history_retention: Duration::from_secs(3600),
+        ..settings()
+    };
+    let h = make_embedded_queue(s).await.unwrap();
+    let q = &h.queue;
+    let now = h.clock.now();
+    q.ingest(&event("e1", "t", now), None, vec![sub_job("e1", "d1", "s")])
+        .await
+        .unwrap();
+    let job = lease_now(q).await.remove(0);
+    q.dead_letter(&job, None, "http_404").await.unwrap();
+    assert_eq!(q.stats().await.unwrap().dead_letter, 1);
+    h.clock.advance(2 * 3600);
+    assert_eq!(q.prune(h.clock.now()).await.unwrap(), 1);
+    assert!(q.event("e1").await.unwrap().is_none());
+    assert_eq!(q.stats().await.unwrap().dead_letter, 0);
+    assert_eq!(q.redrive(None).await.unwrap(), 0);
+}

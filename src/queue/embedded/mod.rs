@@ -41,6 +41,10 @@ const MAX_IDLE_SLEEP: Duration = Duration::from_millis(500);
 /// How long `open` retries while this process still holds the file (a
 /// previous handle's writer thread is shutting down).
 const OPEN_RETRY: Duration = Duration::from_secs(5);
+/// redb's page cache. Its default (1 GiB) would let a large history file
+/// grow RSS far past SPEC §10's memory budget; the hot queue tables are small
+/// and history reads are rare, so a small cache suffices.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Handle to the embedded queue; cheap to clone.
 #[derive(Clone)]
@@ -146,6 +150,9 @@ impl EmbeddedQueue {
     }
 
     pub async fn lease(&self, max: usize, wait: Duration) -> Result<Vec<LeasedJob>, QueueError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.inner.wake.notified();
@@ -328,9 +335,11 @@ async fn open_file(file: &Path) -> Result<Database, QueueError> {
     let deadline = tokio::time::Instant::now() + OPEN_RETRY;
     loop {
         let path = file.to_owned();
-        let result = tokio::task::spawn_blocking(move || Database::create(path))
-            .await
-            .map_err(|e| QueueError::Unavailable(e.to_string()))?;
+        let result = tokio::task::spawn_blocking(move || {
+            Database::builder().set_cache_size(CACHE_BYTES).create(path)
+        })
+        .await
+        .map_err(|e| QueueError::Unavailable(e.to_string()))?;
         match result {
             Ok(db) => return Ok(db),
             Err(redb::DatabaseError::DatabaseAlreadyOpen)

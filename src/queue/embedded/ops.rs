@@ -288,7 +288,7 @@ impl Batch<'_, '_> {
             }
             due.push(row?.0.value());
         }
-        let expiry = micros(self.now + self.settings.lease);
+        let expiry = micros(later(self.now, self.settings.lease));
         let mut leased = Vec::with_capacity(due.len());
         for (at, seq) in due {
             self.t.ready.remove((at, seq))?;
@@ -326,7 +326,7 @@ impl Batch<'_, '_> {
     pub fn renew(&mut self, job: &LeasedJob) -> Result<(), QueueError> {
         let seq = self.held(job)?;
         let (_, generation) = parse_lease(&job.lease)?;
-        let expiry = micros(self.now + self.settings.lease);
+        let expiry = micros(later(self.now, self.settings.lease));
         self.t.leases.insert(seq, (generation, expiry))?;
         Ok(())
     }
@@ -607,6 +607,7 @@ impl Batch<'_, '_> {
             self.remove_event(*seq, id)?;
             removed += 1;
         }
+        self.remove_dead_of(&victims)?;
         Ok(removed)
     }
 
@@ -630,14 +631,24 @@ impl Batch<'_, '_> {
                 self.t.deliveries_by_seq.remove(seq)?;
             }
         }
-        // Dead letters of a pruned event cannot be redriven (the event is
-        // gone), so they go too; this keeps dead letters bounded as well.
+        Ok(())
+    }
+
+    /// Dead letters of pruned events cannot be redriven (the event is
+    /// gone), so they go too; this keeps dead letters bounded as well. One
+    /// scan of `dead` per prune transaction.
+    fn remove_dead_of(&mut self, victims: &[(u64, String)]) -> Result<(), QueueError> {
+        if victims.is_empty() {
+            return Ok(());
+        }
+        let pruned: std::collections::HashSet<&str> =
+            victims.iter().map(|(_, id)| id.as_str()).collect();
         let mut dead = Vec::new();
         for row in self.t.dead.iter()? {
             let (seq, raw) = row?;
             let StoredDead::V1 { job, .. } = decode(raw.value())?;
             let StoredJob::V1 { job, .. } = job;
-            if job.event_id == id {
+            if pruned.contains(job.event_id.as_str()) {
                 dead.push(seq.value());
             }
         }
@@ -658,6 +669,11 @@ impl Batch<'_, '_> {
         }
         Ok(released)
     }
+}
+
+/// `t + d`, saturating instead of panicking on an absurd configured lease.
+fn later(t: Timestamp, d: std::time::Duration) -> Timestamp {
+    t.checked_add(d).unwrap_or(Timestamp::MAX)
 }
 
 fn window(settings: &StoreSettings) -> jiff::SignedDuration {
