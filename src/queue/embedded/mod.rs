@@ -15,6 +15,7 @@ mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -58,6 +59,9 @@ struct Inner {
     clock: Clock,
     /// Notified after every commit, so waiting `lease` calls look again.
     wake: Arc<Notify>,
+    /// Write transactions committed since open (group commit makes this
+    /// grow much slower than the number of writes under load).
+    commits: Arc<AtomicU64>,
 }
 
 impl EmbeddedQueue {
@@ -88,13 +92,14 @@ impl EmbeddedQueue {
         };
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let wake = Arc::new(Notify::new());
+        let commits = Arc::new(AtomicU64::new(0));
         {
             let db = db.clone();
             let clock = clock.clone();
-            let wake = wake.clone();
+            let (wake, commits) = (wake.clone(), commits.clone());
             std::thread::Builder::new()
                 .name("hookyard-queue-writer".into())
-                .spawn(move || writer::run(db, rx, counters, settings, clock, wake))
+                .spawn(move || writer::run(db, rx, counters, settings, clock, wake, commits))
                 .map_err(|e| QueueError::Unavailable(format!("cannot start writer thread: {e}")))?;
         }
         Ok(EmbeddedQueue {
@@ -103,6 +108,7 @@ impl EmbeddedQueue {
                 tx,
                 clock,
                 wake,
+                commits,
             }),
         })
     }
@@ -283,6 +289,11 @@ impl EmbeddedQueue {
             .await
     }
 
+    /// Write transactions committed since open.
+    pub fn commits(&self) -> u64 {
+        self.inner.commits.load(Ordering::Relaxed)
+    }
+
     /// The embedded store cannot be reset behind our back.
     pub fn resets(&self) -> u64 {
         0
@@ -384,4 +395,62 @@ fn recover(
         );
     }
     Ok(counters)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::queue::Target;
+
+    fn settings() -> StoreSettings {
+        StoreSettings {
+            lease: Duration::from_secs(30),
+            history_retention: Duration::from_secs(3600),
+            history_max_events: 1000,
+            idempotency_window: Duration::from_secs(3600),
+            consumer_name: "unit".into(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_share_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = EmbeddedQueue::open(dir.path(), settings()).await.unwrap();
+        let before = q.commits();
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let q = q.clone();
+            tasks.push(tokio::spawn(async move {
+                let id = format!("e{i}");
+                let event = Event {
+                    id: id.clone(),
+                    event_type: "t".into(),
+                    timestamp: Timestamp::now(),
+                    source: "api:unit".into(),
+                    data: Value::Null,
+                };
+                let job = NewJob {
+                    delivery_id: format!("d{i}"),
+                    event_id: id,
+                    target: Target::Subscription { id: "s".into() },
+                    steps: BTreeMap::new(),
+                    ordering_key: None,
+                    not_before: None,
+                };
+                q.ingest(&event, None, vec![job]).await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let commits = q.commits() - before;
+        assert!(
+            commits >= 1 && commits < 32,
+            "64 ingests took {commits} commits"
+        );
+        assert_eq!(q.stats().await.unwrap().ready, 64);
+    }
 }

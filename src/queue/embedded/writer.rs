@@ -12,6 +12,7 @@
 //! `Unavailable`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use jiff::Timestamp;
 use redb::{Database, Durability};
@@ -74,6 +75,7 @@ pub fn run(
     settings: StoreSettings,
     clock: Clock,
     wake: Arc<Notify>,
+    commits: Arc<AtomicU64>,
 ) {
     while let Some(first) = rx.blocking_recv() {
         let mut requests = vec![first];
@@ -88,6 +90,7 @@ pub fn run(
         match outcome {
             Ok(c) => {
                 counters = c;
+                commits.fetch_add(1, Ordering::Relaxed);
                 for f in finishers {
                     f(None);
                 }
