@@ -1,8 +1,8 @@
 //! The embedded backend: a redb file in `queue.path`, for a single instance.
 //!
 //! Writes go through one writer thread that commits many requests in one
-//! durable transaction (group commit, `writer.rs`); the operations themselves
-//! are in `ops.rs`, the tables in `tables.rs`, the reads in `reads.rs`.
+//! durable transaction (group commit, `writer.rs`); the job operations
+//! are in `ops.rs`, subscriptions, state and pruning in `store.rs`, the tables in `tables.rs`, the reads in `reads.rs`.
 //!
 //! Being single-instance, the backend returns every leased job to ready when
 //! it opens: whoever held those leases was this process before it stopped.
@@ -10,6 +10,7 @@
 
 mod ops;
 mod reads;
+mod store;
 mod tables;
 mod writer;
 
@@ -379,7 +380,7 @@ fn recover(
     tables::create_all(&txn)?;
     let counters = ops::Counters::load(&txn)?;
     let mut batch = ops::Batch {
-        t: ops::Tables::open(&txn)?,
+        t: tables::Tables::open(&txn)?,
         c: counters,
         now,
         settings,

@@ -11,7 +11,7 @@
 //! as microseconds since the Unix epoch so they sort as keys.
 
 use jiff::Timestamp;
-use redb::{TableDefinition, WriteTransaction};
+use redb::{Table, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -100,6 +100,53 @@ pub enum StoredDead {
 #[serde(tag = "v")]
 pub enum StoredKey {
     V1 { event_id: String, at: Timestamp },
+}
+
+/// Every table, opened once per batch.
+pub struct Tables<'t> {
+    pub(super) jobs: Table<'t, u64, &'static [u8]>,
+    pub(super) ready: Table<'t, (i64, u64), ()>,
+    pub(super) leases: Table<'t, u64, (u64, i64)>,
+    pub(super) fifo_head: Table<'t, &'static str, u64>,
+    pub(super) fifo_waiting: Table<'t, (&'static str, u64), ()>,
+    pub(super) dead: Table<'t, u64, &'static [u8]>,
+    pub(super) target_pending: Table<'t, &'static str, u64>,
+    pub(super) event_live: Table<'t, &'static str, u64>,
+    pub(super) meta: Table<'t, &'static str, u64>,
+    pub(super) events: Table<'t, &'static str, &'static [u8]>,
+    pub(super) events_by_seq: Table<'t, u64, &'static str>,
+    pub(super) deliveries: Table<'t, &'static str, &'static [u8]>,
+    pub(super) deliveries_by_seq: Table<'t, u64, &'static str>,
+    pub(super) event_deliveries: Table<'t, (&'static str, &'static str), ()>,
+    pub(super) idempotency: Table<'t, &'static str, &'static [u8]>,
+    pub(super) idempotency_by_time: Table<'t, (i64, &'static str), ()>,
+    pub(super) subscriptions: Table<'t, &'static str, &'static [u8]>,
+    pub(super) state: Table<'t, &'static str, &'static [u8]>,
+}
+
+impl<'t> Tables<'t> {
+    pub fn open(txn: &'t WriteTransaction) -> Result<Self, QueueError> {
+        Ok(Tables {
+            jobs: txn.open_table(JOBS)?,
+            ready: txn.open_table(READY)?,
+            leases: txn.open_table(LEASES)?,
+            fifo_head: txn.open_table(FIFO_HEAD)?,
+            fifo_waiting: txn.open_table(FIFO_WAITING)?,
+            dead: txn.open_table(DEAD)?,
+            target_pending: txn.open_table(TARGET_PENDING)?,
+            event_live: txn.open_table(EVENT_LIVE)?,
+            meta: txn.open_table(META)?,
+            events: txn.open_table(EVENTS)?,
+            events_by_seq: txn.open_table(EVENTS_BY_SEQ)?,
+            deliveries: txn.open_table(DELIVERIES)?,
+            deliveries_by_seq: txn.open_table(DELIVERIES_BY_SEQ)?,
+            event_deliveries: txn.open_table(EVENT_DELIVERIES)?,
+            idempotency: txn.open_table(IDEMPOTENCY)?,
+            idempotency_by_time: txn.open_table(IDEMPOTENCY_BY_TIME)?,
+            subscriptions: txn.open_table(SUBSCRIPTIONS)?,
+            state: txn.open_table(STATE)?,
+        })
+    }
 }
 
 /// Creates every table so read transactions never meet a missing one.

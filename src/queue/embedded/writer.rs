@@ -19,7 +19,8 @@ use redb::{Database, Durability};
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::ops::{Batch, Counters, Tables};
+use super::ops::{Batch, Counters};
+use super::tables::Tables;
 use crate::queue::{
     Attempt, Clock, DeliveryState, IngestItem, Ingested, LeasedJob, NewJob, QueueError,
     StoreSettings,
