@@ -254,10 +254,9 @@ pub struct StoreSettings {
 #[derive(Clone)]
 pub enum Queue {
     Embedded(EmbeddedQueue),
-    // REDIS VARIANT: the lead adds `Redis(crate::queue::redis::RedisQueue)`
-    // here at merge, plus one `Queue::Redis(q) => q.<method>(..)` arm in each
-    // forwarding method below (the `forward!` macro takes care of it once the
-    // variant exists: add `Queue::Redis(q) => q.$m($($a),*).await` to it).
+    // REDIS VARIANT (merge): add `Redis(crate::queue::redis::RedisQueue),`
+    // here, the arm `Queue::Redis(q) => q.$m($($a),*).await,` to `forward!`
+    // below, and `Queue::Redis(q) => q.resets(),` to `resets()`. That is all.
 }
 
 /// Forwards one async method to whichever backend this is.
