@@ -223,14 +223,11 @@ impl Batch<'_, '_> {
     pub fn lease(&mut self, max: usize) -> Result<Vec<LeasedJob>, QueueError> {
         let now = micros(self.now);
         let mut lapsed = Vec::new();
-        for row in self.t.leases.iter()? {
-            let (seq, lease) = row?;
-            if lease.value().1 <= now {
-                lapsed.push(seq.value());
-            }
+        for row in self.t.lease_expiry.range(..=(now, u64::MAX))? {
+            lapsed.push(row?.0.value().1);
         }
         for seq in lapsed {
-            self.t.leases.remove(seq)?;
+            self.drop_lease(seq)?;
             self.t.ready.insert((now, seq), ())?;
         }
         let mut due = Vec::new();
@@ -256,6 +253,7 @@ impl Batch<'_, '_> {
             drop(raw);
             self.c.generation += 1;
             self.t.leases.insert(seq, (self.c.generation, expiry))?;
+            self.t.lease_expiry.insert((expiry, seq), ())?;
             leased.push(LeasedJob {
                 job,
                 attempts,
@@ -279,7 +277,18 @@ impl Batch<'_, '_> {
         let seq = self.held(job)?;
         let (_, generation) = parse_lease(&job.lease)?;
         let expiry = micros(later(self.now, self.settings.lease));
+        self.drop_lease(seq)?;
         self.t.leases.insert(seq, (generation, expiry))?;
+        self.t.lease_expiry.insert((expiry, seq), ())?;
+        Ok(())
+    }
+
+    /// Removes a job's lease and its expiry index entry.
+    fn drop_lease(&mut self, seq: u64) -> Result<(), QueueError> {
+        if let Some(lease) = self.t.leases.remove(seq)? {
+            let (_, expiry) = lease.value();
+            self.t.lease_expiry.remove((expiry, seq))?;
+        }
         Ok(())
     }
 
@@ -291,7 +300,7 @@ impl Batch<'_, '_> {
         next: Option<NewJob>,
     ) -> Result<(), QueueError> {
         let seq = self.held(job)?;
-        self.t.leases.remove(seq)?;
+        self.drop_lease(seq)?;
         let stored = self.take_job(seq)?;
         self.finished(&stored)?;
         self.record(&job.job.delivery_id, attempt, Some(state), None)?;
@@ -308,7 +317,7 @@ impl Batch<'_, '_> {
         at: Timestamp,
     ) -> Result<(), QueueError> {
         let seq = self.held(job)?;
-        self.t.leases.remove(seq)?;
+        self.drop_lease(seq)?;
         let StoredJob::V1 {
             job: new_job,
             attempts,
@@ -334,7 +343,7 @@ impl Batch<'_, '_> {
         orphaned_since: Option<Timestamp>,
     ) -> Result<(), QueueError> {
         let seq = self.held(job)?;
-        self.t.leases.remove(seq)?;
+        self.drop_lease(seq)?;
         let StoredJob::V1 {
             job: new_job,
             attempts,
@@ -359,7 +368,7 @@ impl Batch<'_, '_> {
         reason: &str,
     ) -> Result<(), QueueError> {
         let seq = self.held(job)?;
-        self.t.leases.remove(seq)?;
+        self.drop_lease(seq)?;
         let stored = self.take_job(seq)?;
         self.finished(&stored)?;
         let dead = StoredDead::V1 {
@@ -492,6 +501,7 @@ impl Batch<'_, '_> {
             self.t.ready.insert((now, seq), ())?;
             released += 1;
         }
+        self.t.lease_expiry.retain(|_, ()| false)?;
         Ok(released)
     }
 }

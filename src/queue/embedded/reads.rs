@@ -194,12 +194,15 @@ pub fn stats(db: &Database, now: Timestamp) -> Result<QueueStats, QueueError> {
 /// anything is queued; `Some(now)` or earlier means "lease now".
 pub fn next_wake(db: &Database) -> Result<Option<Timestamp>, QueueError> {
     let txn = db.begin_read()?;
-    let mut earliest = txn.open_table(READY)?.first()?.map(|(k, _)| k.value().0);
-    for row in txn.open_table(LEASES)?.iter()? {
-        let (_, v) = row?;
-        let expiry = v.value().1;
-        earliest = Some(earliest.map_or(expiry, |e| e.min(expiry)));
-    }
+    let ready = txn.open_table(READY)?.first()?.map(|(k, _)| k.value().0);
+    let lapse = txn
+        .open_table(LEASE_EXPIRY)?
+        .first()?
+        .map(|(k, _)| k.value().0);
+    let earliest = match (ready, lapse) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     Ok(earliest.map(from_micros))
 }
 

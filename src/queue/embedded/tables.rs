@@ -26,6 +26,8 @@ pub const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
 pub const READY: TableDefinition<(i64, u64), ()> = TableDefinition::new("ready");
 /// Leased jobs: job seq → (lease generation, lease expiry µs).
 pub const LEASES: TableDefinition<u64, (u64, i64)> = TableDefinition::new("leases");
+/// Leases by expiry: (expiry µs, job seq), to find lapsed ones in order.
+pub const LEASE_EXPIRY: TableDefinition<(i64, u64), ()> = TableDefinition::new("lease_expiry");
 /// FIFO: the one job per ordering key that is in `ready`/`leases` now.
 pub const FIFO_HEAD: TableDefinition<&str, u64> = TableDefinition::new("fifo_head");
 /// FIFO: jobs waiting behind their key's head, in enqueue order.
@@ -107,6 +109,7 @@ pub struct Tables<'t> {
     pub(super) jobs: Table<'t, u64, &'static [u8]>,
     pub(super) ready: Table<'t, (i64, u64), ()>,
     pub(super) leases: Table<'t, u64, (u64, i64)>,
+    pub(super) lease_expiry: Table<'t, (i64, u64), ()>,
     pub(super) fifo_head: Table<'t, &'static str, u64>,
     pub(super) fifo_waiting: Table<'t, (&'static str, u64), ()>,
     pub(super) dead: Table<'t, u64, &'static [u8]>,
@@ -130,6 +133,7 @@ impl<'t> Tables<'t> {
             jobs: txn.open_table(JOBS)?,
             ready: txn.open_table(READY)?,
             leases: txn.open_table(LEASES)?,
+            lease_expiry: txn.open_table(LEASE_EXPIRY)?,
             fifo_head: txn.open_table(FIFO_HEAD)?,
             fifo_waiting: txn.open_table(FIFO_WAITING)?,
             dead: txn.open_table(DEAD)?,
@@ -154,6 +158,7 @@ pub fn create_all(txn: &WriteTransaction) -> Result<(), QueueError> {
     txn.open_table(JOBS)?;
     txn.open_table(READY)?;
     txn.open_table(LEASES)?;
+    txn.open_table(LEASE_EXPIRY)?;
     txn.open_table(FIFO_HEAD)?;
     txn.open_table(FIFO_WAITING)?;
     txn.open_table(DEAD)?;
