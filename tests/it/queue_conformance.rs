@@ -119,6 +119,7 @@ macro_rules! conformance_tests {
                 ingest_lease_complete, duplicate_returns_first_id, concurrent_duplicates,
                 ingest_many_answers_in_order, delayed_retry_waits_for_its_time,
                 defer_uses_no_attempt, lapsed_lease_is_reclaimed, renew_keeps_the_lease,
+                lease_waits_for_new_work,
                 dead_letter_then_redrive, next_step_enqueued_with_complete,
                 history_shows_deliveries_and_attempts, events_pagination_and_filters,
                 deliveries_pagination_and_filters, enqueue_and_job_of_for_replay,

@@ -314,3 +314,36 @@ pub async fn stats_counts(make: Make) {
     assert_eq!(stats.pending_by_target.get(&dead_target), Some(&1));
     assert_eq!(stats.pending_by_target.get(other), Some(&2));
 }
+
+pub async fn lease_waits_for_new_work(make: Make) {
+    let h = open!(make);
+    let now = h.clock.now();
+    let started = std::time::Instant::now();
+    assert!(
+        h.queue
+            .lease(1, Duration::from_millis(200))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "waits up to `wait`"
+    );
+
+    let q = h.queue.clone();
+    let waiter = tokio::spawn(async move { q.lease(1, Duration::from_secs(10)).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let job = sub_job("e1", "d1", "s");
+    h.queue
+        .ingest(&event("e1", "t", now), None, vec![job])
+        .await
+        .unwrap();
+    let jobs = waiter.await.unwrap();
+    assert_eq!(ids(&jobs), ["d1"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "woken by the new job"
+    );
+}
