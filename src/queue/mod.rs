@@ -17,6 +17,8 @@
 //! conformance suite.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -25,6 +27,38 @@ use serde_json::Value;
 
 pub mod embedded;
 pub mod redis;
+
+pub use embedded::EmbeddedQueue;
+
+/// Where a backend reads "now" from. Production uses [`system_clock`]; tests
+/// pass a clock they can move so delayed jobs and lease expiry are tested
+/// without real sleeps.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The wall clock.
+pub fn system_clock() -> Clock {
+    Arc::new(Timestamp::now)
+}
+
+/// One item of [`Queue::ingest_many`]: the event, its idempotency
+/// `(scope, key)` if any, and its routed jobs.
+pub type IngestItem = (Event, Option<(String, String)>, Vec<NewJob>);
+
+/// A job as a backend stores it. Versioned so jobs queued by an older
+/// hookyard still decode after an upgrade: add `V2` next to `V1`, never change
+/// `V1`'s fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "v")]
+pub enum StoredJob {
+    V1 {
+        job: NewJob,
+        /// Attempts already made.
+        attempts: u32,
+        orphaned_since: Option<Timestamp>,
+        /// When the job (re)entered the queue; for `oldest_age_seconds`.
+        enqueued_at: Timestamp,
+    },
+}
 
 /// An event as stored and delivered: `{id, type, timestamp, source, data}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -212,4 +246,159 @@ pub struct StoreSettings {
     pub idempotency_window: Duration,
     /// Unique per process: two replicas may share a host.
     pub consumer_name: String,
+}
+
+/// The queue the daemon uses: one of the two backends, chosen by
+/// `queue.backend`. A cheap handle (each backend is an `Arc` inside), so clone
+/// it freely. Every method forwards to the backend; see the backends for how.
+#[derive(Clone)]
+pub enum Queue {
+    Embedded(EmbeddedQueue),
+    // REDIS VARIANT (merge): add `Redis(crate::queue::redis::RedisQueue),`
+    // here, the arm `Queue::Redis(q) => q.$m($($a),*).await,` to `forward!`
+    // below, and `Queue::Redis(q) => q.resets(),` to `resets()`. That is all.
+}
+
+/// Forwards one async method to whichever backend this is.
+macro_rules! forward {
+    ($self:ident . $m:ident ( $($a:expr),* )) => {
+        match $self {
+            Queue::Embedded(q) => q.$m($($a),*).await,
+        }
+    };
+}
+
+impl Queue {
+    /// Opens the embedded backend in `path` (a directory).
+    pub async fn open_embedded(path: &Path, settings: StoreSettings) -> Result<Queue, QueueError> {
+        Ok(Queue::Embedded(EmbeddedQueue::open(path, settings).await?))
+    }
+
+    pub async fn ingest(
+        &self,
+        event: &Event,
+        idempotency: Option<(&str, &str)>,
+        jobs: Vec<NewJob>,
+    ) -> Result<Ingested, QueueError> {
+        forward!(self.ingest(event, idempotency, jobs))
+    }
+
+    pub async fn ingest_many(&self, items: Vec<IngestItem>) -> Result<Vec<Ingested>, QueueError> {
+        forward!(self.ingest_many(items))
+    }
+
+    pub async fn lease(&self, max: usize, wait: Duration) -> Result<Vec<LeasedJob>, QueueError> {
+        forward!(self.lease(max, wait))
+    }
+
+    pub async fn renew(&self, job: &LeasedJob) -> Result<(), QueueError> {
+        forward!(self.renew(job))
+    }
+
+    pub async fn complete(
+        &self,
+        job: &LeasedJob,
+        attempt: Option<Attempt>,
+        state: DeliveryState,
+        next: Option<NewJob>,
+    ) -> Result<(), QueueError> {
+        forward!(self.complete(job, attempt, state, next))
+    }
+
+    pub async fn retry_at(
+        &self,
+        job: &LeasedJob,
+        attempt: Attempt,
+        at: Timestamp,
+    ) -> Result<(), QueueError> {
+        forward!(self.retry_at(job, attempt, at))
+    }
+
+    pub async fn defer(
+        &self,
+        job: &LeasedJob,
+        at: Timestamp,
+        orphaned_since: Option<Timestamp>,
+    ) -> Result<(), QueueError> {
+        forward!(self.defer(job, at, orphaned_since))
+    }
+
+    pub async fn dead_letter(
+        &self,
+        job: &LeasedJob,
+        attempt: Option<Attempt>,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        forward!(self.dead_letter(job, attempt, reason))
+    }
+
+    pub async fn event(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Event, Vec<DeliveryRecord>)>, QueueError> {
+        forward!(self.event(id))
+    }
+
+    pub async fn events(&self, q: &HistoryQuery) -> Result<Page<Event>, QueueError> {
+        forward!(self.events(q))
+    }
+
+    pub async fn deliveries(&self, q: &HistoryQuery) -> Result<Page<DeliveryRecord>, QueueError> {
+        forward!(self.deliveries(q))
+    }
+
+    pub async fn delivery(&self, id: &str) -> Result<Option<DeliveryRecord>, QueueError> {
+        forward!(self.delivery(id))
+    }
+
+    pub async fn job_of(&self, delivery_id: &str) -> Result<Option<NewJob>, QueueError> {
+        forward!(self.job_of(delivery_id))
+    }
+
+    pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<(), QueueError> {
+        forward!(self.enqueue(jobs))
+    }
+
+    pub async fn redrive(&self, target: Option<&str>) -> Result<u64, QueueError> {
+        forward!(self.redrive(target))
+    }
+
+    pub async fn stats(&self) -> Result<QueueStats, QueueError> {
+        forward!(self.stats())
+    }
+
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        forward!(self.ping())
+    }
+
+    /// Times the backend was found reset (Redis restarted empty).
+    pub fn resets(&self) -> u64 {
+        match self {
+            Queue::Embedded(q) => q.resets(),
+        }
+    }
+
+    pub async fn put_subscription(&self, id: &str, doc: &Value) -> Result<bool, QueueError> {
+        forward!(self.put_subscription(id, doc))
+    }
+
+    pub async fn delete_subscription(&self, id: &str) -> Result<bool, QueueError> {
+        forward!(self.delete_subscription(id))
+    }
+
+    pub async fn subscriptions(&self) -> Result<Vec<Value>, QueueError> {
+        forward!(self.subscriptions())
+    }
+
+    pub async fn put_state(&self, key: &str, value: &Value) -> Result<(), QueueError> {
+        forward!(self.put_state(key, value))
+    }
+
+    pub async fn state(&self, key: &str) -> Result<Option<Value>, QueueError> {
+        forward!(self.state(key))
+    }
+
+    pub async fn prune(&self, now: Timestamp) -> Result<u64, QueueError> {
+        forward!(self.prune(now))
+    }
 }

@@ -1,1 +1,4 @@
+//! One integration-test binary for hookyard: each file is an area.
+
 mod config;
+mod queue_conformance;

@@ -1,0 +1,232 @@
+//! Conformance: ingestion, idempotency, subscriptions and state, reopen.
+
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+
+pub async fn ingest_lease_complete(make: Make) {
+    let h = open!(make);
+    let q = &h.queue;
+    let now = h.clock.now();
+    let answer = q
+        .ingest(&event("e1", "t", now), None, vec![sub_job("e1", "d1", "s")])
+        .await;
+    assert_eq!(
+        answer.unwrap(),
+        Ingested::Accepted {
+            event_id: "e1".into()
+        }
+    );
+
+    let jobs = lease_now(q).await;
+    assert_eq!(ids(&jobs), ["d1"]);
+    assert_eq!(jobs[0].attempts, 0);
+    assert_eq!(jobs[0].job, sub_job("e1", "d1", "s"));
+    assert!(
+        lease_now(q).await.is_empty(),
+        "a leased job is not handed out twice"
+    );
+
+    let a = attempt(1, now, Some(200));
+    q.complete(&jobs[0], Some(a.clone()), DeliveryState::Succeeded, None)
+        .await
+        .unwrap();
+    assert!(lease_now(q).await.is_empty());
+    let d = q.delivery("d1").await.unwrap().unwrap();
+    assert_eq!(d.state, DeliveryState::Succeeded);
+    assert_eq!(d.attempts, vec![a]);
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.ready, stats.in_flight, stats.delayed), (0, 0, 0));
+    q.ping().await.unwrap();
+    assert_eq!(q.resets(), 0);
+}
+
+pub async fn duplicate_returns_first_id(make: Make) {
+    let h = open!(make);
+    let q = &h.queue;
+    let now = h.clock.now();
+    let key = Some(("trigger:shop", "k1"));
+    let first = q
+        .ingest(&event("e1", "t", now), key, vec![sub_job("e1", "d1", "s")])
+        .await;
+    assert_eq!(
+        first.unwrap(),
+        Ingested::Accepted {
+            event_id: "e1".into()
+        }
+    );
+    let again = q
+        .ingest(&event("e2", "t", now), key, vec![sub_job("e2", "d2", "s")])
+        .await;
+    assert_eq!(
+        again.unwrap(),
+        Ingested::Duplicate {
+            event_id: "e1".into()
+        }
+    );
+    assert!(
+        q.event("e2").await.unwrap().is_none(),
+        "a duplicate writes nothing"
+    );
+    assert!(q.delivery("d2").await.unwrap().is_none());
+    // The same key in another scope is another key.
+    let other = q
+        .ingest(&event("e3", "t", now), Some(("trigger:crm", "k1")), vec![])
+        .await;
+    assert_eq!(
+        other.unwrap(),
+        Ingested::Accepted {
+            event_id: "e3".into()
+        }
+    );
+    assert_eq!(ids(&lease_now(q).await), ["d1"]);
+}
+
+pub async fn concurrent_duplicates(make: Make) {
+    let h = open!(make);
+    let now = h.clock.now();
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let q = h.queue.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = format!("e{i}");
+            let job = sub_job(&id, &format!("d{i}"), "s");
+            q.ingest(&event(&id, "t", now), Some(("event", "same")), vec![job])
+                .await
+                .unwrap()
+        }));
+    }
+    let mut accepted = Vec::new();
+    let mut answered = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ingested::Accepted { event_id } => {
+                accepted.push(event_id.clone());
+                answered.push(event_id);
+            }
+            Ingested::Duplicate { event_id } => answered.push(event_id),
+        }
+    }
+    assert_eq!(accepted.len(), 1, "exactly one ingest wins");
+    assert!(
+        answered.iter().all(|id| *id == accepted[0]),
+        "all answer the first id"
+    );
+    assert_eq!(
+        lease_now(&h.queue).await.len(),
+        1,
+        "only the winner's job exists"
+    );
+}
+
+pub async fn ingest_many_answers_in_order(make: Make) {
+    let h = open!(make);
+    let q = &h.queue;
+    let now = h.clock.now();
+    let key = |k: &str| Some(("event".to_string(), k.to_string()));
+    let answers = q
+        .ingest_many(vec![
+            (
+                event("a", "t", now),
+                key("a"),
+                vec![sub_job("a", "da", "s")],
+            ),
+            (
+                event("b", "t", now),
+                key("b"),
+                vec![sub_job("b", "db", "s")],
+            ),
+            (
+                event("a2", "t", now),
+                key("a"),
+                vec![sub_job("a2", "da2", "s")],
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        answers,
+        vec![
+            Ingested::Accepted {
+                event_id: "a".into()
+            },
+            Ingested::Accepted {
+                event_id: "b".into()
+            },
+            Ingested::Duplicate {
+                event_id: "a".into()
+            },
+        ]
+    );
+    assert_eq!(ids(&lease_now(q).await), ["da", "db"]);
+}
+
+pub async fn subscriptions_and_state_survive_reopen(make: Make) {
+    let h = open!(make);
+    let doc = json!({"id": "s1", "url": "http://127.0.0.1:9/hook", "events": ["a.*"]});
+    assert!(h.queue.put_subscription("s1", &doc).await.unwrap());
+    let other = json!({"id": "s1", "url": "http://127.0.0.1:9/other"});
+    assert!(
+        !h.queue.put_subscription("s1", &other).await.unwrap(),
+        "ids are not overwritten"
+    );
+    assert!(
+        h.queue
+            .put_subscription("s2", &json!({"id": "s2"}))
+            .await
+            .unwrap()
+    );
+    assert!(h.queue.delete_subscription("s2").await.unwrap());
+    assert!(!h.queue.delete_subscription("s2").await.unwrap());
+    h.queue
+        .put_state("verify/s1", &json!({"verified": true}))
+        .await
+        .unwrap();
+    assert!(h.queue.state("missing").await.unwrap().is_none());
+
+    let Harness {
+        queue,
+        reopen,
+        _keep,
+        ..
+    } = h;
+    drop(queue);
+    let q = reopen().await;
+    assert_eq!(q.subscriptions().await.unwrap(), vec![doc]);
+    assert_eq!(
+        q.state("verify/s1").await.unwrap(),
+        Some(json!({"verified": true}))
+    );
+    drop(_keep);
+}
+
+pub async fn reopen_loses_nothing_acknowledged(make: Make) {
+    let h = open!(make);
+    let now = h.clock.now();
+    for i in 1..=3 {
+        let (e, d) = (format!("e{i}"), format!("d{i}"));
+        h.queue
+            .ingest(&event(&e, "t", now), None, vec![sub_job(&e, &d, "s")])
+            .await
+            .unwrap();
+    }
+    let leased = h.queue.lease(1, Duration::ZERO).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    let Harness {
+        queue,
+        reopen,
+        clock,
+        _keep,
+    } = h;
+    drop(queue); // the worker never finished its lease
+    let q = reopen().await;
+    // Embedded returns leases at open, Redis once they lapse: past the
+    // lease, both must hand out every job again.
+    clock.advance(31);
+    let jobs = lease_now(&q).await;
+    assert_eq!(ids(&jobs), ["d1", "d2", "d3"]);
+    for i in 1..=3 {
+        assert!(q.event(&format!("e{i}")).await.unwrap().is_some());
+    }
+    drop(_keep);
+}
