@@ -1,0 +1,257 @@
+//! Handing out work: `lease` promotes due delayed jobs, reclaims lapsed
+//! leases (XAUTOCLAIM) and reads new entries in one script, then, when
+//! nothing was found, blocks on XREADGROUP on a connection of its own until
+//! work arrives, the next delayed job is due or `wait` runs out.
+
+use std::time::Duration;
+
+use redis::{AsyncConnectionConfig, RedisError, Value};
+
+use super::StoredJob;
+use super::{RedisQueue, Result, corrupt, is_nogroup, ms, unavailable};
+use crate::queue::LeasedJob;
+
+/// Decode the flat job list the lease scripts return (6 fields per job).
+fn parse_jobs(fields: &[String]) -> Result<Vec<LeasedJob>> {
+    let mut jobs = Vec::with_capacity(fields.len() / 6);
+    for f in fields.chunks_exact(6) {
+        let StoredJob::V1 { job } =
+            serde_json::from_str(&f[3]).map_err(|e| corrupt(&format!("job {}", f[2]), e))?;
+        let orphaned_since = if f[5].is_empty() {
+            None
+        } else {
+            Some(f[5].parse().map_err(|e| corrupt("orphaned_since", e))?)
+        };
+        jobs.push(LeasedJob {
+            job,
+            attempts: f[4].parse().map_err(|e| corrupt("attempts", e))?,
+            orphaned_since,
+            lease: format!("{}/{}", f[0], f[1]),
+        });
+    }
+    Ok(jobs)
+}
+
+/// Entry ids and delivery ids of an XREADGROUP reply (RESP2 or RESP3).
+fn parse_read_reply(v: Value) -> Vec<(String, String)> {
+    fn text(v: &Value) -> Option<String> {
+        match v {
+            Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            Value::SimpleString(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+    let streams: Vec<Value> = match v {
+        Value::Array(a) => a
+            .into_iter()
+            .filter_map(|s| match s {
+                Value::Array(mut kv) if kv.len() == 2 => kv.pop(),
+                _ => None,
+            })
+            .collect(),
+        Value::Map(m) => m.into_iter().map(|(_, v)| v).collect(),
+        _ => Vec::new(),
+    };
+    let mut out = Vec::new();
+    for entries in streams {
+        let Value::Array(entries) = entries else {
+            continue;
+        };
+        for entry in entries {
+            let Value::Array(parts) = entry else { continue };
+            let (Some(id), Some(Value::Array(fields))) = (parts.first(), parts.get(1)) else {
+                continue;
+            };
+            let Some(id) = text(id) else { continue };
+            let did = fields
+                .chunks_exact(2)
+                .find(|kv| text(&kv[0]).as_deref() == Some("d"))
+                .and_then(|kv| text(&kv[1]));
+            if let Some(did) = did {
+                out.push((id, did));
+            }
+        }
+    }
+    out
+}
+
+impl RedisQueue {
+    /// Lease up to `max` jobs, waiting up to `wait` when none is ready.
+    pub async fn lease(&self, max: usize, wait: Duration) -> Result<Vec<LeasedJob>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let started = tokio::time::Instant::now();
+        loop {
+            let reply = match self.lease_now(max).await {
+                Err(e) if is_nogroup(&e) => {
+                    self.recover().await?;
+                    self.lease_now(max).await.map_err(unavailable)?
+                }
+                other => other.map_err(unavailable)?,
+            };
+            let next_due = reply
+                .get(1)
+                .and_then(|s| s.parse::<f64>().ok())
+                .map(|f| f as i64);
+            let jobs = parse_jobs(reply.get(2..).unwrap_or_default())?;
+            if !jobs.is_empty() {
+                return Ok(jobs);
+            }
+            let left = wait.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Ok(Vec::new());
+            }
+            // Wake up for the next delayed job even if nothing is added, and
+            // look for lapsed leases at least every lease period.
+            let mut block = left.min(self.inner.settings.lease.max(Duration::from_millis(50)));
+            if let Some(due) = next_due {
+                let until = Duration::from_millis(due.saturating_sub(ms(self.now())).max(1) as u64);
+                block = block.min(until);
+            }
+            let ids = match self.block_read(max, block).await {
+                Err(e) if is_nogroup(&e) => {
+                    self.recover().await?;
+                    continue;
+                }
+                other => other.map_err(unavailable)?,
+            };
+            if !ids.is_empty() {
+                let mut args = Vec::with_capacity(ids.len() * 2);
+                for (entry, did) in ids {
+                    args.push(entry);
+                    args.push(did);
+                }
+                let reply: Vec<String> = self
+                    .run(&self.inner.scripts.load, &args)
+                    .await
+                    .map_err(unavailable)?;
+                let jobs = parse_jobs(&reply)?;
+                if !jobs.is_empty() {
+                    return Ok(jobs);
+                }
+            }
+        }
+    }
+
+    /// Promote due delayed jobs, reclaim lapsed leases, read new entries.
+    /// Reply: reclaim cursor, next delayed due ms, jobs (see `parse_jobs`).
+    async fn lease_now(&self, max: usize) -> std::result::Result<Vec<String>, RedisError> {
+        let cursor = self
+            .inner
+            .reclaim_cursor
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_else(|_| "0-0".to_string());
+        let args = [
+            self.inner.settings.consumer_name.clone(),
+            max.to_string(),
+            self.inner.settings.lease.as_millis().to_string(),
+            cursor,
+        ];
+        let reply: Vec<String> = self.run(&self.inner.scripts.lease, &args).await?;
+        if let (Some(next), Ok(mut c)) = (reply.first(), self.inner.reclaim_cursor.lock()) {
+            *c = next.clone();
+        }
+        Ok(reply)
+    }
+
+    /// XREADGROUP BLOCK on a connection of its own (no response timeout).
+    async fn block_read(
+        &self,
+        max: usize,
+        block: Duration,
+    ) -> std::result::Result<Vec<(String, String)>, RedisError> {
+        let pooled = self.inner.blocking.lock().ok().and_then(|mut p| p.pop());
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(None);
+                self.inner
+                    .client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?
+            }
+        };
+        let reply: Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(self.key("workers"))
+            .arg(&self.inner.settings.consumer_name)
+            .arg("COUNT")
+            .arg(max)
+            .arg("BLOCK")
+            .arg(block.as_millis().max(1) as u64)
+            .arg("STREAMS")
+            .arg(self.key("ready"))
+            .arg(">")
+            .query_async(&mut conn)
+            .await?;
+        // Only a connection that answered goes back to the pool.
+        if let Ok(mut p) = self.inner.blocking.lock() {
+            p.push(conn);
+        }
+        Ok(parse_read_reply(reply))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_reply_yields_entry_and_delivery_ids() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk("p:ready"),
+            Value::Array(vec![
+                Value::Array(vec![bulk("1-0"), Value::Array(vec![bulk("d"), bulk("D1")])]),
+                Value::Array(vec![bulk("2-0"), Value::Array(vec![bulk("x"), bulk("y")])]),
+            ]),
+        ])]);
+        assert_eq!(parse_read_reply(reply), vec![("1-0".into(), "D1".into())]);
+        assert!(parse_read_reply(Value::Nil).is_empty());
+    }
+
+    #[test]
+    fn jobs_decode_with_lease_handle() {
+        let job = crate::queue::NewJob {
+            delivery_id: "D1".into(),
+            event_id: "E1".into(),
+            target: crate::queue::Target::Subscription { id: "s".into() },
+            steps: Default::default(),
+            ordering_key: None,
+            not_before: None,
+        };
+        let stored = serde_json::to_string(&StoredJob::V1 { job: job.clone() }).unwrap();
+        let fields: Vec<String> = vec![
+            "5-1".into(),
+            "2".into(),
+            "D1".into(),
+            stored,
+            "3".into(),
+            "2026-01-01T00:00:00Z".into(),
+        ];
+        let jobs = parse_jobs(&fields).unwrap();
+        assert_eq!(jobs[0].job, job);
+        assert_eq!(jobs[0].attempts, 3);
+        assert_eq!(jobs[0].lease, "5-1/2");
+        assert_eq!(
+            jobs[0].orphaned_since,
+            Some("2026-01-01T00:00:00Z".parse().unwrap())
+        );
+        assert!(
+            parse_jobs(&[
+                "a".into(),
+                "1".into(),
+                "D".into(),
+                "{".into(),
+                "0".into(),
+                "".into()
+            ])
+            .is_err()
+        );
+    }
+}
