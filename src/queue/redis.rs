@@ -121,6 +121,8 @@ struct Inner {
     resets: AtomicU64,
     /// XAUTOCLAIM cursor, so reclaim walks the whole pending list over time.
     reclaim_cursor: Mutex<String>,
+    /// When this process last looked for lapsed leases.
+    last_reclaim: Mutex<Option<std::time::Instant>>,
 }
 
 /// Any Redis failure means the backend cannot serve right now.
@@ -193,6 +195,7 @@ impl RedisQueue {
                 clock: RwLock::new(Arc::new(Timestamp::now)),
                 resets: AtomicU64::new(0),
                 reclaim_cursor: Mutex::new("0-0".to_string()),
+                last_reclaim: Mutex::new(None),
             }),
         };
         queue.create_group().await?;

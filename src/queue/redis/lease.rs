@@ -3,7 +3,7 @@
 //! nothing was found, blocks on XREADGROUP on a connection of its own until
 //! work arrives, the next delayed job is due or `wait` runs out.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::{AsyncConnectionConfig, RedisError, Value};
 
@@ -143,11 +143,26 @@ impl RedisQueue {
             .lock()
             .map(|c| c.clone())
             .unwrap_or_else(|_| "0-0".to_string());
+        // Look for lapsed leases a few times per lease period (at most every
+        // second), not on every call: XAUTOCLAIM dominates the script's cost.
+        let every = (self.inner.settings.lease / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let reclaim = match self.inner.last_reclaim.lock() {
+            Ok(mut last) => {
+                let due = last.is_none_or(|t| t.elapsed() >= every);
+                if due {
+                    *last = Some(Instant::now());
+                }
+                due
+            }
+            Err(_) => true,
+        };
         let args = [
             self.inner.settings.consumer_name.clone(),
             max.to_string(),
             self.inner.settings.lease.as_millis().to_string(),
             cursor,
+            if reclaim { "1" } else { "0" }.to_string(),
         ];
         let reply: Vec<String> = self.run(&self.inner.scripts.lease, &args).await?;
         if let (Some(next), Ok(mut c)) = (reply.first(), self.inner.reclaim_cursor.lock()) {

@@ -1,5 +1,7 @@
 -- The non-blocking half of lease(). ARGV[3] = consumer, ARGV[4] = max jobs,
--- ARGV[5] = lease ms (min idle of a reclaim), ARGV[6] = reclaim cursor.
+-- ARGV[5] = lease ms (min idle of a reclaim), ARGV[6] = reclaim cursor,
+-- ARGV[7] = '1' to look for lapsed leases this time (XAUTOCLAIM is the
+-- costly part, so callers throttle it).
 -- Moves due delayed jobs into the stream, reclaims entries whose lease
 -- lapsed, reads new entries. Reply: next reclaim cursor, earliest delayed
 -- due ms ('' = none), then the emitted jobs (see emit).
@@ -10,7 +12,10 @@ for _, did in ipairs(due) do
   redis.call('XADD', K_READY, '*', 'd', did)
 end
 local nd = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
-local claimed = redis.call('XAUTOCLAIM', K_READY, K_GROUP, consumer, ARGV[5], ARGV[6], 'COUNT', max)
+local claimed = {ARGV[6], {}}
+if ARGV[7] == '1' then
+  claimed = redis.call('XAUTOCLAIM', K_READY, K_GROUP, consumer, ARGV[5], ARGV[6], 'COUNT', max)
+end
 local out = {claimed[1], nd[2] or ''}
 local got = 0
 for _, e in ipairs(claimed[2]) do
