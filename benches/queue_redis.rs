@@ -4,7 +4,8 @@
 //! Each side moves the same 1 KiB payloads with 64 concurrent tasks:
 //! - queue, per job: `ingest` (event + 1 job + idempotency key) → `lease`
 //!   → `complete`;
-//! - queue, batched: `ingest_many` of 16 → `lease(16)` → 16 × `complete`;
+//! - queue, batched: `ingest_many` of 16 → `lease(16)` → 16 concurrent
+//!   `complete`s;
 //! - raw: pipelined XADD of 16 → XREADGROUP COUNT 16 → pipelined XACK+XDEL.
 //!
 //! Run: `cargo bench --bench queue_redis` (Redis at 127.0.0.1:6379, or
@@ -123,10 +124,13 @@ async fn queue_batched(q: RedisQueue) -> f64 {
                     .lease(BATCH, Duration::from_millis(50))
                     .await
                     .expect("lease");
-                for l in &leased {
-                    q.complete(l, None, DeliveryState::Succeeded, None)
-                        .await
-                        .expect("complete");
+                // Workers finish jobs independently; concurrent calls share
+                // the multiplexed connection's pipeline.
+                let completes = leased
+                    .iter()
+                    .map(|l| q.complete(l, None, DeliveryState::Succeeded, None));
+                for r in futures_util::future::join_all(completes).await {
+                    r.expect("complete");
                 }
                 done.fetch_add(leased.len() as u64, Ordering::Relaxed);
             }

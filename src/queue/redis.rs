@@ -358,7 +358,7 @@ impl RedisQueue {
         }
     }
 
-    async fn finishing(&self, script: &Script, args: Vec<String>) -> Result<()> {
+    pub(super) async fn finishing(&self, script: &Script, args: Vec<String>) -> Result<()> {
         let answer: String = self.run(script, &args).await.map_err(unavailable)?;
         lease_answer(&answer)
     }

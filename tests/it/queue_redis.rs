@@ -484,3 +484,32 @@ async fn fifo_lines_release_one_job_at_a_time() {
     assert_eq!(ids(&again), vec!["F2"]);
     assert_eq!(again[0].attempts, 0);
 }
+
+#[tokio::test]
+async fn undecodable_jobs_are_dead_lettered_not_stuck() {
+    let Some((q, keys)) = queue("w1", Duration::from_secs(30)).await else {
+        return;
+    };
+    q.ingest(
+        &event("E1", "t"),
+        None,
+        vec![job("D1", "E1", "a"), job("D2", "E1", "a")],
+    )
+    .await
+    .unwrap();
+    let client = redis::Client::open(URL).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{}:d:D1", keys.prefix))
+        .arg("job")
+        .arg("{\"V9\":{}}")
+        .query(&mut c)
+        .unwrap();
+    let got = q.lease(10, SHORT).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].job.delivery_id, "D2");
+    let rec = q.delivery("D1").await.unwrap().unwrap();
+    assert_eq!(rec.state, DeliveryState::DeadLetter);
+    assert_eq!(rec.reason.as_deref(), Some("undecodable_job"));
+    assert_eq!(q.stats().await.unwrap().in_flight, 1);
+}

@@ -8,28 +8,42 @@ use std::time::{Duration, Instant};
 use redis::{AsyncConnectionConfig, RedisError, Value};
 
 use super::StoredJob;
-use super::{RedisQueue, Result, corrupt, is_nogroup, ms, unavailable};
-use crate::queue::LeasedJob;
+use super::{RedisQueue, Result, is_nogroup, ms, unavailable};
+use crate::queue::{LeasedJob, QueueError};
+
+/// A leased entry whose stored job could not be decoded: lease handle,
+/// delivery id, why.
+type Undecodable = (String, String, String);
 
 /// Decode the flat job list the lease scripts return (6 fields per job).
-fn parse_jobs(fields: &[String]) -> Result<Vec<LeasedJob>> {
+/// Entries that do not decode are returned apart, so one bad record cannot
+/// block the others (the caller dead-letters them).
+fn parse_jobs(fields: &[String]) -> (Vec<LeasedJob>, Vec<Undecodable>) {
     let mut jobs = Vec::with_capacity(fields.len() / 6);
+    let mut bad = Vec::new();
     for f in fields.chunks_exact(6) {
-        let StoredJob::V1 { job } =
-            serde_json::from_str(&f[3]).map_err(|e| corrupt(&format!("job {}", f[2]), e))?;
-        let orphaned_since = if f[5].is_empty() {
-            None
-        } else {
-            Some(f[5].parse().map_err(|e| corrupt("orphaned_since", e))?)
-        };
-        jobs.push(LeasedJob {
-            job,
-            attempts: f[4].parse().map_err(|e| corrupt("attempts", e))?,
-            orphaned_since,
-            lease: format!("{}/{}", f[0], f[1]),
-        });
+        let lease = format!("{}/{}", f[0], f[1]);
+        let decoded = serde_json::from_str::<StoredJob>(&f[3])
+            .map_err(|e| format!("job: {e}"))
+            .and_then(|StoredJob::V1 { job }| {
+                let attempts = f[4].parse().map_err(|e| format!("attempts: {e}"))?;
+                let orphaned_since = match f[5].as_str() {
+                    "" => None,
+                    t => Some(t.parse().map_err(|e| format!("orphaned_since: {e}"))?),
+                };
+                Ok(LeasedJob {
+                    job,
+                    attempts,
+                    orphaned_since,
+                    lease: lease.clone(),
+                })
+            });
+        match decoded {
+            Ok(job) => jobs.push(job),
+            Err(why) => bad.push((lease, f[2].clone(), why)),
+        }
     }
-    Ok(jobs)
+    (jobs, bad)
 }
 
 /// Entry ids and delivery ids of an XREADGROUP reply (RESP2 or RESP3).
@@ -76,6 +90,31 @@ fn parse_read_reply(v: Value) -> Vec<(String, String)> {
 }
 
 impl RedisQueue {
+    /// Dead-letter leased entries whose job does not decode (written by an
+    /// incompatible version, or damaged), so they are visible with a reason
+    /// instead of being reclaimed forever; return the good ones.
+    async fn take_decodable(
+        &self,
+        (jobs, bad): (Vec<LeasedJob>, Vec<Undecodable>),
+    ) -> Result<Vec<LeasedJob>> {
+        for (lease, did, why) in bad {
+            tracing::error!(delivery = %did, error = %why, "stored job cannot be decoded; dead-lettering it");
+            let args = vec![
+                self.inner.settings.consumer_name.clone(),
+                lease,
+                did,
+                String::new(),
+                "undecodable_job".to_string(),
+            ];
+            // LeaseLost here only means someone else already dealt with it.
+            match self.finishing(&self.inner.scripts.dead, args).await {
+                Ok(()) | Err(QueueError::LeaseLost) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(jobs)
+    }
+
     /// Lease up to `max` jobs, waiting up to `wait` when none is ready.
     pub async fn lease(&self, max: usize, wait: Duration) -> Result<Vec<LeasedJob>> {
         if max == 0 {
@@ -94,7 +133,9 @@ impl RedisQueue {
                 .get(1)
                 .and_then(|s| s.parse::<f64>().ok())
                 .map(|f| f as i64);
-            let jobs = parse_jobs(reply.get(2..).unwrap_or_default())?;
+            let jobs = self
+                .take_decodable(parse_jobs(reply.get(2..).unwrap_or_default()))
+                .await?;
             if !jobs.is_empty() {
                 return Ok(jobs);
             }
@@ -126,7 +167,7 @@ impl RedisQueue {
                     .run(&self.inner.scripts.load, &args)
                     .await
                     .map_err(unavailable)?;
-                let jobs = parse_jobs(&reply)?;
+                let jobs = self.take_decodable(parse_jobs(&reply)).await?;
                 if !jobs.is_empty() {
                     return Ok(jobs);
                 }
@@ -249,7 +290,8 @@ mod tests {
             "3".into(),
             "2026-01-01T00:00:00Z".into(),
         ];
-        let jobs = parse_jobs(&fields).unwrap();
+        let (jobs, bad) = parse_jobs(&fields);
+        assert!(bad.is_empty());
         assert_eq!(jobs[0].job, job);
         assert_eq!(jobs[0].attempts, 3);
         assert_eq!(jobs[0].lease, "5-1/2");
@@ -257,16 +299,15 @@ mod tests {
             jobs[0].orphaned_since,
             Some("2026-01-01T00:00:00Z".parse().unwrap())
         );
-        assert!(
-            parse_jobs(&[
-                "a".into(),
-                "1".into(),
-                "D".into(),
-                "{".into(),
-                "0".into(),
-                "".into()
-            ])
-            .is_err()
-        );
+        let (jobs, bad) = parse_jobs(&[
+            "7-0".into(),
+            "1".into(),
+            "D9".into(),
+            "{".into(),
+            "0".into(),
+            "".into(),
+        ]);
+        assert!(jobs.is_empty());
+        assert_eq!((bad[0].0.as_str(), bad[0].1.as_str()), ("7-0/1", "D9"));
     }
 }
