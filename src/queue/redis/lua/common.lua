@@ -54,14 +54,15 @@ local function create_job(did, eid, target, okey, due, job)
   if st == 'pending' then return end
   if st then
     redis.call('ZREM', K_DEAD, did)
+    redis.call('HSET', k, 'ev', eid, 'tg', target, 'ok', okey, 'nb', due, 'job', job,
+      'st', 'pending', 'rs', '', 'n', 0, 'orph', '')
   else
     local seq = redis.call('INCR', K_SEQ)
-    redis.call('HSET', k, 'seq', seq)
+    redis.call('HSET', k, 'ev', eid, 'tg', target, 'ok', okey, 'nb', due, 'job', job,
+      'st', 'pending', 'rs', '', 'n', 0, 'orph', '', 'seq', seq)
     redis.call('RPUSH', k_event_deliveries(eid), did)
     redis.call('ZADD', K_DELIVERIES, seq, did)
   end
-  redis.call('HSET', k, 'ev', eid, 'tg', target, 'ok', okey, 'nb', due, 'job', job,
-    'st', 'pending', 'rs', '', 'n', 0, 'orph', '')
   activate(did, eid, target, okey, due)
 end
 

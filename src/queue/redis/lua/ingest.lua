@@ -29,7 +29,6 @@ for _ = 1, tonumber(ARGV[4]) do
   else
     local seq = redis.call('INCR', K_SEQ)
     redis.call('HSET', k_event(eid), 'json', ejson, 'at', NOW, 'seq', seq)
-    redis.call('HSETNX', k_event(eid), 'open', 0)
     redis.call('ZADD', K_EVENTS, seq, eid)
     for _ = 1, njobs do
       create_job(ARGV[i], eid, ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4])
