@@ -11,6 +11,9 @@ use super::StoredJob;
 use super::{RedisQueue, Result, is_nogroup, ms, unavailable};
 use crate::queue::{LeasedJob, QueueError};
 
+/// Longest single XREADGROUP BLOCK; `lease` loops for longer waits.
+const MAX_BLOCK: Duration = Duration::from_secs(30);
+
 /// A leased entry whose stored job could not be decoded: lease handle,
 /// delivery id, why.
 type Undecodable = (String, String, String);
@@ -212,7 +215,8 @@ impl RedisQueue {
         Ok(reply)
     }
 
-    /// XREADGROUP BLOCK on a connection of its own (no response timeout).
+    /// XREADGROUP BLOCK on a connection of its own (the shared connection's
+    /// short response timeout would cut the BLOCK off).
     async fn block_read(
         &self,
         max: usize,
@@ -222,9 +226,11 @@ impl RedisQueue {
         let mut conn = match pooled {
             Some(c) => c,
             None => {
+                // The response timeout covers the BLOCK time plus a margin,
+                // so a silently vanished Redis cannot hang a worker forever.
                 let config = AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(Duration::from_secs(2)))
-                    .set_response_timeout(None);
+                    .set_response_timeout(Some(MAX_BLOCK + Duration::from_secs(5)));
                 self.inner
                     .client
                     .get_multiplexed_async_connection_with_config(&config)
@@ -238,7 +244,7 @@ impl RedisQueue {
             .arg("COUNT")
             .arg(max)
             .arg("BLOCK")
-            .arg(block.as_millis().max(1) as u64)
+            .arg(block.min(MAX_BLOCK).as_millis().max(1) as u64)
             .arg("STREAMS")
             .arg(self.key("ready"))
             .arg(">")
