@@ -1,1 +1,473 @@
-//! (to be written)
+//! The Redis backend of the queue (SPEC §6): Redis Streams with a consumer
+//! group for ready work, a sorted set for delays, reclaim of lapsed leases,
+//! a dead-letter set, and the event/delivery history next to them.
+//!
+//! # Design
+//!
+//! Every key lives under the configured prefix `<p>` (e.g. `hookyard`), so
+//! several deployments (or tests) can share one Redis.
+//!
+//! - `<p>:ready` — a stream with consumer group `<p>:workers`. An entry
+//!   carries only a delivery id (`d`); the job itself lives in the delivery
+//!   record. Each process reads with its own consumer name
+//!   (`StoreSettings::consumer_name`), so replicas spread the work and every
+//!   entry is held by one consumer at a time. A leased entry sits in the
+//!   group's pending list (PEL) until it is finished (XACK + XDEL).
+//! - Leases: the lease handle is `<entry id>/<delivery count>`. `renew` is
+//!   XCLAIM by the same consumer with min-idle 0 and JUSTID, which resets
+//!   the idle time without bumping the count. `lease` reclaims entries idle
+//!   longer than `StoreSettings::lease` with XAUTOCLAIM (which bumps the
+//!   count), so a handle of the worker that lost its lease is refused
+//!   (`LeaseLost`) by every finishing script.
+//! - `<p>:delayed` — sorted set of delivery ids scored by due time (ms).
+//!   Retries, deferrals and future `not_before` jobs wait here; the lease
+//!   script moves due ones into the stream atomically. Due times use the
+//!   queue's clock ([`RedisQueue::set_clock`]), lease idle time is Redis'
+//!   own real time.
+//! - `<p>:dead` — sorted set of dead-lettered delivery ids (score = when);
+//!   the reason is in the delivery record. `redrive` moves them back.
+//! - FIFO: `<p>:fifo:<ordering key>` is a list of delivery ids in enqueue
+//!   order; only its head is ever in the stream or the delayed set.
+//!   Finishing the head (complete or dead letter) pops it and places the
+//!   next one; a redriven job is pushed at the back.
+//! - History: `<p>:ev:<id>` (hash: event JSON, ingest time, index seq,
+//!   count of unfinished jobs), `<p>:evd:<id>` (list of its delivery ids),
+//!   `<p>:d:<delivery id>` (hash: event, target label, ordering key, due,
+//!   the job as a versioned [`StoredJob`], state, reason, attempts made,
+//!   orphaned_since), `<p>:da:<delivery id>` (list of attempt JSON).
+//!   `<p>:events` and `<p>:deliveries` are sorted sets scored by a global
+//!   sequence (`<p>:seq`) for newest-first cursor pagination.
+//! - Idempotency: `<p>:idem:<scope>:<key>` = first event id, SET NX with PX
+//!   = the window, so keys expire on their own.
+//! - Counters: `<p>:pending` (hash target label → unfinished jobs),
+//!   `<p>:unfinished` (sorted set delivery id → enqueue ms, for the oldest
+//!   age), `<p>:counts` (FIFO jobs waiting behind their head).
+//! - API-created subscriptions in hash `<p>:subs`, small state in `<p>:state`.
+//!
+//! Every multi-key change is one Lua script (`redis/lua/*.lua`, each
+//! prefixed with `common.lua`): ingestion writes the idempotency key, the
+//! event, every job and its delivery record together, so no key exists
+//! without its event and a concurrent duplicate sees the first id; complete
+//! acks the entry, records the attempt and enqueues the next workflow step
+//! in one step. Scripts build key names from the prefix, so this backend
+//! needs a single Redis (not Cluster).
+//!
+//! Memory stays bounded: `prune` drops history beyond `history.retention` /
+//! `history.max_events` (never an event with unfinished jobs), idempotency
+//! keys expire by TTL, finished stream entries are deleted.
+//!
+//! Redis restarted empty: the stream and group are gone. The next `lease`
+//! (NOGROUP) or `ingest` (stream missing) recreates them (XGROUP CREATE ...
+//! 0 MKSTREAM, so entries added meanwhile are still read), logs that queued
+//! work was lost and counts it in [`RedisQueue::resets`]. Unreachable Redis
+//! is `QueueError::Unavailable`.
+//!
+//! Blocking reads (XREADGROUP BLOCK) use their own connections without a
+//! response timeout, from a small pool; everything else goes through a
+//! `ConnectionManager`, which reconnects by itself.
+
+mod history;
+mod lease;
+mod scripts;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{FromRedisValue, RedisError, Script, Value};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Attempt, DeliveryState, Event, Ingested, LeasedJob, NewJob, QueueError, StoreSettings,
+};
+use scripts::Scripts;
+
+type Result<T> = std::result::Result<T, QueueError>;
+
+/// One event of a batch: the event, its idempotency (scope, key), its jobs.
+pub type IngestItem = (Event, Option<(String, String)>, Vec<NewJob>);
+
+/// Where "now" comes from; replaceable in tests to move time without sleeping.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// A job as stored in its delivery record. Versioned so jobs queued by an
+/// older hookyard still decode after an upgrade.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum StoredJob {
+    V1 { job: NewJob },
+}
+
+/// Handle to the Redis queue; cheap to clone.
+#[derive(Clone)]
+pub struct RedisQueue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Opens the blocking-read connections.
+    client: redis::Client,
+    /// Shared multiplexed connection for everything that does not block.
+    conn: ConnectionManager,
+    /// Idle connections for XREADGROUP BLOCK: a blocked command holds its
+    /// whole connection, so each concurrent `lease` needs its own.
+    blocking: Mutex<Vec<MultiplexedConnection>>,
+    prefix: String,
+    settings: StoreSettings,
+    scripts: Scripts,
+    clock: RwLock<Clock>,
+    /// Times the stream/group were found missing (Redis restarted empty).
+    resets: AtomicU64,
+    /// XAUTOCLAIM cursor, so reclaim walks the whole pending list over time.
+    reclaim_cursor: Mutex<String>,
+    /// When this process last looked for lapsed leases.
+    last_reclaim: Mutex<Option<std::time::Instant>>,
+}
+
+/// Any Redis failure means the backend cannot serve right now.
+fn unavailable(e: RedisError) -> QueueError {
+    QueueError::Unavailable(e.to_string())
+}
+
+fn is_nogroup(e: &RedisError) -> bool {
+    e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP")
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> QueueError {
+    QueueError::Corrupt(format!("{what}: {e}"))
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+/// The script arguments of one job: delivery id, event id, target label,
+/// ordering key, due ms, stored job JSON.
+fn job_args(job: &NewJob, out: &mut Vec<String>, with_event: bool) -> Result<()> {
+    let stored = serde_json::to_string(&StoredJob::V1 { job: job.clone() })
+        .map_err(|e| corrupt("job", e))?;
+    out.push(job.delivery_id.clone());
+    if with_event {
+        out.push(job.event_id.clone());
+    }
+    out.push(job.target.label());
+    out.push(job.ordering_key.clone().unwrap_or_default());
+    out.push(job.not_before.map(ms).unwrap_or(0).to_string());
+    out.push(stored);
+    Ok(())
+}
+
+fn attempt_json(attempt: Option<&Attempt>) -> Result<String> {
+    match attempt {
+        Some(a) => serde_json::to_string(a).map_err(|e| corrupt("attempt", e)),
+        None => Ok(String::new()),
+    }
+}
+
+fn lease_answer(answer: &str) -> Result<()> {
+    match answer {
+        "ok" => Ok(()),
+        _ => Err(QueueError::LeaseLost),
+    }
+}
+
+impl RedisQueue {
+    /// Connect, load the scripts and make sure the stream and its consumer
+    /// group exist. Fails with `Unavailable` when Redis cannot be reached.
+    pub async fn open(url: &str, prefix: &str, settings: StoreSettings) -> Result<Self> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2);
+        let conn = ConnectionManager::new_with_config(client.clone(), config)
+            .await
+            .map_err(unavailable)?;
+        let queue = RedisQueue {
+            inner: Arc::new(Inner {
+                client,
+                conn,
+                blocking: Mutex::new(Vec::new()),
+                prefix: prefix.trim_end_matches(':').to_string(),
+                settings,
+                scripts: Scripts::new(),
+                clock: RwLock::new(Arc::new(Timestamp::now)),
+                resets: AtomicU64::new(0),
+                reclaim_cursor: Mutex::new("0-0".to_string()),
+                last_reclaim: Mutex::new(None),
+            }),
+        };
+        queue.create_group().await?;
+        Ok(queue)
+    }
+
+    /// Replace the clock used for due times and ages (tests).
+    pub fn set_clock(&self, clock: Clock) {
+        if let Ok(mut c) = self.inner.clock.write() {
+            *c = clock;
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        match self.inner.clock.read() {
+            Ok(c) => c(),
+            Err(_) => Timestamp::now(),
+        }
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}:{}", self.inner.prefix, name)
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+
+    /// Times the backend was found reset (Redis restarted empty).
+    pub fn resets(&self) -> u64 {
+        self.inner.resets.load(Ordering::Relaxed)
+    }
+
+    fn count_reset(&self) {
+        self.inner.resets.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            prefix = %self.inner.prefix,
+            "Redis lost the queue stream (restarted without its data?): queued work on the Redis side was lost; stream and consumer group recreated"
+        );
+    }
+
+    /// XGROUP CREATE ... 0 MKSTREAM. Returns whether it was created (false:
+    /// it already existed).
+    async fn create_group(&self) -> Result<bool> {
+        let created: std::result::Result<Value, RedisError> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.key("ready"))
+            .arg(self.key("workers"))
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut self.conn())
+            .await;
+        match created {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("BUSYGROUP") || e.to_string().contains("BUSYGROUP") => {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// After a NOGROUP answer: recreate the group, counting the reset once
+    /// even when several workers notice it at the same time.
+    async fn recover(&self) -> Result<()> {
+        if self.create_group().await? {
+            self.count_reset();
+        }
+        Ok(())
+    }
+
+    /// Run a script with the common arguments (prefix, now) first.
+    async fn run<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        args: &[String],
+    ) -> std::result::Result<T, RedisError> {
+        let mut inv = script.prepare_invoke();
+        inv.arg(&self.inner.prefix).arg(ms(self.now()));
+        for a in args {
+            inv.arg(a);
+        }
+        inv.invoke_async(&mut self.conn()).await
+    }
+
+    /// Ingest one event with its idempotency key and jobs, atomically.
+    pub async fn ingest(
+        &self,
+        event: &Event,
+        idempotency: Option<(&str, &str)>,
+        jobs: Vec<NewJob>,
+    ) -> Result<Ingested> {
+        let item = (
+            event.clone(),
+            idempotency.map(|(s, k)| (s.to_string(), k.to_string())),
+            jobs,
+        );
+        let mut answers = self.ingest_many(vec![item]).await?;
+        answers
+            .pop()
+            .ok_or_else(|| QueueError::Corrupt("ingest returned no answer".into()))
+    }
+
+    /// Ingest a batch in one atomic script; answers in input order.
+    pub async fn ingest_many(&self, items: Vec<IngestItem>) -> Result<Vec<Ingested>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let window = self.inner.settings.idempotency_window.as_millis();
+        let mut args = vec![window.to_string(), items.len().to_string()];
+        for (event, idem, jobs) in &items {
+            // A zero window means idempotency is off (PX 0 is invalid).
+            match idem {
+                Some((scope, key)) if window > 0 => args.push(format!("{scope}:{key}")),
+                _ => args.push(String::new()),
+            }
+            args.push(event.id.clone());
+            args.push(serde_json::to_string(event).map_err(|e| corrupt("event", e))?);
+            args.push(jobs.len().to_string());
+            for job in jobs {
+                job_args(job, &mut args, false)?;
+            }
+        }
+        let reply: Vec<String> = self
+            .run(&self.inner.scripts.ingest, &args)
+            .await
+            .map_err(unavailable)?;
+        if reply.first().map(String::as_str) == Some("1") {
+            self.count_reset();
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for pair in reply.get(1..).unwrap_or_default().chunks_exact(2) {
+            let event_id = pair[1].clone();
+            out.push(match pair[0].as_str() {
+                "dup" => Ingested::Duplicate { event_id },
+                _ => Ingested::Accepted { event_id },
+            });
+        }
+        Ok(out)
+    }
+
+    /// New jobs for existing events (replay, manual retry).
+    pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec![jobs.len().to_string()];
+        for job in &jobs {
+            job_args(job, &mut args, true)?;
+        }
+        let reply: Vec<String> = self
+            .run(&self.inner.scripts.enqueue, &args)
+            .await
+            .map_err(unavailable)?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(()),
+            _ => Err(QueueError::NotFound(format!(
+                "event {}",
+                reply.get(1).map(String::as_str).unwrap_or("?")
+            ))),
+        }
+    }
+
+    pub(super) async fn finishing(&self, script: &Script, args: Vec<String>) -> Result<()> {
+        let answer: String = self.run(script, &args).await.map_err(unavailable)?;
+        lease_answer(&answer)
+    }
+
+    fn lease_args(&self, job: &LeasedJob) -> Vec<String> {
+        vec![
+            self.inner.settings.consumer_name.clone(),
+            job.lease.clone(),
+            job.job.delivery_id.clone(),
+        ]
+    }
+
+    /// Extend the lease by `settings.lease`; `LeaseLost` if it was reclaimed.
+    pub async fn renew(&self, job: &LeasedJob) -> Result<()> {
+        self.finishing(&self.inner.scripts.renew, self.lease_args(job))
+            .await
+    }
+
+    /// Finish as succeeded/test, record the attempt and enqueue `next`, in
+    /// one atomic step.
+    pub async fn complete(
+        &self,
+        job: &LeasedJob,
+        attempt: Option<Attempt>,
+        state: DeliveryState,
+        next: Option<NewJob>,
+    ) -> Result<()> {
+        let mut args = self.lease_args(job);
+        let state = match state {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Succeeded => "succeeded",
+            DeliveryState::DeadLetter => "dead_letter",
+            DeliveryState::Test => "test",
+        };
+        args.push(state.to_string());
+        args.push(attempt_json(attempt.as_ref())?);
+        match &next {
+            Some(n) => {
+                args.push("1".into());
+                job_args(n, &mut args, true)?;
+            }
+            None => args.push("0".into()),
+        }
+        self.finishing(&self.inner.scripts.complete, args).await
+    }
+
+    /// Record a failed attempt and run the job again at `at`.
+    pub async fn retry_at(&self, job: &LeasedJob, attempt: Attempt, at: Timestamp) -> Result<()> {
+        let mut args = self.lease_args(job);
+        args.push(attempt_json(Some(&attempt))?);
+        args.push(ms(at).to_string());
+        self.finishing(&self.inner.scripts.retry, args).await
+    }
+
+    /// Wait until `at` without using an attempt.
+    pub async fn defer(
+        &self,
+        job: &LeasedJob,
+        at: Timestamp,
+        orphaned_since: Option<Timestamp>,
+    ) -> Result<()> {
+        let mut args = self.lease_args(job);
+        args.push(ms(at).to_string());
+        args.push(orphaned_since.map(|t| t.to_string()).unwrap_or_default());
+        self.finishing(&self.inner.scripts.defer, args).await
+    }
+
+    /// Give up on the job with its reason.
+    pub async fn dead_letter(
+        &self,
+        job: &LeasedJob,
+        attempt: Option<Attempt>,
+        reason: &str,
+    ) -> Result<()> {
+        let mut args = self.lease_args(job);
+        args.push(attempt_json(attempt.as_ref())?);
+        args.push(reason.to_string());
+        self.finishing(&self.inner.scripts.dead, args).await
+    }
+
+    /// Dead letters (of one target label, or all) back to ready, attempts
+    /// reset to 0, oldest first. Returns how many.
+    pub async fn redrive(&self, target: Option<&str>) -> Result<u64> {
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.key("dead"))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        let mut total = 0;
+        for chunk in ids.chunks(500) {
+            let mut args = vec![target.unwrap_or_default().to_string()];
+            args.extend(chunk.iter().cloned());
+            let n: u64 = self
+                .run(&self.inner.scripts.redrive, &args)
+                .await
+                .map_err(unavailable)?;
+            total += n;
+        }
+        Ok(total)
+    }
+
+    /// Check that Redis answers.
+    pub async fn ping(&self) -> Result<()> {
+        let _: String = redis::cmd("PING")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}

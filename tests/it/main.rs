@@ -2,3 +2,4 @@
 
 mod config;
 mod queue_conformance;
+mod queue_redis;

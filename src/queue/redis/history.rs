@@ -1,0 +1,407 @@
+//! Reading side of the Redis backend: event and delivery history with
+//! newest-first cursor pagination, queue statistics, pruning, and the small
+//! documents (API-created subscriptions, state) kept next to the queue.
+//!
+//! Listing walks the `<p>:events` / `<p>:deliveries` sorted sets from the
+//! highest sequence number down in batches and filters in Rust; the cursor is
+//! the sequence number of the last item returned, so pages stay stable while
+//! new events arrive.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use redis::Value;
+use serde_json::Value as Json;
+
+use super::{RedisQueue, Result, StoredJob, corrupt, ms, unavailable};
+use crate::queue::{
+    Attempt, DeliveryRecord, DeliveryState, Event, HistoryQuery, NewJob, Page, QueueError,
+    QueueStats,
+};
+
+/// How many index entries one round trip looks at while filtering.
+const SCAN_BATCH: usize = 200;
+/// Page size when the query gives none.
+const DEFAULT_LIMIT: usize = 50;
+
+fn state_of(s: &str) -> Result<DeliveryState> {
+    match s {
+        "pending" => Ok(DeliveryState::Pending),
+        "succeeded" => Ok(DeliveryState::Succeeded),
+        "dead_letter" => Ok(DeliveryState::DeadLetter),
+        "test" => Ok(DeliveryState::Test),
+        other => Err(QueueError::Corrupt(format!("delivery state {other:?}"))),
+    }
+}
+
+/// The head fields of a delivery record: event id, target, state, reason.
+type Head = (String, String, DeliveryState, Option<String>);
+
+impl RedisQueue {
+    /// Index entries below `cursor` (exclusive), newest first.
+    async fn index_page(
+        &self,
+        index: &str,
+        below: Option<u64>,
+        n: usize,
+    ) -> Result<Vec<(String, u64)>> {
+        let max = match below {
+            Some(c) => format!("({c}"),
+            None => "+inf".to_string(),
+        };
+        let raw: Vec<(String, f64)> = redis::cmd("ZREVRANGEBYSCORE")
+            .arg(self.key(index))
+            .arg(max)
+            .arg("-inf")
+            .arg("WITHSCORES")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(n)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(raw.into_iter().map(|(id, s)| (id, s as u64)).collect())
+    }
+
+    fn start(q: &HistoryQuery) -> Result<(usize, Option<u64>)> {
+        let limit = if q.limit == 0 { DEFAULT_LIMIT } else { q.limit };
+        let cursor = match &q.cursor {
+            Some(c) => Some(c.parse::<u64>().map_err(|_| {
+                QueueError::NotFound(format!(
+                    "cursor {c:?} (use the next_cursor of a previous page)"
+                ))
+            })?),
+            None => None,
+        };
+        Ok((limit, cursor))
+    }
+
+    async fn heads(&self, ids: &[String]) -> Result<Vec<Option<Head>>> {
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HMGET")
+                .arg(self.key(&format!("d:{id}")))
+                .arg(&["ev", "tg", "st", "rs"]);
+        }
+        let rows: Vec<Vec<Option<String>>> = pipe
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        rows.into_iter()
+            .map(|r| match r.as_slice() {
+                [Some(ev), Some(tg), Some(st), rs] => Ok(Some((
+                    ev.clone(),
+                    tg.clone(),
+                    state_of(st)?,
+                    rs.clone().filter(|r| !r.is_empty()),
+                ))),
+                _ => Ok(None),
+            })
+            .collect()
+    }
+
+    /// Full records (with attempts) of deliveries whose heads are known.
+    async fn records(&self, heads: Vec<(String, Head)>) -> Result<Vec<DeliveryRecord>> {
+        if heads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (id, _) in &heads {
+            pipe.cmd("LRANGE")
+                .arg(self.key(&format!("da:{id}")))
+                .arg(0)
+                .arg(-1);
+        }
+        let lists: Vec<Vec<String>> = pipe
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::with_capacity(heads.len());
+        for ((id, (event_id, target, state, reason)), attempts) in heads.into_iter().zip(lists) {
+            let attempts = attempts
+                .iter()
+                .map(|a| serde_json::from_str::<Attempt>(a).map_err(|e| corrupt("attempt", e)))
+                .collect::<Result<Vec<_>>>()?;
+            out.push(DeliveryRecord {
+                id,
+                event_id,
+                target,
+                state,
+                reason,
+                attempts,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn records_of(&self, ids: Vec<String>) -> Result<Vec<DeliveryRecord>> {
+        let heads = self.heads(&ids).await?;
+        let known = ids
+            .into_iter()
+            .zip(heads)
+            .filter_map(|(id, h)| h.map(|h| (id, h)))
+            .collect();
+        self.records(known).await
+    }
+
+    /// An event with its deliveries (in enqueue order).
+    pub async fn event(&self, id: &str) -> Result<Option<(Event, Vec<DeliveryRecord>)>> {
+        let (json, ids): (Option<String>, Vec<String>) = redis::pipe()
+            .cmd("HGET")
+            .arg(self.key(&format!("ev:{id}")))
+            .arg("json")
+            .cmd("LRANGE")
+            .arg(self.key(&format!("evd:{id}")))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        let Some(json) = json else { return Ok(None) };
+        let event: Event = serde_json::from_str(&json).map_err(|e| corrupt("event", e))?;
+        Ok(Some((event, self.records_of(ids).await?)))
+    }
+
+    /// Events newest first, filtered by type and `since` (event timestamp).
+    pub async fn events(&self, q: &HistoryQuery) -> Result<Page<Event>> {
+        let (limit, mut below) = Self::start(q)?;
+        let mut items: Vec<(Event, u64)> = Vec::new();
+        loop {
+            let batch = self.index_page("events", below, SCAN_BATCH).await?;
+            if batch.is_empty() {
+                break;
+            }
+            below = batch.last().map(|(_, s)| *s);
+            let mut pipe = redis::pipe();
+            for (id, _) in &batch {
+                pipe.cmd("HGET")
+                    .arg(self.key(&format!("ev:{id}")))
+                    .arg("json");
+            }
+            let jsons: Vec<Option<String>> = pipe
+                .query_async(&mut self.conn())
+                .await
+                .map_err(unavailable)?;
+            for ((_, seq), json) in batch.iter().zip(jsons) {
+                let Some(json) = json else { continue };
+                let event: Event = serde_json::from_str(&json).map_err(|e| corrupt("event", e))?;
+                let type_ok = q.event_type.as_ref().is_none_or(|t| *t == event.event_type);
+                let since_ok = q.since.is_none_or(|s| event.timestamp >= s);
+                if type_ok && since_ok {
+                    items.push((event, *seq));
+                }
+            }
+            // One extra match tells whether a next page exists.
+            if items.len() > limit {
+                break;
+            }
+        }
+        Ok(page(items, limit))
+    }
+
+    /// Deliveries newest first, filtered by state and target label.
+    pub async fn deliveries(&self, q: &HistoryQuery) -> Result<Page<DeliveryRecord>> {
+        let (limit, mut below) = Self::start(q)?;
+        let mut found: Vec<((String, Head), u64)> = Vec::new();
+        loop {
+            let batch = self.index_page("deliveries", below, SCAN_BATCH).await?;
+            if batch.is_empty() {
+                break;
+            }
+            below = batch.last().map(|(_, s)| *s);
+            let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+            let heads = self.heads(&ids).await?;
+            for ((id, seq), head) in batch.into_iter().zip(heads) {
+                let Some(head) = head else { continue };
+                let state_ok = q.state.is_none_or(|s| s == head.2);
+                let target_ok = q.target.as_ref().is_none_or(|t| *t == head.1);
+                if state_ok && target_ok {
+                    found.push(((id, head), seq));
+                }
+            }
+            if found.len() > limit {
+                break;
+            }
+        }
+        let Page { items, next_cursor } = page(found, limit);
+        Ok(Page {
+            items: self.records(items).await?,
+            next_cursor,
+        })
+    }
+
+    /// One delivery with its attempts.
+    pub async fn delivery(&self, id: &str) -> Result<Option<DeliveryRecord>> {
+        Ok(self.records_of(vec![id.to_string()]).await?.pop())
+    }
+
+    /// The job of a delivery as it was enqueued.
+    pub async fn job_of(&self, delivery_id: &str) -> Result<Option<NewJob>> {
+        let stored: Option<String> = redis::cmd("HGET")
+            .arg(self.key(&format!("d:{delivery_id}")))
+            .arg("job")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        match stored {
+            None => Ok(None),
+            Some(s) => {
+                let StoredJob::V1 { job } =
+                    serde_json::from_str(&s).map_err(|e| corrupt("stored job", e))?;
+                Ok(Some(job))
+            }
+        }
+    }
+
+    /// Depth counters for metrics.
+    pub async fn stats(&self) -> Result<QueueStats> {
+        let r: Vec<String> = self
+            .run(&self.inner.scripts.stats, &[])
+            .await
+            .map_err(unavailable)?;
+        let num = |i: usize| r.get(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        let (stream, in_flight, delayed, dead, waiting) = (num(0), num(1), num(2), num(3), num(4));
+        let oldest_age_seconds = match r.get(5).and_then(|s| s.parse::<f64>().ok()) {
+            Some(enq) => ((ms(self.now()) as f64 - enq) / 1000.0).max(0.0),
+            None => 0.0,
+        };
+        let mut pending_by_target = BTreeMap::new();
+        for kv in r.get(6..).unwrap_or_default().chunks_exact(2) {
+            let n = kv[1].parse::<u64>().unwrap_or(0);
+            if n > 0 {
+                pending_by_target.insert(kv[0].clone(), n);
+            }
+        }
+        Ok(QueueStats {
+            // FIFO jobs parked behind their line's head count as ready: they
+            // are queued and will run without any delay of their own.
+            ready: stream.saturating_sub(in_flight) + waiting,
+            delayed,
+            in_flight,
+            dead_letter: dead,
+            oldest_age_seconds,
+            pending_by_target,
+        })
+    }
+
+    /// Drop old history (never events with unfinished jobs); returns how
+    /// many events were removed. Idempotency keys expire by their TTL.
+    pub async fn prune(&self, now: Timestamp) -> Result<u64> {
+        let s = &self.inner.settings;
+        let mut offset: u64 = 0;
+        let mut removed = 0;
+        loop {
+            let mut inv = self.inner.scripts.prune.prepare_invoke();
+            inv.arg(&self.inner.prefix)
+                .arg(ms(now))
+                .arg(s.history_retention.as_millis() as u64)
+                .arg(s.history_max_events)
+                .arg(offset)
+                .arg(SCAN_BATCH);
+            let (n, next, done): (u64, u64, u64) = inv
+                .invoke_async(&mut self.conn())
+                .await
+                .map_err(unavailable)?;
+            removed += n;
+            offset = next;
+            if done == 1 {
+                return Ok(removed);
+            }
+        }
+    }
+
+    /// Store an API-created subscription; false if the id already exists.
+    pub async fn put_subscription(&self, id: &str, doc: &Json) -> Result<bool> {
+        let doc = serde_json::to_string(doc).map_err(|e| corrupt("subscription", e))?;
+        redis::cmd("HSETNX")
+            .arg(self.key("subs"))
+            .arg(id)
+            .arg(doc)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)
+    }
+
+    pub async fn delete_subscription(&self, id: &str) -> Result<bool> {
+        let n: u64 = redis::cmd("HDEL")
+            .arg(self.key("subs"))
+            .arg(id)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(n > 0)
+    }
+
+    /// All API-created subscriptions, ordered by id.
+    pub async fn subscriptions(&self) -> Result<Vec<Json>> {
+        let all: BTreeMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.key("subs"))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        all.values()
+            .map(|d| serde_json::from_str(d).map_err(|e| corrupt("subscription", e)))
+            .collect()
+    }
+
+    pub async fn put_state(&self, key: &str, value: &Json) -> Result<()> {
+        let value = serde_json::to_string(value).map_err(|e| corrupt("state", e))?;
+        let _: Value = redis::cmd("HSET")
+            .arg(self.key("state"))
+            .arg(key)
+            .arg(value)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub async fn state(&self, key: &str) -> Result<Option<Json>> {
+        let v: Option<String> = redis::cmd("HGET")
+            .arg(self.key("state"))
+            .arg(key)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        v.map(|v| serde_json::from_str(&v).map_err(|e| corrupt("state", e)))
+            .transpose()
+    }
+}
+
+/// Cut `limit` items off a newest-first list holding up to one extra match;
+/// the cursor is the sequence number of the last item returned.
+fn page<T>(mut items: Vec<(T, u64)>, limit: usize) -> Page<T> {
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next_cursor = if more {
+        items.last().map(|(_, seq)| seq.to_string())
+    } else {
+        None
+    };
+    Page {
+        items: items.into_iter().map(|(t, _)| t).collect(),
+        next_cursor,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_cursor_only_when_more_matches_exist() {
+        let p = page(vec![("a", 9), ("b", 7), ("c", 3)], 2);
+        assert_eq!(p.items, vec!["a", "b"]);
+        assert_eq!(p.next_cursor.as_deref(), Some("7"));
+        let p = page(vec![("a", 9), ("b", 7)], 2);
+        assert_eq!(p.next_cursor, None);
+    }
+
+    #[test]
+    fn delivery_states_round_trip_their_stored_names() {
+        assert_eq!(state_of("dead_letter").unwrap(), DeliveryState::DeadLetter);
+        assert_eq!(state_of("test").unwrap(), DeliveryState::Test);
+        assert!(state_of("nope").is_err());
+    }
+}

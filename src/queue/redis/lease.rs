@@ -1,0 +1,319 @@
+//! Handing out work: `lease` promotes due delayed jobs, reclaims lapsed
+//! leases (XAUTOCLAIM) and reads new entries in one script, then, when
+//! nothing was found, blocks on XREADGROUP on a connection of its own until
+//! work arrives, the next delayed job is due or `wait` runs out.
+
+use std::time::{Duration, Instant};
+
+use redis::{AsyncConnectionConfig, RedisError, Value};
+
+use super::StoredJob;
+use super::{RedisQueue, Result, is_nogroup, ms, unavailable};
+use crate::queue::{LeasedJob, QueueError};
+
+/// Longest single XREADGROUP BLOCK; `lease` loops for longer waits.
+const MAX_BLOCK: Duration = Duration::from_secs(30);
+
+/// A leased entry whose stored job could not be decoded: lease handle,
+/// delivery id, why.
+type Undecodable = (String, String, String);
+
+/// Decode the flat job list the lease scripts return (6 fields per job).
+/// Entries that do not decode are returned apart, so one bad record cannot
+/// block the others (the caller dead-letters them).
+fn parse_jobs(fields: &[String]) -> (Vec<LeasedJob>, Vec<Undecodable>) {
+    let mut jobs = Vec::with_capacity(fields.len() / 6);
+    let mut bad = Vec::new();
+    for f in fields.chunks_exact(6) {
+        let lease = format!("{}/{}", f[0], f[1]);
+        let decoded = serde_json::from_str::<StoredJob>(&f[3])
+            .map_err(|e| format!("job: {e}"))
+            .and_then(|StoredJob::V1 { job }| {
+                let attempts = f[4].parse().map_err(|e| format!("attempts: {e}"))?;
+                let orphaned_since = match f[5].as_str() {
+                    "" => None,
+                    t => Some(t.parse().map_err(|e| format!("orphaned_since: {e}"))?),
+                };
+                Ok(LeasedJob {
+                    job,
+                    attempts,
+                    orphaned_since,
+                    lease: lease.clone(),
+                })
+            });
+        match decoded {
+            Ok(job) => jobs.push(job),
+            Err(why) => bad.push((lease, f[2].clone(), why)),
+        }
+    }
+    (jobs, bad)
+}
+
+/// Entry ids and delivery ids of an XREADGROUP reply (RESP2 or RESP3).
+fn parse_read_reply(v: Value) -> Vec<(String, String)> {
+    fn text(v: &Value) -> Option<String> {
+        match v {
+            Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            Value::SimpleString(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+    let streams: Vec<Value> = match v {
+        Value::Array(a) => a
+            .into_iter()
+            .filter_map(|s| match s {
+                Value::Array(mut kv) if kv.len() == 2 => kv.pop(),
+                _ => None,
+            })
+            .collect(),
+        Value::Map(m) => m.into_iter().map(|(_, v)| v).collect(),
+        _ => Vec::new(),
+    };
+    let mut out = Vec::new();
+    for entries in streams {
+        let Value::Array(entries) = entries else {
+            continue;
+        };
+        for entry in entries {
+            let Value::Array(parts) = entry else { continue };
+            let (Some(id), Some(Value::Array(fields))) = (parts.first(), parts.get(1)) else {
+                continue;
+            };
+            let Some(id) = text(id) else { continue };
+            let did = fields
+                .chunks_exact(2)
+                .find(|kv| text(&kv[0]).as_deref() == Some("d"))
+                .and_then(|kv| text(&kv[1]));
+            if let Some(did) = did {
+                out.push((id, did));
+            }
+        }
+    }
+    out
+}
+
+impl RedisQueue {
+    /// Dead-letter leased entries whose job does not decode (written by an
+    /// incompatible version, or damaged), so they are visible with a reason
+    /// instead of being reclaimed forever; return the good ones.
+    async fn take_decodable(
+        &self,
+        (jobs, bad): (Vec<LeasedJob>, Vec<Undecodable>),
+    ) -> Result<Vec<LeasedJob>> {
+        for (lease, did, why) in bad {
+            tracing::error!(delivery = %did, error = %why, "stored job cannot be decoded; dead-lettering it");
+            let args = vec![
+                self.inner.settings.consumer_name.clone(),
+                lease,
+                did,
+                String::new(),
+                "undecodable_job".to_string(),
+            ];
+            // LeaseLost here only means someone else already dealt with it.
+            match self.finishing(&self.inner.scripts.dead, args).await {
+                Ok(()) | Err(QueueError::LeaseLost) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// Lease up to `max` jobs, waiting up to `wait` when none is ready.
+    pub async fn lease(&self, max: usize, wait: Duration) -> Result<Vec<LeasedJob>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let started = tokio::time::Instant::now();
+        loop {
+            let reply = match self.lease_now(max).await {
+                Err(e) if is_nogroup(&e) => {
+                    self.recover().await?;
+                    self.lease_now(max).await.map_err(unavailable)?
+                }
+                other => other.map_err(unavailable)?,
+            };
+            let next_due = reply
+                .get(1)
+                .and_then(|s| s.parse::<f64>().ok())
+                .map(|f| f as i64);
+            let jobs = self
+                .take_decodable(parse_jobs(reply.get(2..).unwrap_or_default()))
+                .await?;
+            if !jobs.is_empty() {
+                return Ok(jobs);
+            }
+            let left = wait.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Ok(Vec::new());
+            }
+            // Wake up for the next delayed job even if nothing is added, and
+            // look for lapsed leases at least every lease period.
+            let mut block = left.min(self.inner.settings.lease.max(Duration::from_millis(50)));
+            if let Some(due) = next_due {
+                let until = Duration::from_millis(due.saturating_sub(ms(self.now())).max(1) as u64);
+                block = block.min(until);
+            }
+            let ids = match self.block_read(max, block).await {
+                Err(e) if is_nogroup(&e) => {
+                    self.recover().await?;
+                    continue;
+                }
+                other => other.map_err(unavailable)?,
+            };
+            if !ids.is_empty() {
+                let mut args = Vec::with_capacity(ids.len() * 2);
+                for (entry, did) in ids {
+                    args.push(entry);
+                    args.push(did);
+                }
+                let reply: Vec<String> = self
+                    .run(&self.inner.scripts.load, &args)
+                    .await
+                    .map_err(unavailable)?;
+                let jobs = self.take_decodable(parse_jobs(&reply)).await?;
+                if !jobs.is_empty() {
+                    return Ok(jobs);
+                }
+            }
+        }
+    }
+
+    /// Promote due delayed jobs, reclaim lapsed leases, read new entries.
+    /// Reply: reclaim cursor, next delayed due ms, jobs (see `parse_jobs`).
+    async fn lease_now(&self, max: usize) -> std::result::Result<Vec<String>, RedisError> {
+        let cursor = self
+            .inner
+            .reclaim_cursor
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_else(|_| "0-0".to_string());
+        // Look for lapsed leases a few times per lease period (at most every
+        // second), not on every call: XAUTOCLAIM dominates the script's cost.
+        let every = (self.inner.settings.lease / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let reclaim = match self.inner.last_reclaim.lock() {
+            Ok(mut last) => {
+                let due = last.is_none_or(|t| t.elapsed() >= every);
+                if due {
+                    *last = Some(Instant::now());
+                }
+                due
+            }
+            Err(_) => true,
+        };
+        let args = [
+            self.inner.settings.consumer_name.clone(),
+            max.to_string(),
+            self.inner.settings.lease.as_millis().to_string(),
+            cursor,
+            if reclaim { "1" } else { "0" }.to_string(),
+        ];
+        let reply: Vec<String> = self.run(&self.inner.scripts.lease, &args).await?;
+        if let (Some(next), Ok(mut c)) = (reply.first(), self.inner.reclaim_cursor.lock()) {
+            *c = next.clone();
+        }
+        Ok(reply)
+    }
+
+    /// XREADGROUP BLOCK on a connection of its own (the shared connection's
+    /// short response timeout would cut the BLOCK off).
+    async fn block_read(
+        &self,
+        max: usize,
+        block: Duration,
+    ) -> std::result::Result<Vec<(String, String)>, RedisError> {
+        let pooled = self.inner.blocking.lock().ok().and_then(|mut p| p.pop());
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => {
+                // The response timeout covers the BLOCK time plus a margin,
+                // so a silently vanished Redis cannot hang a worker forever.
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(MAX_BLOCK + Duration::from_secs(5)));
+                self.inner
+                    .client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?
+            }
+        };
+        let reply: Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(self.key("workers"))
+            .arg(&self.inner.settings.consumer_name)
+            .arg("COUNT")
+            .arg(max)
+            .arg("BLOCK")
+            .arg(block.min(MAX_BLOCK).as_millis().max(1) as u64)
+            .arg("STREAMS")
+            .arg(self.key("ready"))
+            .arg(">")
+            .query_async(&mut conn)
+            .await?;
+        // Only a connection that answered goes back to the pool.
+        if let Ok(mut p) = self.inner.blocking.lock() {
+            p.push(conn);
+        }
+        Ok(parse_read_reply(reply))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_reply_yields_entry_and_delivery_ids() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk("p:ready"),
+            Value::Array(vec![
+                Value::Array(vec![bulk("1-0"), Value::Array(vec![bulk("d"), bulk("D1")])]),
+                Value::Array(vec![bulk("2-0"), Value::Array(vec![bulk("x"), bulk("y")])]),
+            ]),
+        ])]);
+        assert_eq!(parse_read_reply(reply), vec![("1-0".into(), "D1".into())]);
+        assert!(parse_read_reply(Value::Nil).is_empty());
+    }
+
+    #[test]
+    fn jobs_decode_with_lease_handle() {
+        let job = crate::queue::NewJob {
+            delivery_id: "D1".into(),
+            event_id: "E1".into(),
+            target: crate::queue::Target::Subscription { id: "s".into() },
+            steps: Default::default(),
+            ordering_key: None,
+            not_before: None,
+        };
+        let stored = serde_json::to_string(&StoredJob::V1 { job: job.clone() }).unwrap();
+        let fields: Vec<String> = vec![
+            "5-1".into(),
+            "2".into(),
+            "D1".into(),
+            stored,
+            "3".into(),
+            "2026-01-01T00:00:00Z".into(),
+        ];
+        let (jobs, bad) = parse_jobs(&fields);
+        assert!(bad.is_empty());
+        assert_eq!(jobs[0].job, job);
+        assert_eq!(jobs[0].attempts, 3);
+        assert_eq!(jobs[0].lease, "5-1/2");
+        assert_eq!(
+            jobs[0].orphaned_since,
+            Some("2026-01-01T00:00:00Z".parse().unwrap())
+        );
+        let (jobs, bad) = parse_jobs(&[
+            "7-0".into(),
+            "1".into(),
+            "D9".into(),
+            "{".into(),
+            "0".into(),
+            "".into(),
+        ]);
+        assert!(jobs.is_empty());
+        assert_eq!((bad[0].0.as_str(), bad[0].1.as_str()), ("7-0/1", "D9"));
+    }
+}

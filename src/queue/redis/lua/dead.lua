@@ -1,0 +1,16 @@
+-- Give up on a job: record the attempt and the reason, park it in the dead
+-- letter set, release its FIFO line. ARGV[3] = consumer, ARGV[4] = lease,
+-- ARGV[5] = delivery id, ARGV[6] = attempt JSON ('' = none), ARGV[7] =
+-- reason. Reply: 'ok' | 'lost'.
+local did = ARGV[5]
+local entry = held(ARGV[4], ARGV[3], did)
+if not entry then return 'lost' end
+release(entry)
+if ARGV[6] ~= '' then
+  redis.call('RPUSH', k_attempts(did), ARGV[6])
+  redis.call('HINCRBY', k_delivery(did), 'n', 1)
+end
+redis.call('HSET', k_delivery(did), 'st', 'dead_letter', 'rs', ARGV[7])
+redis.call('ZADD', K_DEAD, NOW, did)
+finish(did)
+return 'ok'

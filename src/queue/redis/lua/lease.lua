@@ -1,0 +1,37 @@
+-- The non-blocking half of lease(). ARGV[3] = consumer, ARGV[4] = max jobs,
+-- ARGV[5] = lease ms (min idle of a reclaim), ARGV[6] = reclaim cursor,
+-- ARGV[7] = '1' to look for lapsed leases this time (XAUTOCLAIM is the
+-- costly part, so callers throttle it).
+-- Moves due delayed jobs into the stream, reclaims entries whose lease
+-- lapsed, reads new entries. Reply: next reclaim cursor, earliest delayed
+-- due ms ('' = none), then the emitted jobs (see emit).
+local consumer, max = ARGV[3], tonumber(ARGV[4])
+local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', NOW, 'LIMIT', 0, 1000)
+for _, did in ipairs(due) do
+  redis.call('ZREM', K_DELAYED, did)
+  redis.call('XADD', K_READY, '*', 'd', did)
+end
+local nd = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
+local claimed = {ARGV[6], {}}
+if ARGV[7] == '1' then
+  claimed = redis.call('XAUTOCLAIM', K_READY, K_GROUP, consumer, ARGV[5], ARGV[6], 'COUNT', max)
+end
+local out = {claimed[1], nd[2] or ''}
+local got = 0
+for _, e in ipairs(claimed[2]) do
+  local did = e[2] and field(e[2], 'd')
+  if did then
+    local pe = redis.call('XPENDING', K_READY, K_GROUP, e[1], e[1], 1)
+    got = got + emit(out, e[1], pe[1][4], did)
+  end
+end
+if got < max then
+  local r = redis.call('XREADGROUP', 'GROUP', K_GROUP, consumer, 'COUNT', max - got, 'STREAMS', K_READY, '>')
+  if r then
+    for _, e in ipairs(r[1][2]) do
+      local did = field(e[2], 'd')
+      if did then emit(out, e[1], 1, did) else release(e[1]) end
+    end
+  end
+end
+return out

@@ -1,0 +1,17 @@
+-- Queue depth counters. Reply: stream length, pending (leased) entries,
+-- delayed, dead letters, FIFO jobs waiting behind their head, oldest
+-- unfinished job's enqueue ms ('' = none), then target/count pairs.
+local pending = 0
+local summary = redis.pcall('XPENDING', K_READY, K_GROUP)
+if type(summary) == 'table' and not summary.err then pending = summary[1] end
+local oldest = redis.call('ZRANGE', K_UNFINISHED, 0, 0, 'WITHSCORES')
+local out = {
+  tostring(redis.call('XLEN', K_READY)),
+  tostring(pending),
+  tostring(redis.call('ZCARD', K_DELAYED)),
+  tostring(redis.call('ZCARD', K_DEAD)),
+  tostring(redis.call('HGET', K_COUNTS, 'fifo_waiting') or '0'),
+  oldest[2] or '',
+}
+for _, v in ipairs(redis.call('HGETALL', K_PENDING)) do table.insert(out, v) end
+return out

@@ -1,0 +1,48 @@
+//! The Lua scripts of the Redis backend, each made of `lua/common.lua` (key
+//! names and the shared steps: place, activate, create_job, finish, held,
+//! release, emit) followed by its own body. Keeping every multi-key change
+//! in one script is what makes ingestion, completion and FIFO release atomic.
+
+use redis::Script;
+
+const COMMON: &str = include_str!("lua/common.lua");
+
+/// All scripts, loaded once per queue handle (redis-rs runs them by SHA and
+/// loads them again by itself after a Redis restart).
+pub(super) struct Scripts {
+    pub ingest: Script,
+    pub enqueue: Script,
+    pub lease: Script,
+    pub load: Script,
+    pub renew: Script,
+    pub complete: Script,
+    pub retry: Script,
+    pub defer: Script,
+    pub dead: Script,
+    pub redrive: Script,
+    pub stats: Script,
+    pub prune: Script,
+}
+
+fn with_common(body: &str) -> Script {
+    Script::new(&format!("{COMMON}\n{body}"))
+}
+
+impl Scripts {
+    pub fn new() -> Self {
+        Scripts {
+            ingest: with_common(include_str!("lua/ingest.lua")),
+            enqueue: with_common(include_str!("lua/enqueue.lua")),
+            lease: with_common(include_str!("lua/lease.lua")),
+            load: with_common(include_str!("lua/load.lua")),
+            renew: with_common(include_str!("lua/renew.lua")),
+            complete: with_common(include_str!("lua/complete.lua")),
+            retry: with_common(include_str!("lua/retry.lua")),
+            defer: with_common(include_str!("lua/defer.lua")),
+            dead: with_common(include_str!("lua/dead.lua")),
+            redrive: with_common(include_str!("lua/redrive.lua")),
+            stats: with_common(include_str!("lua/stats.lua")),
+            prune: with_common(include_str!("lua/prune.lua")),
+        }
+    }
+}

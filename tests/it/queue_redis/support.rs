@@ -1,0 +1,140 @@
+//! Helpers of the Redis queue tests: a queue on a unique key prefix that is
+//! deleted afterwards, a settable clock, and job/event builders.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use hookyard::queue::redis::RedisQueue;
+use hookyard::queue::{Attempt, Event, NewJob, StoreSettings, Target};
+use jiff::Timestamp;
+
+pub const URL: &str = "redis://127.0.0.1:6379/0";
+
+/// Whether the shared Redis answers; in CI its absence is a failure.
+pub fn redis_up() -> bool {
+    let up = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:6379".parse().unwrap(),
+        Duration::from_millis(300),
+    )
+    .is_ok();
+    if !up {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("Redis at 127.0.0.1:6379 is required in CI");
+        }
+        eprintln!("SKIPPED: Redis at 127.0.0.1:6379 is unreachable");
+    }
+    up
+}
+
+pub fn settings(consumer: &str, lease: Duration) -> StoreSettings {
+    StoreSettings {
+        lease,
+        history_retention: Duration::from_secs(3600),
+        history_max_events: 1000,
+        idempotency_window: Duration::from_secs(60),
+        consumer_name: consumer.to_string(),
+    }
+}
+
+/// Deletes every key of its prefix when dropped (also when a test fails).
+pub struct Keys {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.prefix))
+            .query(&mut conn)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: Result<u64, _> = redis::cmd("DEL").arg(keys).query(&mut conn);
+        }
+    }
+}
+
+/// A clock the test moves by hand.
+#[derive(Clone)]
+pub struct TestClock(Arc<AtomicI64>);
+
+impl TestClock {
+    pub fn install(q: &RedisQueue) -> TestClock {
+        let c = TestClock(Arc::new(AtomicI64::new(Timestamp::now().as_millisecond())));
+        let inner = c.0.clone();
+        q.set_clock(Arc::new(move || {
+            Timestamp::from_millisecond(inner.load(Ordering::SeqCst)).unwrap()
+        }));
+        c
+    }
+    pub fn now(&self) -> Timestamp {
+        Timestamp::from_millisecond(self.0.load(Ordering::SeqCst)).unwrap()
+    }
+    pub fn advance(&self, d: Duration) {
+        self.0.fetch_add(d.as_millis() as i64, Ordering::SeqCst);
+    }
+}
+
+pub fn prefix() -> String {
+    format!("hyt-{}", ulid::Ulid::new())
+}
+
+/// A queue on a fresh prefix of the shared Redis, with its cleanup guard.
+pub async fn queue(consumer: &str, lease: Duration) -> Option<(RedisQueue, Keys)> {
+    if !redis_up() {
+        return None;
+    }
+    let prefix = prefix();
+    let keys = Keys {
+        url: URL.into(),
+        prefix: prefix.clone(),
+    };
+    let q = RedisQueue::open(URL, &prefix, settings(consumer, lease))
+        .await
+        .unwrap();
+    Some((q, keys))
+}
+
+pub fn event(id: &str, ty: &str) -> Event {
+    Event {
+        id: id.into(),
+        event_type: ty.into(),
+        timestamp: Timestamp::now(),
+        source: "api:test".into(),
+        data: serde_json::json!({"id": id}),
+    }
+}
+
+pub fn job(delivery: &str, event: &str, sub: &str) -> NewJob {
+    NewJob {
+        delivery_id: delivery.into(),
+        event_id: event.into(),
+        target: Target::Subscription { id: sub.into() },
+        steps: Default::default(),
+        ordering_key: None,
+        not_before: None,
+    }
+}
+
+pub fn attempt(n: u32, status: u16) -> Attempt {
+    Attempt {
+        attempt: n,
+        at: Timestamp::now(),
+        request: serde_json::json!({"method": "POST", "url": "http://127.0.0.1:9/x", "headers": {}}),
+        response: Some(serde_json::json!({"status": status, "headers": {}, "body": ""})),
+        duration_ms: 3,
+        error: None,
+    }
+}
+
+pub const NO_WAIT: Duration = Duration::from_millis(0);
+pub const SHORT: Duration = Duration::from_millis(100);
