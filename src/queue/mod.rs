@@ -191,7 +191,9 @@ pub struct Page<T> {
 /// Storage errors. `Unavailable` maps to HTTP 503 at ingestion.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
-    #[error("queue backend unavailable: {0}; check that Redis is reachable or that the queue path is writable")]
+    #[error(
+        "queue backend unavailable: {0}; check that Redis is reachable or that the queue path is writable"
+    )]
     Unavailable(String),
     #[error("stored data could not be decoded: {0}")]
     Corrupt(String),
