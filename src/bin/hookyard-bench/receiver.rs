@@ -183,6 +183,7 @@ async fn reset_stats(State(shared): State<Arc<Shared>>) -> StatusCode {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
 mod tests {
     use super::*;
 

@@ -219,6 +219,7 @@ pub async fn loopback_url(url: &url::Url) -> anyhow::Result<SocketAddr> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
 mod tests {
     use super::*;
 
