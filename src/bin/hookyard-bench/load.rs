@@ -9,10 +9,11 @@
 //! "delivery ceiling" (reqwest with 64 requests in flight) when pointed at
 //! `hookyard-bench receiver`.
 //!
-//! With `--rate`, request `n` is due at `start + n/rate` and its latency is
-//! measured from that due time, not from when a busy worker got round to
-//! it, so queueing behind a slow server shows in the percentiles
-//! (no coordinated omission).
+//! With `--rate`, request `n` is due at `start + n/rate`. When every worker
+//! was busy past that time, its latency is measured from the due time, not
+//! from when a worker got round to it, so queueing behind a slow server
+//! shows in the percentiles (no coordinated omission); `--connections`
+//! bounds the requests in flight, so give it headroom.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -86,6 +87,10 @@ pub struct LoadArgs {
     /// Encode the signature in base64 instead of hex.
     #[arg(long)]
     hmac_base64: bool,
+    /// Give up on one request after this long (counted as an error; the
+    /// connection is dropped), so a stuck server cannot hang the run.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    timeout: Duration,
     /// HTTP client used to send.
     #[arg(long, value_enum, default_value_t = ClientKind::Hyper)]
     client: ClientKind,
@@ -113,29 +118,52 @@ struct Plan {
     next: AtomicU64,
 }
 
+/// One request to send.
+#[derive(Debug, PartialEq)]
+struct Ticket {
+    n: u64,
+    /// When it was due (`--rate`) or handed out.
+    due: Instant,
+    /// Where its latency counts from: the due time when the worker was
+    /// late (busy with an earlier request: that wait is the server's fault
+    /// and must show), or the actual wake-up when the worker had to sleep
+    /// (tokio's timer wakes up to ~1 ms late; that slop is ours).
+    since: Instant,
+}
+
 impl Plan {
-    /// The next request's number and the instant its latency counts from,
-    /// or `None` when the run is over.
-    async fn next(&self) -> Option<(u64, Instant)> {
+    /// The next request to send, or `None` when the run is over.
+    async fn next(&self) -> Option<Ticket> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         if self.max_requests.is_some_and(|max| n >= max) {
             return None;
         }
+        let now = Instant::now();
         match self.rate {
             Some(rate) => {
                 let due = self.start + Duration::from_secs_f64(n as f64 / rate);
                 if self.deadline.is_some_and(|d| due >= d) {
                     return None;
                 }
-                tokio::time::sleep_until(due).await;
-                Some((n, due))
+                if due > now {
+                    tokio::time::sleep_until(due).await;
+                    return Some(Ticket {
+                        n,
+                        due,
+                        since: Instant::now(),
+                    });
+                }
+                Some(Ticket { n, due, since: due })
             }
             None => {
-                let now = Instant::now();
                 if self.deadline.is_some_and(|d| now >= d) {
                     return None;
                 }
-                Some((n, now))
+                Some(Ticket {
+                    n,
+                    due: now,
+                    since: now,
+                })
             }
         }
     }
@@ -177,6 +205,7 @@ struct Shared {
     url: url::Url,
     addr: SocketAddr,
     content_type: String,
+    timeout: Duration,
 }
 
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
@@ -225,6 +254,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         url: args.url.clone(),
         addr,
         content_type: args.content_type.clone(),
+        timeout: args.timeout,
     });
 
     let reqwest_client = match args.client {
@@ -266,7 +296,7 @@ async fn hyper_worker(shared: Arc<Shared>) -> Tally {
         None => shared.url.host_str().unwrap_or("localhost").to_string(),
     };
     let mut sender: Option<http1::SendRequest<Full<Bytes>>> = None;
-    while let Some((n, since)) = shared.plan.next().await {
+    while let Some(Ticket { n, since, .. }) = shared.plan.next().await {
         if sender.as_ref().is_none_or(|s| s.is_closed()) {
             match connect(shared.addr).await {
                 Ok(s) => sender = Some(s),
@@ -295,14 +325,17 @@ async fn hyper_worker(shared: Arc<Shared>) -> Tally {
                 continue;
             }
         };
-        let outcome = async {
+        let exchange = async {
             conn.ready().await?;
             let response = conn.send_request(request).await?;
             let status = response.status().as_u16();
             response.into_body().collect().await?;
             Ok::<u16, hyper::Error>(status)
-        }
-        .await;
+        };
+        let outcome = match tokio::time::timeout(shared.timeout, exchange).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no response within {:?}", shared.timeout)),
+        };
         match outcome {
             Ok(status) => {
                 tally.latency.record(micros_since(since));
@@ -330,10 +363,11 @@ async fn connect(addr: SocketAddr) -> anyhow::Result<http1::SendRequest<Full<Byt
 
 async fn reqwest_worker(shared: Arc<Shared>, client: reqwest::Client) -> Tally {
     let mut tally = Tally::default();
-    while let Some((n, since)) = shared.plan.next().await {
+    while let Some(Ticket { n, since, .. }) = shared.plan.next().await {
         let built = shared.spec.build(n);
         let mut request = client
             .post(shared.url.clone())
+            .timeout(shared.timeout)
             .header(reqwest::header::CONTENT_TYPE, shared.content_type.as_str())
             .body(built.body);
         for (name, value) in built.headers {
@@ -443,8 +477,9 @@ mod tests {
             next: AtomicU64::new(0),
         };
         let mut dues = Vec::new();
-        while let Some((n, due)) = plan.next().await {
-            dues.push((n, due - start));
+        while let Some(ticket) = plan.next().await {
+            assert!(ticket.since >= ticket.due);
+            dues.push((ticket.n, ticket.due - start));
         }
         assert!(
             start.elapsed() >= Duration::from_millis(20),

@@ -52,13 +52,31 @@ enum Command {
     Receiver(receiver::ReceiverArgs),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("hookyard-bench: cannot start the tokio runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    // Print the error chain on one line, without anyhow's backtrace
+    // (RUST_BACKTRACE is often set in dev shells; it helps nobody here).
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("hookyard-bench: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     // reqwest is built with `rustls-no-provider`; `--client reqwest` needs a
     // process-wide crypto provider even for plain http:// URLs. An Err only
     // means one is already installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = Cli::parse();
     match cli.command {
         Command::Load(args) => load::run(*args).await,
         Command::Ceiling(args) => ceiling::run(args).await,
