@@ -198,13 +198,21 @@ fn classify_v4(ip: Ipv4Addr) -> Option<EgressReason> {
     // Metadata first so the message names the real danger. 168.63.129.16 is
     // Azure's platform endpoint (public-looking, answers only inside Azure);
     // 100.100.100.200 is Alibaba Cloud's metadata service.
-    const METADATA: [[u8; 4]; 3] = [[169, 254, 169, 254], [168, 63, 129, 16], [100, 100, 100, 200]];
+    const METADATA: [[u8; 4]; 3] = [
+        [169, 254, 169, 254],
+        [168, 63, 129, 16],
+        [100, 100, 100, 200],
+    ];
     let checks: &[(&[([u8; 4], u32)], EgressReason)] = &[
         (&[([0, 0, 0, 0], 32)], Unspecified),
         (&[([255, 255, 255, 255], 32)], Broadcast),
         (&[([127, 0, 0, 0], 8)], Loopback),
         (
-            &[([10, 0, 0, 0], 8), ([172, 16, 0, 0], 12), ([192, 168, 0, 0], 16)],
+            &[
+                ([10, 0, 0, 0], 8),
+                ([172, 16, 0, 0], 12),
+                ([192, 168, 0, 0], 16),
+            ],
             Private,
         ),
         (&[([169, 254, 0, 0], 16)], LinkLocal),
@@ -220,11 +228,11 @@ fn classify_v4(ip: Ipv4Addr) -> Option<EgressReason> {
         ),
         (
             &[
-                ([0, 0, 0, 0], 8),       // "this network"
-                ([192, 0, 0, 0], 24),    // IETF protocol assignments
-                ([192, 88, 99, 0], 24),  // deprecated 6to4 relay anycast
-                ([198, 18, 0, 0], 15),   // benchmarking
-                ([240, 0, 0, 0], 4),     // reserved for future use
+                ([0, 0, 0, 0], 8),      // "this network"
+                ([192, 0, 0, 0], 24),   // IETF protocol assignments
+                ([192, 88, 99, 0], 24), // deprecated 6to4 relay anycast
+                ([198, 18, 0, 0], 15),  // benchmarking
+                ([240, 0, 0, 0], 4),    // reserved for future use
             ],
             Reserved,
         ),
@@ -391,7 +399,13 @@ mod tests {
     #[test]
     fn config_targets_are_trusted_except_deny() {
         let policy = EgressPolicy::default();
-        for addr in ["127.0.0.1", "169.254.169.254", "10.0.0.1", "::1", "fd00:ec2::254"] {
+        for addr in [
+            "127.0.0.1",
+            "169.254.169.254",
+            "10.0.0.1",
+            "::1",
+            "fd00:ec2::254",
+        ] {
             assert_eq!(policy.check(ip(addr), Trust::Config), Ok(()), "{addr}");
         }
     }
@@ -424,8 +438,14 @@ mod tests {
             assert!(denied("127.0.0.1", trust));
             assert!(denied("::ffff:127.0.0.1", trust));
             assert!(denied("8.8.8.8", trust));
-            assert!(denied("64:ff9b::808:808", trust), "NAT64 form of a denied address");
-            assert!(denied("2002:808:808::1", trust), "6to4 form of a denied address");
+            assert!(
+                denied("64:ff9b::808:808", trust),
+                "NAT64 form of a denied address"
+            );
+            assert!(
+                denied("2002:808:808::1", trust),
+                "6to4 form of a denied address"
+            );
         }
         assert_eq!(policy.check(ip("127.0.0.2"), Trust::Api), Ok(()));
         assert_eq!(policy.check(ip("8.8.4.4"), Trust::Config), Ok(()));
@@ -444,7 +464,10 @@ mod tests {
             allow: vec![],
             deny: nets(&["8.8.8.8/32"]),
         };
-        let msg = policy.check(ip("8.8.8.8"), Trust::Config).unwrap_err().to_string();
+        let msg = policy
+            .check(ip("8.8.8.8"), Trust::Config)
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("egress.deny"), "{msg}");
     }
 }

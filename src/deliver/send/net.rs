@@ -53,7 +53,11 @@ pub struct NoAddress;
 
 /// Check the host of `url` when it is an IP literal. Host names are left to
 /// [`EgressResolver`].
-pub fn check_literal_host(policy: &EgressPolicy, url: &Url, trust: Trust) -> Result<(), EgressError> {
+pub fn check_literal_host(
+    policy: &EgressPolicy,
+    url: &Url,
+    trust: Trust,
+) -> Result<(), EgressError> {
     let ip = match url.host() {
         Some(Host::Ipv4(v4)) => IpAddr::V4(v4),
         Some(Host::Ipv6(v6)) => IpAddr::V6(v6),
@@ -213,9 +217,16 @@ mod tests {
                 "{u} must be refused"
             );
         }
-        for u in ["http://8.8.8.8/", "https://example.com/", "http://localhost/"] {
+        for u in [
+            "http://8.8.8.8/",
+            "https://example.com/",
+            "http://localhost/",
+        ] {
             // Names are the resolver's job; public literals pass.
-            assert!(check_literal_host(&policy, &url(u), Trust::Api).is_ok(), "{u}");
+            assert!(
+                check_literal_host(&policy, &url(u), Trust::Api).is_ok(),
+                "{u}"
+            );
         }
     }
 
@@ -231,5 +242,86 @@ mod tests {
         assert_eq!(refused.map(|e| e.ip), Some(addrs[0].ip()));
         let (allowed, _) = filter_addrs(&policy, Trust::Config, addrs.clone());
         assert_eq!(allowed, addrs);
+    }
+
+    /// A TCP listener on 127.0.0.1 that counts connections and bytes.
+    async fn counting_listener() -> (SocketAddr, Arc<std::sync::Mutex<(usize, usize)>>) {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(std::sync::Mutex::new((0, 0)));
+        let counter = Arc::clone(&seen);
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                counter.lock().unwrap().0 += 1;
+                let counter = Arc::clone(&counter);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = socket.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        counter.lock().unwrap().1 += n;
+                    }
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    #[tokio::test]
+    async fn layer_refuses_a_connection_before_any_byte_is_written() {
+        super::super::install_crypto_provider();
+        let (addr, seen) = counting_listener().await;
+        // The layer alone, with reqwest's own resolver and no literal check:
+        // the connection is made, and the layer must stop it there.
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .connector_layer(EgressLayer {
+                policy: Arc::new(EgressPolicy::default()),
+                trust: Trust::Api,
+            })
+            .build()
+            .unwrap();
+        for url in [
+            format!("http://{addr}/"),
+            format!("http://localhost:{}/", addr.port()),
+        ] {
+            let err = client.get(&url).send().await.unwrap_err();
+            let egress = super::super::find_source::<EgressError>(&err);
+            assert_eq!(egress.map(|e| e.ip), Some(addr.ip()), "{url}: {err:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let (connections, bytes) = *seen.lock().unwrap();
+        assert!(connections >= 2, "the layer test must really connect");
+        assert_eq!(bytes, 0, "no HTTP byte may reach a refused peer");
+    }
+
+    #[tokio::test]
+    async fn sender_refuses_before_dialling() {
+        let (addr, seen) = counting_listener().await;
+        let sender = super::super::Sender::new(EgressPolicy::default()).unwrap();
+        for url in [
+            format!("http://{addr}/"),
+            format!("http://localhost:{}/", addr.port()),
+        ] {
+            let req = super::super::OutboundRequest {
+                method: reqwest::Method::GET,
+                url: Url::parse(&url).unwrap(),
+                headers: vec![],
+                body: bytes::Bytes::new(),
+            };
+            let timeout = std::time::Duration::from_secs(5);
+            let result = sender.send(req, Trust::Api, timeout, 1024).await;
+            assert!(
+                matches!(result, Err(super::super::SendError::Egress(_))),
+                "{url}"
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        // No connection at all: a refusal after connecting would tell an API
+        // client which internal ports are open.
+        assert_eq!(*seen.lock().unwrap(), (0, 0));
     }
 }

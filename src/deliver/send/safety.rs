@@ -29,7 +29,9 @@ pub enum UnsafeRequest {
     )]
     HeaderValue(String),
     /// A header the HTTP client must set itself.
-    #[error("header {0:?} is set by hookyard's HTTP client and may not be set by an action; remove it")]
+    #[error(
+        "header {0:?} is set by hookyard's HTTP client and may not be set by an action; remove it"
+    )]
     ReservedHeader(String),
     /// The URL template does not fix scheme and host in literal text.
     #[error(
@@ -67,7 +69,10 @@ pub fn check_headers(headers: &[(String, String)]) -> Result<(), UnsafeRequest> 
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             return Err(UnsafeRequest::HeaderName(name.clone()));
         }
-        if RESERVED_HEADERS.iter().any(|r| name.eq_ignore_ascii_case(r)) {
+        if RESERVED_HEADERS
+            .iter()
+            .any(|r| name.eq_ignore_ascii_case(r))
+        {
             return Err(UnsafeRequest::ReservedHeader(name.clone()));
         }
         // from_bytes refuses CR, LF, NUL and the other control bytes but
@@ -109,8 +114,8 @@ pub fn literal_origin(template: &str) -> Result<Url, UnsafeRequest> {
         None if !has_tag => rest,
         None => return Err(UnsafeRequest::HostNotLiteral),
     };
-    let origin =
-        Url::parse(&format!("{scheme}://{authority}/")).map_err(|_| UnsafeRequest::HostNotLiteral)?;
+    let origin = Url::parse(&format!("{scheme}://{authority}/"))
+        .map_err(|_| UnsafeRequest::HostNotLiteral)?;
     if origin.host().is_none() {
         return Err(UnsafeRequest::HostNotLiteral);
     }
@@ -203,7 +208,13 @@ mod tests {
     #[test]
     fn header_smuggling_is_refused() {
         assert_eq!(check_headers(&h(&[("X-Name", "José Müller\tok")])), Ok(()));
-        for value in ["a\r\nHost: evil", "a\nX-Injected: 1", "a\rb", "a\0b", "a\x7fb"] {
+        for value in [
+            "a\r\nHost: evil",
+            "a\nX-Injected: 1",
+            "a\rb",
+            "a\0b",
+            "a\x7fb",
+        ] {
             assert_eq!(
                 check_headers(&h(&[("X-Name", value)])),
                 Err(UnsafeRequest::HeaderValue("X-Name".into())),
@@ -216,7 +227,13 @@ mod tests {
                 Err(UnsafeRequest::HeaderName(name.into()))
             );
         }
-        for name in ["Host", "content-length", "Transfer-Encoding", "Connection", "TE"] {
+        for name in [
+            "Host",
+            "content-length",
+            "Transfer-Encoding",
+            "Connection",
+            "TE",
+        ] {
             assert_eq!(
                 check_headers(&h(&[(name, "v")])),
                 Err(UnsafeRequest::ReservedHeader(name.into()))
@@ -242,27 +259,60 @@ mod tests {
     #[test]
     fn same_origin_passes() {
         let ok = [
-            ("https://hooks.zapier.com/hooks/catch/1/{{ secrets.p }}", "https://hooks.zapier.com/hooks/catch/1/abc"),
-            ("https://hooks.zapier.com/hooks/catch/1/{{ secrets.p }}", "https://HOOKS.zapier.com:443/hooks/catch/1/x"),
+            (
+                "https://hooks.zapier.com/hooks/catch/1/{{ secrets.p }}",
+                "https://hooks.zapier.com/hooks/catch/1/abc",
+            ),
+            (
+                "https://hooks.zapier.com/hooks/catch/1/{{ secrets.p }}",
+                "https://HOOKS.zapier.com:443/hooks/catch/1/x",
+            ),
             ("https://a.com?x={{ v }}", "https://a.com/?x=1"),
-            ("http://127.0.0.1:8080/in/{{ id }}", "http://127.0.0.1:8080/in/7"),
+            (
+                "http://127.0.0.1:8080/in/{{ id }}",
+                "http://127.0.0.1:8080/in/7",
+            ),
             ("https://a.com", "https://a.com/"),
             ("https://a.com/", "https://a.com/"),
             ("https://a.com/x/{{ p }}", "https://a.com/x/@evil.com"),
         ];
         for (template, rendered) in ok {
-            assert_eq!(url_safety(template, &url(rendered)), Ok(()), "{template} -> {rendered}");
+            assert_eq!(
+                url_safety(template, &url(rendered)),
+                Ok(()),
+                "{template} -> {rendered}"
+            );
         }
     }
 
     #[test]
     fn host_swap_attempts_are_refused() {
         let refused = [
-            ("https://hooks.example.com/{{ p }}", "https://evil.com/x", "host"),
-            ("https://hooks.example.com/{{ p }}", "http://hooks.example.com/x", "scheme"),
-            ("https://hooks.example.com/{{ p }}", "https://hooks.example.com:8443/x", "port"),
-            ("https://hooks.example.com/{{ p }}", "https://user:pw@hooks.example.com/x", "user information"),
-            ("http://127.0.0.1:8080/{{ p }}", "http://127.0.0.1:9090/", "port"),
+            (
+                "https://hooks.example.com/{{ p }}",
+                "https://evil.com/x",
+                "host",
+            ),
+            (
+                "https://hooks.example.com/{{ p }}",
+                "http://hooks.example.com/x",
+                "scheme",
+            ),
+            (
+                "https://hooks.example.com/{{ p }}",
+                "https://hooks.example.com:8443/x",
+                "port",
+            ),
+            (
+                "https://hooks.example.com/{{ p }}",
+                "https://user:pw@hooks.example.com/x",
+                "user information",
+            ),
+            (
+                "http://127.0.0.1:8080/{{ p }}",
+                "http://127.0.0.1:9090/",
+                "port",
+            ),
             ("https://a.com/", "https://a.com.evil.com/", "host"),
         ];
         for (template, rendered, what) in refused {
@@ -297,7 +347,10 @@ mod tests {
         // Given only the literal prefix, the unfinished host is compared as
         // written and the swap is still caught.
         assert_eq!(
-            url_safety("https://hooks.example.com", &url("https://hooks.example.com.evil.com/")),
+            url_safety(
+                "https://hooks.example.com",
+                &url("https://hooks.example.com.evil.com/")
+            ),
             Err(UnsafeRequest::HostChanged("host"))
         );
         assert_eq!(
@@ -322,7 +375,15 @@ mod tests {
         let values: Vec<&str> = out.iter().map(|(_, v)| v.as_str()).collect();
         assert_eq!(
             values,
-            [REDACTED, REDACTED, REDACTED, REDACTED, "sha256=abcdef", "application/json", "value"]
+            [
+                REDACTED,
+                REDACTED,
+                REDACTED,
+                REDACTED,
+                "sha256=abcdef",
+                "application/json",
+                "value"
+            ]
         );
         assert_eq!(out[0].0, "Authorization", "names are kept");
     }
