@@ -2,6 +2,8 @@
 //! timeouts, refused connections, redirects, body limits, and the egress
 //! policy on every way an address can be spelled or reached.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -193,6 +193,10 @@ fn in_v6(ip: Ipv6Addr, net: [u16; 8], prefix: u32) -> bool {
     (u128::from(ip) & mask) == (u128::from(Ipv6Addr::from(net)) & mask)
 }
 
+/// Ranges (network, prefix length) and the reason they are refused.
+type V4Rule = (&'static [([u8; 4], u32)], EgressReason);
+type V6Rule = (&'static [([u16; 8], u32)], EgressReason);
+
 fn classify_v4(ip: Ipv4Addr) -> Option<EgressReason> {
     use EgressReason::*;
     // Metadata first so the message names the real danger. 168.63.129.16 is
@@ -203,7 +207,7 @@ fn classify_v4(ip: Ipv4Addr) -> Option<EgressReason> {
         [168, 63, 129, 16],
         [100, 100, 100, 200],
     ];
-    let checks: &[(&[([u8; 4], u32)], EgressReason)] = &[
+    let checks: &[V4Rule] = &[
         (&[([0, 0, 0, 0], 32)], Unspecified),
         (&[([255, 255, 255, 255], 32)], Broadcast),
         (&[([127, 0, 0, 0], 8)], Loopback),
@@ -268,7 +272,7 @@ fn classify_v6(ip: Ipv6Addr) -> Option<EgressReason> {
         // 6to4: reaches the embedded IPv4 address through a relay.
         return embedded_ipv4(IpAddr::V6(ip)).and_then(classify_v4);
     }
-    let checks: &[(&[([u16; 8], u32)], EgressReason)] = &[
+    let checks: &[V6Rule] = &[
         (&[([0xff00, 0, 0, 0, 0, 0, 0, 0], 8)], Multicast),
         (&[([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10)], LinkLocal),
         (
@@ -303,6 +307,7 @@ fn classify_v6(ip: Ipv6Addr) -> Option<EgressReason> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 
