@@ -1,1 +1,315 @@
-//! (to be written)
+//! The HTTP sending edge of delivery: one rendered request out, one
+//! response (or a classified error) back.
+//!
+//! [`Sender`] is built once and cloned into every worker. It holds one
+//! pooled reqwest client per [`Trust`] level (rustls with `ring`, HTTP/2 by
+//! ALPN, redirects off, proxies off), each with the egress policy wired into
+//! its DNS resolver and around its connector (see `send/net.rs` for why
+//! that checks the address actually dialled, and `send/egress.rs` for the
+//! policy itself).
+//!
+//! Choices and why:
+//! - **No proxy for any target**, YAML ones included. A proxy dials the
+//!   target for us, so the address it reaches is invisible to the egress
+//!   check; `HTTP_PROXY`/`ALL_PROXY` in the daemon's environment would
+//!   otherwise route API targets around the policy. Deployments that need a
+//!   proxy need a feature designed for it, not an environment variable.
+//! - **Redirects are never followed**: a 3xx is a response like any other
+//!   (not 2xx, so the retry policy decides). Following one would dial an
+//!   address chosen by the receiver.
+//! - **One total timeout** around connect, headers and body, so a receiver
+//!   that trickles its body cannot hold a worker longer than `timeout`.
+//! - **Bounded response bodies**: at most `body_limit` bytes are kept;
+//!   reading stops at the first byte past the limit.
+//! - **No URL in errors**: the URL may be the credential (Slack, Zapier).
+//!   Errors name what happened; the caller adds the target's display name.
+//!
+//! Pure checks on the request (header smuggling, host swap, redaction for
+//! the attempt record) live in `send/safety.rs`.
+
+mod egress;
+mod net;
+mod safety;
+
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use url::Url;
+
+pub use egress::{EgressError, EgressPolicy, EgressReason, Trust, classify};
+pub use safety::{
+    REDACTED, UnsafeRequest, check_headers, literal_origin, literal_prefix, redact_headers,
+    url_safety,
+};
+
+/// `User-Agent` sent with every delivery (SPEC §5); a rendered
+/// `User-Agent` header replaces it.
+pub const USER_AGENT: &str = concat!("hookyard/", env!("CARGO_PKG_VERSION"));
+
+/// A fully rendered and signed request, ready to send.
+#[derive(Debug, Clone)]
+pub struct OutboundRequest {
+    /// GET, POST, PUT, PATCH or DELETE.
+    pub method: reqwest::Method,
+    /// The rendered URL (already checked with [`url_safety`] by the caller).
+    pub url: Url,
+    /// Headers in order; repeated names are sent as repeated headers.
+    pub headers: Vec<(String, String)>,
+    /// The exact bytes that were signed.
+    pub body: Bytes,
+}
+
+/// What the receiver answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// HTTP status code.
+    pub status: u16,
+    /// Response headers in order (non-UTF-8 bytes replaced).
+    pub headers: Vec<(String, String)>,
+    /// At most `body_limit` bytes of the body.
+    pub body: Bytes,
+    /// True when the body was longer than `body_limit`, or broke off after
+    /// the status arrived (the status still counts).
+    pub body_truncated: bool,
+    /// The raw `Retry-After` value, for the retry policy to parse.
+    pub retry_after: Option<String>,
+}
+
+/// Why a request got no response. Messages never contain the URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// No connection could be made (refused, unreachable, DNS failure, TLS).
+    #[error("could not connect: {0}")]
+    Connect(String),
+    /// No complete response within the delivery's timeout.
+    #[error(
+        "no complete response within {}; raise the target's timeout if it is slow",
+        humantime::format_duration(*.0)
+    )]
+    Timeout(Duration),
+    /// The egress policy refused every address of the target.
+    #[error(transparent)]
+    Egress(#[from] EgressError),
+    /// The rendered request is unsafe or malformed; nothing was sent.
+    #[error("request not sent: {0}")]
+    InvalidRequest(#[from] UnsafeRequest),
+    /// The request failed after connecting (connection reset, protocol error).
+    #[error("request failed: {0}")]
+    Other(String),
+}
+
+impl SendError {
+    /// Worth another attempt later: connection problems, timeouts and broken
+    /// exchanges are; a refused address or an unsafe request stays refused.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            SendError::Connect(_) | SendError::Timeout(_) | SendError::Other(_)
+        )
+    }
+}
+
+/// The HTTP client could not be built (a TLS setup problem on this host).
+#[derive(Debug, thiserror::Error)]
+#[error("could not build the HTTP client: {0}")]
+pub struct BuildError(String);
+
+/// Sends delivery requests with pooled connections under the egress policy.
+/// Cheap to clone; build once per egress policy (a reload that changes
+/// `egress:` builds a new one, which also drops connections made under the
+/// old policy).
+#[derive(Debug, Clone)]
+pub struct Sender {
+    /// For targets from the YAML config: only `egress.deny` applies.
+    config_client: reqwest::Client,
+    /// For targets created through the API: internal addresses refused.
+    api_client: reqwest::Client,
+    /// Also checked here for IP-literal hosts, which skip the resolver.
+    policy: Arc<EgressPolicy>,
+}
+
+/// rustls needs one process-wide crypto provider; reqwest is built with
+/// `rustls-no-provider`, so install `ring` before the first client.
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Err means another part of the process installed one first: fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+fn build_client(policy: &Arc<EgressPolicy>, trust: Trust) -> Result<reqwest::Client, BuildError> {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(net::EgressResolver {
+            policy: Arc::clone(policy),
+            trust,
+        })
+        .connector_layer(net::EgressLayer {
+            policy: Arc::clone(policy),
+            trust,
+        })
+        .user_agent(USER_AGENT)
+        .build()
+        .map_err(|err| BuildError(error_chain(&err.without_url())))
+}
+
+impl Sender {
+    /// Build the clients for this egress policy.
+    pub fn new(policy: EgressPolicy) -> Result<Sender, BuildError> {
+        let policy = Arc::new(policy);
+        Ok(Sender {
+            config_client: build_client(&policy, Trust::Config)?,
+            api_client: build_client(&policy, Trust::Api)?,
+            policy,
+        })
+    }
+
+    /// The egress policy this sender enforces.
+    pub fn policy(&self) -> &EgressPolicy {
+        &self.policy
+    }
+
+    /// Send one request. `timeout` covers connect, headers and body;
+    /// at most `body_limit` bytes of the response body are kept.
+    pub async fn send(
+        &self,
+        req: OutboundRequest,
+        trust: Trust,
+        timeout: Duration,
+        body_limit: usize,
+    ) -> Result<Response, SendError> {
+        if !matches!(req.url.scheme(), "http" | "https") {
+            return Err(UnsafeRequest::Scheme.into());
+        }
+        check_headers(&req.headers)?;
+        net::check_literal_host(&self.policy, &req.url, trust)?;
+        let headers = header_map(&req.headers)?;
+        let client = match trust {
+            Trust::Config => &self.config_client,
+            Trust::Api => &self.api_client,
+        };
+        let request = client
+            .request(req.method, req.url)
+            .headers(headers)
+            .body(req.body);
+        let exchange = async {
+            let response = request.send().await.map_err(classify_error)?;
+            read_response(response, body_limit).await
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(SendError::Timeout(timeout)),
+        }
+    }
+}
+
+fn header_map(headers: &[(String, String)]) -> Result<HeaderMap, UnsafeRequest> {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let header_name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| UnsafeRequest::HeaderName(name.clone()))?;
+        let header_value = HeaderValue::from_bytes(value.as_bytes())
+            .map_err(|_| UnsafeRequest::HeaderValue(name.clone()))?;
+        map.append(header_name, header_value);
+    }
+    Ok(map)
+}
+
+async fn read_response(
+    mut response: reqwest::Response,
+    body_limit: usize,
+) -> Result<Response, SendError> {
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.as_str().to_owned(), value)
+        })
+        .collect();
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned());
+    let mut body = BytesMut::new();
+    let mut body_truncated = false;
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = body_limit - body.len();
+                if chunk.len() > room {
+                    // One byte past the limit is enough to know; stop reading
+                    // (the connection is dropped rather than drained).
+                    body.extend_from_slice(&chunk[..room]);
+                    body_truncated = true;
+                    break;
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(_) => {
+                // The status already arrived and decides the attempt; keep
+                // what was read and mark it incomplete.
+                body_truncated = true;
+                break;
+            }
+        }
+    }
+    Ok(Response {
+        status,
+        headers,
+        body: body.freeze(),
+        body_truncated,
+        retry_after,
+    })
+}
+
+/// Turn a reqwest error into a [`SendError`] without the URL.
+fn classify_error(err: reqwest::Error) -> SendError {
+    if let Some(egress) = find_source::<EgressError>(&err) {
+        return SendError::Egress(egress.clone());
+    }
+    let err = err.without_url();
+    let message = error_chain(&err);
+    if err.is_timeout() {
+        // Only reachable if reqwest times out on its own before ours.
+        return SendError::Other(message);
+    }
+    if err.is_connect() || find_source::<net::UnknownPeer>(&err).is_some() {
+        return SendError::Connect(message);
+    }
+    SendError::Other(message)
+}
+
+fn find_source<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// "outer: inner: root" with repeated fragments dropped.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(err);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
+}

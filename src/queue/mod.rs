@@ -254,9 +254,7 @@ pub struct StoreSettings {
 #[derive(Clone)]
 pub enum Queue {
     Embedded(EmbeddedQueue),
-    // REDIS VARIANT (merge): add `Redis(crate::queue::redis::RedisQueue),`
-    // here, the arm `Queue::Redis(q) => q.$m($($a),*).await,` to `forward!`
-    // below, and `Queue::Redis(q) => q.resets(),` to `resets()`. That is all.
+    Redis(redis::RedisQueue),
 }
 
 /// Forwards one async method to whichever backend this is.
@@ -264,6 +262,7 @@ macro_rules! forward {
     ($self:ident . $m:ident ( $($a:expr),* )) => {
         match $self {
             Queue::Embedded(q) => q.$m($($a),*).await,
+            Queue::Redis(q) => q.$m($($a),*).await,
         }
     };
 }
@@ -272,6 +271,15 @@ impl Queue {
     /// Opens the embedded backend in `path` (a directory).
     pub async fn open_embedded(path: &Path, settings: StoreSettings) -> Result<Queue, QueueError> {
         Ok(Queue::Embedded(EmbeddedQueue::open(path, settings).await?))
+    }
+
+    /// Opens the Redis backend at `url`, keys under `prefix`.
+    pub async fn open_redis(
+        url: &str,
+        prefix: &str,
+        settings: StoreSettings,
+    ) -> Result<Queue, QueueError> {
+        Ok(Queue::Redis(redis::RedisQueue::open(url, prefix, settings).await?))
     }
 
     pub async fn ingest(
@@ -375,6 +383,7 @@ impl Queue {
     pub fn resets(&self) -> u64 {
         match self {
             Queue::Embedded(q) => q.resets(),
+            Queue::Redis(q) => q.resets(),
         }
     }
 

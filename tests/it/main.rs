@@ -3,3 +3,4 @@
 mod config;
 mod queue_conformance;
 mod queue_redis;
+mod send;
