@@ -19,8 +19,13 @@
 //! - [`queue`]: the durable queue and store (Redis Streams or embedded redb).
 //! - [`deliver`]: workers that render, sign, send and record each attempt.
 //! - [`metrics`]: every Prometheus metric, defined in one place.
+//! - [`app`]: the shared state; [`daemon`]: listeners, workers, shutdown;
+//!   [`admin`]: the history and admin API.
 
+pub mod admin;
+pub mod app;
 pub mod config;
+pub mod daemon;
 pub mod deliver;
 pub mod inbound;
 pub mod metrics;

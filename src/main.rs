@@ -135,15 +135,22 @@ fn run(path: &std::path::Path, log_format: LogFormat) -> anyhow::Result<ExitCode
         "config loaded from {}",
         path.display()
     );
-    for t in &cfg.triggers {
-        tracing::info!(trigger = %t.id, "would serve POST {}", t.path);
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(wait_for_shutdown())?;
-    tracing::info!("shutting down");
+    rt.block_on(async {
+        let listeners = hookyard::daemon::Listeners::bind(&cfg.server).await?;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = wait_for_shutdown().await {
+                tracing::error!("{e:#}");
+            }
+            signal.cancel();
+        });
+        hookyard::daemon::run(cfg, path.to_owned(), listeners, shutdown).await
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -27,6 +27,7 @@ pub mod load;
 pub mod node;
 pub mod raw;
 pub mod raw_items;
+pub mod reload;
 pub mod runtime;
 mod runtime_trigger;
 pub mod schema;

@@ -3,3 +3,4 @@
 pub mod retry;
 pub mod send;
 pub mod sign;
+pub mod worker;

@@ -279,7 +279,9 @@ impl Queue {
         prefix: &str,
         settings: StoreSettings,
     ) -> Result<Queue, QueueError> {
-        Ok(Queue::Redis(redis::RedisQueue::open(url, prefix, settings).await?))
+        Ok(Queue::Redis(
+            redis::RedisQueue::open(url, prefix, settings).await?,
+        ))
     }
 
     pub async fn ingest(

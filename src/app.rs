@@ -1,0 +1,118 @@
+//! The daemon's shared state: one cheap-to-clone handle that every HTTP
+//! handler and delivery worker holds.
+//!
+//! The config is behind an `ArcSwap` so a reload swaps it without locks and
+//! without rebuilding the router; handlers and workers read
+//! [`App::config`] once per request or job and keep that snapshot.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::deliver::send::Sender;
+use crate::metrics::Metrics;
+use crate::queue::Queue;
+
+/// Shared state of one running daemon.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The config currently serving.
+    config: ArcSwap<Config>,
+    /// Where the config was loaded from (reloads read it again).
+    config_path: PathBuf,
+    queue: Queue,
+    metrics: Metrics,
+    /// Rebuilt when `egress:` changes on reload.
+    sender: ArcSwap<Sender>,
+    /// `/readyz` needs the file watcher armed (or watching disabled).
+    watcher_armed: AtomicBool,
+    /// Set first thing on SIGTERM: `/readyz` answers 503 from then on.
+    shutting_down: AtomicBool,
+    /// Cancelled when the daemon stops; long-running tasks watch it.
+    shutdown: CancellationToken,
+}
+
+impl App {
+    pub fn new(
+        config: Config,
+        config_path: PathBuf,
+        queue: Queue,
+        metrics: Metrics,
+        sender: Sender,
+        shutdown: CancellationToken,
+    ) -> App {
+        let watcher_armed = !config.reload.watch;
+        App {
+            inner: Arc::new(Inner {
+                config: ArcSwap::from_pointee(config),
+                config_path,
+                queue,
+                metrics,
+                sender: ArcSwap::from_pointee(sender),
+                watcher_armed: AtomicBool::new(watcher_armed),
+                shutting_down: AtomicBool::new(false),
+                shutdown,
+            }),
+        }
+    }
+
+    /// A snapshot of the current config.
+    pub fn config(&self) -> Arc<Config> {
+        self.inner.config.load_full()
+    }
+
+    /// Replace the config (after a successful reload).
+    pub fn set_config(&self, config: Config) {
+        self.inner.config.store(Arc::new(config));
+    }
+
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.inner.config_path
+    }
+
+    pub fn queue(&self) -> &Queue {
+        &self.inner.queue
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The HTTP sender for deliveries (snapshot).
+    pub fn sender(&self) -> Arc<Sender> {
+        self.inner.sender.load_full()
+    }
+
+    pub fn set_sender(&self, sender: Sender) {
+        self.inner.sender.store(Arc::new(sender));
+    }
+
+    pub fn set_watcher_armed(&self) {
+        self.inner.watcher_armed.store(true, Ordering::SeqCst);
+    }
+
+    pub fn watcher_armed(&self) -> bool {
+        self.inner.watcher_armed.load(Ordering::SeqCst)
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Cancelled when the daemon stops.
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+}

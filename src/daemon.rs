@@ -1,0 +1,301 @@
+//! `hookyard run`: open the queue, serve the listeners, run the delivery
+//! workers, and stop gracefully.
+//!
+//! Listeners (SPEC §2): `server.listen` serves `/hooks/*`, and `/v1/*` unless
+//! `server.api_listen` is set, and `/metrics` unless `server.metrics_listen`
+//! is set; `/healthz` and `/readyz` answer on every listener.
+//!
+//! Shutdown (SPEC §7), when `shutdown` is cancelled: readiness turns 503,
+//! after `server.shutdown_delay` the listeners stop accepting, workers stop
+//! leasing new jobs and in-flight deliveries get `server.shutdown_grace` to
+//! finish; whatever is unfinished stays in the queue (its lease lapses, or
+//! the embedded backend returns it to ready at the next start).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::app::App;
+use crate::config::{Config, QueueBackend};
+use crate::deliver::send::{EgressPolicy, Sender};
+use crate::metrics::Metrics;
+use crate::queue::{Queue, QueueError, StoreSettings};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot listen on {addr}: {source}; is another process using that port?")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("cannot build the HTTP client: {0}")]
+    Sender(String),
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The bound listeners (tests bind `127.0.0.1:0` and read the ports).
+pub struct Listeners {
+    pub main: TcpListener,
+    pub api: Option<TcpListener>,
+    pub metrics: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Bind the addresses of `server:`.
+    pub async fn bind(server: &crate::config::Server) -> Result<Listeners, DaemonError> {
+        async fn one(addr: SocketAddr) -> Result<TcpListener, DaemonError> {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| DaemonError::Bind { addr, source })
+        }
+        Ok(Listeners {
+            main: one(server.listen).await?,
+            api: match server.api_listen {
+                Some(a) => Some(one(a).await?),
+                None => None,
+            },
+            metrics: match server.metrics_listen {
+                Some(a) => Some(one(a).await?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// Each process needs its own consumer name: two replicas may share a host.
+fn consumer_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".to_owned());
+    format!("{host}-{}-{}", std::process::id(), ulid::Ulid::new())
+}
+
+/// Open the queue backend the config names.
+pub async fn open_queue(config: &Config) -> Result<Queue, QueueError> {
+    let settings = StoreSettings {
+        lease: config.queue.lease,
+        history_retention: config.history.retention,
+        history_max_events: config.history.max_events,
+        idempotency_window: config.idempotency_window,
+        consumer_name: consumer_name(),
+    };
+    match config.queue.backend {
+        QueueBackend::Embedded => Queue::open_embedded(&config.queue.path, settings).await,
+        QueueBackend::Redis => {
+            Queue::open_redis(&config.queue.url, &config.queue.prefix, settings).await
+        }
+    }
+}
+
+/// The HTTP sender for a config's egress policy.
+pub fn sender_for(config: &Config) -> Result<Sender, DaemonError> {
+    Sender::new(EgressPolicy {
+        allow: config.egress.allow.clone(),
+        deny: config.egress.deny.clone(),
+    })
+    .map_err(|e| DaemonError::Sender(e.to_string()))
+}
+
+/// Run until `shutdown` is cancelled, then stop gracefully.
+pub async fn run(
+    config: Config,
+    config_path: PathBuf,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
+    let metrics = Metrics::new();
+    metrics.config_reload(true, jiff::Timestamp::now().as_second());
+    let queue = open_queue(&config).await?;
+    let sender = sender_for(&config)?;
+    let (grace, delay) = (config.server.shutdown_grace, config.server.shutdown_delay);
+    let app = App::new(
+        config,
+        config_path,
+        queue,
+        metrics,
+        sender,
+        shutdown.clone(),
+    );
+
+    let workers_stop = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    crate::deliver::worker::spawn(&app, &tracker, workers_stop.clone());
+    tracker.spawn(housekeeping(app.clone(), workers_stop.clone()));
+    crate::config::reload::spawn(&app, &tracker, workers_stop.clone());
+
+    let listeners_stop = CancellationToken::new();
+    let mut servers = tokio::task::JoinSet::new();
+    let split_api = listeners.api.is_some();
+    let split_metrics = listeners.metrics.is_some();
+    let mut main = crate::inbound::routes(&app);
+    if !split_api {
+        main = main.merge(api_routes(&app));
+    }
+    if !split_metrics {
+        main = main.merge(metrics_routes(&app));
+    }
+    servers.spawn(serve(
+        listeners.main,
+        main,
+        app.clone(),
+        listeners_stop.clone(),
+    ));
+    if let Some(l) = listeners.api {
+        servers.spawn(serve(
+            l,
+            api_routes(&app),
+            app.clone(),
+            listeners_stop.clone(),
+        ));
+    }
+    if let Some(l) = listeners.metrics {
+        servers.spawn(serve(
+            l,
+            metrics_routes(&app),
+            app.clone(),
+            listeners_stop.clone(),
+        ));
+    }
+    tracing::info!("hookyard ready");
+
+    let mut failure = None;
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        Some(res) = servers.join_next() => {
+            if let Ok(Err(e)) = res { failure = Some(e); }
+        }
+    }
+    tracing::info!("shutting down: readiness is now 503");
+    app.begin_shutdown();
+    shutdown.cancel();
+    tokio::time::sleep(delay).await;
+    listeners_stop.cancel();
+    while servers.join_next().await.is_some() {}
+    workers_stop.cancel();
+    tracker.close();
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            "shutdown grace of {grace:?} ran out; unfinished deliveries stay queued and are retried"
+        );
+    }
+    tracing::info!("stopped");
+    match failure {
+        Some(e) => Err(DaemonError::Serve(e)),
+        None => Ok(()),
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    routes: Router,
+    app: App,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let router = routes.merge(health_routes(&app));
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { stop.cancelled().await })
+    .await
+}
+
+/// `/v1/*`: the event API (inbound) and the history/admin API.
+fn api_routes(app: &App) -> Router {
+    crate::inbound::api_routes(app).merge(crate::admin::routes(app))
+}
+
+fn health_routes(app: &App) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json200("{\"status\":\"ok\"}") }))
+        .route("/readyz", get(readyz))
+        .with_state(app.clone())
+}
+
+struct Json200(&'static str);
+
+impl IntoResponse for Json200 {
+    fn into_response(self) -> Response {
+        ([(header::CONTENT_TYPE, "application/json")], self.0).into_response()
+    }
+}
+
+/// 200 once the config is loaded, the watcher armed and the queue reachable;
+/// 503 otherwise and during shutdown.
+async fn readyz(State(app): State<App>) -> Response {
+    let problem = if app.shutting_down() {
+        Some("shutting down".to_owned())
+    } else if !app.watcher_armed() {
+        Some("config watcher not armed yet".to_owned())
+    } else {
+        match tokio::time::timeout(Duration::from_secs(2), app.queue().ping()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("queue did not answer within 2s".to_owned()),
+        }
+    };
+    let (status, body) = match problem {
+        None => (StatusCode::OK, serde_json::json!({"status": "ready"})),
+        Some(p) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "not_ready", "reason": p}),
+        ),
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+fn metrics_routes(app: &App) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(app.clone())
+}
+
+/// Queue gauges are refreshed on every scrape, so they are never stale.
+async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
+    refresh_queue_gauges(&app).await;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, body) = app.metrics().encode_for_accept(accept);
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+async fn refresh_queue_gauges(app: &App) {
+    match tokio::time::timeout(Duration::from_secs(2), app.queue().stats()).await {
+        Ok(Ok(stats)) => app.metrics().observe_queue(&stats, app.queue().resets()),
+        Ok(Err(e)) => tracing::warn!("queue statistics unavailable: {e}"),
+        Err(_) => tracing::warn!("queue statistics took longer than 2s"),
+    }
+}
+
+/// Periodic upkeep: queue gauges every 5s, history pruning every minute.
+async fn housekeeping(app: App, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut n: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        refresh_queue_gauges(&app).await;
+        if n % 12 == 0 {
+            match app.queue().prune(jiff::Timestamp::now()).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::debug!(pruned, "history pruned"),
+                Err(e) => tracing::warn!("history pruning failed: {e}"),
+            }
+        }
+        n += 1;
+    }
+}
