@@ -4,3 +4,5 @@ mod config;
 mod queue_conformance;
 mod queue_redis;
 mod send;
+mod smoke;
+mod support;
