@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::deliver::send::Sender;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
+use crate::webhooks::ApiSubscription;
 
 /// Shared state of one running daemon.
 #[derive(Clone)]
@@ -32,6 +33,8 @@ struct Inner {
     metrics: Metrics,
     /// Rebuilt when `egress:` changes on reload.
     sender: ArcSwap<Sender>,
+    /// Subscriptions created through the API (cache of the stored ones).
+    api_subscriptions: ArcSwap<Vec<Arc<ApiSubscription>>>,
     /// `/readyz` needs the file watcher armed (or watching disabled).
     watcher_armed: AtomicBool,
     /// Set first thing on SIGTERM: `/readyz` answers 503 from then on.
@@ -57,6 +60,7 @@ impl App {
                 queue,
                 metrics,
                 sender: ArcSwap::from_pointee(sender),
+                api_subscriptions: ArcSwap::from_pointee(Vec::new()),
                 watcher_armed: AtomicBool::new(watcher_armed),
                 shutting_down: AtomicBool::new(false),
                 shutdown,
@@ -93,6 +97,17 @@ impl App {
 
     pub fn set_sender(&self, sender: Sender) {
         self.inner.sender.store(Arc::new(sender));
+    }
+
+    /// Subscriptions created through the API (snapshot).
+    pub fn api_subscriptions(&self) -> Arc<Vec<Arc<ApiSubscription>>> {
+        self.inner.api_subscriptions.load_full()
+    }
+
+    /// Replace the cached API subscriptions (after a create or delete, or
+    /// when loaded from the queue at start).
+    pub fn set_api_subscriptions(&self, subs: Vec<Arc<ApiSubscription>>) {
+        self.inner.api_subscriptions.store(Arc::new(subs));
     }
 
     pub fn set_watcher_armed(&self) {

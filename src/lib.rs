@@ -30,3 +30,4 @@ pub mod deliver;
 pub mod inbound;
 pub mod metrics;
 pub mod queue;
+pub mod webhooks;
