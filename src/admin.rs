@@ -1,10 +1,32 @@
-//! The history and admin API under `/v1` (SPEC §8). (Placeholder until it lands.)
+//! The history and admin API under `/v1` (SPEC §8): bearer tokens with
+//! scopes, JSON in and out, cursor pagination.
+//!
+//! - [`auth`]: bearer token → token name, scope check, the JSON error shape
+//!   `{"error": {"code", "message"}}` every route answers with.
+//! - [`history`]: events, deliveries, retry, replay, dead-letter redrive.
+//! - [`webhooks`]: subscriptions listed (YAML and API) and managed (API).
+//! - [`control`]: `/v1/admin/reload` and `/v1/admin/config`.
+//!
+//! `POST /v1/events` (publishing) belongs to the inbound module; axum merges
+//! its `POST` with the `GET` here into one route.
 
 use axum::Router;
 
 use crate::app::App;
 
+pub mod auth;
+pub mod control;
+pub mod history;
+mod routing;
+pub mod webhooks;
+
+pub use auth::{ApiError, Caller, authorize};
+
 /// History, replay, webhooks and admin routes.
-pub fn routes(_app: &App) -> Router {
+pub fn routes(app: &App) -> Router {
     Router::new()
+        .merge(history::routes())
+        .merge(webhooks::routes())
+        .merge(control::routes())
+        .with_state(app.clone())
 }

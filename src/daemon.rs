@@ -129,6 +129,9 @@ pub async fn run(
         sender,
         shutdown.clone(),
     );
+    // API-created subscriptions live in the queue backend; the router and
+    // workers read them from the App cache.
+    crate::webhooks::load_into(&app).await?;
 
     let workers_stop = CancellationToken::new();
     let tracker = TaskTracker::new();

@@ -1,0 +1,143 @@
+//! Bearer tokens and scopes for `/v1/*`, and the JSON error every API
+//! route answers with.
+//!
+//! SPEC §8: no token or an unknown one is 401, a known token without the
+//! route's scope is 403. Tokens come from the config current at the time of
+//! the request, so a reload that removes a token revokes it at once. Token
+//! values are compared in constant time ([`crate::config::Secret::matches`])
+//! and never logged; only the token's name is.
+
+use axum::Json;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::config::{Config, Scope};
+
+/// An API error: `{"error": {"code", "message"}}` with an HTTP status.
+/// `details` (e.g. every config error of a failed reload) is added under
+/// `error.details` when present.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    pub fn not_found(what: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{} not found", what.into()),
+        )
+    }
+
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// The queue backend failed: 503 (the client may try again).
+    pub fn queue(e: crate::queue::QueueError) -> ApiError {
+        tracing::warn!("API request failed on the queue backend: {e}");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_unavailable",
+            e.to_string(),
+        )
+    }
+
+    pub fn with_details(mut self, details: serde_json::Value) -> ApiError {
+        self.details = Some(details);
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(d) = self.details {
+            error["details"] = d;
+        }
+        let mut resp = (self.status, Json(json!({ "error": error }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
+    }
+}
+
+/// Who called: the name of the token presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub token: String,
+}
+
+/// The wire name of a scope, as written in `tokens[].scopes`.
+pub fn scope_name(scope: Scope) -> &'static str {
+    match scope {
+        Scope::EventsWrite => "events:write",
+        Scope::WebhooksRead => "webhooks:read",
+        Scope::WebhooksWrite => "webhooks:write",
+        Scope::DeliveriesRead => "deliveries:read",
+        Scope::DeliveriesWrite => "deliveries:write",
+        Scope::Admin => "admin",
+    }
+}
+
+/// Check `Authorization: Bearer <token>` against the config's tokens and
+/// require `scope`: 401 without a (known) token, 403 without the scope.
+pub fn authorize(config: &Config, headers: &HeaderMap, scope: Scope) -> Result<Caller, ApiError> {
+    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(unauthorized(
+            "missing Authorization header; send `Authorization: Bearer <token>` with a token from `tokens:`",
+        ));
+    };
+    let value = value.to_str().unwrap_or("");
+    let presented = match value.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        _ => {
+            return Err(unauthorized(
+                "the Authorization header must use the Bearer scheme: `Authorization: Bearer <token>`",
+            ));
+        }
+    };
+    if presented.is_empty() {
+        return Err(unauthorized("empty bearer token"));
+    }
+    let Some(token) = config.token_for(presented.as_bytes()) else {
+        return Err(unauthorized("unknown token"));
+    };
+    if !token.allows(scope) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "token `{}` lacks the scope `{}` this route needs; add it to the token's scopes",
+                token.name,
+                scope_name(scope)
+            ),
+        ));
+    }
+    Ok(Caller {
+        token: token.name.clone(),
+    })
+}
