@@ -1,8 +1,14 @@
 //! One integration-test binary for hookyard: each file is an area.
 
+mod admin;
+mod admin_history;
+mod admin_support;
 mod config;
+mod prometheus;
 mod queue_conformance;
 mod queue_redis;
+mod reload;
+mod secrets_leak;
 mod send;
 mod smoke;
 mod support;
