@@ -3,6 +3,8 @@
 //! kept across a restart and deleted, and the config view showing `${VAR}`
 //! references and secret names, never values.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
 use std::time::Duration;
 
 use serde_json::{Value, json};

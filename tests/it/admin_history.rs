@@ -5,6 +5,8 @@
 //! dead-lettered delivery and pending ones, all for paused subscriptions so
 //! a running delivery worker leaves them where they are.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

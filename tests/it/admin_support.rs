@@ -2,6 +2,7 @@
 //! tokens are file secrets (so reloads, which read the process environment,
 //! see the same tokens), one token per scope plus one with every scope.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

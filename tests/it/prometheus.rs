@@ -5,6 +5,8 @@
 //! returning data. Skipped with a message when `prometheus` is not on PATH,
 //! except in CI (`CI=true`), where it is required.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
 use std::path::PathBuf;
 use std::time::Duration;
 

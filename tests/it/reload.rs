@@ -3,6 +3,8 @@
 //! config paths), an invalid change that keeps the old config and counts a
 //! failure, `POST /v1/admin/reload`, and `SIGHUP` to the real binary.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
 use std::path::Path;
 use std::time::Duration;
 

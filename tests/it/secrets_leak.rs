@@ -4,6 +4,8 @@
 //! webhooks) and failed reloads (watcher and API) happen; then neither value
 //! may appear in its logs or in any API answer.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
 use std::time::Duration;
 
 use crate::admin_support::{Proc, authed, eventually, free_port};
