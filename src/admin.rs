@@ -30,3 +30,21 @@ pub fn routes(app: &App) -> Router {
         .merge(control::routes())
         .with_state(app.clone())
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::post;
+
+    use super::*;
+
+    /// `POST /v1/events` (inbound) and `GET /v1/events` (here) share a path:
+    /// merging their routers must combine the methods, not panic.
+    #[test]
+    fn merges_with_the_event_api_on_the_same_path() {
+        let inbound: Router<App> = Router::new().route("/v1/events", post(|| async {}));
+        let _merged: Router<App> = inbound
+            .merge(history::routes())
+            .merge(webhooks::routes())
+            .merge(control::routes());
+    }
+}

@@ -141,3 +141,61 @@ pub fn authorize(config: &Config, headers: &HeaderMap, scope: Scope) -> Result<C
         token: token.name.clone(),
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::config::LoadOptions;
+
+    fn config() -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "secrets: { r: { env: R } }\ntokens: [ { name: reader, secret: r, scopes: [deliveries:read] } ]\n",
+        )
+        .unwrap();
+        let env = [("R".to_owned(), "s3cret-value".to_owned())].into();
+        crate::config::load(
+            &path,
+            LoadOptions {
+                no_env: false,
+                env: Some(env),
+            },
+        )
+        .unwrap()
+    }
+
+    fn headers(auth: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, auth.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn tokens_and_scopes() {
+        let c = config();
+        let ok = authorize(&c, &headers("Bearer s3cret-value"), Scope::DeliveriesRead);
+        assert_eq!(ok.unwrap().token, "reader");
+        let lower = authorize(&c, &headers("bearer s3cret-value"), Scope::DeliveriesRead);
+        assert!(lower.is_ok());
+        let forbidden = authorize(&c, &headers("Bearer s3cret-value"), Scope::Admin).unwrap_err();
+        assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
+        assert!(forbidden.message.contains("admin"));
+        for bad in [
+            "Bearer s3cret-valu",
+            "Bearer ",
+            "Basic s3cret-value",
+            "s3cret-value",
+        ] {
+            let e = authorize(&c, &headers(bad), Scope::DeliveriesRead).unwrap_err();
+            assert_eq!(e.status, StatusCode::UNAUTHORIZED, "{bad}");
+            assert!(!e.message.contains("s3cret"), "{}", e.message);
+        }
+        let missing = authorize(&c, &HeaderMap::new(), Scope::DeliveriesRead).unwrap_err();
+        assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
+        let resp = missing.into_response();
+        assert_eq!(resp.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+}
