@@ -51,14 +51,24 @@ impl ApiError {
         ApiError::new(StatusCode::CONFLICT, "conflict", message)
     }
 
-    /// The queue backend failed: 503 (the client may try again).
+    /// A queue backend error. The details go to the log only (a backend
+    /// message may name hosts or paths); the client gets the kind.
     pub fn queue(e: crate::queue::QueueError) -> ApiError {
+        use crate::queue::QueueError;
         tracing::warn!("API request failed on the queue backend: {e}");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "queue_unavailable",
-            e.to_string(),
-        )
+        match e {
+            QueueError::NotFound(what) => ApiError::not_found(what),
+            QueueError::Unavailable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue_unavailable",
+                "the queue backend is unavailable; try again shortly (details are in the daemon's log)",
+            ),
+            QueueError::Corrupt(_) | QueueError::LeaseLost => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the queue backend answered unexpectedly (details are in the daemon's log)",
+            ),
+        }
     }
 
     pub fn with_details(mut self, details: serde_json::Value) -> ApiError {
