@@ -96,7 +96,9 @@ async fn handle(app: &App, req: Request) -> Result<Response, InboundError> {
         }
         item @ Value::Object(_) => {
             let p = prepare(&config, item, &source)?;
-            let idempotency = p.client_id.then(|| (CLIENT_ID_SCOPE, p.event.id.as_str()));
+            let idempotency = p
+                .client_id
+                .then_some((CLIENT_ID_SCOPE, p.event.id.as_str()));
             let outcome = ingest_one(app, &config, &p.event, idempotency, None, p.declared).await?;
             Ok((StatusCode::ACCEPTED, Json(answer(&outcome))).into_response())
         }

@@ -4,6 +4,8 @@
 //! rate limit, unknown trigger, routing into jobs, metrics. Stored events
 //! are read back by reopening the embedded queue after the daemon stopped.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
+
 use std::time::Duration;
 
 use hookyard::queue::{DeliveryRecord, Event, HistoryQuery, Queue, StoreSettings};

@@ -2,6 +2,8 @@
 //! single and batch events, client ids as global idempotency keys, catalog
 //! and schema checks, the batch limit, and what was stored.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
+
 use serde_json::{Value, json};
 
 use crate::inbound::{JsonReq, JsonResp, all_events, stopped_queue, stored};

@@ -2,6 +2,8 @@
 //! headers and bodies, against triggers using every feature — panics the
 //! daemon or answers a 5xx other than 503.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
+
 use proptest::prelude::*;
 
 use crate::support::{http, start_daemon_with_env};

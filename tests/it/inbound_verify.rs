@@ -3,6 +3,8 @@
 //! missing header, a tampered body and (timestamped presets) a stale
 //! timestamp (401); `ip_allow` with and without trusted proxies (403).
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
+
 use std::collections::HashMap;
 
 use base64::Engine as _;
