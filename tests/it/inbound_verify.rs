@@ -254,3 +254,32 @@ triggers:
     assert_eq!(post(&d, "basic", b"{}", &basic("eve", "pa55")).await, 401);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn verification_runs_before_the_body_is_parsed_or_mapped() {
+    let yaml = r#"
+secrets:
+  plain: { env: PLAIN_SECRET }
+triggers:
+  - id: gh
+    event: { path: "$.type", otherwise: reject }
+    verify: { signature: { preset: github, secret: plain } }
+    mapping: { n: { path: "$.n", required: true } }
+"#;
+    let env = HashMap::from([("PLAIN_SECRET".to_owned(), SECRET.to_owned())]);
+    let d = start_daemon_with_env(yaml, env).await;
+    // Unsigned garbage, unsigned unmappable JSON: both refused as unsigned.
+    assert_eq!(post(&d, "gh", b"{not json", &[]).await, 401);
+    assert_eq!(post(&d, "gh", b"{}", &[]).await, 401);
+    // Signed, the same bodies reach the parser and the mapping.
+    let now = jiff::Timestamp::now().as_second();
+    let signed = |b: &[u8]| sign("github", SECRET.as_bytes(), b, now);
+    assert_eq!(
+        post(&d, "gh", b"{not json", &signed(b"{not json")).await,
+        422
+    );
+    assert_eq!(post(&d, "gh", b"{}", &signed(b"{}")).await, 422);
+    let ok = br#"{"type":"a.b","n":1}"#;
+    assert_eq!(post(&d, "gh", ok, &signed(ok)).await, 202);
+    d.stop().await;
+}

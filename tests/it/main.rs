@@ -2,6 +2,7 @@
 
 mod config;
 mod inbound;
+mod inbound_answers;
 mod inbound_api;
 mod inbound_props;
 mod inbound_verify;
