@@ -109,13 +109,9 @@ async fn handle(
         EventTypeOutcome::Ignore => return Ok(StatusCode::NO_CONTENT.into_response()),
     };
     let declared = check_catalog(config, &event_type)?;
-    let mapped = map::apply(
-        trigger.mapping_for(&event_type),
-        &request,
-        &config.templates,
-    )?;
-    check_schema(config, &event_type, &mapped.data)?;
     let key = trigger::idempotency_key(trigger, &request);
+    let mapped = map::apply(trigger.mapping_for(&event_type), request, &config.templates)?;
+    check_schema(config, &event_type, &mapped.data)?;
 
     let source = format!("trigger:{}", trigger.id);
     let event = Event {
