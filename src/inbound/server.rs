@@ -154,7 +154,11 @@ pub fn accepted(event_id: &str, duplicate: bool) -> Response {
 /// template that fails to render falls back to the standard answer (a 5xx
 /// would only make the sender retry an accepted event).
 fn custom_answer(config: &Config, respond: &Respond, event_id: &str, duplicate: bool) -> Response {
-    let status = StatusCode::from_u16(respond.status).unwrap_or(StatusCode::ACCEPTED);
+    // A 1xx is not a final answer; anything outside 200..=599 falls back.
+    let status = StatusCode::from_u16(respond.status)
+        .ok()
+        .filter(|s| (200..=599).contains(&s.as_u16()))
+        .unwrap_or(StatusCode::ACCEPTED);
     let body = match &respond.body {
         None => String::new(),
         Some(template) => {

@@ -234,7 +234,7 @@ triggers:
 
 #[tokio::test]
 async fn body_limit_unknown_trigger_and_method() {
-    let yaml = "server: { listen: \"127.0.0.1:0\", max_body: 1KiB }\ntriggers:\n  - { id: small, event: t.e }\n";
+    let yaml = "server: { listen: \"127.0.0.1:0\", max_body: 1KiB }\ntriggers:\n  - { id: small, event: t.e }\n  - { id: deep, event: t.e, path: /hooks/a/b/c }\n";
     let mut d = start_daemon(yaml).await;
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(2000));
     let r = http()
@@ -262,6 +262,9 @@ async fn body_limit_unknown_trigger_and_method() {
     assert_eq!(r.status(), 404);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "unknown_trigger");
+    // A trigger with its own path is served there, and only there.
+    assert_eq!(post_json(&d, "/hooks/a/b/c", json!({})).await.status(), 202);
+    assert_eq!(post_json(&d, "/hooks/deep", json!({})).await.status(), 404);
     assert_eq!(
         http()
             .get(d.url("/hooks/small"))
@@ -292,7 +295,7 @@ async fn body_limit_unknown_trigger_and_method() {
         );
     }
     let q = stopped_queue(&mut d).await;
-    assert_eq!(all_events(&q).await.len(), 1);
+    assert_eq!(all_events(&q).await.len(), 2);
 }
 
 #[tokio::test]
