@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -82,7 +81,7 @@ async fn handle(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let bytes = read_body(Body::new(body), config.server.max_body).await?;
+    let bytes = read_body(body, config.server.max_body).await?;
 
     let rules = trigger::verify_rules(&trigger.verify);
     let verified = Unverified::new(&parts.headers, &bytes, peer).verify(
