@@ -287,7 +287,7 @@ async fn body_limit_unknown_trigger_and_method() {
         r#"trigger="small",status="413""#,
         r#"trigger="small",status="202""#,
         r#"status="404""#,
-        r#"hookyard_events_ingested_total{source="trigger:small""#,
+        r#"hookyard_events_ingested_total{source="trigger:small",type="_undeclared"} 1"#,
     ] {
         assert!(
             metrics.contains(needle),
@@ -379,6 +379,16 @@ triggers:
     assert_eq!(r.status(), 422);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "undeclared_event_type");
+    let metrics = http()
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let needle = r#"hookyard_events_ingested_total{source="trigger:ok",type="order.created"} 1"#;
+    assert!(metrics.contains(needle), "{metrics}");
     let q = stopped_queue(&mut d).await;
     assert_eq!(all_events(&q).await.len(), 1);
 }
