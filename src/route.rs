@@ -200,6 +200,11 @@ subscriptions:
         );
         assert_ne!(jobs[0].delivery_id, jobs[1].delivery_id);
 
+        // `broken-if` really fails to evaluate, and was left out (not fatal).
+        let broken = c.workflow("broken-if").unwrap().condition.as_ref().unwrap();
+        let ctx = minijinja::Value::from_serialize(event_context(&e));
+        assert!(broken.is_true(&c.templates, &ctx).is_err());
+
         // `if` false, other trigger, API source.
         let e = event("order.created", json!({"order": {"total": 5}}), "api:app");
         let jobs = jobs_for(&c, &[], &e, None);

@@ -129,18 +129,20 @@ pub struct Mapped {
     pub timestamp: Option<Timestamp>,
 }
 
-/// Apply `mapping` (or pass the body through when `None`).
+/// Apply `mapping`, or pass the body through (moved, not copied) when
+/// `None`. Consumes the request: mapping is its last reader.
 pub fn apply(
     mapping: Option<&Mapping>,
-    req: &ParsedRequest<'_>,
+    req: ParsedRequest<'_>,
     templates: &Templates,
 ) -> Result<Mapped, InboundError> {
     let Some(mapping) = mapping else {
         return Ok(Mapped {
-            data: req.body.clone(),
+            data: req.body,
             timestamp: None,
         });
     };
+    let req = &req;
     // Built at most once, and only when a template needs it.
     let mut ctx: Option<minijinja::Value> = None;
     let mut data = Map::new();

@@ -54,7 +54,7 @@ fn run(
         .verify(&VerifyRules::default(), &[], Timestamp::now())
         .unwrap();
     let req = ParsedRequest::parse(verified, query)?;
-    apply(Some(&Mapping { fields }), &req, t)
+    apply(Some(&Mapping { fields }), req, t)
 }
 
 #[test]

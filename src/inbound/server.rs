@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -82,7 +81,7 @@ async fn handle(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let bytes = read_body(Body::new(body), config.server.max_body).await?;
+    let bytes = read_body(body, config.server.max_body).await?;
 
     let rules = trigger::verify_rules(&trigger.verify);
     let verified = Unverified::new(&parts.headers, &bytes, peer).verify(
@@ -109,13 +108,9 @@ async fn handle(
         EventTypeOutcome::Ignore => return Ok(StatusCode::NO_CONTENT.into_response()),
     };
     let declared = check_catalog(config, &event_type)?;
-    let mapped = map::apply(
-        trigger.mapping_for(&event_type),
-        &request,
-        &config.templates,
-    )?;
-    check_schema(config, &event_type, &mapped.data)?;
     let key = trigger::idempotency_key(trigger, &request);
+    let mapped = map::apply(trigger.mapping_for(&event_type), request, &config.templates)?;
+    check_schema(config, &event_type, &mapped.data)?;
 
     let source = format!("trigger:{}", trigger.id);
     let event = Event {
@@ -158,7 +153,11 @@ pub fn accepted(event_id: &str, duplicate: bool) -> Response {
 /// template that fails to render falls back to the standard answer (a 5xx
 /// would only make the sender retry an accepted event).
 fn custom_answer(config: &Config, respond: &Respond, event_id: &str, duplicate: bool) -> Response {
-    let status = StatusCode::from_u16(respond.status).unwrap_or(StatusCode::ACCEPTED);
+    // A 1xx is not a final answer; anything outside 200..=599 falls back.
+    let status = StatusCode::from_u16(respond.status)
+        .ok()
+        .filter(|s| (200..=599).contains(&s.as_u16()))
+        .unwrap_or(StatusCode::ACCEPTED);
     let body = match &respond.body {
         None => String::new(),
         Some(template) => {

@@ -130,3 +130,131 @@ fn scalar_text(v: &Value) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use axum::http::{HeaderMap, HeaderValue};
+    use jiff::Timestamp;
+
+    use super::*;
+    use crate::config::{Config, LoadOptions};
+    use crate::inbound::verify::Unverified;
+
+    fn config(yaml: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let env = [("S".to_owned(), "sec".to_owned())].into_iter().collect();
+        config::load(
+            &path,
+            LoadOptions {
+                no_env: false,
+                env: Some(env),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Run `f` on a parsed request with `headers` and JSON `body`.
+    fn with_request<T>(
+        headers: &[(&'static str, &'static str)],
+        body: &str,
+        f: impl FnOnce(&ParsedRequest<'_>) -> T,
+    ) -> T {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(*k, HeaderValue::from_static(v));
+        }
+        let verified = Unverified::new(&map, body.as_bytes(), IpAddr::V4(Ipv4Addr::LOCALHOST))
+            .verify(&VerifyRules::default(), &[], Timestamp::now())
+            .unwrap();
+        f(&ParsedRequest::parse(verified, None).unwrap())
+    }
+
+    const YAML: &str = r#"
+secrets: { s: { env: S } }
+triggers:
+  - id: gh
+    event: { header: X-GitHub-Event, map: { push: github.push }, otherwise: ignore }
+    idempotency_key: "header:X-Delivery"
+  - id: crm
+    event: { path: "$.kind", otherwise: reject }
+    idempotency_key: "$.id"
+  - id: generic
+    event: e
+    verify: { signature: { preset: hmac-sha256, secret: s, header: X-Sig, encoding: base64, prefix: "v1=" }, ip_allow: ["10.0.0.0/8"] }
+"#;
+
+    #[test]
+    fn event_types_from_header_map_and_path() {
+        let c = config(YAML);
+        let gh = c.trigger("gh").unwrap();
+        let crm = c.trigger("crm").unwrap();
+        let ty = |t: &str| EventTypeOutcome::Type(t.into());
+        with_request(&[("x-github-event", "push")], "{}", |r| {
+            assert_eq!(event_type(gh, r).unwrap(), ty("github.push"))
+        });
+        with_request(&[("x-github-event", "ping")], "{}", |r| {
+            assert_eq!(event_type(gh, r).unwrap(), EventTypeOutcome::Ignore)
+        });
+        with_request(&[], "{}", |r| {
+            assert_eq!(event_type(gh, r).unwrap(), EventTypeOutcome::Ignore)
+        });
+        with_request(&[], r#"{"kind":"contact.created"}"#, |r| {
+            assert_eq!(event_type(crm, r).unwrap(), ty("contact.created"))
+        });
+        with_request(&[], r#"{"kind":""}"#, |r| {
+            assert_eq!(event_type(crm, r).unwrap_err().code(), "unknown_event_type")
+        });
+        with_request(&[], r#"{"kind":{"a":1}}"#, |r| {
+            assert!(event_type(crm, r).is_err())
+        });
+    }
+
+    #[test]
+    fn idempotency_keys_from_header_and_path() {
+        let c = config(YAML);
+        let gh = c.trigger("gh").unwrap();
+        let crm = c.trigger("crm").unwrap();
+        with_request(&[("x-delivery", "d-1")], "{}", |r| {
+            assert_eq!(idempotency_key(gh, r).as_deref(), Some("d-1"))
+        });
+        with_request(&[], "{}", |r| assert_eq!(idempotency_key(gh, r), None));
+        with_request(&[], r#"{"id":42}"#, |r| {
+            assert_eq!(idempotency_key(crm, r).as_deref(), Some("42"))
+        });
+        with_request(&[], r#"{"id":"abc"}"#, |r| {
+            assert_eq!(idempotency_key(crm, r).as_deref(), Some("abc"))
+        });
+        with_request(&[], r#"{"id":null}"#, |r| {
+            assert_eq!(idempotency_key(crm, r), None)
+        });
+    }
+
+    #[test]
+    fn config_verify_block_becomes_verify_rules() {
+        let c = config(YAML);
+        let rules = verify_rules(&c.trigger("generic").unwrap().verify);
+        let sig = rules.signature.unwrap();
+        assert_eq!(
+            sig.preset,
+            Preset::HmacSha256 {
+                header: HeaderName::from_static("x-sig"),
+                encoding: verify::Encoding::Base64,
+                prefix: Some("v1=".into()),
+            }
+        );
+        assert_eq!(sig.secrets, vec![b"sec".to_vec()]);
+        assert_eq!(
+            rules.ip_allow.unwrap(),
+            vec!["10.0.0.0/8".parse::<ipnet::IpNet>().unwrap()]
+        );
+        assert!(rules.bearer.is_none() && rules.basic.is_none());
+        // No verify block: nothing is checked.
+        let none = verify_rules(&c.trigger("gh").unwrap().verify);
+        assert_eq!(none, VerifyRules::default());
+    }
+}

@@ -234,7 +234,7 @@ triggers:
 
 #[tokio::test]
 async fn body_limit_unknown_trigger_and_method() {
-    let yaml = "server: { listen: \"127.0.0.1:0\", max_body: 1KiB }\ntriggers:\n  - { id: small, event: t.e }\n";
+    let yaml = "server: { listen: \"127.0.0.1:0\", max_body: 1KiB }\ntriggers:\n  - { id: small, event: t.e }\n  - { id: deep, event: t.e, path: /hooks/a/b/c }\n";
     let mut d = start_daemon(yaml).await;
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(2000));
     let r = http()
@@ -262,6 +262,9 @@ async fn body_limit_unknown_trigger_and_method() {
     assert_eq!(r.status(), 404);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "unknown_trigger");
+    // A trigger with its own path is served there, and only there.
+    assert_eq!(post_json(&d, "/hooks/a/b/c", json!({})).await.status(), 202);
+    assert_eq!(post_json(&d, "/hooks/deep", json!({})).await.status(), 404);
     assert_eq!(
         http()
             .get(d.url("/hooks/small"))
@@ -284,7 +287,7 @@ async fn body_limit_unknown_trigger_and_method() {
         r#"trigger="small",status="413""#,
         r#"trigger="small",status="202""#,
         r#"status="404""#,
-        r#"hookyard_events_ingested_total{source="trigger:small""#,
+        r#"hookyard_events_ingested_total{source="trigger:small",type="_undeclared"} 1"#,
     ] {
         assert!(
             metrics.contains(needle),
@@ -292,7 +295,7 @@ async fn body_limit_unknown_trigger_and_method() {
         );
     }
     let q = stopped_queue(&mut d).await;
-    assert_eq!(all_events(&q).await.len(), 1);
+    assert_eq!(all_events(&q).await.len(), 2);
 }
 
 #[tokio::test]
@@ -376,6 +379,16 @@ triggers:
     assert_eq!(r.status(), 422);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "undeclared_event_type");
+    let metrics = http()
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let needle = r#"hookyard_events_ingested_total{source="trigger:ok",type="order.created"} 1"#;
+    assert!(metrics.contains(needle), "{metrics}");
     let q = stopped_queue(&mut d).await;
     assert_eq!(all_events(&q).await.len(), 1);
 }

@@ -122,3 +122,28 @@ async fn rate_limit_answers_429_with_retry_after() {
     let q = stopped_queue(&mut d).await;
     assert_eq!(all_events(&q).await.len(), 3);
 }
+
+#[tokio::test]
+async fn forged_requests_do_not_use_up_the_rate_limit() {
+    let yaml = r#"
+secrets:
+  tok: { env: TOK }
+triggers:
+  - { id: guarded, event: t.e, rate_limit: 1/m, verify: { bearer: tok } }
+"#;
+    let env = std::collections::HashMap::from([("TOK".to_owned(), "t0ken".to_owned())]);
+    let d = crate::support::start_daemon_with_env(yaml, env).await;
+    let send = |auth: &'static str| {
+        http()
+            .post(d.url("/hooks/guarded"))
+            .header("authorization", auth)
+            .body("{}")
+            .send()
+    };
+    for _ in 0..5 {
+        assert_eq!(send("Bearer forged").await.unwrap().status(), 401);
+    }
+    assert_eq!(send("Bearer t0ken").await.unwrap().status(), 202);
+    assert_eq!(send("Bearer t0ken").await.unwrap().status(), 429);
+    d.stop().await;
+}

@@ -5,6 +5,7 @@ mod inbound;
 mod inbound_answers;
 mod inbound_api;
 mod inbound_props;
+mod inbound_queue;
 mod inbound_verify;
 mod queue_conformance;
 mod queue_redis;
