@@ -86,8 +86,10 @@ async fn ingest_only(q: &Queue, count: u64) -> f64 {
 }
 
 /// Workers alone: lease + complete (with an attempt) per second, draining
-/// `count` jobs.
-async fn drain(q: &Queue, count: u64) -> f64 {
+/// `count` jobs. With `concurrent`, each worker completes its leased batch
+/// concurrently (as the daemon does: many deliveries in flight); without,
+/// one after the other (at most `WORKERS` writes in flight).
+async fn drain(q: &Queue, count: u64, concurrent: bool) -> (u64, f64) {
     let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -96,17 +98,29 @@ async fn drain(q: &Queue, count: u64) -> f64 {
         tasks.push(tokio::spawn(async move {
             while done.load(Ordering::Relaxed) < count {
                 let jobs = q.lease(16, Duration::from_millis(100)).await.unwrap();
-                for job in jobs {
-                    let attempt = Attempt {
-                        attempt: job.attempts + 1,
-                        at: Timestamp::now(),
-                        request: json!({"method": "POST", "url": "http://127.0.0.1:9/", "headers": {}}),
-                        response: Some(json!({"status": 200, "headers": {}, "body": "ok"})),
-                        duration_ms: 1,
-                        error: None,
-                    };
-                    q.complete(&job, Some(attempt), DeliveryState::Succeeded, None).await.unwrap();
-                    done.fetch_add(1, Ordering::Relaxed);
+                let finish = |job: hookyard::queue::LeasedJob| {
+                    let (q, done) = (q.clone(), done.clone());
+                    async move {
+                        let attempt = Attempt {
+                            attempt: job.attempts + 1,
+                            at: Timestamp::now(),
+                            request: json!({"method": "POST", "url": "http://127.0.0.1:9/", "headers": {}}),
+                            response: Some(json!({"status": 200, "headers": {}, "body": "ok"})),
+                            duration_ms: 1,
+                            error: None,
+                        };
+                        q.complete(&job, Some(attempt), DeliveryState::Succeeded, None)
+                            .await
+                            .unwrap();
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                };
+                if concurrent {
+                    futures_util::future::join_all(jobs.into_iter().map(finish)).await;
+                } else {
+                    for job in jobs {
+                        finish(job).await;
+                    }
                 }
             }
         }));
@@ -114,11 +128,13 @@ async fn drain(q: &Queue, count: u64) -> f64 {
     for t in tasks {
         t.await.unwrap();
     }
-    count as f64 / start.elapsed().as_secs_f64()
+    // Workers may overshoot `count` by what they had leased.
+    let done = done.load(Ordering::Relaxed);
+    (done, done as f64 / start.elapsed().as_secs_f64())
 }
 
 /// Producers and workers together: events/s ingested and delivered.
-async fn end_to_end(q: &Queue, offset: u64, count: u64) -> f64 {
+async fn end_to_end(q: &Queue, offset: u64, count: u64, concurrent: bool) -> f64 {
     let start = Instant::now();
     let producers = {
         let q = q.clone();
@@ -143,18 +159,23 @@ async fn end_to_end(q: &Queue, offset: u64, count: u64) -> f64 {
             }
         })
     };
-    drain(q, count).await;
+    drain(q, count, concurrent).await;
     producers.await.unwrap();
     count as f64 / start.elapsed().as_secs_f64()
 }
 
 async fn run_backend(name: &str, q: Queue) {
-    let ingest = ingest_only(&q, EVENTS).await;
+    let n = EVENTS;
+    let ingest = ingest_only(&q, n).await;
     println!("{name}: ingest (1 KiB event, 1 job, {PRODUCERS} producers): {ingest:.0} events/s");
-    let drained = drain(&q, EVENTS).await;
-    println!("{name}: lease + complete ({WORKERS} workers): {drained:.0} jobs/s");
-    let e2e = end_to_end(&q, EVENTS, EVENTS).await;
-    println!("{name}: end to end (ingest → completed, concurrently): {e2e:.0} events/s");
+    let (first, serial) = drain(&q, n / 2, false).await;
+    println!("{name}: lease + complete, {WORKERS} workers, serial completes: {serial:.0} jobs/s");
+    let (_, conc) = drain(&q, n - first, true).await;
+    println!("{name}: lease + complete, {WORKERS} workers, concurrent completes: {conc:.0} jobs/s");
+    let e2e = end_to_end(&q, n, n, false).await;
+    println!("{name}: end to end (ingest → completed), serial completes: {e2e:.0} events/s");
+    let e2e = end_to_end(&q, 2 * n, n, true).await;
+    println!("{name}: end to end (ingest → completed), concurrent completes: {e2e:.0} events/s");
 }
 
 #[tokio::main]

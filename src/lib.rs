@@ -30,4 +30,5 @@ pub mod deliver;
 pub mod inbound;
 pub mod metrics;
 pub mod queue;
+pub mod route;
 pub mod webhooks;

@@ -1,0 +1,231 @@
+//! `POST /v1/events`: apps beside the daemon publish events (SPEC §3).
+//!
+//! `Authorization: Bearer <token>` with scope `events:write` (missing or
+//! unknown token 401, scope lacking 403). The body is one event
+//! `{type, data, id?, timestamp?}` or a JSON array of up to [`MAX_BATCH`];
+//! a longer array is a 413 (`batch_too_large`: split it). A batch is checked
+//! whole before anything is written: one bad item is a 422 naming its index
+//! and nothing is enqueued. A client `id` is the event id and its
+//! idempotency key (scope `event`, global across tokens). Answers: 202
+//! `{"event_id", "duplicate"}` for one event, 202 with a JSON array of those,
+//! in input order, for a batch.
+//!
+//! Per request this reads the config snapshot (an `Arc` load), scans the
+//! token list, and parses the body once; nothing else is rebuilt.
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::errors::InboundError;
+use super::{check_catalog, check_schema, ingest_one, read_body};
+use crate::app::App;
+use crate::config::{Config, Scope, Token};
+use crate::queue::{Event, IngestItem, Ingested};
+
+/// Most events in one batch.
+pub const MAX_BATCH: usize = 500;
+
+/// Longest accepted event type and client id.
+const MAX_ID_LEN: usize = 256;
+
+/// The idempotency scope of client-supplied event ids (global).
+pub const CLIENT_ID_SCOPE: &str = "event";
+
+/// One event as posted. Unknown fields are ignored.
+#[derive(Debug, Deserialize)]
+struct PostedEvent {
+    #[serde(rename = "type")]
+    event_type: String,
+    #[serde(default)]
+    data: Option<Value>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    timestamp: Option<String>,
+}
+
+/// An event ready to ingest, with its idempotency key.
+struct Prepared {
+    event: Event,
+    client_id: bool,
+    declared: bool,
+}
+
+/// The `POST /v1/events` handler.
+pub async fn post_events(State(app): State<App>, req: Request) -> Response {
+    match handle(&app, req).await {
+        Ok(response) => response,
+        Err(err) => {
+            if err.status().is_server_error() {
+                tracing::warn!(error = %err, "event API request failed");
+            }
+            err.into_response()
+        }
+    }
+}
+
+async fn handle(app: &App, req: Request) -> Result<Response, InboundError> {
+    let config = app.config();
+    let (parts, body) = req.into_parts();
+    let token = authorize(&config, &parts.headers)?;
+    let bytes = read_body(body, config.server.max_body).await?;
+    let posted: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        InboundError::BadBody(format!(
+            "body is not valid JSON ({e}): send an event object or an array of them"
+        ))
+    })?;
+    let source = format!("api:{}", token.name);
+    match posted {
+        Value::Array(items) => {
+            if items.len() > MAX_BATCH {
+                return Err(InboundError::BatchTooLarge {
+                    max: MAX_BATCH,
+                    got: items.len(),
+                });
+            }
+            let mut prepared = Vec::with_capacity(items.len());
+            for (i, item) in items.into_iter().enumerate() {
+                prepared.push(prepare(&config, item, &source).map_err(|e| at_index(i, e))?);
+            }
+            ingest_batch(app, &config, prepared).await
+        }
+        item @ Value::Object(_) => {
+            let p = prepare(&config, item, &source)?;
+            let idempotency = p
+                .client_id
+                .then_some((CLIENT_ID_SCOPE, p.event.id.as_str()));
+            let outcome = ingest_one(app, &config, &p.event, idempotency, None, p.declared).await?;
+            Ok((StatusCode::ACCEPTED, Json(answer(&outcome))).into_response())
+        }
+        _ => Err(InboundError::BadBody(
+            "body must be an event object or an array of event objects".into(),
+        )),
+    }
+}
+
+/// The token presenting `Authorization: Bearer …`, if it may write events.
+fn authorize<'c>(config: &'c Config, headers: &HeaderMap) -> Result<&'c Token, InboundError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            InboundError::Unauthorized("missing `Authorization: Bearer <token>` header".into())
+        })?;
+    let (scheme, presented) = value.trim().split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") || presented.trim().is_empty() {
+        return Err(InboundError::Unauthorized(
+            "expected `Authorization: Bearer <token>`".into(),
+        ));
+    }
+    let token = config
+        .token_for(presented.trim().as_bytes())
+        .ok_or_else(|| InboundError::Unauthorized("unknown API token".into()))?;
+    if !token.allows(Scope::EventsWrite) {
+        return Err(InboundError::Forbidden(format!(
+            "token `{}` lacks the `events:write` scope",
+            token.name
+        )));
+    }
+    Ok(token)
+}
+
+/// Check one posted event and build it.
+fn prepare(config: &Config, item: Value, source: &str) -> Result<Prepared, InboundError> {
+    let posted: PostedEvent = serde_json::from_value(item)
+        .map_err(|e| InboundError::BadBody(format!("not an event: {e}")))?;
+    if posted.event_type.is_empty() || posted.event_type.len() > MAX_ID_LEN {
+        return Err(InboundError::BadBody(format!(
+            "`type` must be 1 to {MAX_ID_LEN} characters"
+        )));
+    }
+    if let Some(id) = &posted.id {
+        if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(char::is_control) {
+            return Err(InboundError::BadBody(format!(
+                "`id` must be 1 to {MAX_ID_LEN} printable characters"
+            )));
+        }
+    }
+    let timestamp = match &posted.timestamp {
+        None => Timestamp::now(),
+        Some(text) => text.parse::<Timestamp>().map_err(|_| {
+            InboundError::BadBody(format!(
+                "`timestamp` `{text}` is not an RFC 3339 time (e.g. 2026-01-31T12:00:00Z)"
+            ))
+        })?,
+    };
+    let declared = check_catalog(config, &posted.event_type)?;
+    let data = posted.data.unwrap_or_else(|| json!({}));
+    check_schema(config, &posted.event_type, &data)?;
+    let client_id = posted.id.is_some();
+    Ok(Prepared {
+        event: Event {
+            id: posted.id.unwrap_or_else(|| ulid::Ulid::new().to_string()),
+            event_type: posted.event_type,
+            timestamp,
+            source: source.to_owned(),
+            data,
+        },
+        client_id,
+        declared,
+    })
+}
+
+/// Prefix a batch item's error with its index.
+fn at_index(i: usize, err: InboundError) -> InboundError {
+    match err {
+        InboundError::BadBody(m) => InboundError::BadBody(format!("event [{i}]: {m}")),
+        InboundError::Schema {
+            event_type,
+            message,
+        } => InboundError::Schema {
+            event_type,
+            message: format!("event [{i}]: {message}"),
+        },
+        other => other,
+    }
+}
+
+async fn ingest_batch(
+    app: &App,
+    config: &Config,
+    prepared: Vec<Prepared>,
+) -> Result<Response, InboundError> {
+    let subs = app.api_subscriptions();
+    let mut meta = Vec::with_capacity(prepared.len());
+    let mut items: Vec<IngestItem> = Vec::with_capacity(prepared.len());
+    for p in prepared {
+        let jobs = crate::route::jobs_for(config, &subs, &p.event, None);
+        let key = p
+            .client_id
+            .then(|| (CLIENT_ID_SCOPE.to_owned(), p.event.id.clone()));
+        meta.push((
+            p.event.source.clone(),
+            p.event.event_type.clone(),
+            p.declared,
+        ));
+        items.push((p.event, key, jobs));
+    }
+    let outcomes = app.queue().ingest_many(items).await.map_err(|err| {
+        tracing::warn!(error = %err, "queue refused an event batch");
+        InboundError::QueueUnavailable
+    })?;
+    for (outcome, (source, event_type, declared)) in outcomes.iter().zip(&meta) {
+        if matches!(outcome, Ingested::Accepted { .. }) {
+            app.metrics().event_ingested(source, event_type, *declared);
+        }
+    }
+    let answers: Vec<Value> = outcomes.iter().map(answer).collect();
+    Ok((StatusCode::ACCEPTED, Json(Value::Array(answers))).into_response())
+}
+
+fn answer(outcome: &Ingested) -> Value {
+    match outcome {
+        Ingested::Accepted { event_id } => json!({ "event_id": event_id, "duplicate": false }),
+        Ingested::Duplicate { event_id } => json!({ "event_id": event_id, "duplicate": true }),
+    }
+}

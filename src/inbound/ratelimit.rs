@@ -1,0 +1,124 @@
+//! Per-trigger inbound rate limits (`rate_limit: 100/s`), in memory.
+//!
+//! GCRA (the algorithm governor uses): each trigger keeps a "theoretical
+//! arrival time" (TAT). A request at `now` passes when `TAT - now` is within
+//! the burst tolerance (`per - interval`, i.e. a full period's worth of
+//! requests may arrive at once), and moves TAT one `interval` on. A refused
+//! request learns exactly how long to wait, which becomes `Retry-After`.
+//!
+//! Limits are per process (one daemon's view). State is keyed by trigger id
+//! and remembers the rate it was made for, so a reload that changes the rate
+//! starts a fresh bucket; triggers removed by a reload keep a few bytes until
+//! the process restarts (bounded by the number of trigger ids ever served).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::config::units::Rate;
+
+/// GCRA state of one trigger.
+#[derive(Debug, Clone, Copy)]
+struct Cell {
+    rate: (u32, Duration),
+    tat: Instant,
+}
+
+/// The rate limiters of every trigger.
+#[derive(Debug, Default)]
+pub struct RateLimits {
+    cells: Mutex<HashMap<String, Cell>>,
+}
+
+impl RateLimits {
+    pub fn new() -> RateLimits {
+        RateLimits::default()
+    }
+
+    /// Admit one request for `trigger` under `rate` at `now`: `Ok(())`, or
+    /// `Err(wait)` until one would pass.
+    pub fn check(&self, trigger: &str, rate: &Rate, now: Instant) -> Result<(), Duration> {
+        let interval = rate.interval();
+        let tolerance = rate.per.saturating_sub(interval);
+        let key = (rate.count, rate.per);
+        // A poisoned lock only means another request panicked mid-update of
+        // plain numbers; the data is still usable.
+        let mut cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());
+        let cell = cells.entry(trigger.to_owned()).or_insert(Cell {
+            rate: key,
+            tat: now,
+        });
+        if cell.rate != key {
+            *cell = Cell {
+                rate: key,
+                tat: now,
+            };
+        }
+        let tat = cell.tat.max(now);
+        let ahead = tat - now;
+        if ahead > tolerance {
+            return Err(ahead - tolerance);
+        }
+        cell.tat = tat + interval;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn rate(count: u32, secs: u64) -> Rate {
+        Rate {
+            count,
+            per: Duration::from_secs(secs),
+        }
+    }
+
+    #[test]
+    fn a_full_period_passes_as_a_burst_then_one_per_interval() {
+        let limits = RateLimits::new();
+        let r = rate(2, 1);
+        let t0 = Instant::now();
+        assert!(limits.check("a", &r, t0).is_ok());
+        assert!(limits.check("a", &r, t0).is_ok());
+        let wait = limits.check("a", &r, t0).unwrap_err();
+        assert_eq!(wait, Duration::from_millis(500));
+        // After the wait, exactly one more passes.
+        let t1 = t0 + wait;
+        assert!(limits.check("a", &r, t1).is_ok());
+        assert!(limits.check("a", &r, t1).is_err());
+    }
+
+    #[test]
+    fn triggers_have_separate_buckets() {
+        let limits = RateLimits::new();
+        let r = rate(1, 60);
+        let t0 = Instant::now();
+        assert!(limits.check("a", &r, t0).is_ok());
+        assert!(limits.check("a", &r, t0).is_err());
+        assert!(limits.check("b", &r, t0).is_ok());
+    }
+
+    #[test]
+    fn a_changed_rate_starts_a_fresh_bucket() {
+        let limits = RateLimits::new();
+        let t0 = Instant::now();
+        assert!(limits.check("a", &rate(1, 60), t0).is_ok());
+        assert!(limits.check("a", &rate(1, 60), t0).is_err());
+        assert!(limits.check("a", &rate(5, 60), t0).is_ok());
+    }
+
+    #[test]
+    fn refused_requests_do_not_consume_capacity() {
+        let limits = RateLimits::new();
+        let r = rate(1, 10);
+        let t0 = Instant::now();
+        assert!(limits.check("a", &r, t0).is_ok());
+        for _ in 0..100 {
+            assert!(limits.check("a", &r, t0).is_err());
+        }
+        assert!(limits.check("a", &r, t0 + Duration::from_secs(10)).is_ok());
+    }
+}

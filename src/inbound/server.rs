@@ -1,0 +1,195 @@
+//! `/hooks/{*path}`: one handler for every trigger. It looks the trigger up
+//! in the CURRENT config snapshot on each request, so a reload never
+//! rebuilds the router, and walks the stages in order:
+//!
+//! 1. find the trigger (404), accept POST (GET only for a Meta handshake);
+//! 2. read the body up to `server.max_body` (413);
+//! 3. verify on the raw bytes: `Unverified` → `Verified` (401/403);
+//! 4. rate limit (429): after verification, so forged requests cannot use up
+//!    the real sender's budget;
+//! 5. parse (422), answer a provider handshake, find the event type
+//!    (204 ignore / 422 reject), check the catalog, map, validate the schema;
+//! 6. route and enqueue in one `queue.ingest` (503 when it fails), then
+//!    answer 202 (or the trigger's `respond`).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use serde_json::json;
+
+use super::errors::{InboundError, retry_after_secs};
+use super::map::{self, ParsedRequest};
+use super::trigger::{self, EventTypeOutcome};
+use super::verify::Unverified;
+use super::{Inbound, check_catalog, check_schema, ingest_one, read_body};
+use crate::config::{Config, Handshake, Respond, Trigger};
+use crate::queue::{Event, Ingested};
+
+/// Longest request path echoed back in a 404 message.
+const MAX_ECHOED_PATH: usize = 200;
+
+/// The `/hooks/*` handler.
+pub async fn hook(State(state): State<Arc<Inbound>>, req: Request) -> Response {
+    let config = state.app.config();
+    let path = req.uri().path();
+    let Some(trigger) = config.trigger_by_path(path).cloned() else {
+        let shown: String = path.chars().take(MAX_ECHOED_PATH).collect();
+        state.app.metrics().inbound_request(None, 404);
+        return InboundError::UnknownTrigger(shown).into_response();
+    };
+    let response = match handle(&state, &config, &trigger, req).await {
+        Ok(response) => response,
+        Err(err) => {
+            if err.status().is_server_error() {
+                tracing::warn!(trigger = %trigger.id, error = %err, "inbound request failed");
+            } else {
+                tracing::debug!(trigger = %trigger.id, error = %err, "inbound request refused");
+            }
+            err.into_response()
+        }
+    };
+    state
+        .app
+        .metrics()
+        .inbound_request(Some(&trigger.id), response.status().as_u16());
+    response
+}
+
+async fn handle(
+    state: &Inbound,
+    config: &Config,
+    trigger: &Trigger,
+    req: Request,
+) -> Result<Response, InboundError> {
+    let (parts, body) = req.into_parts();
+    if parts.method == Method::GET && trigger.handshake == Some(Handshake::Meta) {
+        return super::handshake::meta_get(trigger, parts.uri.query());
+    }
+    if parts.method != Method::POST {
+        return Err(InboundError::MethodNotAllowed(parts.method.to_string()));
+    }
+    // Without connect info (only in tests driving the router directly) the
+    // peer is unknown: 0.0.0.0, which no sensible ip_allow list contains.
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let bytes = read_body(body, config.server.max_body).await?;
+
+    let rules = trigger::verify_rules(&trigger.verify);
+    let verified = Unverified::new(&parts.headers, &bytes, peer).verify(
+        &rules,
+        &config.server.trusted_proxies,
+        Timestamp::now(),
+    )?;
+
+    if let Some(rate) = &trigger.rate_limit {
+        state
+            .limits
+            .check(&trigger.id, rate, Instant::now())
+            .map_err(|wait| InboundError::RateLimited {
+                retry_after_secs: retry_after_secs(wait),
+            })?;
+    }
+
+    let request = ParsedRequest::parse(verified, parts.uri.query())?;
+    if let Some(answer) = super::handshake::answer_post(trigger, &request.body) {
+        return Ok(answer);
+    }
+    let event_type = match trigger::event_type(trigger, &request)? {
+        EventTypeOutcome::Type(t) => t,
+        EventTypeOutcome::Ignore => return Ok(StatusCode::NO_CONTENT.into_response()),
+    };
+    let declared = check_catalog(config, &event_type)?;
+    let key = trigger::idempotency_key(trigger, &request);
+    let mapped = map::apply(trigger.mapping_for(&event_type), request, &config.templates)?;
+    check_schema(config, &event_type, &mapped.data)?;
+
+    let source = format!("trigger:{}", trigger.id);
+    let event = Event {
+        id: ulid::Ulid::new().to_string(),
+        event_type,
+        timestamp: mapped.timestamp.unwrap_or_else(Timestamp::now),
+        source,
+        data: mapped.data,
+    };
+    let idempotency = key.as_deref().map(|k| (event.source.as_str(), k));
+    let outcome = ingest_one(
+        &state.app,
+        config,
+        &event,
+        idempotency,
+        Some(&trigger.id),
+        declared,
+    )
+    .await?;
+    let (event_id, duplicate) = match outcome {
+        Ingested::Accepted { event_id } => (event_id, false),
+        Ingested::Duplicate { event_id } => (event_id, true),
+    };
+    Ok(match &trigger.respond {
+        Some(respond) => custom_answer(config, respond, &event_id, duplicate),
+        None => accepted(&event_id, duplicate),
+    })
+}
+
+/// The standard answer: `202 {"event_id", "duplicate"}`.
+pub fn accepted(event_id: &str, duplicate: bool) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "event_id": event_id, "duplicate": duplicate })),
+    )
+        .into_response()
+}
+
+/// The trigger's `respond:` answer. The event is already stored, so a
+/// template that fails to render falls back to the standard answer (a 5xx
+/// would only make the sender retry an accepted event).
+fn custom_answer(config: &Config, respond: &Respond, event_id: &str, duplicate: bool) -> Response {
+    // A 1xx is not a final answer; anything outside 200..=599 falls back.
+    let status = StatusCode::from_u16(respond.status)
+        .ok()
+        .filter(|s| (200..=599).contains(&s.as_u16()))
+        .unwrap_or(StatusCode::ACCEPTED);
+    let body = match &respond.body {
+        None => String::new(),
+        Some(template) => {
+            let ctx = minijinja::context! { event_id => event_id, duplicate => duplicate };
+            match template.render(&config.templates, ctx) {
+                Ok(text) => text,
+                Err(err) => {
+                    tracing::warn!(template = %template.name, error = %err,
+                        "respond body failed to render; answering the standard 202");
+                    return accepted(event_id, duplicate);
+                }
+            }
+        }
+    };
+    let mut response = (status, body.clone()).into_response();
+    let headers = response.headers_mut();
+    let content_type = if serde_json::from_str::<serde_json::Value>(&body).is_ok() {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    for (name, value) in &respond.headers {
+        match (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) {
+            (Ok(n), Ok(v)) => {
+                headers.insert(n, v);
+            }
+            _ => tracing::warn!(header = %name, "respond header is not valid HTTP; left out"),
+        }
+    }
+    response
+}

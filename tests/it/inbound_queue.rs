@@ -1,0 +1,107 @@
+//! A queue that refuses the write: both ingestion paths answer 503 with
+//! `Retry-After: 1` and the JSON error, and nothing is acknowledged. Uses
+//! the Redis backend on a private key prefix and breaks that prefix's event
+//! sequence counter (a non-integer), which makes the ingest script fail
+//! before it writes anything.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
+
+use serde_json::{Value, json};
+
+use crate::inbound::{JsonReq, JsonResp};
+use crate::support::{http, redis_available, start_daemon_with_env};
+
+const URL: &str = "redis://127.0.0.1:6379/0";
+
+/// Deletes the prefix's keys when dropped.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(URL) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.0))
+            .query(&mut conn)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: Result<u64, _> = redis::cmd("DEL").arg(keys).query(&mut conn);
+        }
+    }
+}
+
+#[tokio::test]
+async fn queue_failure_answers_503_with_retry_after() {
+    if !redis_available() {
+        return;
+    }
+    let prefix = format!("hyt-inbound-{}", ulid::Ulid::new());
+    let _cleanup = Cleanup(prefix.clone());
+    let yaml = format!(
+        r#"
+queue: {{ backend: redis, url: "{URL}", prefix: "{prefix}" }}
+secrets:
+  app: {{ env: APP_TOKEN }}
+tokens:
+  - {{ name: app, secret: app, scopes: [events:write] }}
+triggers:
+  - {{ id: t, event: t.e }}
+"#
+    );
+    let env = std::collections::HashMap::from([("APP_TOKEN".to_owned(), "tok".to_owned())]);
+    let d = start_daemon_with_env(&yaml, env).await;
+    // Healthy first: the same requests are accepted.
+    let r = http()
+        .post(d.url("/hooks/t"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+
+    let client = redis::Client::open(URL).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}:seq"))
+        .arg("not-a-number")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let r = http()
+        .post(d.url("/hooks/t"))
+        .json(&json!({"a": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "queue_unavailable");
+
+    for body in [json!({"type": "a.b"}), json!([{"type": "a.b"}])] {
+        let r = http()
+            .post(d.url("/v1/events"))
+            .bearer_auth("tok")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503, "{body}");
+        assert_eq!(r.headers()["retry-after"], "1");
+    }
+    let metrics = http()
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains(r#"trigger="t",status="503""#), "{metrics}");
+    d.stop().await;
+}
