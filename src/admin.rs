@@ -17,7 +17,6 @@ use crate::app::App;
 pub mod auth;
 pub mod control;
 pub mod history;
-mod routing;
 pub mod webhooks;
 
 pub use auth::{ApiError, Caller, authorize};

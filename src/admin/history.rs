@@ -227,7 +227,7 @@ async fn replay(
     };
     let trigger = event.source.strip_prefix("trigger:");
     let api_subs = app.api_subscriptions();
-    let mut jobs = super::routing::jobs_for(&config, &api_subs, &event, trigger);
+    let mut jobs = crate::route::jobs_for(&config, &api_subs, &event, trigger);
     if let Some(t) = &target {
         jobs.retain(|j| &j.target.label() == t);
         if jobs.is_empty() {
