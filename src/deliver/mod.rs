@@ -4,3 +4,5 @@ pub mod retry;
 pub mod send;
 pub mod sign;
 pub mod worker;
+pub mod render;
+pub mod limits;
