@@ -6,3 +6,6 @@ pub mod sign;
 pub mod worker;
 pub mod render;
 pub mod limits;
+pub mod attempt;
+pub mod handshake;
+pub mod target;
