@@ -195,7 +195,11 @@ mod tests {
     #[test]
     fn confirmation_needs_2xx_and_token() {
         assert!(confirms(200, b"tok123", "tok123"));
-        assert!(confirms(204, br#"{"confirmation_token":"tok123"}"#, "tok123"));
+        assert!(confirms(
+            204,
+            br#"{"confirmation_token":"tok123"}"#,
+            "tok123"
+        ));
         assert!(!confirms(200, b"nope", "tok123"));
         assert!(!confirms(500, b"tok123", "tok123"));
     }

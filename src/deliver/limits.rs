@@ -47,10 +47,9 @@ impl Bucket {
         let per_sec = capacity / rate.per.as_secs_f64().max(1e-9);
         self.tokens = match self.last {
             None => capacity,
-            Some(last) => {
-                (self.tokens + now.saturating_duration_since(last).as_secs_f64() * per_sec)
-                    .min(capacity)
-            }
+            Some(last) => (self.tokens
+                + now.saturating_duration_since(last).as_secs_f64() * per_sec)
+                .min(capacity),
         };
         self.last = Some(now);
         if self.tokens >= 1.0 {
@@ -84,6 +83,17 @@ struct TargetState {
     circuit: Circuit,
 }
 
+/// Answer of [`Limits::in_flight`].
+#[derive(Debug)]
+pub enum InFlight {
+    /// The target sets no `max_in_flight`.
+    Unlimited,
+    /// A slot, freed when this drops.
+    Slot(OwnedSemaphorePermit),
+    /// Every slot is taken: wait.
+    Full,
+}
+
 /// Limits of every target, by `Target::label()`.
 #[derive(Default)]
 pub struct Limits {
@@ -107,14 +117,11 @@ impl Limits {
         f(map.entry(label.to_owned()).or_default())
     }
 
-    /// A slot under `max_in_flight` (`Ok(None)` when the target has no
-    /// limit), or `Err` when all slots are taken.
-    pub fn in_flight(
-        &self,
-        label: &str,
-        max: Option<u32>,
-    ) -> Result<Option<OwnedSemaphorePermit>, ()> {
-        let Some(max) = max else { return Ok(None) };
+    /// A slot under `max_in_flight`, held until the permit drops.
+    pub fn in_flight(&self, label: &str, max: Option<u32>) -> InFlight {
+        let Some(max) = max else {
+            return InFlight::Unlimited;
+        };
         let sem = self.with(label, |t| match &t.in_flight {
             Some((m, s)) if *m == max => Arc::clone(s),
             _ => {
@@ -125,7 +132,10 @@ impl Limits {
                 s
             }
         });
-        sem.try_acquire_owned().map(Some).map_err(|_| ())
+        match sem.try_acquire_owned() {
+            Ok(p) => InFlight::Slot(p),
+            Err(_) => InFlight::Full,
+        }
     }
 
     /// Take a rate-limit token, or the wait until one is available.
@@ -201,7 +211,10 @@ mod tests {
         assert!(l.rate("t", Some(rate), t0).is_ok());
         let wait = l.rate("t", Some(rate), t0).unwrap_err();
         assert!((wait.as_millis() as i64 - 500).abs() <= 1, "{wait:?}");
-        assert!(l.rate("t", Some(rate), t0 + Duration::from_millis(500)).is_ok());
+        assert!(
+            l.rate("t", Some(rate), t0 + Duration::from_millis(500))
+                .is_ok()
+        );
         assert!(l.rate("other", Some(rate), t0).is_ok());
         assert!(l.rate("t", None, t0).is_ok());
     }
@@ -209,12 +222,13 @@ mod tests {
     #[test]
     fn in_flight_slots() {
         let l = Limits::default();
-        let a = l.in_flight("t", Some(2)).unwrap();
-        let _b = l.in_flight("t", Some(2)).unwrap();
-        assert!(l.in_flight("t", Some(2)).is_err());
+        let a = l.in_flight("t", Some(2));
+        let _b = l.in_flight("t", Some(2));
+        assert!(matches!(a, InFlight::Slot(_)));
+        assert!(matches!(l.in_flight("t", Some(2)), InFlight::Full));
         drop(a);
-        assert!(l.in_flight("t", Some(2)).is_ok());
-        assert!(l.in_flight("t", None).unwrap().is_none());
+        assert!(matches!(l.in_flight("t", Some(2)), InFlight::Slot(_)));
+        assert!(matches!(l.in_flight("t", None), InFlight::Unlimited));
     }
 
     #[test]

@@ -32,8 +32,8 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use url::form_urlencoded;
 use url::Url;
+use url::form_urlencoded;
 
 use crate::config::{
     Action, Body, DeliveryOptions, JsonTemplate, Method, Secret, Subscription, TargetUrl, Template,
@@ -276,7 +276,10 @@ impl<'a> Renderer<'a> {
             TargetUrl::Secret(secret) => {
                 let text = secret.expose_str().unwrap_or_default();
                 let parsed = Url::parse(text).map_err(|_| {
-                    RenderError::BadUrl(format!("the URL in secret `{}` does not parse", secret.name))
+                    RenderError::BadUrl(format!(
+                        "the URL in secret `{}` does not parse",
+                        secret.name
+                    ))
                 })?;
                 if !matches!(parsed.scheme(), "http" | "https") {
                     return Err(UnsafeRequest::Scheme.into());
@@ -285,8 +288,7 @@ impl<'a> Renderer<'a> {
             }
             TargetUrl::Template { template, .. } => {
                 let text = self.template(template)?;
-                let parsed =
-                    Url::parse(&text).map_err(|e| RenderError::BadUrl(format!("{e}")))?;
+                let parsed = Url::parse(&text).map_err(|e| RenderError::BadUrl(format!("{e}")))?;
                 send::url_safety(&template.source, &parsed)?;
                 let display = parsed.to_string();
                 Ok((parsed, display))
@@ -404,14 +406,12 @@ pub fn action(envs: &Envs, a: &Action, ctx: &Value) -> Result<Rendered, RenderEr
 
 /// The standard envelope `{id, type, timestamp, source, data}`.
 pub fn envelope(event: &Event) -> Bytes {
-    let v = serde_json::json!({
-        "id": event.id,
-        "type": event.event_type,
-        "timestamp": event.timestamp.to_string(),
-        "source": event.source,
-        "data": event.data,
-    });
-    Bytes::from(v.to_string())
+    // `Event` serializes as exactly the envelope, in that field order, with
+    // the timestamp in RFC 3339.
+    match serde_json::to_vec(event) {
+        Ok(v) => Bytes::from(v),
+        Err(_) => Bytes::from_static(b"{}"),
+    }
 }
 
 /// Render a YAML subscription's request: POST of the envelope.

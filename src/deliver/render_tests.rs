@@ -73,7 +73,10 @@ fn action_renders_url_headers_and_typed_json() {
     assert_eq!(r.method, reqwest::Method::POST);
     assert!(r.headers.contains(&("X-Name".into(), "Ann".into())));
     assert!(r.headers.contains(&("X-Fixed".into(), "d".into())));
-    assert!(r.headers.contains(&("Content-Type".into(), "application/json".into())));
+    assert!(
+        r.headers
+            .contains(&("Content-Type".into(), "application/json".into()))
+    );
     let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(
         body,
@@ -87,13 +90,27 @@ fn secrets_pass_unencoded_and_dots_are_refused() {
     let c = load(ACTIONS);
     let envs = Envs::new(&c.templates);
     let b = c.action("b").unwrap();
-    let ctx = context(&event(serde_json::json!({"x": "y/z"})), &BTreeMap::new(), &c.secrets);
+    let ctx = context(
+        &event(serde_json::json!({"x": "y/z"})),
+        &BTreeMap::new(),
+        &c.secrets,
+    );
     let r = action(&envs, b, &ctx).unwrap();
     assert_eq!(r.url.as_str(), "https://h.example/a/b/y%2Fz");
-    assert_eq!(redact_text(&r.url_display, &[b"a/b"]), "https://h.example/[redacted]/y%2Fz");
+    assert_eq!(
+        redact_text(&r.url_display, &[b"a/b"]),
+        "https://h.example/[redacted]/y%2Fz"
+    );
     assert!(!r.missing);
-    let ctx = context(&event(serde_json::json!({"x": ".."})), &BTreeMap::new(), &c.secrets);
-    assert!(matches!(action(&envs, b, &ctx), Err(RenderError::Template { .. })));
+    let ctx = context(
+        &event(serde_json::json!({"x": ".."})),
+        &BTreeMap::new(),
+        &c.secrets,
+    );
+    assert!(matches!(
+        action(&envs, b, &ctx),
+        Err(RenderError::Template { .. })
+    ));
 }
 
 #[test]
@@ -102,7 +119,10 @@ fn strict_action_fails_on_missing_field() {
     let envs = Envs::new(&c.templates);
     let s = c.action("s").unwrap();
     let ctx = context(&event(serde_json::json!({})), &BTreeMap::new(), &c.secrets);
-    assert!(matches!(action(&envs, s, &ctx), Err(RenderError::Missing(_))));
+    assert!(matches!(
+        action(&envs, s, &ctx),
+        Err(RenderError::Missing(_))
+    ));
     let ctx = context(
         &event(serde_json::json!({"contact": {"email": "a@b"}})),
         &BTreeMap::new(),
@@ -116,7 +136,11 @@ fn strict_action_fails_on_missing_field() {
 fn form_and_raw_bodies() {
     let c = load(ACTIONS);
     let envs = Envs::new(&c.templates);
-    let ctx = context(&event(serde_json::json!({"name": "A B"})), &BTreeMap::new(), &c.secrets);
+    let ctx = context(
+        &event(serde_json::json!({"name": "A B"})),
+        &BTreeMap::new(),
+        &c.secrets,
+    );
     let f = action(&envs, c.action("f").unwrap(), &ctx).unwrap();
     assert_eq!(f.method, reqwest::Method::PUT);
     assert_eq!(&f.body[..], b"a=A+B&b=x%26y");
@@ -126,7 +150,10 @@ fn form_and_raw_bodies() {
     )));
     let raw = action(&envs, c.action("raw").unwrap(), &ctx).unwrap();
     assert_eq!(&raw.body[..], b"n=A B");
-    assert!(raw.headers.contains(&("Content-Type".into(), "text/csv".into())));
+    assert!(
+        raw.headers
+            .contains(&("Content-Type".into(), "text/csv".into()))
+    );
 }
 
 #[test]
@@ -151,7 +178,11 @@ actions:
         action(&envs, c.action("h").unwrap(), &ctx),
         Err(RenderError::Unsafe(UnsafeRequest::HeaderValue(_)))
     ));
-    let ctx = context(&event(serde_json::json!({"p": ".evil.com/x"})), &BTreeMap::new(), &c.secrets);
+    let ctx = context(
+        &event(serde_json::json!({"p": ".evil.com/x"})),
+        &BTreeMap::new(),
+        &c.secrets,
+    );
     assert!(action(&envs, c.action("host").unwrap(), &ctx).is_err());
 }
 
@@ -191,9 +222,15 @@ fn envelope_shape() {
 #[test]
 fn expression_capture_matches_config_eval() {
     // Pins VALUE_VAR to config::templates' expression wrapper.
-    let c = load("actions:\n  - id: e\n    url: \"https://h.example/\"\n    body: { json: { t: \"{{ n * 2 }}\" } }\n");
+    let c = load(
+        "actions:\n  - id: e\n    url: \"https://h.example/\"\n    body: { json: { t: \"{{ n * 2 }}\" } }\n",
+    );
     let envs = Envs::new(&c.templates);
-    let ctx = context(&event(serde_json::json!({"n": 4})), &BTreeMap::new(), &c.secrets);
+    let ctx = context(
+        &event(serde_json::json!({"n": 4})),
+        &BTreeMap::new(),
+        &c.secrets,
+    );
     let r = action(&envs, c.action("e").unwrap(), &ctx).unwrap();
     assert_eq!(&r.body[..], br#"{"t":8}"#);
 }

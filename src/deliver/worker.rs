@@ -28,7 +28,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::deliver::attempt;
 use crate::deliver::handshake::{Gate, Handshakes};
-use crate::deliver::limits::{CircuitChange, CircuitSettings, Limits};
+use crate::deliver::limits::{CircuitChange, CircuitSettings, InFlight, Limits};
 use crate::deliver::render::{self, Envs, RenderError};
 use crate::deliver::retry::{self, Decision, Outcome};
 use crate::deliver::send::OutboundRequest;
@@ -170,7 +170,12 @@ impl Worker {
         e
     }
 
-    async fn dead(&self, job: &LeasedJob, attempt: Option<crate::queue::Attempt>, reason: &str) -> Result<(), QueueError> {
+    async fn dead(
+        &self,
+        job: &LeasedJob,
+        attempt: Option<crate::queue::Attempt>,
+        reason: &str,
+    ) -> Result<(), QueueError> {
         self.app.queue().dead_letter(job, attempt, reason).await?;
         self.app
             .metrics()
@@ -208,8 +213,10 @@ impl Worker {
             None
         } else {
             match self.limits.in_flight(&label, opts.max_in_flight) {
-                Ok(slot) => slot,
-                Err(()) => return queue.defer(job, later(now, IN_FLIGHT_RECHECK), None).await,
+                InFlight::Full => {
+                    return queue.defer(job, later(now, IN_FLIGHT_RECHECK), None).await;
+                }
+                slot => Some(slot),
             }
         };
         if !test_mode {
@@ -260,8 +267,15 @@ impl Worker {
         }
 
         let mut headers = rendered.headers.clone();
-        let has_agent = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("user-agent"));
-        for (k, v) in sign::delivery_headers(&event.id, &event.event_type, &job.job.delivery_id, attempt_no) {
+        let has_agent = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("user-agent"));
+        for (k, v) in sign::delivery_headers(
+            &event.id,
+            &event.event_type,
+            &job.job.delivery_id,
+            attempt_no,
+        ) {
             if !(has_agent && k == "User-Agent") {
                 headers.push((k.to_owned(), v));
             }
@@ -270,7 +284,14 @@ impl Worker {
             match sign::sign(signing, &event.id, Timestamp::now(), &rendered.body) {
                 Ok(sig) => headers.extend(sig.into_iter().map(|(k, v)| (k.to_owned(), v))),
                 Err(e) => {
-                    let record = attempt::record(attempt_no, now, json!({"method": rendered.method.as_str(), "url": null, "headers": {}}), None, 0, Some(e.to_string()));
+                    let record = attempt::record(
+                        attempt_no,
+                        now,
+                        json!({"method": rendered.method.as_str(), "url": null, "headers": {}}),
+                        None,
+                        0,
+                        Some(e.to_string()),
+                    );
                     return self.dead(job, Some(record), "signing_error").await;
                 }
             }
@@ -286,9 +307,9 @@ impl Worker {
             );
             let record = attempt::record(attempt_no, now, request, None, 0, None);
             let next = match &job.job.target {
-                Target::WorkflowStep { workflow, action, .. } => {
-                    target::next_step(&config, workflow, action, &event.id, job.job.steps.clone())
-                }
+                Target::WorkflowStep {
+                    workflow, action, ..
+                } => target::next_step(&config, workflow, action, &event.id, job.job.steps.clone()),
                 Target::Subscription { .. } => None,
             };
             queue
@@ -316,7 +337,11 @@ impl Worker {
         let at = Timestamp::now();
         let sender = self.app.sender();
         let result = self
-            .with_renewal(job, config.queue.lease, sender.send(req, opts.trust, opts.timeout, limit))
+            .with_renewal(
+                job,
+                config.queue.lease,
+                sender.send(req, opts.trust, opts.timeout, limit),
+            )
             .await;
         let elapsed = started.elapsed();
         self.app
@@ -360,7 +385,12 @@ impl Worker {
         match decision {
             Decision::Delivered => {
                 let next = match (&job.job.target, &result) {
-                    (Target::WorkflowStep { workflow, action, .. }, Ok(resp)) => {
+                    (
+                        Target::WorkflowStep {
+                            workflow, action, ..
+                        },
+                        Ok(resp),
+                    ) => {
                         let mut steps = job.job.steps.clone();
                         steps.insert(action.clone(), attempt::step_response(resp));
                         let next = target::next_step(&config, workflow, action, &event.id, steps);
@@ -421,7 +451,12 @@ impl Worker {
     /// The job's target is gone: wait `reload.orphan_grace` from when that
     /// was first seen (a rename or half-applied `git pull` must not wipe a
     /// backlog), then dead-letter as `target_removed`.
-    async fn orphan(&self, job: &LeasedJob, config: &Config, now: Timestamp) -> Result<(), QueueError> {
+    async fn orphan(
+        &self,
+        job: &LeasedJob,
+        config: &Config,
+        now: Timestamp,
+    ) -> Result<(), QueueError> {
         let since = job.orphaned_since.unwrap_or(now);
         let end = later(since, config.reload.orphan_grace);
         if now >= end {

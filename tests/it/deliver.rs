@@ -2,10 +2,14 @@
 //! retries, dead letters, test mode, workflow chains, orphans, injection
 //! and history redaction.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
+
 use std::collections::HashMap;
 use std::time::Duration;
 
-use hookyard::inbound::verify::mac::{base64_encode, hex_encode, hmac_sha256, standard_webhooks_key};
+use hookyard::inbound::verify::mac::{
+    base64_encode, hex_encode, hmac_sha256, standard_webhooks_key,
+};
 use hookyard::queue::DeliveryState;
 use serde_json::json;
 
@@ -45,7 +49,10 @@ subscriptions:
     assert_eq!(body["data"], json!({"n": 1}));
     assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
     let mac = hmac_sha256(b"topsecret", &[&r.body]).unwrap();
-    assert_eq!(r.header("x-hmac-signature").unwrap(), format!("sha256={}", hex_encode(&mac)));
+    assert_eq!(
+        r.header("x-hmac-signature").unwrap(),
+        format!("sha256={}", hex_encode(&mac))
+    );
     assert_eq!(r.header("x-hookyard-event-id").unwrap(), ev.id);
     assert_eq!(r.header("x-hookyard-event-type").unwrap(), "order.created");
     assert_eq!(r.header("x-hookyard-delivery-id").unwrap(), ids[0]);
@@ -66,7 +73,10 @@ subscriptions:
         m.contains(r#"hookyard_deliveries_total{target="subscription/s",outcome="success"} 1"#),
         "{m}"
     );
-    assert!(m.contains("hookyard_end_to_end_latency_seconds_count 1"), "{m}");
+    assert!(
+        m.contains("hookyard_end_to_end_latency_seconds_count 1"),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -88,8 +98,15 @@ async fn standard_webhooks_signature_verifies() {
     assert_eq!(r.header("webhook-id").unwrap(), ev.id);
     let ts = r.header("webhook-timestamp").unwrap();
     let key = standard_webhooks_key(secret.as_bytes()).unwrap();
-    let mac = hmac_sha256(&key, &[ev.id.as_bytes(), b".", ts.as_bytes(), b".", &r.body]).unwrap();
-    assert_eq!(r.header("webhook-signature").unwrap(), format!("v1,{}", base64_encode(&mac)));
+    let mac = hmac_sha256(
+        &key,
+        &[ev.id.as_bytes(), b".", ts.as_bytes(), b".", &r.body],
+    )
+    .unwrap();
+    assert_eq!(
+        r.header("webhook-signature").unwrap(),
+        format!("v1,{}", base64_encode(&mac))
+    );
 }
 
 fn sub_yaml(url: &str, extra: &str) -> String {
@@ -120,20 +137,33 @@ async fn retries_until_success_then_retry_after_is_honoured() {
     assert_eq!(rec.attempts.len(), 4);
     assert_eq!(got[3].header("x-hookyard-attempt").unwrap(), "4");
     // Same delivery id on every attempt.
-    assert!(got.iter().all(|r| r.header("x-hookyard-delivery-id").unwrap() == ids[0]));
+    assert!(
+        got.iter()
+            .all(|r| r.header("x-hookyard-delivery-id").unwrap() == ids[0])
+    );
     assert!(got[1].at - got[0].at < Duration::from_millis(900));
-    assert!(got[3].at - got[2].at >= Duration::from_millis(950), "Retry-After: 1 honoured");
+    assert!(
+        got[3].at - got[2].at >= Duration::from_millis(950),
+        "Retry-After: 1 honoured"
+    );
     assert_eq!(rec.attempts[0].response.as_ref().unwrap()["status"], 500);
     assert!(rec.attempts[0].error.as_deref().unwrap().contains("500"));
     let m = h.metrics();
-    assert!(m.contains(r#"hookyard_deliveries_total{target="subscription/s",outcome="retry"} 3"#), "{m}");
+    assert!(
+        m.contains(r#"hookyard_deliveries_total{target="subscription/s",outcome="retry"} 3"#),
+        "{m}"
+    );
 }
 
 #[tokio::test]
 async fn client_error_dead_letters_at_once() {
     let rx = Receiver::start().await;
     rx.script([Answer::status(404)]);
-    let h = harness(&sub_yaml(&rx.url("/"), "    retry: { schedule: [50ms, 50ms] }\n")).await;
+    let h = harness(&sub_yaml(
+        &rx.url("/"),
+        "    retry: { schedule: [50ms, 50ms] }\n",
+    ))
+    .await;
     let ids = h.ingest(&event("a", json!({})), vec![sub("s")]).await;
     let rec = h.wait_state(&ids[0], DeliveryState::DeadLetter, T).await;
     assert_eq!(rec.reason.as_deref(), Some("http_404"));
@@ -159,7 +189,10 @@ async fn timeout_then_exhausted() {
     assert_eq!(rec.reason.as_deref(), Some("attempts_exhausted"));
     let a = &rec.attempts[0];
     assert!(a.response.is_none());
-    assert!(a.error.as_deref().unwrap().contains("no complete response"), "{a:?}");
+    assert!(
+        a.error.as_deref().unwrap().contains("no complete response"),
+        "{a:?}"
+    );
     assert!(a.duration_ms >= 250 && a.duration_ms < 2000, "{a:?}");
 }
 
@@ -178,7 +211,13 @@ async fn connection_refused_is_retried_then_dead_lettered() {
     let rec = h.wait_state(&ids[0], DeliveryState::DeadLetter, T).await;
     assert_eq!(rec.reason.as_deref(), Some("attempts_exhausted"));
     assert_eq!(rec.attempts.len(), 3);
-    assert!(rec.attempts[2].error.as_deref().unwrap().contains("connect"));
+    assert!(
+        rec.attempts[2]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("connect")
+    );
 }
 
 #[tokio::test]
@@ -252,7 +291,9 @@ workflows:
 async fn orphaned_target_is_dead_lettered_after_grace() {
     let h = harness("reload: { watch: false, orphan_grace: 300ms }\n").await;
     let start = std::time::Instant::now();
-    let ids = h.ingest(&event("a", json!({})), vec![step("gone", "x"), sub("nope")]).await;
+    let ids = h
+        .ingest(&event("a", json!({})), vec![step("gone", "x"), sub("nope")])
+        .await;
     for id in &ids {
         let rec = h.wait_state(id, DeliveryState::DeadLetter, T).await;
         assert_eq!(rec.reason.as_deref(), Some("target_removed"));
@@ -283,18 +324,33 @@ workflows:
     ))
     .await;
     let bad = h
-        .ingest(&event("a", json!({"v": "1\r\nX-Evil: 1"})), vec![step("w", "hdr")])
+        .ingest(
+            &event("a", json!({"v": "1\r\nX-Evil: 1"})),
+            vec![step("w", "hdr")],
+        )
         .await;
     let rec = h.wait_state(&bad[0], DeliveryState::DeadLetter, T).await;
     assert_eq!(rec.reason.as_deref(), Some("template_error"));
-    assert!(rec.attempts[0].error.as_deref().unwrap().contains("line break"));
+    assert!(
+        rec.attempts[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("line break")
+    );
     let host = h
-        .ingest(&event("a", json!({"v": ".evil.example/x"})), vec![step("w", "host")])
+        .ingest(
+            &event("a", json!({"v": ".evil.example/x"})),
+            vec![step("w", "host")],
+        )
         .await;
     let rec = h.wait_state(&host[0], DeliveryState::DeadLetter, T).await;
     assert_eq!(rec.reason.as_deref(), Some("template_error"));
     let p = h
-        .ingest(&event("a", json!({"v": "../../admin?x=1#f"})), vec![step("w", "path")])
+        .ingest(
+            &event("a", json!({"v": "../../admin?x=1#f"})),
+            vec![step("w", "path")],
+        )
         .await;
     h.wait_state(&p[0], DeliveryState::Succeeded, T).await;
     let got = rx.received();
@@ -334,9 +390,15 @@ workflows:
     assert_eq!(got.uri.path(), "/x/p-67890");
     assert_eq!(got.header("authorization").unwrap(), "Bearer tok-12345");
     let req = rec.attempts[0].request.to_string();
-    assert!(!req.contains("tok-12345") && !req.contains("p-67890"), "{req}");
+    assert!(
+        !req.contains("tok-12345") && !req.contains("p-67890"),
+        "{req}"
+    );
     assert_eq!(rec.attempts[0].request["headers"]["X-Copy"], "[redacted]");
-    assert_eq!(rec.attempts[0].request["url"], format!("{}/x/[redacted]", rx.url("")));
+    assert_eq!(
+        rec.attempts[0].request["url"],
+        format!("{}/x/[redacted]", rx.url(""))
+    );
 }
 
 #[tokio::test]
@@ -364,13 +426,21 @@ workflows:
     ))
     .await;
     let ev = event("a", json!({}));
-    let ids = h.ingest(&ev, vec![step("w", "strict"), step("w2", "lax")]).await;
+    let ids = h
+        .ingest(&ev, vec![step("w", "strict"), step("w2", "lax")])
+        .await;
     let rec = h.wait_state(&ids[0], DeliveryState::DeadLetter, T).await;
     assert_eq!(rec.reason.as_deref(), Some("template_error"));
     assert!(rec.attempts[0].error.as_deref().unwrap().contains("strict"));
     h.wait_state(&ids[1], DeliveryState::Succeeded, T).await;
     assert_eq!(rx.received()[0].json(), json!({"e": null, "n": "x"}));
     let m = h.metrics();
-    assert!(m.contains(r#"hookyard_template_missing_total{target="workflow/w/strict"} 1"#), "{m}");
-    assert!(m.contains(r#"hookyard_template_missing_total{target="workflow/w2/lax"} 1"#), "{m}");
+    assert!(
+        m.contains(r#"hookyard_template_missing_total{target="workflow/w/strict"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"hookyard_template_missing_total{target="workflow/w2/lax"} 1"#),
+        "{m}"
+    );
 }

@@ -2,6 +2,8 @@
 //! circuit breaker, paused, verification handshake, and the egress policy
 //! for API-created subscriptions.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,10 +37,16 @@ async fn rate_limit_spaces_deliveries() {
     assert!(span >= Duration::from_millis(1250), "{span:?}");
     // In any 1s window at most 5 + 5 (burst plus refill) arrive.
     for (i, r) in got.iter().enumerate() {
-        let in_window = got[i..].iter().filter(|x| x.at - r.at < Duration::from_secs(1)).count();
+        let in_window = got[i..]
+            .iter()
+            .filter(|x| x.at - r.at < Duration::from_secs(1))
+            .count();
         assert!(in_window <= 10, "{in_window}");
     }
-    assert!(!h.metrics().contains(r#"outcome="retry""#), "waiting uses no attempt");
+    assert!(
+        !h.metrics().contains(r#"outcome="retry""#),
+        "waiting uses no attempt"
+    );
 }
 
 #[tokio::test]
@@ -75,7 +83,11 @@ async fn max_in_flight_bounds_concurrency() {
 #[tokio::test]
 async fn circuit_opens_then_probe_recovers() {
     let rx = Receiver::start().await;
-    rx.script([Answer::status(500), Answer::status(500), Answer::status(500)]);
+    rx.script([
+        Answer::status(500),
+        Answer::status(500),
+        Answer::status(500),
+    ]);
     // Harness circuit: opens after 3 consecutive failures, for 500ms.
     let h = harness(&sub_yaml(
         &rx.url("/"),
@@ -86,15 +98,24 @@ async fn circuit_opens_then_probe_recovers() {
     rx.wait_for(3, T).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let m = h.metrics();
-    assert!(m.contains(r#"hookyard_circuit_open{target="subscription/s"} 1"#), "{m}");
+    assert!(
+        m.contains(r#"hookyard_circuit_open{target="subscription/s"} 1"#),
+        "{m}"
+    );
     let rec = h.wait_state(&ids[0], DeliveryState::Succeeded, T).await;
     let got = rx.received();
     assert_eq!(got.len(), 4);
-    assert!(got[3].at - got[2].at >= Duration::from_millis(400), "held while open");
+    assert!(
+        got[3].at - got[2].at >= Duration::from_millis(400),
+        "held while open"
+    );
     // Waiting on the open circuit used no attempt: 3 failures + the probe.
     assert_eq!(rec.attempts.len(), 4);
     let m = h.metrics();
-    assert!(m.contains(r#"hookyard_circuit_open{target="subscription/s"} 0"#), "{m}");
+    assert!(
+        m.contains(r#"hookyard_circuit_open{target="subscription/s"} 0"#),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -108,7 +129,11 @@ async fn paused_holds_until_unpaused() {
     assert_eq!(rec.state, DeliveryState::Pending);
     assert!(rec.attempts.is_empty());
     // Reload without `paused`: the held job goes out.
-    let cfg = load(h.dir.path(), &sub_yaml(&rx.url("/"), ""), &Default::default());
+    let cfg = load(
+        h.dir.path(),
+        &sub_yaml(&rx.url("/"), ""),
+        &Default::default(),
+    );
     h.app.set_config(cfg);
     h.wait_state(&ids[0], DeliveryState::Succeeded, T).await;
     assert_eq!(rx.received().len(), 1);
@@ -154,7 +179,10 @@ async fn verification_handshake_gates_delivery() {
     {
         let seen = echo.seen.lock().unwrap();
         assert!(seen.len() >= 2, "handshake retried: {seen:?}");
-        assert!(seen.iter().all(|v| v["type"] == "webhook.verification"), "{seen:?}");
+        assert!(
+            seen.iter().all(|v| v["type"] == "webhook.verification"),
+            "{seen:?}"
+        );
     }
     let state = h.app.queue().state("verify:s").await.unwrap().unwrap();
     assert_eq!(state["state"], "pending_verification");

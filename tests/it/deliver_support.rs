@@ -2,6 +2,7 @@
 //! embedded queue in a temp dir) with the worker pool running, and jobs
 //! enqueued directly (no router needed).
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
@@ -142,7 +143,12 @@ impl Harness {
     }
 
     /// Wait until the delivery reaches `state`.
-    pub async fn wait_state(&self, id: &str, state: DeliveryState, timeout: Duration) -> DeliveryRecord {
+    pub async fn wait_state(
+        &self,
+        id: &str,
+        state: DeliveryState,
+        timeout: Duration,
+    ) -> DeliveryRecord {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let rec = self.app.queue().delivery(id).await.unwrap();
