@@ -215,3 +215,56 @@ async fn api_subscription_to_loopback_is_refused_by_egress() {
     assert_eq!(rec.reason.as_deref(), Some("egress_denied"));
     assert!(rx.received().is_empty());
 }
+
+#[tokio::test]
+async fn lease_is_renewed_while_a_slow_request_is_in_flight() {
+    let rx = Receiver::start().await;
+    rx.script([Answer {
+        delay: Duration::from_millis(1500),
+        ..Answer::status(200)
+    }]);
+    // A 300ms lease: without renewal the job would be reclaimed and sent
+    // again while the first request is still waiting for its answer.
+    let h = harness(&format!(
+        "queue: {{ backend: embedded, path: ./unused, lease: 300ms }}\n{}",
+        sub_yaml(&rx.url("/"), "")
+    ))
+    .await;
+    let ids = h.ingest(&event("a", json!({})), vec![sub("s")]).await;
+    h.wait_state(&ids[0], DeliveryState::Succeeded, T).await;
+    // Past the slow answer (the receiver records a request when it answers).
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    assert_eq!(rx.received().len(), 1, "delivered once");
+    let rec = h.app.queue().delivery(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(rec.attempts.len(), 1);
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_deliveries() {
+    let rx = Receiver::start().await;
+    rx.script([Answer {
+        delay: Duration::from_millis(700),
+        ..Answer::status(200)
+    }]);
+    let h = harness(&sub_yaml(&rx.url("/"), "")).await;
+    let ids = h.ingest(&event("a", json!({})), vec![sub("s")]).await;
+    // Wait until the request is in flight, then stop the workers.
+    let deadline = Instant::now() + T;
+    while h.app.queue().stats().await.unwrap().in_flight == 0 {
+        assert!(Instant::now() < deadline, "never leased");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    h.stop.cancel();
+    h.tracker.close();
+    tokio::time::timeout(Duration::from_secs(5), h.tracker.wait())
+        .await
+        .expect("workers stop after finishing what they hold");
+    let rec = h.app.queue().delivery(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(rec.state, DeliveryState::Succeeded);
+    // Stopped: a new job is not leased.
+    let later = h.ingest(&event("a", json!({})), vec![sub("s")]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rec = h.app.queue().delivery(&later[0]).await.unwrap().unwrap();
+    assert_eq!(rec.state, DeliveryState::Pending);
+    assert_eq!(rx.received().len(), 1);
+}
