@@ -444,3 +444,31 @@ workflows:
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn fifo_target_holds_the_line_behind_a_failing_head() {
+    let rx = Receiver::start().await;
+    rx.script([Answer::status(500), Answer::status(500)]);
+    let h = harness(&sub_yaml(
+        &rx.url("/"),
+        "    ordering: fifo\n    retry: { schedule: [150ms, 150ms, 150ms] }\n",
+    ))
+    .await;
+    let mut ids = vec![];
+    for n in 0..3 {
+        ids.extend(
+            h.ingest_ordered(&event("a", json!({"n": n})), vec![sub("s")], true)
+                .await,
+        );
+    }
+    for id in &ids {
+        h.wait_state(id, DeliveryState::Succeeded, T).await;
+    }
+    let order: Vec<i64> = rx
+        .received()
+        .iter()
+        .map(|r| r.json()["data"]["n"].as_i64().unwrap())
+        .collect();
+    // The head failed twice and was retried before the others went out.
+    assert_eq!(order, vec![0, 0, 0, 1, 2]);
+}

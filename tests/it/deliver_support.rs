@@ -126,14 +126,25 @@ pub fn step(workflow: &str, action: &str) -> Target {
 impl Harness {
     /// Ingest `event` with one job per target; returns the delivery ids.
     pub async fn ingest(&self, event: &Event, targets: Vec<Target>) -> Vec<String> {
+        self.ingest_ordered(event, targets, false).await
+    }
+
+    /// As [`Harness::ingest`]; `fifo` sets each job's ordering key to its
+    /// target label, as the router does for `ordering: fifo` targets.
+    pub async fn ingest_ordered(
+        &self,
+        event: &Event,
+        targets: Vec<Target>,
+        fifo: bool,
+    ) -> Vec<String> {
         let jobs: Vec<NewJob> = targets
             .into_iter()
             .map(|target| NewJob {
                 delivery_id: ulid::Ulid::new().to_string(),
                 event_id: event.id.clone(),
+                ordering_key: fifo.then(|| target.label()),
                 target,
                 steps: BTreeMap::new(),
-                ordering_key: None,
                 not_before: None,
             })
             .collect();
