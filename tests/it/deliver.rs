@@ -472,3 +472,38 @@ async fn fifo_target_holds_the_line_behind_a_failing_head() {
     // The head failed twice and was retried before the others went out.
     assert_eq!(order, vec![0, 0, 0, 1, 2]);
 }
+
+#[tokio::test]
+async fn redis_backend_retries_and_succeeds() {
+    if !crate::support::redis_available() {
+        return;
+    }
+    let prefix = format!("hy-deliver-test-{}", ulid::Ulid::new());
+    let rx = Receiver::start().await;
+    rx.script([Answer::status(503)]);
+    let h = crate::deliver_support::harness_redis(
+        &sub_yaml(&rx.url("/"), "    retry: { schedule: [100ms] }\n"),
+        &prefix,
+    )
+    .await;
+    let ids = h.ingest(&event("a", json!({"r": 1})), vec![sub("s")]).await;
+    let rec = h.wait_state(&ids[0], DeliveryState::Succeeded, T).await;
+    assert_eq!(rec.attempts.len(), 2);
+    assert_eq!(rx.received()[1].json()["data"], json!({"r": 1}));
+    h.stop.cancel();
+    // Remove this test's keys.
+    let client = redis::Client::open("redis://127.0.0.1:6379/0").unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+}

@@ -52,20 +52,32 @@ pub fn load(dir: &std::path::Path, yaml: &str, env: &HashMap<String, String>) ->
 /// Start the workers on `yaml` (with `env` for secrets), circuit breaker
 /// opening after 3 failures for 500ms.
 pub async fn harness_env(yaml: &str, env: HashMap<String, String>) -> Harness {
+    harness_on(yaml, env, None).await
+}
+
+/// As [`harness`], on Redis at 127.0.0.1:6379 under `prefix`.
+pub async fn harness_redis(yaml: &str, prefix: &str) -> Harness {
+    harness_on(yaml, HashMap::new(), Some(prefix)).await
+}
+
+async fn harness_on(yaml: &str, env: HashMap<String, String>, redis: Option<&str>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let cfg = load(dir.path(), yaml, &env);
-    let queue = Queue::open_embedded(
-        &dir.path().join("data"),
-        StoreSettings {
-            lease: cfg.queue.lease,
-            history_retention: Duration::from_secs(3600),
-            history_max_events: 10_000,
-            idempotency_window: Duration::from_secs(3600),
-            consumer_name: "test".into(),
-        },
-    )
-    .await
-    .unwrap();
+    let settings = StoreSettings {
+        lease: cfg.queue.lease,
+        history_retention: Duration::from_secs(3600),
+        history_max_events: 10_000,
+        idempotency_window: Duration::from_secs(3600),
+        consumer_name: "test".into(),
+    };
+    let queue = match redis {
+        Some(prefix) => Queue::open_redis("redis://127.0.0.1:6379/0", prefix, settings)
+            .await
+            .unwrap(),
+        None => Queue::open_embedded(&dir.path().join("data"), settings)
+            .await
+            .unwrap(),
+    };
     let sender = hookyard::daemon::sender_for(&cfg).unwrap();
     let app = App::new(
         cfg,
