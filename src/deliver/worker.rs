@@ -39,8 +39,9 @@ use crate::queue::{DeliveryState, LeasedJob, QueueError, Target};
 
 /// How long one `lease` call waits for work when the queue is empty.
 const LEASE_WAIT: Duration = Duration::from_millis(500);
-/// How soon a paused target's jobs are looked at again.
-const PAUSED_RECHECK: Duration = Duration::from_secs(2);
+/// How soon a paused target's jobs are looked at again (each look
+/// rewrites the job, so not too often: a paused backlog is polled).
+const PAUSED_RECHECK: Duration = Duration::from_secs(5);
 /// How soon a job held back by `max_in_flight` is tried again.
 const IN_FLIGHT_RECHECK: Duration = Duration::from_millis(50);
 /// Longest single wait of an orphaned job before it is looked at again.
@@ -214,7 +215,10 @@ impl Worker {
         } else {
             match self.limits.in_flight(&label, opts.max_in_flight) {
                 InFlight::Full => {
-                    return queue.defer(job, later(now, IN_FLIGHT_RECHECK), None).await;
+                    // Jitter spreads the waiting jobs' returns.
+                    let wait =
+                        IN_FLIGHT_RECHECK + Duration::from_millis(rand::random_range(0..100));
+                    return queue.defer(job, later(now, wait), None).await;
                 }
                 slot => Some(slot),
             }
