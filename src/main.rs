@@ -1,4 +1,4 @@
-//! The `hookyard` command line: run | validate | schema.
+//! The `hookyard` command line: run | validate | schema | render.
 //!
 //! `validate` and `run` use the same loader, so what validates is what runs.
 //! Exit codes: 0 ok, 1 invalid config, 2 usage or runtime failure.
@@ -49,6 +49,31 @@ enum Command {
     },
     /// Print the JSON Schema of the config format.
     Schema,
+    /// Show what an event would do: the mapped event, the workflows and
+    /// subscriptions it matches, and each HTTP request that would be sent.
+    /// Sends nothing.
+    Render {
+        /// Config file or directory.
+        #[arg(
+            short = 'c',
+            long = "config",
+            env = "HOOKYARD_CONFIG",
+            default_value = "./hookyard.yaml"
+        )]
+        config: PathBuf,
+        /// Trigger the request would arrive on (with --body).
+        #[arg(long, requires = "body", conflicts_with = "event")]
+        trigger: Option<String>,
+        /// Request body file for --trigger.
+        #[arg(long)]
+        body: Option<PathBuf>,
+        /// Request header for --trigger, `Name: value` (repeatable).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// An event as JSON: {"type", "data", "id"?, "timestamp"?, "source"?}.
+        #[arg(long, required_unless_present = "trigger")]
+        event: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -65,6 +90,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Validate { config, no_env } => validate(&config, no_env),
+        Command::Render {
+            config,
+            trigger,
+            event,
+            ..
+        } => render(&config, trigger.as_deref(), event.as_deref()),
         Command::Run { config, log_format } => match run(&config, log_format) {
             Ok(code) => code,
             Err(e) => {
@@ -98,6 +129,53 @@ fn validate(path: &std::path::Path, no_env: bool) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn render(
+    path: &std::path::Path,
+    trigger: Option<&str>,
+    event: Option<&std::path::Path>,
+) -> ExitCode {
+    let cfg = match config::load(path, LoadOptions::default()) {
+        Ok(c) => c,
+        Err(errs) => {
+            println!("{errs}");
+            return ExitCode::from(1);
+        }
+    };
+    if trigger.is_some() {
+        eprintln!(
+            "hookyard render: --trigger is not yet supported (it needs the trigger mapping code); \
+             write the mapped event to a file and use --event FILE"
+        );
+        return ExitCode::from(2);
+    }
+    let Some(event_path) = event else {
+        eprintln!("hookyard render: give --event FILE");
+        return ExitCode::from(2);
+    };
+    let text = match std::fs::read_to_string(event_path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("hookyard render: cannot read {}: {e}", event_path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let file: hookyard::deliver::preview::EventFile = match serde_json::from_str(&text) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!(
+                "hookyard render: {} is not an event ({{\"type\", \"data\", ...}}): {e}",
+                event_path.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    print!(
+        "{}",
+        hookyard::deliver::preview::preview(&cfg, &file.into_event(), None)
+    );
+    ExitCode::SUCCESS
 }
 
 fn init_logs(format: LogFormat) {

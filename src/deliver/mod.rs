@@ -1,6 +1,21 @@
-//! Outbound delivery: signing, sending, retry policy.
+//! Outbound delivery (SPEC §5): from a leased job to a recorded attempt.
+//!
+//! - `worker`: the pool that leases jobs and runs each delivery.
+//! - `target`: a job's target resolved in the current config, its options.
+//! - `render`: template context and the rendered request (pure).
+//! - `limits`: per-target max_in_flight, rate limit, circuit breaker.
+//! - `handshake`: the subscription verification handshake.
+//! - `attempt`: attempt records, outcomes and dead-letter reasons (pure).
+//! - `sign`, `retry`, `send`: signing, retry policy, the HTTP edge.
+//! - `preview`: `hookyard render` (what an event would send).
 
+pub mod attempt;
+pub mod handshake;
+pub mod limits;
+pub mod preview;
+pub mod render;
 pub mod retry;
 pub mod send;
 pub mod sign;
+pub mod target;
 pub mod worker;

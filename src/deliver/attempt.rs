@@ -1,0 +1,189 @@
+//! One attempt's record and verdict: the history entry of SPEC §8, the
+//! retry outcome of a response or send error, and the dead-letter reason
+//! codes (`http_404`, `attempts_exhausted`, `egress_denied`, …).
+//! Pure functions.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde_json::{Map, Value, json};
+
+use crate::deliver::retry::{Outcome, TransportError};
+use crate::deliver::send::{Response, SendError, redact_headers};
+use crate::queue::{Attempt, StepResponse};
+
+/// Headers as a JSON object; repeated names are joined with `, `.
+pub fn headers_json(headers: &[(String, String)]) -> Value {
+    let mut map = Map::new();
+    for (k, v) in headers {
+        match map.get_mut(k) {
+            Some(Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(v);
+            }
+            _ => {
+                map.insert(k.clone(), Value::String(v.clone()));
+            }
+        }
+    }
+    Value::Object(map)
+}
+
+/// `request` of an attempt: `{method, url, headers}` with credential
+/// headers and secret values redacted (plus `body` in test mode, where
+/// the rendered request is all there is to see).
+pub fn request_json(
+    method: &reqwest::Method,
+    url_display: &str,
+    headers: &[(String, String)],
+    secrets: &[&[u8]],
+    body: Option<&[u8]>,
+) -> Value {
+    let mut v = json!({
+        "method": method.as_str(),
+        "url": super::render::redact_text(url_display, secrets),
+        "headers": headers_json(&redact_headers(headers, secrets)),
+    });
+    if let (Some(body), Value::Object(map)) = (body, &mut v) {
+        let text = String::from_utf8_lossy(body);
+        map.insert(
+            "body".into(),
+            Value::String(super::render::redact_text(&text, secrets)),
+        );
+    }
+    v
+}
+
+/// `response` of an attempt: `{status, headers, body}` (body as text, at
+/// most `history.response_body_limit` bytes, already cut by the sender).
+pub fn response_json(r: &Response) -> Value {
+    json!({
+        "status": r.status,
+        "headers": headers_json(&r.headers),
+        "body": String::from_utf8_lossy(&r.body),
+    })
+}
+
+/// Assemble an attempt record.
+pub fn record(
+    number: u32,
+    at: Timestamp,
+    request: Value,
+    response: Option<&Response>,
+    duration_ms: u64,
+    error: Option<String>,
+) -> Attempt {
+    Attempt {
+        attempt: number,
+        at,
+        request,
+        response: response.map(response_json),
+        duration_ms,
+        error,
+    }
+}
+
+/// The retry outcome of a send error.
+pub fn transport_outcome(e: &SendError) -> Outcome {
+    Outcome::from_transport(match e {
+        SendError::Connect(_) => TransportError::Connect,
+        SendError::Timeout(_) => TransportError::Timeout,
+        SendError::Egress(_) => TransportError::EgressDenied,
+        SendError::InvalidRequest(_) => TransportError::InvalidRequest,
+        SendError::Other(_) => TransportError::Interrupted,
+    })
+}
+
+/// The dead-letter reason code for a permanent failure.
+pub fn permanent_reason(result: &Result<Response, SendError>) -> String {
+    match result {
+        Ok(r) => format!("http_{}", r.status),
+        Err(SendError::Egress(_)) => "egress_denied".to_owned(),
+        Err(SendError::InvalidRequest(_)) => "invalid_request".to_owned(),
+        Err(_) => "send_failed".to_owned(),
+    }
+}
+
+/// A step's response as later steps see it: lower-case header names,
+/// the body parsed as JSON when it says it is JSON (else text).
+pub fn step_response(r: &Response) -> StepResponse {
+    let mut headers = BTreeMap::new();
+    for (k, v) in &r.headers {
+        headers.insert(k.to_ascii_lowercase(), v.clone());
+    }
+    let is_json = headers
+        .get("content-type")
+        .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    let body = if is_json && !r.body_truncated {
+        serde_json::from_slice(&r.body).unwrap_or(Value::String(text))
+    } else {
+        Value::String(text)
+    };
+    StepResponse {
+        status: r.status,
+        headers,
+        body,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn resp(ct: &str, body: &str) -> Response {
+        Response {
+            status: 201,
+            headers: vec![("Content-Type".into(), ct.into())],
+            body: Bytes::from(body.to_owned()),
+            body_truncated: false,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn step_response_parses_json_bodies() {
+        let s = step_response(&resp("application/json; charset=utf-8", r#"{"id":7}"#));
+        assert_eq!(s.body, json!({"id": 7}));
+        assert_eq!(s.headers["content-type"], "application/json; charset=utf-8");
+        let s = step_response(&resp("text/plain", r#"{"id":7}"#));
+        assert_eq!(s.body, json!(r#"{"id":7}"#));
+    }
+
+    #[test]
+    fn request_record_redacts() {
+        let headers = vec![
+            ("Authorization".to_owned(), "Bearer t".to_owned()),
+            ("X-Key".to_owned(), "k-sekrit".to_owned()),
+            ("X-A".to_owned(), "1".to_owned()),
+            ("X-A".to_owned(), "2".to_owned()),
+        ];
+        let v = request_json(
+            &reqwest::Method::POST,
+            "https://h/sekrit/x",
+            &headers,
+            &[b"sekrit"],
+            None,
+        );
+        assert_eq!(
+            v,
+            json!({"method": "POST", "url": "https://h/[redacted]/x",
+                "headers": {"Authorization": "[redacted]", "X-Key": "[redacted]", "X-A": "1, 2"}})
+        );
+    }
+
+    #[test]
+    fn reasons() {
+        assert_eq!(permanent_reason(&Ok(resp("x", ""))), "http_201");
+        assert_eq!(
+            permanent_reason(&Err(SendError::Connect("x".into()))),
+            "send_failed"
+        );
+        assert!(matches!(
+            transport_outcome(&SendError::Timeout(std::time::Duration::from_secs(1))),
+            Outcome::Retryable(_)
+        ));
+    }
+}

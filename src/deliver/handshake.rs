@@ -1,0 +1,206 @@
+//! Subscription verification handshake (`verify: true`, SPEC §4).
+//!
+//! Before the first delivery to such a subscription the worker POSTs
+//! `{"type":"webhook.verification","data":{"confirmation_token":"<random>"}}`,
+//! signed like a delivery. A 2xx whose body contains the token (plain text
+//! or `{"confirmation_token": "..."}`) verifies the subscription; anything
+//! else is retried on the subscription's retry schedule (after the last
+//! step, every last-step interval: deliveries keep waiting, never lost).
+//!
+//! State lives in the queue backend under `verify:<subscription id>` so it
+//! survives restarts and is shared by replicas:
+//! `{"state": "pending_verification" | "verified", "attempts": n,
+//!   "next_at": RFC 3339, "last_error": "..."}`. `GET /v1/webhooks/{id}`
+//! reads it from there. While pending, the worker defers the
+//! subscription's jobs (no attempt used).
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use crate::app::App;
+use crate::config::{Config, Subscription, TargetUrl};
+use crate::deliver::send::{OutboundRequest, Trust};
+use crate::deliver::sign;
+use crate::queue::QueueError;
+
+/// The state key of a subscription.
+pub fn state_key(subscription_id: &str) -> String {
+    format!("verify:{subscription_id}")
+}
+
+/// Whether deliveries to a subscription may go now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    Open,
+    /// Pending verification: try again at this time.
+    Wait(Timestamp),
+}
+
+/// Handshake bookkeeping of one replica.
+#[derive(Default)]
+pub struct Handshakes {
+    /// Subscriptions seen verified (saves a read per delivery).
+    verified: Mutex<HashSet<String>>,
+    /// Subscriptions with a handshake in flight on this replica.
+    busy: Mutex<HashSet<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+fn later(now: Timestamp, d: Duration) -> Timestamp {
+    now.checked_add(jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX))
+        .unwrap_or(now)
+}
+
+/// Did the endpoint echo the token?
+pub fn confirms(status: u16, body: &[u8], token: &str) -> bool {
+    (200..300).contains(&status) && String::from_utf8_lossy(body).contains(token)
+}
+
+impl Handshakes {
+    /// Check (and if due, run) the handshake of `sub`.
+    pub async fn gate(
+        &self,
+        app: &App,
+        config: &Config,
+        sub: &Subscription,
+    ) -> Result<Gate, QueueError> {
+        if lock(&self.verified).contains(&sub.id) {
+            return Ok(Gate::Open);
+        }
+        let key = state_key(&sub.id);
+        let state = app.queue().state(&key).await?.unwrap_or(Value::Null);
+        if state["state"] == "verified" {
+            lock(&self.verified).insert(sub.id.clone());
+            return Ok(Gate::Open);
+        }
+        let now = Timestamp::now();
+        if let Some(next) = state["next_at"].as_str().and_then(|s| s.parse().ok()) {
+            if next > now {
+                return Ok(Gate::Wait(next));
+            }
+        }
+        if !lock(&self.busy).insert(sub.id.clone()) {
+            return Ok(Gate::Wait(later(now, Duration::from_millis(500))));
+        }
+        let result = self.run(app, config, sub, &state).await;
+        lock(&self.busy).remove(&sub.id);
+        let (verified, error) = match result {
+            Ok(()) => (true, None),
+            Err(e) => (false, Some(e)),
+        };
+        let attempts = state["attempts"].as_u64().unwrap_or(0) + 1;
+        if verified {
+            app.queue()
+                .put_state(
+                    &key,
+                    &json!({"state": "verified", "attempts": attempts, "verified_at": now.to_string()}),
+                )
+                .await?;
+            lock(&self.verified).insert(sub.id.clone());
+            tracing::info!(subscription = %sub.id, "subscription verified");
+            return Ok(Gate::Open);
+        }
+        let schedule = &sub.delivery.retry.schedule;
+        let index = usize::try_from(attempts.saturating_sub(1)).unwrap_or(usize::MAX);
+        let wait = schedule
+            .get(index)
+            .or(schedule.last())
+            .copied()
+            .unwrap_or(Duration::from_secs(60));
+        let next = later(Timestamp::now(), wait);
+        let error = error.unwrap_or_default();
+        tracing::warn!(subscription = %sub.id, attempts, "verification handshake failed: {error}");
+        app.queue()
+            .put_state(
+                &key,
+                &json!({"state": "pending_verification", "attempts": attempts,
+                        "next_at": next.to_string(), "last_error": error}),
+            )
+            .await?;
+        Ok(Gate::Wait(next))
+    }
+
+    /// One handshake request; `Err` says why it did not verify.
+    async fn run(
+        &self,
+        app: &App,
+        config: &Config,
+        sub: &Subscription,
+        state: &Value,
+    ) -> Result<(), String> {
+        let token = ulid::Ulid::new().to_string().to_ascii_lowercase();
+        let id = format!("verify_{}", ulid::Ulid::new());
+        let body = Bytes::from(
+            json!({"type": "webhook.verification", "data": {"confirmation_token": token}})
+                .to_string(),
+        );
+        let url = match &sub.url {
+            TargetUrl::Secret(s) => s.expose_str().unwrap_or_default().to_owned(),
+            // Merge tags need an event; a handshake has none, so they
+            // render with an empty context.
+            TargetUrl::Template { template, .. } => template
+                .render(&config.templates, minijinja::context! {})
+                .map_err(|e| e.to_string())?,
+        };
+        let url = url::Url::parse(&url).map_err(|e| format!("invalid URL: {e}"))?;
+        let attempt = u32::try_from(state["attempts"].as_u64().unwrap_or(0) + 1).unwrap_or(1);
+        let mut headers: Vec<(String, String)> =
+            sign::delivery_headers(&id, "webhook.verification", &id, attempt)
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+        headers.push(("Content-Type".into(), "application/json".into()));
+        if let Some(s) = &sub.delivery.signing {
+            let signed = sign::sign(&super::target::signing(s), &id, Timestamp::now(), &body)
+                .map_err(|e| e.to_string())?;
+            headers.extend(signed.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        }
+        let req = OutboundRequest {
+            method: reqwest::Method::POST,
+            url,
+            headers,
+            body,
+        };
+        let limit = usize::try_from(config.history.response_body_limit).unwrap_or(4096);
+        match app
+            .sender()
+            .send(req, Trust::Config, sub.delivery.timeout, limit)
+            .await
+        {
+            Ok(r) if confirms(r.status, &r.body, &token) => Ok(()),
+            Ok(r) => Err(format!(
+                "HTTP {} without the confirmation token in the body",
+                r.status
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confirmation_needs_2xx_and_token() {
+        assert!(confirms(200, b"tok123", "tok123"));
+        assert!(confirms(
+            204,
+            br#"{"confirmation_token":"tok123"}"#,
+            "tok123"
+        ));
+        assert!(!confirms(200, b"nope", "tok123"));
+        assert!(!confirms(500, b"tok123", "tok123"));
+    }
+}

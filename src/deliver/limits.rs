@@ -1,0 +1,258 @@
+//! Per-target limits of one replica (SPEC §5): `max_in_flight`,
+//! `rate_limit` (token bucket) and the circuit breaker. Each answers "go"
+//! or "wait this long"; the worker then defers the job, which uses up no
+//! attempt.
+//!
+//! All state is in memory, per replica. `rate_limit` is therefore per
+//! replica too: the cluster-wide limit on Redis that SPEC §5 describes is
+//! not implemented here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::Rate;
+
+/// Circuit breaker settings.
+#[derive(Debug, Clone, Copy)]
+pub struct CircuitSettings {
+    /// Consecutive failures that open the circuit.
+    pub threshold: u32,
+    /// How long it stays open before one probe is let through.
+    pub open_for: Duration,
+}
+
+impl Default for CircuitSettings {
+    fn default() -> Self {
+        CircuitSettings {
+            threshold: 5,
+            open_for: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Bucket {
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl Bucket {
+    /// Take a token at `now`, or say how long until one is there. Capacity
+    /// is `rate.count` (a full period's worth of burst).
+    fn take(&mut self, rate: Rate, now: Instant) -> Result<(), Duration> {
+        let capacity = f64::from(rate.count.max(1));
+        let per_sec = capacity / rate.per.as_secs_f64().max(1e-9);
+        self.tokens = match self.last {
+            None => capacity,
+            Some(last) => (self.tokens
+                + now.saturating_duration_since(last).as_secs_f64() * per_sec)
+                .min(capacity),
+        };
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / per_sec))
+        }
+    }
+}
+
+#[derive(Default)]
+struct Circuit {
+    failures: u32,
+    open_until: Option<Instant>,
+    probing: bool,
+}
+
+/// What a circuit transition means for the `hookyard_circuit_open` gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitChange {
+    Opened,
+    Closed,
+    Unchanged,
+}
+
+#[derive(Default)]
+struct TargetState {
+    in_flight: Option<(u32, Arc<Semaphore>)>,
+    bucket: Bucket,
+    circuit: Circuit,
+}
+
+/// Answer of [`Limits::in_flight`].
+#[derive(Debug)]
+pub enum InFlight {
+    /// The target sets no `max_in_flight`.
+    Unlimited,
+    /// A slot, freed when this drops.
+    Slot(OwnedSemaphorePermit),
+    /// Every slot is taken: wait.
+    Full,
+}
+
+/// Limits of every target, by `Target::label()`.
+#[derive(Default)]
+pub struct Limits {
+    settings: CircuitSettings,
+    targets: Mutex<HashMap<String, TargetState>>,
+}
+
+impl Limits {
+    pub fn new(settings: CircuitSettings) -> Limits {
+        Limits {
+            settings,
+            targets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn with<R>(&self, label: &str, f: impl FnOnce(&mut TargetState) -> R) -> R {
+        let mut map = match self.targets.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(map.entry(label.to_owned()).or_default())
+    }
+
+    /// A slot under `max_in_flight`, held until the permit drops.
+    pub fn in_flight(&self, label: &str, max: Option<u32>) -> InFlight {
+        let Some(max) = max else {
+            return InFlight::Unlimited;
+        };
+        let sem = self.with(label, |t| match &t.in_flight {
+            Some((m, s)) if *m == max => Arc::clone(s),
+            _ => {
+                // New target or the limit changed on reload: holders of the
+                // old semaphore finish under the old limit.
+                let s = Arc::new(Semaphore::new(max.max(1) as usize));
+                t.in_flight = Some((max, Arc::clone(&s)));
+                s
+            }
+        });
+        match sem.try_acquire_owned() {
+            Ok(p) => InFlight::Slot(p),
+            Err(_) => InFlight::Full,
+        }
+    }
+
+    /// Take a rate-limit token, or the wait until one is available.
+    pub fn rate(&self, label: &str, rate: Option<Rate>, now: Instant) -> Result<(), Duration> {
+        match rate {
+            None => Ok(()),
+            Some(rate) => self.with(label, |t| t.bucket.take(rate, now)),
+        }
+    }
+
+    /// Whether the circuit lets a request through now: closed, or open
+    /// long enough that this request becomes the one probe.
+    pub fn circuit_allows(&self, label: &str, now: Instant) -> Result<(), Duration> {
+        self.with(label, |t| {
+            let c = &mut t.circuit;
+            match c.open_until {
+                None => Ok(()),
+                Some(until) if now < until => Err(until - now),
+                Some(_) if c.probing => Err(Duration::from_millis(500)),
+                Some(_) => {
+                    c.probing = true;
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    /// Record the end of a request: `failed` is a connection error,
+    /// timeout or retryable status.
+    pub fn record(&self, label: &str, failed: bool, now: Instant) -> CircuitChange {
+        let settings = self.settings;
+        self.with(label, |t| {
+            let c = &mut t.circuit;
+            if !failed {
+                let was_open = c.open_until.is_some();
+                *c = Circuit::default();
+                return if was_open {
+                    CircuitChange::Closed
+                } else {
+                    CircuitChange::Unchanged
+                };
+            }
+            c.failures = c.failures.saturating_add(1);
+            if c.probing || (c.open_until.is_none() && c.failures >= settings.threshold) {
+                let was_open = c.open_until.is_some();
+                c.probing = false;
+                c.open_until = Some(now + settings.open_for);
+                if was_open {
+                    CircuitChange::Unchanged
+                } else {
+                    CircuitChange::Opened
+                }
+            } else {
+                CircuitChange::Unchanged
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_bursts_then_spaces() {
+        let l = Limits::default();
+        let rate = Rate {
+            count: 2,
+            per: Duration::from_secs(1),
+        };
+        let t0 = Instant::now();
+        assert!(l.rate("t", Some(rate), t0).is_ok());
+        assert!(l.rate("t", Some(rate), t0).is_ok());
+        let wait = l.rate("t", Some(rate), t0).unwrap_err();
+        assert!((wait.as_millis() as i64 - 500).abs() <= 1, "{wait:?}");
+        assert!(
+            l.rate("t", Some(rate), t0 + Duration::from_millis(500))
+                .is_ok()
+        );
+        assert!(l.rate("other", Some(rate), t0).is_ok());
+        assert!(l.rate("t", None, t0).is_ok());
+    }
+
+    #[test]
+    fn in_flight_slots() {
+        let l = Limits::default();
+        let a = l.in_flight("t", Some(2));
+        let _b = l.in_flight("t", Some(2));
+        assert!(matches!(a, InFlight::Slot(_)));
+        assert!(matches!(l.in_flight("t", Some(2)), InFlight::Full));
+        drop(a);
+        assert!(matches!(l.in_flight("t", Some(2)), InFlight::Slot(_)));
+        assert!(matches!(l.in_flight("t", None), InFlight::Unlimited));
+    }
+
+    #[test]
+    fn circuit_opens_probes_and_closes() {
+        let l = Limits::new(CircuitSettings {
+            threshold: 3,
+            open_for: Duration::from_secs(10),
+        });
+        let t0 = Instant::now();
+        assert_eq!(l.record("t", true, t0), CircuitChange::Unchanged);
+        assert_eq!(l.record("t", true, t0), CircuitChange::Unchanged);
+        assert_eq!(l.record("t", true, t0), CircuitChange::Opened);
+        assert_eq!(l.circuit_allows("t", t0), Err(Duration::from_secs(10)));
+        let later = t0 + Duration::from_secs(10);
+        assert!(l.circuit_allows("t", later).is_ok(), "the probe");
+        assert!(l.circuit_allows("t", later).is_err(), "one probe only");
+        // A failed probe reopens for another period.
+        assert_eq!(l.record("t", true, later), CircuitChange::Unchanged);
+        assert!(l.circuit_allows("t", later).is_err());
+        let later2 = later + Duration::from_secs(10);
+        assert!(l.circuit_allows("t", later2).is_ok());
+        assert_eq!(l.record("t", false, later2), CircuitChange::Closed);
+        assert!(l.circuit_allows("t", later2).is_ok());
+        // A success resets the failure count.
+        assert_eq!(l.record("t", true, later2), CircuitChange::Unchanged);
+    }
+}

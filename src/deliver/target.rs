@@ -1,0 +1,158 @@
+//! Resolving a job's target in the CURRENT config (SPEC §7: queued jobs
+//! name targets by id and render with the config current at delivery
+//! time), and the delivery options that apply to it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{
+    self, Action, Config, Ordering, Rate, SigningScheme, Subscription, Workflow, WorkflowMode,
+};
+use crate::deliver::retry::RetryPolicy;
+use crate::deliver::send::Trust;
+use crate::deliver::sign::{self, Scheme};
+use crate::queue::{NewJob, StepResponse, Target};
+use crate::webhooks::ApiSubscription;
+
+/// What a job delivers to, as the current config defines it.
+#[derive(Clone)]
+pub enum Resolved {
+    /// Step `index` of `workflow`, running `action`.
+    Step {
+        workflow: Arc<Workflow>,
+        index: usize,
+        action: Arc<Action>,
+    },
+    /// A YAML subscription.
+    Subscription(Arc<Subscription>),
+    /// A subscription created through the API (untrusted).
+    Api(Arc<ApiSubscription>),
+}
+
+/// Delivery options with the defaults of targets that have none (API
+/// subscriptions: 30s timeout, the default retry schedule, Standard
+/// Webhooks signing with their own secrets).
+pub struct Opts {
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+    pub signing: Option<sign::Signing>,
+    pub rate_limit: Option<Rate>,
+    pub max_in_flight: Option<u32>,
+    pub paused: bool,
+    pub trust: Trust,
+}
+
+/// Compile a config `signing:` block into the signer's form.
+pub fn signing(s: &config::Signing) -> sign::Signing {
+    sign::Signing {
+        scheme: match s.scheme {
+            SigningScheme::HmacSha256 => Scheme::HmacSha256,
+            SigningScheme::StandardWebhooks => Scheme::StandardWebhooks,
+        },
+        secrets: s.secrets.iter().map(|x| x.expose().to_vec()).collect(),
+    }
+}
+
+fn from_options(d: &config::DeliveryOptions) -> Opts {
+    Opts {
+        timeout: d.timeout,
+        retry: RetryPolicy {
+            schedule: d.retry.schedule.clone(),
+            max_retry_after: d.retry.max_retry_after,
+        },
+        signing: d.signing.as_ref().map(signing),
+        rate_limit: d.rate_limit,
+        max_in_flight: d.max_in_flight,
+        paused: d.paused,
+        trust: Trust::Config,
+    }
+}
+
+impl Resolved {
+    pub fn opts(&self) -> Opts {
+        match self {
+            Resolved::Step { action, .. } => from_options(&action.delivery),
+            Resolved::Subscription(s) => from_options(&s.delivery),
+            Resolved::Api(a) => Opts {
+                timeout: Duration::from_secs(30),
+                retry: RetryPolicy::default(),
+                signing: (!a.secrets.is_empty()).then(|| sign::Signing {
+                    scheme: Scheme::StandardWebhooks,
+                    secrets: a.secrets.iter().map(|s| s.as_bytes().to_vec()).collect(),
+                }),
+                rate_limit: None,
+                max_in_flight: None,
+                paused: false,
+                trust: Trust::Api,
+            },
+        }
+    }
+
+    /// A step of a `mode: test` workflow: render and record, send nothing.
+    pub fn test_mode(&self) -> bool {
+        matches!(self, Resolved::Step { workflow, .. } if workflow.mode == WorkflowMode::Test)
+    }
+}
+
+/// The job's target in `config`, or `None` when it no longer exists (a
+/// removed subscription, workflow or step, or a disabled workflow).
+pub fn resolve(config: &Config, api: &[Arc<ApiSubscription>], target: &Target) -> Option<Resolved> {
+    match target {
+        Target::Subscription { id } => {
+            if let Some(s) = config.subscription(id) {
+                return Some(Resolved::Subscription(Arc::clone(s)));
+            }
+            api.iter()
+                .find(|a| &a.id == id)
+                .map(|a| Resolved::Api(Arc::clone(a)))
+        }
+        Target::WorkflowStep {
+            workflow,
+            step,
+            action,
+        } => {
+            let wf = config.workflow(workflow)?;
+            if wf.mode == WorkflowMode::Disabled {
+                return None;
+            }
+            // Same index and action, else the action wherever it moved.
+            let index = match wf.steps.get(*step) {
+                Some(s) if &s.action.id == action => *step,
+                _ => wf.steps.iter().position(|s| &s.action.id == action)?,
+            };
+            Some(Resolved::Step {
+                workflow: Arc::clone(wf),
+                index,
+                action: Arc::clone(&wf.steps[index].action),
+            })
+        }
+    }
+}
+
+/// The job of the step after `index` in the workflow's current definition
+/// (`None` at the end of the chain), seeing `steps`.
+pub fn next_step(
+    config: &Config,
+    workflow_id: &str,
+    action_id: &str,
+    event_id: &str,
+    steps: BTreeMap<String, StepResponse>,
+) -> Option<NewJob> {
+    let wf = config.workflow(workflow_id)?;
+    let i = wf.steps.iter().position(|s| s.action.id == action_id)?;
+    let next = wf.steps.get(i + 1)?;
+    let target = Target::WorkflowStep {
+        workflow: wf.id.clone(),
+        step: i + 1,
+        action: next.action.id.clone(),
+    };
+    Some(NewJob {
+        delivery_id: ulid::Ulid::new().to_string(),
+        event_id: event_id.to_owned(),
+        ordering_key: (next.action.delivery.ordering == Ordering::Fifo).then(|| target.label()),
+        target,
+        steps,
+        not_before: None,
+    })
+}
