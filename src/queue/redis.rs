@@ -22,7 +22,7 @@
 //! - `<p>:delayed` — sorted set of delivery ids scored by due time (ms).
 //!   Retries, deferrals and future `not_before` jobs wait here; the lease
 //!   script moves due ones into the stream atomically. Due times use the
-//!   queue's clock ([`RedisQueue::set_clock`]), lease idle time is Redis'
+//!   queue's clock ([`RedisQueue::open_with_clock`]), lease idle time is Redis'
 //!   own real time.
 //! - `<p>:dead` — sorted set of dead-lettered delivery ids (score = when);
 //!   the reason is in the delivery record. `redrive` moves them back.
@@ -37,8 +37,11 @@
 //!   orphaned_since), `<p>:da:<delivery id>` (list of attempt JSON).
 //!   `<p>:events` and `<p>:deliveries` are sorted sets scored by a global
 //!   sequence (`<p>:seq`) for newest-first cursor pagination.
-//! - Idempotency: `<p>:idem:<scope>:<key>` = first event id, SET NX with PX
-//!   = the window, so keys expire on their own.
+//! - Idempotency: `<p>:idem:<scope>:<key>` = `<ingest ms>|<first event id>`,
+//!   SET NX GET with PX = the window. The window is judged on the queue's
+//!   clock (a key older than that is taken over); the TTL bounds memory in
+//!   real time. `<p>:idem` (sorted set key → ingest ms) lets `prune` drop
+//!   and count expired keys like the embedded backend does.
 //! - Counters: `<p>:pending` (hash target label → unfinished jobs),
 //!   `<p>:unfinished` (sorted set delivery id → enqueue ms, for the oldest
 //!   age), `<p>:counts` (FIFO jobs waiting behind their head).
@@ -71,7 +74,7 @@ mod lease;
 mod scripts;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -80,17 +83,12 @@ use redis::{FromRedisValue, RedisError, Script, Value};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Attempt, DeliveryState, Event, Ingested, LeasedJob, NewJob, QueueError, StoreSettings,
+    Attempt, Clock, DeliveryState, Event, IngestItem, Ingested, LeasedJob, NewJob, QueueError,
+    StoreSettings, system_clock,
 };
 use scripts::Scripts;
 
 type Result<T> = std::result::Result<T, QueueError>;
-
-/// One event of a batch: the event, its idempotency (scope, key), its jobs.
-pub type IngestItem = (Event, Option<(String, String)>, Vec<NewJob>);
-
-/// Where "now" comes from; replaceable in tests to move time without sleeping.
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
 /// A job as stored in its delivery record. Versioned so jobs queued by an
 /// older hookyard still decode after an upgrade.
@@ -116,7 +114,8 @@ struct Inner {
     prefix: String,
     settings: StoreSettings,
     scripts: Scripts,
-    clock: RwLock<Clock>,
+    /// Where "now" comes from (the system clock, or a test's).
+    clock: Clock,
     /// Times the stream/group were found missing (Redis restarted empty).
     resets: AtomicU64,
     /// XAUTOCLAIM cursor, so reclaim walks the whole pending list over time.
@@ -176,6 +175,18 @@ impl RedisQueue {
     /// Connect, load the scripts and make sure the stream and its consumer
     /// group exist. Fails with `Unavailable` when Redis cannot be reached.
     pub async fn open(url: &str, prefix: &str, settings: StoreSettings) -> Result<Self> {
+        Self::open_with_clock(url, prefix, settings, system_clock()).await
+    }
+
+    /// Like [`RedisQueue::open`] with a clock of the caller's (tests): due
+    /// times, ages and idempotency windows follow it. Lease expiry does not:
+    /// it is Redis' own idle time of the stream entry (see the header).
+    pub async fn open_with_clock(
+        url: &str,
+        prefix: &str,
+        settings: StoreSettings,
+        clock: Clock,
+    ) -> Result<Self> {
         let client = redis::Client::open(url).map_err(unavailable)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
@@ -192,7 +203,7 @@ impl RedisQueue {
                 prefix: prefix.trim_end_matches(':').to_string(),
                 settings,
                 scripts: Scripts::new(),
-                clock: RwLock::new(Arc::new(Timestamp::now)),
+                clock,
                 resets: AtomicU64::new(0),
                 reclaim_cursor: Mutex::new("0-0".to_string()),
                 last_reclaim: Mutex::new(None),
@@ -202,18 +213,8 @@ impl RedisQueue {
         Ok(queue)
     }
 
-    /// Replace the clock used for due times and ages (tests).
-    pub fn set_clock(&self, clock: Clock) {
-        if let Ok(mut c) = self.inner.clock.write() {
-            *c = clock;
-        }
-    }
-
     fn now(&self) -> Timestamp {
-        match self.inner.clock.read() {
-            Ok(c) => c(),
-            Err(_) => Timestamp::now(),
-        }
+        (self.inner.clock)()
     }
 
     fn key(&self, name: &str) -> String {

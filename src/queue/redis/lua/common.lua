@@ -14,6 +14,7 @@ local K_COUNTS = P .. ':counts'
 local K_EVENTS = P .. ':events'
 local K_DELIVERIES = P .. ':deliveries'
 local K_SEQ = P .. ':seq'
+local K_IDEM = P .. ':idem'
 local function k_delivery(did) return P .. ':d:' .. did end
 local function k_attempts(did) return P .. ':da:' .. did end
 local function k_event(eid) return P .. ':ev:' .. eid end

@@ -17,10 +17,21 @@ for _ = 1, tonumber(ARGV[4]) do
   i = i + 4
   local first = nil
   if idem ~= '' then
+    -- The key holds "<ingest ms>|<event id>". The window is judged on the
+    -- queue's clock (like the embedded backend); the real TTL only bounds
+    -- memory. A key older than the window on the clock is taken over.
     local k = P .. ':idem:' .. idem
-    if not redis.call('SET', k, eid, 'NX', 'PX', window) then
-      first = redis.call('GET', k)
+    local old = redis.call('SET', k, NOW .. '|' .. eid, 'NX', 'PX', window, 'GET')
+    if old then
+      local sep = string.find(old, '|', 1, true)
+      local at = sep and tonumber(string.sub(old, 1, sep - 1)) or 0
+      if sep and NOW - at < window then
+        first = string.sub(old, sep + 1)
+      else
+        redis.call('SET', k, NOW .. '|' .. eid, 'PX', window)
+      end
     end
+    if not first then redis.call('ZADD', K_IDEM, NOW, idem) end
   end
   if first then
     table.insert(out, 'dup')
