@@ -8,8 +8,10 @@
 //! several deployments (or tests) can share one Redis.
 //!
 //! - `<p>:ready` — a stream with consumer group `<p>:workers`. An entry
-//!   carries only a delivery id (`d`); the job itself lives in the delivery
-//!   record. Each process reads with its own consumer name
+//!   carries everything a worker needs: delivery id (`d`), the stored job
+//!   (`j`), attempts made (`n`), orphaned_since (`o`), so leasing reads no
+//!   other key (entries of older versions with only `d` are still read:
+//!   the job then comes from the delivery record). Each process reads with its own consumer name
 //!   (`StoreSettings::consumer_name`), so replicas spread the work and every
 //!   entry is held by one consumer at a time. A leased entry sits in the
 //!   group's pending list (PEL) until it is finished (XACK + XDEL).
@@ -31,7 +33,9 @@
 //!   Finishing the head (complete or dead letter) pops it and places the
 //!   next one; a redriven job is pushed at the back.
 //! - History: `<p>:ev:<id>` (hash: event JSON, ingest time, index seq,
-//!   count of unfinished jobs), `<p>:evd:<id>` (list of its delivery ids),
+//!   count of unfinished jobs, and `ds`: JSON list of the deliveries made at
+//!   ingestion), `<p>:evd:<id>` (list of deliveries added later: replays,
+//!   workflow steps),
 //!   `<p>:d:<delivery id>` (hash: event, target label, ordering key, due,
 //!   the job as a versioned [`StoredJob`], state, reason, attempts made,
 //!   orphaned_since), `<p>:da:<delivery id>` (list of attempt JSON).
@@ -40,8 +44,8 @@
 //! - Idempotency: `<p>:idem:<scope>:<key>` = `<ingest ms>|<first event id>`,
 //!   SET NX GET with PX = the window. The window is judged on the queue's
 //!   clock (a key older than that is taken over); the TTL bounds memory in
-//!   real time. `<p>:idem` (sorted set key → ingest ms) lets `prune` drop
-//!   and count expired keys like the embedded backend does.
+//!   real time. `<p>:idem` (list of `<ingest ms>|<key>` in ingest order)
+//!   lets `prune` drop and count expired keys like the embedded backend.
 //! - Counters: `<p>:pending` (hash target label → unfinished jobs),
 //!   `<p>:unfinished` (sorted set delivery id → enqueue ms, for the oldest
 //!   age), `<p>:counts` (FIFO jobs waiting behind their head).
@@ -55,9 +59,17 @@
 //! in one step. Scripts build key names from the prefix, so this backend
 //! needs a single Redis (not Cluster).
 //!
+//! Throughput: per job the scripts run only the commands that must be per
+//! job (idempotency SET, event and delivery HSETs, XADD, the lease check,
+//! XPENDING); sequence numbers, index ZADDs/ZREMs, counters and XACK/XDEL
+//! are written once per script call with variadic commands. `ingest_many`
+//! is one call per batch, `lease` one call per batch, and concurrent
+//! `complete`s of a process are finished together in one call
+//! (`redis/finish.rs`). BENCHMARKS.md has the figures.
+//!
 //! Memory stays bounded: `prune` drops history beyond `history.retention` /
 //! `history.max_events` (never an event with unfinished jobs), idempotency
-//! keys expire by TTL, finished stream entries are deleted.
+//! keys expire by TTL (and are pruned), finished stream entries are deleted.
 //!
 //! Redis restarted empty: the stream and group are gone. The next `lease`
 //! (NOGROUP) or `ingest` (stream missing) recreates them (XGROUP CREATE ...
@@ -69,6 +81,7 @@
 //! response timeout, from a small pool; everything else goes through a
 //! `ConnectionManager`, which reconnects by itself.
 
+mod finish;
 mod history;
 mod lease;
 mod scripts;
@@ -116,6 +129,8 @@ struct Inner {
     scripts: Scripts,
     /// Where "now" comes from (the system clock, or a test's).
     clock: Clock,
+    /// Completions, finished together by the task of `finish.rs`.
+    completions: tokio::sync::mpsc::UnboundedSender<finish::Item>,
     /// Times the stream/group were found missing (Redis restarted empty).
     resets: AtomicU64,
     /// XAUTOCLAIM cursor, so reclaim walks the whole pending list over time.
@@ -195,15 +210,25 @@ impl RedisQueue {
         let conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(unavailable)?;
+        let prefix = prefix.trim_end_matches(':').to_string();
+        let scripts = Scripts::new();
+        let completions = finish::spawn(finish::Finisher {
+            conn: conn.clone(),
+            script: scripts.complete.clone(),
+            prefix: prefix.clone(),
+            consumer: settings.consumer_name.clone(),
+            clock: clock.clone(),
+        });
         let queue = RedisQueue {
             inner: Arc::new(Inner {
                 client,
                 conn,
                 blocking: Mutex::new(Vec::new()),
-                prefix: prefix.trim_end_matches(':').to_string(),
+                prefix,
                 settings,
-                scripts: Scripts::new(),
+                scripts,
                 clock,
+                completions,
                 resets: AtomicU64::new(0),
                 reclaim_cursor: Mutex::new("0-0".to_string()),
                 last_reclaim: Mutex::new(None),
@@ -379,7 +404,8 @@ impl RedisQueue {
     }
 
     /// Finish as succeeded/test, record the attempt and enqueue `next`, in
-    /// one atomic step.
+    /// one atomic step. Concurrent calls are finished together (see
+    /// `redis/finish.rs`); each gets its own answer.
     pub async fn complete(
         &self,
         job: &LeasedJob,
@@ -387,15 +413,23 @@ impl RedisQueue {
         state: DeliveryState,
         next: Option<NewJob>,
     ) -> Result<()> {
-        let mut args = self.lease_args(job);
         let state = match state {
             DeliveryState::Pending => "pending",
             DeliveryState::Succeeded => "succeeded",
             DeliveryState::DeadLetter => "dead_letter",
             DeliveryState::Test => "test",
         };
-        args.push(state.to_string());
-        args.push(attempt_json(attempt.as_ref())?);
+        // The job's event, target and FIFO line come from the lease, so the
+        // script need not read the delivery record.
+        let mut args = vec![
+            job.lease.clone(),
+            job.job.delivery_id.clone(),
+            job.job.event_id.clone(),
+            job.job.target.label(),
+            job.job.ordering_key.clone().unwrap_or_default(),
+            state.to_string(),
+            attempt_json(attempt.as_ref())?,
+        ];
         match &next {
             Some(n) => {
                 args.push("1".into());
@@ -403,7 +437,13 @@ impl RedisQueue {
             }
             None => args.push("0".into()),
         }
-        self.finishing(&self.inner.scripts.complete, args).await
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let stopped = || QueueError::Unavailable("the Redis completion task stopped".into());
+        self.inner
+            .completions
+            .send(finish::Item { args, reply })
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     /// Record a failed attempt and run the job again at `at`.

@@ -151,10 +151,13 @@ impl RedisQueue {
 
     /// An event with its deliveries (in enqueue order).
     pub async fn event(&self, id: &str) -> Result<Option<(Event, Vec<DeliveryRecord>)>> {
-        let (json, ids): (Option<String>, Vec<String>) = redis::pipe()
+        let (json, first, later): (Option<String>, Option<String>, Vec<String>) = redis::pipe()
             .cmd("HGET")
             .arg(self.key(&format!("ev:{id}")))
             .arg("json")
+            .cmd("HGET")
+            .arg(self.key(&format!("ev:{id}")))
+            .arg("ds")
             .cmd("LRANGE")
             .arg(self.key(&format!("evd:{id}")))
             .arg(0)
@@ -164,6 +167,13 @@ impl RedisQueue {
             .map_err(unavailable)?;
         let Some(json) = json else { return Ok(None) };
         let event: Event = serde_json::from_str(&json).map_err(|e| corrupt("event", e))?;
+        // Deliveries made at ingestion are listed in the event hash, later
+        // ones (replays, workflow steps) in its list.
+        let mut ids: Vec<String> = match first {
+            Some(ds) => serde_json::from_str(&ds).map_err(|e| corrupt("event deliveries", e))?,
+            None => Vec::new(),
+        };
+        ids.extend(later);
         Ok(Some((event, self.records_of(ids).await?)))
     }
 
