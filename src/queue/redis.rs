@@ -64,8 +64,8 @@
 //! XPENDING); sequence numbers, index ZADDs/ZREMs, counters and XACK/XDEL
 //! are written once per script call with variadic commands. `ingest_many`
 //! is one call per batch, `lease` one call per batch, and concurrent
-//! `complete`s of a process are finished together in one call
-//! (`redis/finish.rs`). BENCHMARKS.md has the figures.
+//! `complete`s of a process are finished together in one call, and so are
+//! concurrent ingestions (`redis/batch.rs`). BENCHMARKS.md has the figures.
 //!
 //! Memory stays bounded: `prune` drops history beyond `history.retention` /
 //! `history.max_events` (never an event with unfinished jobs), idempotency
@@ -81,7 +81,7 @@
 //! response timeout, from a small pool; everything else goes through a
 //! `ConnectionManager`, which reconnects by itself.
 
-mod finish;
+mod batch;
 mod history;
 mod lease;
 mod scripts;
@@ -129,8 +129,10 @@ struct Inner {
     scripts: Scripts,
     /// Where "now" comes from (the system clock, or a test's).
     clock: Clock,
-    /// Completions, finished together by the task of `finish.rs`.
-    completions: tokio::sync::mpsc::UnboundedSender<finish::Item>,
+    /// Ingestions and completions, each run together by a task of
+    /// `batch.rs`.
+    ingests: tokio::sync::mpsc::UnboundedSender<batch::Call>,
+    completions: tokio::sync::mpsc::UnboundedSender<batch::Call>,
     /// Times the stream/group were found missing (Redis restarted empty).
     resets: AtomicU64,
     /// XAUTOCLAIM cursor, so reclaim walks the whole pending list over time.
@@ -212,13 +214,23 @@ impl RedisQueue {
             .map_err(unavailable)?;
         let prefix = prefix.trim_end_matches(':').to_string();
         let scripts = Scripts::new();
-        let completions = finish::spawn(finish::Finisher {
-            conn: conn.clone(),
-            script: scripts.complete.clone(),
-            prefix: prefix.clone(),
-            consumer: settings.consumer_name.clone(),
-            clock: clock.clone(),
-        });
+        let batcher = |script: &Script, header: String, head: usize, per: usize| {
+            batch::spawn(batch::Batcher {
+                conn: conn.clone(),
+                script: script.clone(),
+                prefix: prefix.clone(),
+                clock: clock.clone(),
+                header: vec![header],
+                head,
+                per,
+            })
+        };
+        // ingest.lua: header = idempotency window, reply = reset flag then
+        // (answer, event id) per event; complete.lua: header = consumer,
+        // reply = one answer per completion.
+        let window = settings.idempotency_window.as_millis().to_string();
+        let ingests = batcher(&scripts.ingest, window, 1, 2);
+        let completions = batcher(&scripts.complete, settings.consumer_name.clone(), 0, 1);
         let queue = RedisQueue {
             inner: Arc::new(Inner {
                 client,
@@ -228,6 +240,7 @@ impl RedisQueue {
                 settings,
                 scripts,
                 clock,
+                ingests,
                 completions,
                 resets: AtomicU64::new(0),
                 reclaim_cursor: Mutex::new("0-0".to_string()),
@@ -324,13 +337,15 @@ impl RedisQueue {
             .ok_or_else(|| QueueError::Corrupt("ingest returned no answer".into()))
     }
 
-    /// Ingest a batch in one atomic script; answers in input order.
+    /// Ingest a batch in one atomic script, together with whatever other
+    /// ingestions run concurrently (see `redis/batch.rs`); answers in input
+    /// order.
     pub async fn ingest_many(&self, items: Vec<IngestItem>) -> Result<Vec<Ingested>> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
         let window = self.inner.settings.idempotency_window.as_millis();
-        let mut args = vec![window.to_string(), items.len().to_string()];
+        let mut args = Vec::new();
         for (event, idem, jobs) in &items {
             // A zero window means idempotency is off (PX 0 is invalid).
             match idem {
@@ -344,15 +359,12 @@ impl RedisQueue {
                 job_args(job, &mut args, false)?;
             }
         }
-        let reply: Vec<String> = self
-            .run(&self.inner.scripts.ingest, &args)
-            .await
-            .map_err(unavailable)?;
-        if reply.first().map(String::as_str) == Some("1") {
+        let (head, answers) = batch::call(&self.inner.ingests, items.len(), args).await?;
+        if head.first().map(String::as_str) == Some("1") {
             self.count_reset();
         }
         let mut out = Vec::with_capacity(items.len());
-        for pair in reply.get(1..).unwrap_or_default().chunks_exact(2) {
+        for pair in answers.chunks_exact(2) {
             let event_id = pair[1].clone();
             out.push(match pair[0].as_str() {
                 "dup" => Ingested::Duplicate { event_id },
@@ -405,7 +417,7 @@ impl RedisQueue {
 
     /// Finish as succeeded/test, record the attempt and enqueue `next`, in
     /// one atomic step. Concurrent calls are finished together (see
-    /// `redis/finish.rs`); each gets its own answer.
+    /// `redis/batch.rs`); each gets its own answer.
     pub async fn complete(
         &self,
         job: &LeasedJob,
@@ -437,13 +449,8 @@ impl RedisQueue {
             }
             None => args.push("0".into()),
         }
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let stopped = || QueueError::Unavailable("the Redis completion task stopped".into());
-        self.inner
-            .completions
-            .send(finish::Item { args, reply })
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        let (_, answers) = batch::call(&self.inner.completions, 1, args).await?;
+        lease_answer(answers.first().map(String::as_str).unwrap_or_default())
     }
 
     /// Record a failed attempt and run the job again at `at`.

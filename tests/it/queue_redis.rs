@@ -244,3 +244,38 @@ async fn entries_of_an_older_version_still_lease() {
         DeliveryState::Succeeded
     );
 }
+
+#[tokio::test]
+async fn concurrent_completes_each_get_their_own_answer() {
+    let Some((q, _keys)) = queue("w1", Duration::from_secs(30)).await else {
+        return;
+    };
+    let jobs: Vec<_> = (0..20)
+        .map(|i| job(&format!("D{i}"), "E1", if i % 2 == 0 { "a" } else { "b" }))
+        .collect();
+    q.ingest(&event("E1", "t"), None, jobs).await.unwrap();
+    let leased = q.lease(20, SHORT).await.unwrap();
+    assert_eq!(leased.len(), 20);
+    // Every lease once, and the first one a second time in the same burst:
+    // coalesced into one script call or not, it finishes exactly once.
+    let mut calls: Vec<_> = leased.iter().collect();
+    calls.push(&leased[0]);
+    let answers = futures_util::future::join_all(
+        calls
+            .iter()
+            .map(|l| q.complete(l, Some(attempt(1, 200)), DeliveryState::Succeeded, None)),
+    )
+    .await;
+    let lost = answers
+        .iter()
+        .filter(|a| matches!(a, Err(QueueError::LeaseLost)))
+        .count();
+    assert_eq!(lost, 1, "{answers:?}");
+    assert_eq!(answers.iter().filter(|a| a.is_ok()).count(), 20);
+    let (_, ds) = q.event("E1").await.unwrap().unwrap();
+    assert!(ds.iter().all(|d| d.state == DeliveryState::Succeeded));
+    assert!(ds.iter().all(|d| d.attempts.len() == 1), "one attempt each");
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.ready, stats.in_flight, stats.delayed), (0, 0, 0));
+    assert!(stats.pending_by_target.is_empty());
+}

@@ -1,6 +1,6 @@
 -- Finish jobs as succeeded/test and, in the same step, enqueue each one's
 -- next workflow step. Concurrent completions of one process are coalesced
--- into one call (see redis/finish.rs). ARGV[3] = consumer, ARGV[4] = item
+-- into one call (see redis/batch.rs). ARGV[3] = consumer, ARGV[4] = item
 -- count, then per item: lease, delivery id, event id, target label,
 -- ordering key, state, attempt JSON ('' = none), '1' when a next job
 -- follows in the 6 next arguments (delivery id, event id, target, ordering

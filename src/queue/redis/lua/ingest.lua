@@ -1,4 +1,5 @@
--- Ingest a batch of events, each atomically with its idempotency key and
+-- Ingest a batch of events (of one call, or of several concurrent calls
+-- coalesced by redis/batch.rs), each atomically with its idempotency key and
 -- every routed job. ARGV[3] = idempotency window ms, ARGV[4] = item count,
 -- then per item: idempotency key ('' = none), event id, event JSON, job
 -- count, and per job: delivery id, target label, ordering key, due ms, job.
