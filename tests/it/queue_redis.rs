@@ -279,3 +279,30 @@ async fn concurrent_completes_each_get_their_own_answer() {
     assert_eq!((stats.ready, stats.in_flight, stats.delayed), (0, 0, 0));
     assert!(stats.pending_by_target.is_empty());
 }
+
+#[tokio::test]
+async fn idempotency_keys_of_an_older_version_still_count() {
+    let Some((q, keys)) = queue("w1", Duration::from_secs(30)).await else {
+        return;
+    };
+    // Older hookyards stored the first event id alone, with the window as TTL.
+    let client = redis::Client::open(URL).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{}:idem:event:k1", keys.prefix))
+        .arg("E0")
+        .arg("PX")
+        .arg(60_000)
+        .query(&mut c)
+        .unwrap();
+    let again = q
+        .ingest(&event("E1", "t"), Some(("event", "k1")), vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        Ingested::Duplicate {
+            event_id: "E0".into()
+        }
+    );
+}

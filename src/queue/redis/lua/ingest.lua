@@ -36,7 +36,11 @@ for _ = 1, items do
     if old then
       local sep = string.find(old, '|', 1, true)
       local at = sep and tonumber(string.sub(old, 1, sep - 1)) or 0
-      if sep and NOW - at < window then
+      if not sep then
+        -- Written by an older hookyard (the event id alone): only its TTL
+        -- tells its age, and it is still there, so it is within the window.
+        first = old
+      elseif NOW - at < window then
         first = string.sub(old, sep + 1)
       else
         redis.call('SET', k, NOW .. '|' .. eid, 'PX', window)
