@@ -7,8 +7,10 @@
 //! criterion: this measures a whole pipeline under concurrency, not a hot
 //! function.
 //!
-//! Sections are functions taking a `Queue`, so adding a backend is one more
-//! call in `main` (the Redis section goes next to the embedded one).
+//! Sections are functions taking a `Queue`; `main` runs them for the
+//! embedded backend, then for Redis (127.0.0.1:6379 or `REDIS_URL`; skipped
+//! with a message when unreachable). `benches/queue_redis.rs` compares the
+//! Redis backend with raw Redis Streams.
 
 // A benchmark or test that meets an error should stop right there.
 #![allow(clippy::unwrap_used)]
@@ -185,6 +187,33 @@ async fn main() {
         .await
         .expect("open embedded queue");
     run_backend("embedded", Queue::Embedded(q)).await;
-    // REDIS SECTION: open a RedisQueue with a unique prefix and call
-    // `run_backend("redis", Queue::Redis(q)).await` here.
+
+    // Redis at 127.0.0.1:6379 (or REDIS_URL), on a unique key prefix that
+    // is deleted afterwards.
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+    let prefix = format!("hyq-{}", ulid::Ulid::new());
+    match hookyard::queue::redis::RedisQueue::open(&url, &prefix, settings()).await {
+        Ok(q) => {
+            run_backend("redis", Queue::Redis(q)).await;
+            delete_prefix(&url, &prefix).await;
+        }
+        Err(e) => eprintln!("SKIPPED redis: {e}"),
+    }
+}
+
+async fn delete_prefix(url: &str, prefix: &str) {
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    for chunk in keys.chunks(1000) {
+        let _: Result<u64, _> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
+    }
 }

@@ -8,8 +8,10 @@
 //! several deployments (or tests) can share one Redis.
 //!
 //! - `<p>:ready` — a stream with consumer group `<p>:workers`. An entry
-//!   carries only a delivery id (`d`); the job itself lives in the delivery
-//!   record. Each process reads with its own consumer name
+//!   carries everything a worker needs: delivery id (`d`), the stored job
+//!   (`j`), attempts made (`n`), orphaned_since (`o`), so leasing reads no
+//!   other key (entries of older versions with only `d` are still read:
+//!   the job then comes from the delivery record). Each process reads with its own consumer name
 //!   (`StoreSettings::consumer_name`), so replicas spread the work and every
 //!   entry is held by one consumer at a time. A leased entry sits in the
 //!   group's pending list (PEL) until it is finished (XACK + XDEL).
@@ -22,7 +24,7 @@
 //! - `<p>:delayed` — sorted set of delivery ids scored by due time (ms).
 //!   Retries, deferrals and future `not_before` jobs wait here; the lease
 //!   script moves due ones into the stream atomically. Due times use the
-//!   queue's clock ([`RedisQueue::set_clock`]), lease idle time is Redis'
+//!   queue's clock ([`RedisQueue::open_with_clock`]), lease idle time is Redis'
 //!   own real time.
 //! - `<p>:dead` — sorted set of dead-lettered delivery ids (score = when);
 //!   the reason is in the delivery record. `redrive` moves them back.
@@ -31,14 +33,19 @@
 //!   Finishing the head (complete or dead letter) pops it and places the
 //!   next one; a redriven job is pushed at the back.
 //! - History: `<p>:ev:<id>` (hash: event JSON, ingest time, index seq,
-//!   count of unfinished jobs), `<p>:evd:<id>` (list of its delivery ids),
+//!   count of unfinished jobs, and `ds`: JSON list of the deliveries made at
+//!   ingestion), `<p>:evd:<id>` (list of deliveries added later: replays,
+//!   workflow steps),
 //!   `<p>:d:<delivery id>` (hash: event, target label, ordering key, due,
 //!   the job as a versioned [`StoredJob`], state, reason, attempts made,
 //!   orphaned_since), `<p>:da:<delivery id>` (list of attempt JSON).
 //!   `<p>:events` and `<p>:deliveries` are sorted sets scored by a global
 //!   sequence (`<p>:seq`) for newest-first cursor pagination.
-//! - Idempotency: `<p>:idem:<scope>:<key>` = first event id, SET NX with PX
-//!   = the window, so keys expire on their own.
+//! - Idempotency: `<p>:idem:<scope>:<key>` = `<ingest ms>|<first event id>`,
+//!   SET NX GET with PX = the window. The window is judged on the queue's
+//!   clock (a key older than that is taken over); the TTL bounds memory in
+//!   real time. `<p>:idem` (list of `<ingest ms>|<key>` in ingest order)
+//!   lets `prune` drop and count expired keys like the embedded backend.
 //! - Counters: `<p>:pending` (hash target label → unfinished jobs),
 //!   `<p>:unfinished` (sorted set delivery id → enqueue ms, for the oldest
 //!   age), `<p>:counts` (FIFO jobs waiting behind their head).
@@ -52,9 +59,17 @@
 //! in one step. Scripts build key names from the prefix, so this backend
 //! needs a single Redis (not Cluster).
 //!
+//! Throughput: per job the scripts run only the commands that must be per
+//! job (idempotency SET, event and delivery HSETs, XADD, the lease check,
+//! XPENDING); sequence numbers, index ZADDs/ZREMs, counters and XACK/XDEL
+//! are written once per script call with variadic commands. `ingest_many`
+//! is one call per batch, `lease` one call per batch, and concurrent
+//! `complete`s of a process are finished together in one call, and so are
+//! concurrent ingestions (`redis/batch.rs`). BENCHMARKS.md has the figures.
+//!
 //! Memory stays bounded: `prune` drops history beyond `history.retention` /
 //! `history.max_events` (never an event with unfinished jobs), idempotency
-//! keys expire by TTL, finished stream entries are deleted.
+//! keys expire by TTL (and are pruned), finished stream entries are deleted.
 //!
 //! Redis restarted empty: the stream and group are gone. The next `lease`
 //! (NOGROUP) or `ingest` (stream missing) recreates them (XGROUP CREATE ...
@@ -66,12 +81,13 @@
 //! response timeout, from a small pool; everything else goes through a
 //! `ConnectionManager`, which reconnects by itself.
 
+mod batch;
 mod history;
 mod lease;
 mod scripts;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -80,17 +96,12 @@ use redis::{FromRedisValue, RedisError, Script, Value};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Attempt, DeliveryState, Event, Ingested, LeasedJob, NewJob, QueueError, StoreSettings,
+    Attempt, Clock, DeliveryState, Event, IngestItem, Ingested, LeasedJob, NewJob, QueueError,
+    StoreSettings, system_clock,
 };
 use scripts::Scripts;
 
 type Result<T> = std::result::Result<T, QueueError>;
-
-/// One event of a batch: the event, its idempotency (scope, key), its jobs.
-pub type IngestItem = (Event, Option<(String, String)>, Vec<NewJob>);
-
-/// Where "now" comes from; replaceable in tests to move time without sleeping.
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
 /// A job as stored in its delivery record. Versioned so jobs queued by an
 /// older hookyard still decode after an upgrade.
@@ -116,7 +127,12 @@ struct Inner {
     prefix: String,
     settings: StoreSettings,
     scripts: Scripts,
-    clock: RwLock<Clock>,
+    /// Where "now" comes from (the system clock, or a test's).
+    clock: Clock,
+    /// Ingestions and completions, each run together by a task of
+    /// `batch.rs`.
+    ingests: tokio::sync::mpsc::UnboundedSender<batch::Call>,
+    completions: tokio::sync::mpsc::UnboundedSender<batch::Call>,
     /// Times the stream/group were found missing (Redis restarted empty).
     resets: AtomicU64,
     /// XAUTOCLAIM cursor, so reclaim walks the whole pending list over time.
@@ -176,6 +192,18 @@ impl RedisQueue {
     /// Connect, load the scripts and make sure the stream and its consumer
     /// group exist. Fails with `Unavailable` when Redis cannot be reached.
     pub async fn open(url: &str, prefix: &str, settings: StoreSettings) -> Result<Self> {
+        Self::open_with_clock(url, prefix, settings, system_clock()).await
+    }
+
+    /// Like [`RedisQueue::open`] with a clock of the caller's (tests): due
+    /// times, ages and idempotency windows follow it. Lease expiry does not:
+    /// it is Redis' own idle time of the stream entry (see the header).
+    pub async fn open_with_clock(
+        url: &str,
+        prefix: &str,
+        settings: StoreSettings,
+        clock: Clock,
+    ) -> Result<Self> {
         let client = redis::Client::open(url).map_err(unavailable)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
@@ -184,15 +212,36 @@ impl RedisQueue {
         let conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(unavailable)?;
+        let prefix = prefix.trim_end_matches(':').to_string();
+        let scripts = Scripts::new();
+        let batcher = |script: &Script, header: String, head: usize, per: usize| {
+            batch::spawn(batch::Batcher {
+                conn: conn.clone(),
+                script: script.clone(),
+                prefix: prefix.clone(),
+                clock: clock.clone(),
+                header: vec![header],
+                head,
+                per,
+            })
+        };
+        // ingest.lua: header = idempotency window, reply = reset flag then
+        // (answer, event id) per event; complete.lua: header = consumer,
+        // reply = one answer per completion.
+        let window = settings.idempotency_window.as_millis().to_string();
+        let ingests = batcher(&scripts.ingest, window, 1, 2);
+        let completions = batcher(&scripts.complete, settings.consumer_name.clone(), 0, 1);
         let queue = RedisQueue {
             inner: Arc::new(Inner {
                 client,
                 conn,
                 blocking: Mutex::new(Vec::new()),
-                prefix: prefix.trim_end_matches(':').to_string(),
+                prefix,
                 settings,
-                scripts: Scripts::new(),
-                clock: RwLock::new(Arc::new(Timestamp::now)),
+                scripts,
+                clock,
+                ingests,
+                completions,
                 resets: AtomicU64::new(0),
                 reclaim_cursor: Mutex::new("0-0".to_string()),
                 last_reclaim: Mutex::new(None),
@@ -202,18 +251,8 @@ impl RedisQueue {
         Ok(queue)
     }
 
-    /// Replace the clock used for due times and ages (tests).
-    pub fn set_clock(&self, clock: Clock) {
-        if let Ok(mut c) = self.inner.clock.write() {
-            *c = clock;
-        }
-    }
-
     fn now(&self) -> Timestamp {
-        match self.inner.clock.read() {
-            Ok(c) => c(),
-            Err(_) => Timestamp::now(),
-        }
+        (self.inner.clock)()
     }
 
     fn key(&self, name: &str) -> String {
@@ -298,13 +337,15 @@ impl RedisQueue {
             .ok_or_else(|| QueueError::Corrupt("ingest returned no answer".into()))
     }
 
-    /// Ingest a batch in one atomic script; answers in input order.
+    /// Ingest a batch in one atomic script, together with whatever other
+    /// ingestions run concurrently (see `redis/batch.rs`); answers in input
+    /// order.
     pub async fn ingest_many(&self, items: Vec<IngestItem>) -> Result<Vec<Ingested>> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
         let window = self.inner.settings.idempotency_window.as_millis();
-        let mut args = vec![window.to_string(), items.len().to_string()];
+        let mut args = Vec::new();
         for (event, idem, jobs) in &items {
             // A zero window means idempotency is off (PX 0 is invalid).
             match idem {
@@ -318,15 +359,12 @@ impl RedisQueue {
                 job_args(job, &mut args, false)?;
             }
         }
-        let reply: Vec<String> = self
-            .run(&self.inner.scripts.ingest, &args)
-            .await
-            .map_err(unavailable)?;
-        if reply.first().map(String::as_str) == Some("1") {
+        let (head, answers) = batch::call(&self.inner.ingests, items.len(), args).await?;
+        if head.first().map(String::as_str) == Some("1") {
             self.count_reset();
         }
         let mut out = Vec::with_capacity(items.len());
-        for pair in reply.get(1..).unwrap_or_default().chunks_exact(2) {
+        for pair in answers.chunks_exact(2) {
             let event_id = pair[1].clone();
             out.push(match pair[0].as_str() {
                 "dup" => Ingested::Duplicate { event_id },
@@ -378,7 +416,8 @@ impl RedisQueue {
     }
 
     /// Finish as succeeded/test, record the attempt and enqueue `next`, in
-    /// one atomic step.
+    /// one atomic step. Concurrent calls are finished together (see
+    /// `redis/batch.rs`); each gets its own answer.
     pub async fn complete(
         &self,
         job: &LeasedJob,
@@ -386,15 +425,23 @@ impl RedisQueue {
         state: DeliveryState,
         next: Option<NewJob>,
     ) -> Result<()> {
-        let mut args = self.lease_args(job);
         let state = match state {
             DeliveryState::Pending => "pending",
             DeliveryState::Succeeded => "succeeded",
             DeliveryState::DeadLetter => "dead_letter",
             DeliveryState::Test => "test",
         };
-        args.push(state.to_string());
-        args.push(attempt_json(attempt.as_ref())?);
+        // The job's event, target and FIFO line come from the lease, so the
+        // script need not read the delivery record.
+        let mut args = vec![
+            job.lease.clone(),
+            job.job.delivery_id.clone(),
+            job.job.event_id.clone(),
+            job.job.target.label(),
+            job.job.ordering_key.clone().unwrap_or_default(),
+            state.to_string(),
+            attempt_json(attempt.as_ref())?,
+        ];
         match &next {
             Some(n) => {
                 args.push("1".into());
@@ -402,7 +449,8 @@ impl RedisQueue {
             }
             None => args.push("0".into()),
         }
-        self.finishing(&self.inner.scripts.complete, args).await
+        let (_, answers) = batch::call(&self.inner.completions, 1, args).await?;
+        lease_answer(answers.first().map(String::as_str).unwrap_or_default())
     }
 
     /// Record a failed attempt and run the job again at `at`.

@@ -15,10 +15,12 @@
 
 mod history;
 mod ingest;
+mod redis_backend;
 mod worker;
 
 use history::*;
 use ingest::*;
+use redis_backend::*;
 use worker::*;
 
 use std::any::Any;
@@ -49,8 +51,11 @@ impl ManualClock {
         *self.0.lock().unwrap()
     }
     pub fn advance(&self, seconds: i64) {
+        self.advance_by(Duration::from_secs(seconds as u64));
+    }
+    pub fn advance_by(&self, d: Duration) {
         let mut t = self.0.lock().unwrap();
-        *t += SignedDuration::from_secs(seconds);
+        *t += SignedDuration::try_from(d).unwrap();
     }
     pub fn clock(&self) -> Clock {
         let inner = self.0.clone();
@@ -63,10 +68,36 @@ pub type Make = fn(StoreSettings) -> Pin<Box<dyn Future<Output = Option<Harness>
 
 pub type Reopen = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Queue> + Send>> + Send + Sync>;
 
+/// How a backend measures lease expiry.
+#[derive(Clone, Copy, Debug)]
+pub enum Leases {
+    /// By its clock: moving the manual clock past the lease lapses it
+    /// (embedded).
+    Clock,
+    /// By the backend in real time, whatever the clock says (Redis:
+    /// XAUTOCLAIM compares Redis' own idle time of the entry), for a lease
+    /// of this length. Tests of lease expiry open such a backend with
+    /// [`short_lease_settings`] and really wait.
+    RealTime(Duration),
+}
+
+impl Leases {
+    /// Let `num/den` of a lease pass: the manual clock always moves by that
+    /// part of `lease`; a real-time backend is also really waited for.
+    pub async fn pass(&self, clock: &ManualClock, lease: Duration, num: u32, den: u32) {
+        let part = lease * num / den;
+        clock.advance_by(part);
+        if let Leases::RealTime(real) = self {
+            tokio::time::sleep(*real * num / den).await;
+        }
+    }
+}
+
 /// A queue under test.
 pub struct Harness {
     pub queue: Queue,
     pub clock: ManualClock,
+    pub leases: Leases,
     /// Opens the same store again; drop `queue` (and its clones) first.
     pub reopen: Reopen,
     /// Whatever must live as long as the test (a temp dir).
@@ -80,6 +111,17 @@ pub fn settings() -> StoreSettings {
         history_max_events: 100_000,
         idempotency_window: Duration::from_secs(24 * 3600),
         consumer_name: format!("test-{}", ulid::Ulid::new()),
+    }
+}
+
+/// The lease of tests that let leases lapse: short, because a backend that
+/// measures leases in real time (`Leases::RealTime`) is really waited for.
+pub const SHORT_LEASE: Duration = Duration::from_secs(2);
+
+pub fn short_lease_settings() -> StoreSettings {
+    StoreSettings {
+        lease: SHORT_LEASE,
+        ..settings()
     }
 }
 
@@ -105,6 +147,7 @@ pub async fn make_embedded_queue(settings: StoreSettings) -> Option<Harness> {
         queue: Queue::Embedded(queue),
         clock,
         reopen,
+        leases: Leases::Clock,
         _keep: Box::new(dir),
     })
 }
@@ -118,6 +161,7 @@ macro_rules! conformance_tests {
             conformance_tests!(@each $make;
                 ingest_lease_complete, duplicate_returns_first_id, concurrent_duplicates,
                 ingest_many_answers_in_order, delayed_retry_waits_for_its_time,
+                not_before_delays_a_new_job, enqueue_rules,
                 defer_uses_no_attempt, lapsed_lease_is_reclaimed, renew_keeps_the_lease,
                 lease_waits_for_new_work,
                 dead_letter_then_redrive, next_step_enqueued_with_complete,
@@ -140,6 +184,7 @@ macro_rules! conformance_tests {
 }
 
 conformance_tests!(embedded, make_embedded_queue);
+conformance_tests!(redis, make_redis_queue);
 
 // ---- helpers ----
 

@@ -135,6 +135,18 @@ impl Batch<'_, '_> {
     /// Adds a job: its row, its place in `ready` (or behind its FIFO head),
     /// the counters, and its delivery record (pending).
     fn enqueue_job(&mut self, job: NewJob) -> Result<(), QueueError> {
+        let record = match self.t.deliveries.get(job.delivery_id.as_str())? {
+            Some(raw) => Some(decode::<StoredDelivery>(raw.value())?),
+            None => None,
+        };
+        // A delivery that is still pending is already queued: enqueueing it
+        // again does nothing, so one delivery never runs twice at once (the
+        // same rule as the Redis backend).
+        if let Some(StoredDelivery::V1 { record, .. }) = &record {
+            if record.state == DeliveryState::Pending {
+                return Ok(());
+            }
+        }
         let stored = StoredJob::V1 {
             job: job.clone(),
             attempts: 0,
@@ -142,10 +154,6 @@ impl Batch<'_, '_> {
             enqueued_at: self.now,
         };
         self.insert_live(stored)?;
-        let record = match self.t.deliveries.get(job.delivery_id.as_str())? {
-            Some(raw) => Some(decode::<StoredDelivery>(raw.value())?),
-            None => None,
-        };
         match record {
             // Enqueued again under the same delivery id (manual retry):
             // keep its attempts, mark it pending again.

@@ -77,6 +77,11 @@ impl RedisQueue {
     }
 
     async fn heads(&self, ids: &[String]) -> Result<Vec<Option<Head>>> {
+        // An empty pipeline is a client error in redis-rs (an event
+        // without deliveries has no ids).
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for id in ids {
             pipe.cmd("HMGET")
@@ -146,10 +151,13 @@ impl RedisQueue {
 
     /// An event with its deliveries (in enqueue order).
     pub async fn event(&self, id: &str) -> Result<Option<(Event, Vec<DeliveryRecord>)>> {
-        let (json, ids): (Option<String>, Vec<String>) = redis::pipe()
+        let (json, first, later): (Option<String>, Option<String>, Vec<String>) = redis::pipe()
             .cmd("HGET")
             .arg(self.key(&format!("ev:{id}")))
             .arg("json")
+            .cmd("HGET")
+            .arg(self.key(&format!("ev:{id}")))
+            .arg("ds")
             .cmd("LRANGE")
             .arg(self.key(&format!("evd:{id}")))
             .arg(0)
@@ -159,6 +167,13 @@ impl RedisQueue {
             .map_err(unavailable)?;
         let Some(json) = json else { return Ok(None) };
         let event: Event = serde_json::from_str(&json).map_err(|e| corrupt("event", e))?;
+        // Deliveries made at ingestion are listed in the event hash, later
+        // ones (replays, workflow steps) in its list.
+        let mut ids: Vec<String> = match first {
+            Some(ds) => serde_json::from_str(&ds).map_err(|e| corrupt("event deliveries", e))?,
+            None => Vec::new(),
+        };
+        ids.extend(later);
         Ok(Some((event, self.records_of(ids).await?)))
     }
 
@@ -260,23 +275,25 @@ impl RedisQueue {
             .await
             .map_err(unavailable)?;
         let num = |i: usize| r.get(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-        let (stream, in_flight, delayed, dead, waiting) = (num(0), num(1), num(2), num(3), num(4));
-        let oldest_age_seconds = match r.get(5).and_then(|s| s.parse::<f64>().ok()) {
+        let (stream, in_flight, delayed, due, dead, waiting) =
+            (num(0), num(1), num(2), num(3), num(4), num(5));
+        let oldest_age_seconds = match r.get(6).and_then(|s| s.parse::<f64>().ok()) {
             Some(enq) => ((ms(self.now()) as f64 - enq) / 1000.0).max(0.0),
             None => 0.0,
         };
         let mut pending_by_target = BTreeMap::new();
-        for kv in r.get(6..).unwrap_or_default().chunks_exact(2) {
+        for kv in r.get(7..).unwrap_or_default().chunks_exact(2) {
             let n = kv[1].parse::<u64>().unwrap_or(0);
             if n > 0 {
                 pending_by_target.insert(kv[0].clone(), n);
             }
         }
         Ok(QueueStats {
-            // FIFO jobs parked behind their line's head count as ready: they
-            // are queued and will run without any delay of their own.
-            ready: stream.saturating_sub(in_flight) + waiting,
-            delayed,
+            // Like the embedded backend: ready = leasable now (due delayed
+            // jobs the next lease moves to the stream included); jobs parked
+            // behind their FIFO head count as delayed.
+            ready: stream.saturating_sub(in_flight) + due,
+            delayed: delayed.saturating_sub(due) + waiting,
             in_flight,
             dead_letter: dead,
             oldest_age_seconds,
@@ -284,8 +301,9 @@ impl RedisQueue {
         })
     }
 
-    /// Drop old history (never events with unfinished jobs); returns how
-    /// many events were removed. Idempotency keys expire by their TTL.
+    /// Drop old history (never events with unfinished jobs) and idempotency
+    /// keys older than the window; returns how many events and keys were
+    /// removed (keys also expire by their TTL, a memory bound in real time).
     pub async fn prune(&self, now: Timestamp) -> Result<u64> {
         let s = &self.inner.settings;
         let mut offset: u64 = 0;
@@ -297,7 +315,8 @@ impl RedisQueue {
                 .arg(s.history_retention.as_millis() as u64)
                 .arg(s.history_max_events)
                 .arg(offset)
-                .arg(SCAN_BATCH);
+                .arg(SCAN_BATCH)
+                .arg(s.idempotency_window.as_millis() as u64);
             let (n, next, done): (u64, u64, u64) = inv
                 .invoke_async(&mut self.conn())
                 .await

@@ -49,8 +49,8 @@ fn parse_jobs(fields: &[String]) -> (Vec<LeasedJob>, Vec<Undecodable>) {
     (jobs, bad)
 }
 
-/// Entry ids and delivery ids of an XREADGROUP reply (RESP2 or RESP3).
-fn parse_read_reply(v: Value) -> Vec<(String, String)> {
+/// Entry ids and fields of an XREADGROUP reply (RESP2 or RESP3).
+fn parse_read_reply(v: Value) -> Vec<(String, Vec<(String, String)>)> {
     fn text(v: &Value) -> Option<String> {
         match v {
             Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
@@ -80,16 +80,46 @@ fn parse_read_reply(v: Value) -> Vec<(String, String)> {
                 continue;
             };
             let Some(id) = text(id) else { continue };
-            let did = fields
+            let fields = fields
                 .chunks_exact(2)
-                .find(|kv| text(&kv[0]).as_deref() == Some("d"))
-                .and_then(|kv| text(&kv[1]));
-            if let Some(did) = did {
-                out.push((id, did));
-            }
+                .filter_map(|kv| Some((text(&kv[0])?, text(&kv[1])?)))
+                .collect();
+            out.push((id, fields));
         }
     }
     out
+}
+
+/// Split freshly read entries into job rows (the 6 fields `parse_jobs`
+/// takes; the job travels in the entry) and (entry id, delivery id) pairs
+/// of entries without their job (written by an older hookyard, or not
+/// ours: delivery id empty), which the `load` script resolves.
+fn split_entries(entries: Vec<(String, Vec<(String, String)>)>) -> (Vec<String>, Vec<String>) {
+    let mut rows = Vec::new();
+    let mut old = Vec::new();
+    for (id, fields) in entries {
+        let get = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        match (get("d"), get("j")) {
+            (Some(did), Some(job)) => rows.extend([
+                id,
+                "1".to_string(),
+                did,
+                job,
+                get("n").unwrap_or_else(|| "0".to_string()),
+                get("o").unwrap_or_default(),
+            ]),
+            (did, _) => {
+                old.push(id);
+                old.push(did.unwrap_or_default());
+            }
+        }
+    }
+    (rows, old)
 }
 
 impl RedisQueue {
@@ -153,24 +183,23 @@ impl RedisQueue {
                 let until = Duration::from_millis(due.saturating_sub(ms(self.now())).max(1) as u64);
                 block = block.min(until);
             }
-            let ids = match self.block_read(max, block).await {
+            let entries = match self.block_read(max, block).await {
                 Err(e) if is_nogroup(&e) => {
                     self.recover().await?;
                     continue;
                 }
                 other => other.map_err(unavailable)?,
             };
-            if !ids.is_empty() {
-                let mut args = Vec::with_capacity(ids.len() * 2);
-                for (entry, did) in ids {
-                    args.push(entry);
-                    args.push(did);
+            if !entries.is_empty() {
+                let (mut rows, old) = split_entries(entries);
+                if !old.is_empty() {
+                    let loaded: Vec<String> = self
+                        .run(&self.inner.scripts.load, &old)
+                        .await
+                        .map_err(unavailable)?;
+                    rows.extend(loaded);
                 }
-                let reply: Vec<String> = self
-                    .run(&self.inner.scripts.load, &args)
-                    .await
-                    .map_err(unavailable)?;
-                let jobs = self.take_decodable(parse_jobs(&reply)).await?;
+                let jobs = self.take_decodable(parse_jobs(&rows)).await?;
                 if !jobs.is_empty() {
                     return Ok(jobs);
                 }
@@ -221,7 +250,7 @@ impl RedisQueue {
         &self,
         max: usize,
         block: Duration,
-    ) -> std::result::Result<Vec<(String, String)>, RedisError> {
+    ) -> std::result::Result<Vec<(String, Vec<(String, String)>)>, RedisError> {
         let pooled = self.inner.blocking.lock().ok().and_then(|mut p| p.pop());
         let mut conn = match pooled {
             Some(c) => c,
@@ -264,16 +293,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn read_reply_yields_entry_and_delivery_ids() {
+    fn read_reply_splits_into_job_rows_and_old_entries() {
         let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let entry = |id: &str, fields: &[&str]| {
+            Value::Array(vec![
+                bulk(id),
+                Value::Array(fields.iter().map(|f| bulk(f)).collect()),
+            ])
+        };
         let reply = Value::Array(vec![Value::Array(vec![
             bulk("p:ready"),
             Value::Array(vec![
-                Value::Array(vec![bulk("1-0"), Value::Array(vec![bulk("d"), bulk("D1")])]),
-                Value::Array(vec![bulk("2-0"), Value::Array(vec![bulk("x"), bulk("y")])]),
+                entry("1-0", &["d", "D1", "j", "{}", "n", "2", "o", ""]),
+                entry("2-0", &["d", "D2"]),
+                entry("3-0", &["x", "y"]),
             ]),
         ])]);
-        assert_eq!(parse_read_reply(reply), vec![("1-0".into(), "D1".into())]);
+        let (rows, old) = split_entries(parse_read_reply(reply));
+        assert_eq!(rows, ["1-0", "1", "D1", "{}", "2", ""]);
+        assert_eq!(old, ["2-0", "D2", "3-0", ""]);
         assert!(parse_read_reply(Value::Nil).is_empty());
     }
 

@@ -1,6 +1,7 @@
 //! The Lua scripts of the Redis backend, each made of `lua/common.lua` (key
-//! names and the shared steps: place, activate, create_job, finish, held,
-//! release, emit) followed by its own body. Keeping every multi-key change
+//! names, the shared steps — place, activate, create_job, finish, held,
+//! release, emit — and the buffered index/counter writes applied by
+//! `flush()` at the end of every writing script) followed by its own body. Keeping every multi-key change
 //! in one script is what makes ingestion, completion and FIFO release atomic.
 
 use redis::Script;

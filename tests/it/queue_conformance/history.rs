@@ -193,6 +193,43 @@ pub async fn enqueue_and_job_of_for_replay(make: Make) {
     assert_eq!(deliveries.len(), 2);
 }
 
+pub async fn enqueue_rules(make: Make) {
+    let h = open!(make);
+    let q = &h.queue;
+    let now = h.clock.now();
+    q.ingest(&event("e1", "t", now), None, vec![])
+        .await
+        .unwrap();
+    let missing = q.enqueue(vec![sub_job("nope", "r1", "s")]).await;
+    assert!(
+        matches!(missing, Err(QueueError::NotFound(_))),
+        "{missing:?}"
+    );
+    assert!(q.delivery("r1").await.unwrap().is_none(), "nothing written");
+    q.enqueue(vec![sub_job("e1", "r1", "s")]).await.unwrap();
+    q.enqueue(vec![sub_job("e1", "r1", "s")]).await.unwrap();
+    let jobs = lease_now(q).await;
+    assert_eq!(ids(&jobs), ["r1"], "a pending delivery is not queued twice");
+    q.complete(
+        &jobs[0],
+        Some(attempt(1, now, Some(200))),
+        DeliveryState::Succeeded,
+        None,
+    )
+    .await
+    .unwrap();
+    // Retrying a finished delivery keeps its id and its attempts.
+    q.enqueue(vec![q.job_of("r1").await.unwrap().unwrap()])
+        .await
+        .unwrap();
+    let jobs = lease_now(q).await;
+    assert_eq!(ids(&jobs), ["r1"]);
+    let (_, deliveries) = q.event("e1").await.unwrap().unwrap();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].state, DeliveryState::Pending);
+    assert_eq!(deliveries[0].attempts.len(), 1);
+}
+
 pub async fn prune_by_max_events_keeps_unfinished(make: Make) {
     let s = StoreSettings {
         history_max_events: 3,

@@ -31,6 +31,13 @@ pub async fn ingest_lease_complete(make: Make) {
     q.complete(&jobs[0], Some(a.clone()), DeliveryState::Succeeded, None)
         .await
         .unwrap();
+    let twice = q
+        .complete(&jobs[0], None, DeliveryState::Succeeded, None)
+        .await;
+    assert!(
+        matches!(twice, Err(QueueError::LeaseLost)),
+        "a finished lease cannot finish again: {twice:?}"
+    );
     assert!(lease_now(q).await.is_empty());
     let d = q.delivery("d1").await.unwrap().unwrap();
     assert_eq!(d.state, DeliveryState::Succeeded);
@@ -201,7 +208,7 @@ pub async fn subscriptions_and_state_survive_reopen(make: Make) {
 }
 
 pub async fn reopen_loses_nothing_acknowledged(make: Make) {
-    let h = open!(make);
+    let h = open!(make, short_lease_settings());
     let now = h.clock.now();
     for i in 1..=3 {
         let (e, d) = (format!("e{i}"), format!("d{i}"));
@@ -216,13 +223,14 @@ pub async fn reopen_loses_nothing_acknowledged(make: Make) {
         queue,
         reopen,
         clock,
+        leases,
         _keep,
     } = h;
     drop(queue); // the worker never finished its lease
     let q = reopen().await;
     // Embedded returns leases at open, Redis once they lapse: past the
     // lease, both must hand out every job again.
-    clock.advance(31);
+    leases.pass(&clock, SHORT_LEASE, 31, 30).await;
     let jobs = lease_now(&q).await;
     assert_eq!(ids(&jobs), ["d1", "d2", "d3"]);
     for i in 1..=3 {

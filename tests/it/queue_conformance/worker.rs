@@ -30,6 +30,34 @@ pub async fn delayed_retry_waits_for_its_time(make: Make) {
     assert_eq!(d.attempts.len(), 1);
 }
 
+pub async fn not_before_delays_a_new_job(make: Make) {
+    let h = open!(make);
+    let q = &h.queue;
+    let now = h.clock.now();
+    let mut later = sub_job("e1", "d2", "s");
+    later.not_before = Some(now + SignedDuration::from_secs(60));
+    q.ingest(
+        &event("e1", "t", now),
+        None,
+        vec![sub_job("e1", "d1", "s"), later],
+    )
+    .await
+    .unwrap();
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.ready, stats.delayed), (1, 1));
+    let first = lease_now(q).await;
+    assert_eq!(ids(&first), ["d1"], "d2 waits for its time");
+    q.complete(&first[0], None, DeliveryState::Succeeded, None)
+        .await
+        .unwrap();
+    h.clock.advance(59);
+    assert!(lease_now(q).await.is_empty(), "not before its time");
+    h.clock.advance(2);
+    let jobs = lease_now(q).await;
+    assert_eq!(ids(&jobs), ["d2"]);
+    assert_eq!(jobs[0].attempts, 0);
+}
+
 pub async fn defer_uses_no_attempt(make: Make) {
     let h = open!(make);
     let q = &h.queue;
@@ -51,16 +79,16 @@ pub async fn defer_uses_no_attempt(make: Make) {
 }
 
 pub async fn lapsed_lease_is_reclaimed(make: Make) {
-    let h = open!(make);
+    let h = open!(make, short_lease_settings());
     let q = &h.queue;
     let now = h.clock.now();
     q.ingest(&event("e1", "t", now), None, vec![sub_job("e1", "d1", "s")])
         .await
         .unwrap();
     let dead_worker = lease_now(q).await.remove(0);
-    h.clock.advance(20);
+    h.leases.pass(&h.clock, SHORT_LEASE, 2, 3).await;
     assert!(lease_now(q).await.is_empty(), "lease still held");
-    h.clock.advance(11); // 31s > lease of 30s
+    h.leases.pass(&h.clock, SHORT_LEASE, 11, 30).await; // 31/30 of the lease
     let jobs = lease_now(q).await;
     assert_eq!(ids(&jobs), ["d1"], "reclaimed from the dead consumer");
     let late = q
@@ -81,16 +109,17 @@ pub async fn lapsed_lease_is_reclaimed(make: Make) {
 }
 
 pub async fn renew_keeps_the_lease(make: Make) {
-    let h = open!(make);
+    let h = open!(make, short_lease_settings());
     let q = &h.queue;
     let now = h.clock.now();
     q.ingest(&event("e1", "t", now), None, vec![sub_job("e1", "d1", "s")])
         .await
         .unwrap();
     let job = lease_now(q).await.remove(0);
-    h.clock.advance(20);
+    h.leases.pass(&h.clock, SHORT_LEASE, 2, 3).await;
     q.renew(&job).await.unwrap();
-    h.clock.advance(20); // 40s after lease, 20s after renew
+    // 4/3 of the lease after leasing, 2/3 after renewing.
+    h.leases.pass(&h.clock, SHORT_LEASE, 2, 3).await;
     assert!(
         lease_now(q).await.is_empty(),
         "a renewed lease is not reclaimed"
@@ -127,6 +156,7 @@ pub async fn dead_letter_then_redrive(make: Make) {
     );
     assert_eq!(d.attempts.len(), 2);
 
+    assert_eq!(q.redrive(Some("subscription/zzz")).await.unwrap(), 0);
     assert_eq!(q.redrive(Some("subscription/a")).await.unwrap(), 1);
     let jobs = lease_now(q).await;
     assert_eq!(ids(&jobs), ["da"]);
@@ -220,6 +250,12 @@ pub async fn fifo_head_blocks_its_line(make: Make) {
     )
     .await
     .unwrap();
+    let stats = q.stats().await.unwrap();
+    assert_eq!(
+        (stats.ready, stats.delayed),
+        (2, 2),
+        "jobs waiting behind their FIFO head count as delayed (not leasable now)"
+    );
     let jobs = lease_now(q).await;
     assert_eq!(
         ids(&jobs),

@@ -1,10 +1,8 @@
 //! Helpers of the Redis queue tests: a queue on a unique key prefix that is
-//! deleted afterwards, a settable clock, and job/event builders.
+//! deleted afterwards, and job/event builders.
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use hookyard::queue::redis::RedisQueue;
@@ -60,27 +58,6 @@ impl Drop for Keys {
         if !keys.is_empty() {
             let _: Result<u64, _> = redis::cmd("DEL").arg(keys).query(&mut conn);
         }
-    }
-}
-
-/// A clock the test moves by hand.
-#[derive(Clone)]
-pub struct TestClock(Arc<AtomicI64>);
-
-impl TestClock {
-    pub fn install(q: &RedisQueue) -> TestClock {
-        let c = TestClock(Arc::new(AtomicI64::new(Timestamp::now().as_millisecond())));
-        let inner = c.0.clone();
-        q.set_clock(Arc::new(move || {
-            Timestamp::from_millisecond(inner.load(Ordering::SeqCst)).unwrap()
-        }));
-        c
-    }
-    pub fn now(&self) -> Timestamp {
-        Timestamp::from_millisecond(self.0.load(Ordering::SeqCst)).unwrap()
-    }
-    pub fn advance(&self, d: Duration) {
-        self.0.fetch_add(d.as_millis() as i64, Ordering::SeqCst);
     }
 }
 

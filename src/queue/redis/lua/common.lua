@@ -2,6 +2,12 @@
 -- ARGV[1] = key prefix, ARGV[2] = "now" in unix milliseconds (the queue's
 -- clock, so tests can move time without sleeping). Key layout: see the `//!`
 -- header of src/queue/redis.rs.
+--
+-- Cost matters: every redis.call has a fixed overhead, so per-job work is
+-- kept to the commands that must be per job (idempotency key, event and
+-- delivery hashes, XADD, lease check) and index/counter updates are
+-- buffered in Lua tables and written once per script with variadic
+-- commands (`flush`).
 local P = ARGV[1]
 local NOW = tonumber(ARGV[2])
 local K_READY = P .. ':ready'
@@ -14,70 +20,144 @@ local K_COUNTS = P .. ':counts'
 local K_EVENTS = P .. ':events'
 local K_DELIVERIES = P .. ':deliveries'
 local K_SEQ = P .. ':seq'
+local K_IDEM = P .. ':idem'
 local function k_delivery(did) return P .. ':d:' .. did end
 local function k_attempts(did) return P .. ':da:' .. did end
 local function k_event(eid) return P .. ':ev:' .. eid end
 local function k_event_deliveries(eid) return P .. ':evd:' .. eid end
 local function k_fifo(okey) return P .. ':fifo:' .. okey end
 
+-- Buffered writes, applied by flush().
+local B_PENDING = {}      -- target label -> delta of unfinished jobs
+local B_UNFIN_ADD = {}    -- flat score, member pairs for K_UNFINISHED
+local B_UNFIN_REM = {}    -- members to remove from K_UNFINISHED
+local B_DELIVERIES = {}   -- flat score, member pairs for K_DELIVERIES
+local B_ACK = {}          -- stream entries to XACK + XDEL
+
+-- One variadic command over a long list, in chunks (Lua's unpack limit).
+local function vcall(cmd, key, list, stride, extra)
+  local chunk = 4000 - (4000 % stride)
+  for i = 1, #list, chunk do
+    local args = {}
+    if extra then for _, a in ipairs(extra) do table.insert(args, a) end end
+    for j = i, math.min(i + chunk - 1, #list) do table.insert(args, list[j]) end
+    redis.call(cmd, key, unpack(args))
+  end
+end
+
+local function flush()
+  for target, delta in pairs(B_PENDING) do
+    if delta ~= 0 and redis.call('HINCRBY', K_PENDING, target, delta) <= 0 then
+      redis.call('HDEL', K_PENDING, target)
+    end
+  end
+  -- Removals first: a delivery finished and enqueued again in the same
+  -- script (manual retry) must end up counted.
+  if #B_UNFIN_REM > 0 then vcall('ZREM', K_UNFINISHED, B_UNFIN_REM, 1) end
+  if #B_UNFIN_ADD > 0 then vcall('ZADD', K_UNFINISHED, B_UNFIN_ADD, 2) end
+  if #B_DELIVERIES > 0 then vcall('ZADD', K_DELIVERIES, B_DELIVERIES, 2) end
+  if #B_ACK > 0 then
+    vcall('XACK', K_READY, B_ACK, 1, {K_GROUP})
+    vcall('XDEL', K_READY, B_ACK, 1)
+  end
+end
+
+-- Sequence numbers (history order) come from one INCRBY per script.
+local SEQ_NEXT, SEQ_LAST = 0, -1
+local function reserve_seq(n)
+  if n < 1 then n = 1 end
+  SEQ_LAST = redis.call('INCRBY', K_SEQ, n)
+  SEQ_NEXT = SEQ_LAST - n + 1
+end
+local function next_seq()
+  if SEQ_NEXT > SEQ_LAST then reserve_seq(16) end
+  local s = SEQ_NEXT
+  SEQ_NEXT = SEQ_NEXT + 1
+  return s
+end
+
+-- A runnable job goes into the stream carrying everything a worker needs
+-- (delivery id, stored job, attempts made, orphaned_since), so leasing
+-- reads no other key.
+local function push_ready(did, job, n, orph)
+  redis.call('XADD', K_READY, '*', 'd', did, 'j', job, 'n', n, 'o', orph)
+end
+
+-- Into the stream, its fields read from the delivery record (delayed jobs
+-- that became due, the next head of a FIFO line, redriven jobs).
+local function push_from_record(did)
+  local d = redis.call('HMGET', k_delivery(did), 'job', 'n', 'orph')
+  if d[1] then push_ready(did, d[1], d[2] or '0', d[3] or '') end
+end
+
 -- Make a job runnable: into the stream now, or into the delayed set until due.
-local function place(did, due)
+local function place(did, due, job, n, orph)
   if due > NOW then
     redis.call('ZADD', K_DELAYED, due, did)
+  elseif job then
+    push_ready(did, job, n, orph)
   else
-    redis.call('XADD', K_READY, '*', 'd', did)
+    push_from_record(did)
   end
 end
 
 -- Count a job as unfinished and make it runnable, or park it behind the
 -- head of its FIFO line (only a line's head is ever in the stream or the
--- delayed set).
-local function activate(did, eid, target, okey, due)
-  redis.call('HINCRBY', K_PENDING, target, 1)
-  redis.call('ZADD', K_UNFINISHED, NOW, did)
-  redis.call('HINCRBY', k_event(eid), 'open', 1)
+-- delayed set). `job` may be nil (then read from the record when placed).
+local function activate(did, target, okey, due, job, n, orph)
+  B_PENDING[target] = (B_PENDING[target] or 0) + 1
+  table.insert(B_UNFIN_ADD, NOW)
+  table.insert(B_UNFIN_ADD, did)
   if okey ~= '' then
     if redis.call('RPUSH', k_fifo(okey), did) > 1 then
       redis.call('HINCRBY', K_COUNTS, 'fifo_waiting', 1)
       return
     end
   end
-  place(did, due)
+  place(did, due, job, n, orph)
 end
 
--- Write a delivery record and queue its job. Enqueueing a delivery id that
--- is still pending does nothing (idempotent); enqueueing a finished one
--- (manual retry) makes it pending again and keeps its attempt history.
+-- Write a new delivery record and queue its job; the caller records the
+-- delivery id under its event and counts the event's open jobs. Returns
+-- true when a job was queued. Enqueueing a delivery id that is still
+-- pending does nothing (idempotent); enqueueing a finished one (manual
+-- retry) makes it pending again and keeps its attempt history.
 local function create_job(did, eid, target, okey, due, job)
   local k = k_delivery(did)
   local st = redis.call('HGET', k, 'st')
-  if st == 'pending' then return end
+  if st == 'pending' then return false, false end
   if st then
     redis.call('ZREM', K_DEAD, did)
     redis.call('HSET', k, 'ev', eid, 'tg', target, 'ok', okey, 'nb', due, 'job', job,
       'st', 'pending', 'rs', '', 'n', 0, 'orph', '')
   else
-    local seq = redis.call('INCR', K_SEQ)
+    local seq = next_seq()
     redis.call('HSET', k, 'ev', eid, 'tg', target, 'ok', okey, 'nb', due, 'job', job,
       'st', 'pending', 'rs', '', 'n', 0, 'orph', '', 'seq', seq)
-    redis.call('RPUSH', k_event_deliveries(eid), did)
-    redis.call('ZADD', K_DELIVERIES, seq, did)
+    table.insert(B_DELIVERIES, seq)
+    table.insert(B_DELIVERIES, did)
   end
-  activate(did, eid, target, okey, due)
+  activate(did, target, okey, due, job, '0', '')
+  return true, not st
+end
+
+-- create_job for an event that already exists: count it open and list the
+-- delivery under the event (deliveries created at ingestion are listed in
+-- the event hash instead, see ingest.lua).
+local function add_job(did, eid, target, okey, due, job)
+  local queued, new = create_job(did, eid, target, okey, due, job)
+  if queued then redis.call('HINCRBY', k_event(eid), 'open', 1) end
+  if new then redis.call('RPUSH', k_event_deliveries(eid), did) end
 end
 
 -- A job left the queue for good (succeeded, test, dead letter): uncount it
 -- and release the next job of its FIFO line.
-local function finish(did)
-  local d = redis.call('HMGET', k_delivery(did), 'ev', 'tg', 'ok')
-  local eid, target, okey = d[1], d[2], d[3]
-  if target then
-    if redis.call('HINCRBY', K_PENDING, target, -1) <= 0 then
-      redis.call('HDEL', K_PENDING, target)
-    end
+local function finish_known(did, eid, target, okey)
+  if target and target ~= '' then
+    B_PENDING[target] = (B_PENDING[target] or 0) - 1
   end
-  redis.call('ZREM', K_UNFINISHED, did)
-  if eid then redis.call('HINCRBY', k_event(eid), 'open', -1) end
+  table.insert(B_UNFIN_REM, did)
+  if eid and eid ~= '' then redis.call('HINCRBY', k_event(eid), 'open', -1) end
   if okey and okey ~= '' then
     local line = k_fifo(okey)
     if redis.call('LINDEX', line, 0) == did then
@@ -93,11 +173,16 @@ local function finish(did)
   end
 end
 
+local function finish(did)
+  local d = redis.call('HMGET', k_delivery(did), 'ev', 'tg', 'ok')
+  finish_known(did, d[1], d[2], d[3])
+end
+
 -- A lease handle is "<stream entry id>/<delivery count>". It is held when
 -- the entry is pending for this consumer with that count (a reclaim by
 -- XAUTOCLAIM bumps the count, so an old handle of the same process is
--- refused too) and the entry is the job's. Returns the entry id or nil.
-local function held(lease, consumer, did)
+-- refused too). Returns the entry id or nil.
+local function held(lease, consumer)
   local sep = string.find(lease, '/', 1, true)
   if not sep then return nil end
   local entry = string.sub(lease, 1, sep - 1)
@@ -105,33 +190,12 @@ local function held(lease, consumer, did)
   local pe = redis.pcall('XPENDING', K_READY, K_GROUP, entry, entry, 1)
   if type(pe) ~= 'table' or pe.err or #pe == 0 then return nil end
   if pe[1][2] ~= consumer or tonumber(pe[1][4]) ~= count then return nil end
-  local e = redis.call('XRANGE', K_READY, entry, entry)
-  if #e == 0 or e[1][2][2] ~= did then return nil end
   return entry
 end
 
--- Remove a leased entry from the stream for good.
+-- Remove a leased entry from the stream for good (at flush).
 local function release(entry)
-  redis.call('XACK', K_READY, K_GROUP, entry)
-  redis.call('XDEL', K_READY, entry)
-end
-
--- Append one leased job to a flat reply: entry, delivery count, delivery
--- id, stored job, attempts, orphaned_since. Entries whose delivery record
--- is gone (pruned) are dropped from the stream instead.
-local function emit(out, entry, count, did)
-  local d = redis.call('HMGET', k_delivery(did), 'job', 'n', 'orph')
-  if not d[1] then
-    release(entry)
-    return 0
-  end
-  table.insert(out, entry)
-  table.insert(out, tostring(count))
-  table.insert(out, did)
-  table.insert(out, d[1])
-  table.insert(out, d[2] or '0')
-  table.insert(out, d[3] or '')
-  return 1
+  table.insert(B_ACK, entry)
 end
 
 -- Field value of a stream entry's flat field list.
@@ -140,4 +204,29 @@ local function field(fields, name)
     if fields[i] == name then return fields[i + 1] end
   end
   return nil
+end
+
+-- Append one leased job to a flat reply: entry, delivery count, delivery
+-- id, stored job, attempts, orphaned_since. The job travels in the entry;
+-- entries written by an older hookyard carry only the delivery id, so the
+-- record is read then. Entries without a job anywhere (history pruned) are
+-- dropped from the stream.
+local function emit(out, entry, count, fields)
+  local did = field(fields, 'd')
+  local job, n, orph = field(fields, 'j'), field(fields, 'n'), field(fields, 'o')
+  if did and not job then
+    local d = redis.call('HMGET', k_delivery(did), 'job', 'n', 'orph')
+    job, n, orph = d[1], d[2], d[3]
+  end
+  if not did or not job then
+    release(entry)
+    return 0
+  end
+  table.insert(out, entry)
+  table.insert(out, tostring(count))
+  table.insert(out, did)
+  table.insert(out, job)
+  table.insert(out, n or '0')
+  table.insert(out, orph or '')
+  return 1
 end

@@ -3,7 +3,7 @@
 -- ARGV[5] = delivery id, ARGV[6] = attempt JSON ('' = none), ARGV[7] =
 -- reason. Reply: 'ok' | 'lost'.
 local did = ARGV[5]
-local entry = held(ARGV[4], ARGV[3], did)
+local entry = held(ARGV[4], ARGV[3])
 if not entry then return 'lost' end
 release(entry)
 if ARGV[6] ~= '' then
@@ -13,4 +13,5 @@ end
 redis.call('HSET', k_delivery(did), 'st', 'dead_letter', 'rs', ARGV[7])
 redis.call('ZADD', K_DEAD, NOW, did)
 finish(did)
+flush()
 return 'ok'

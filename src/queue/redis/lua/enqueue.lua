@@ -9,6 +9,7 @@ for j = 0, n - 1 do
 end
 for j = 0, n - 1 do
   local b = 4 + j * 6
-  create_job(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], tonumber(ARGV[b + 4]), ARGV[b + 5])
+  add_job(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], tonumber(ARGV[b + 4]), ARGV[b + 5])
 end
+flush()
 return {'ok'}

@@ -1,4 +1,5 @@
--- Ingest a batch of events, each atomically with its idempotency key and
+-- Ingest a batch of events (of one call, or of several concurrent calls
+-- coalesced by redis/batch.rs), each atomically with its idempotency key and
 -- every routed job. ARGV[3] = idempotency window ms, ARGV[4] = item count,
 -- then per item: idempotency key ('' = none), event id, event JSON, job
 -- count, and per job: delivery id, target label, ordering key, due ms, job.
@@ -11,31 +12,79 @@ if redis.call('EXISTS', K_READY) == 0 then
 end
 local out = {reset}
 local window = tonumber(ARGV[3])
+local items = tonumber(ARGV[4])
+-- One INCRBY for the sequence numbers of every event and delivery.
+local need, j = items, 5
+for _ = 1, items do
+  local n = tonumber(ARGV[j + 3])
+  need = need + n
+  j = j + 4 + 5 * n
+end
+reserve_seq(need)
+local events, idem_log = {}, {}
 local i = 5
-for _ = 1, tonumber(ARGV[4]) do
+for _ = 1, items do
   local idem, eid, ejson, njobs = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   i = i + 4
   local first = nil
   if idem ~= '' then
+    -- The key holds "<ingest ms>|<event id>". The window is judged on the
+    -- queue's clock (like the embedded backend); the real TTL only bounds
+    -- memory. A key older than the window on the clock is taken over.
     local k = P .. ':idem:' .. idem
-    if not redis.call('SET', k, eid, 'NX', 'PX', window) then
-      first = redis.call('GET', k)
+    local old = redis.call('SET', k, NOW .. '|' .. eid, 'NX', 'PX', window, 'GET')
+    if old then
+      local sep = string.find(old, '|', 1, true)
+      local at = sep and tonumber(string.sub(old, 1, sep - 1)) or 0
+      if not sep then
+        -- Written by an older hookyard (the event id alone): only its TTL
+        -- tells its age, and it is still there, so it is within the window.
+        first = old
+      elseif NOW - at < window then
+        first = string.sub(old, sep + 1)
+      else
+        redis.call('SET', k, NOW .. '|' .. eid, 'PX', window)
+      end
     end
+    if not first then table.insert(idem_log, NOW .. '|' .. idem) end
   end
   if first then
     table.insert(out, 'dup')
     table.insert(out, first)
     i = i + 5 * njobs
   else
-    local seq = redis.call('INCR', K_SEQ)
-    redis.call('HSET', k_event(eid), 'json', ejson, 'at', NOW, 'seq', seq)
-    redis.call('ZADD', K_EVENTS, seq, eid)
+    local k = k_event(eid)
+    local existed = redis.call('EXISTS', k) == 1
+    local seq = next_seq()
+    local open, listed = 0, {}
     for _ = 1, njobs do
-      create_job(ARGV[i], eid, ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4])
+      local queued, new = create_job(ARGV[i], eid, ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4])
+      if queued then open = open + 1 end
+      if new then table.insert(listed, ARGV[i]) end
       i = i + 5
     end
+    if not existed then
+      -- A new event lists its first deliveries in its own hash ('ds'), so
+      -- ingestion writes no per-delivery list.
+      if #listed > 0 then
+        redis.call('HSET', k, 'json', ejson, 'at', NOW, 'seq', seq, 'open', open, 'ds', cjson.encode(listed))
+      else
+        redis.call('HSET', k, 'json', ejson, 'at', NOW, 'seq', seq, 'open', open)
+      end
+    else
+      -- The same id again (a client id past its window): the new event
+      -- replaces the old one, which keeps its deliveries and open jobs.
+      redis.call('HSET', k, 'json', ejson, 'at', NOW, 'seq', seq)
+      if open > 0 then redis.call('HINCRBY', k, 'open', open) end
+      if #listed > 0 then redis.call('RPUSH', k_event_deliveries(eid), unpack(listed)) end
+    end
+    table.insert(events, seq)
+    table.insert(events, eid)
     table.insert(out, 'ok')
     table.insert(out, eid)
   end
 end
+if #events > 0 then vcall('ZADD', K_EVENTS, events, 2) end
+if #idem_log > 0 then vcall('RPUSH', K_IDEM, idem_log, 1) end
+flush()
 return out

@@ -7,9 +7,9 @@
 -- due ms ('' = none), then the emitted jobs (see emit).
 local consumer, max = ARGV[3], tonumber(ARGV[4])
 local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', NOW, 'LIMIT', 0, 1000)
-for _, did in ipairs(due) do
-  redis.call('ZREM', K_DELAYED, did)
-  redis.call('XADD', K_READY, '*', 'd', did)
+if #due > 0 then
+  vcall('ZREM', K_DELAYED, due, 1)
+  for _, did in ipairs(due) do push_from_record(did) end
 end
 local nd = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
 local claimed = {ARGV[6], {}}
@@ -19,19 +19,16 @@ end
 local out = {claimed[1], nd[2] or ''}
 local got = 0
 for _, e in ipairs(claimed[2]) do
-  local did = e[2] and field(e[2], 'd')
-  if did then
+  if e[2] then
     local pe = redis.call('XPENDING', K_READY, K_GROUP, e[1], e[1], 1)
-    got = got + emit(out, e[1], pe[1][4], did)
+    got = got + emit(out, e[1], pe[1][4], e[2])
   end
 end
 if got < max then
   local r = redis.call('XREADGROUP', 'GROUP', K_GROUP, consumer, 'COUNT', max - got, 'STREAMS', K_READY, '>')
   if r then
-    for _, e in ipairs(r[1][2]) do
-      local did = field(e[2], 'd')
-      if did then emit(out, e[1], 1, did) else release(e[1]) end
-    end
+    for _, e in ipairs(r[1][2]) do emit(out, e[1], 1, e[2]) end
   end
 end
+flush()
 return out

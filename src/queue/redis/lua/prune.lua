@@ -1,19 +1,46 @@
--- Drop the oldest events (and their deliveries, attempts and dead letters)
--- older than the retention or beyond max_events, skipping events that still
--- have unfinished jobs. ARGV[3] = retention ms, ARGV[4] = max events,
--- ARGV[5] = offset (skipped events at the front), ARGV[6] = batch size.
--- Reply: removed, new offset, done flag.
+-- Drop expired idempotency keys, then the oldest events (and their
+-- deliveries, attempts and dead letters) older than the retention or
+-- beyond max_events, skipping events that still have unfinished jobs.
+-- ARGV[3] = retention ms, ARGV[4] = max events, ARGV[5] = offset (skipped
+-- events at the front), ARGV[6] = batch size, ARGV[7] = idempotency window
+-- ms. Reply: removed, new offset, done flag.
 local cut = NOW - tonumber(ARGV[3])
 local max_events = tonumber(ARGV[4])
 local offset = tonumber(ARGV[5])
 local batch = tonumber(ARGV[6])
+-- Idempotency keys: K_IDEM logs "<ms>|<key>" in ingest order; a batch of
+-- entries older than the window per call. A key taken over later has a
+-- newer entry and stays; a key whose real TTL ran out is already gone.
+local key_cut = NOW - tonumber(ARGV[7])
+local log = redis.call('LRANGE', K_IDEM, 0, batch - 1)
+local popped, expired = 0, 0
+for _, entry in ipairs(log) do
+  local sep = string.find(entry, '|', 1, true)
+  local at = sep and tonumber(string.sub(entry, 1, sep - 1)) or 0
+  if at >= key_cut then break end
+  popped = popped + 1
+  if sep then
+    local k = P .. ':idem:' .. string.sub(entry, sep + 1)
+    local v = redis.call('GET', k)
+    local vsep = v and string.find(v, '|', 1, true)
+    local vat = vsep and tonumber(string.sub(v, 1, vsep - 1)) or 0
+    if not v or vat < key_cut then
+      redis.call('DEL', k)
+      expired = expired + 1
+    end
+  end
+end
+if popped > 0 then
+  redis.call('LTRIM', K_IDEM, popped, -1)
+  return {expired, offset, 0}
+end
 local total = redis.call('ZCARD', K_EVENTS)
 local ids = redis.call('ZRANGE', K_EVENTS, offset, offset + batch - 1)
 local removed = 0
 local done = 1
 if #ids == batch then done = 0 end
 for _, eid in ipairs(ids) do
-  local e = redis.call('HMGET', k_event(eid), 'at', 'open')
+  local e = redis.call('HMGET', k_event(eid), 'at', 'open', 'ds')
   local at = tonumber(e[1]) or 0
   local open = tonumber(e[2]) or 0
   if at >= cut and (total - removed) <= max_events then
@@ -23,7 +50,11 @@ for _, eid in ipairs(ids) do
   if open > 0 then
     offset = offset + 1
   else
-    for _, did in ipairs(redis.call('LRANGE', k_event_deliveries(eid), 0, -1)) do
+    local dids = redis.call('LRANGE', k_event_deliveries(eid), 0, -1)
+    if e[3] then
+      for _, did in ipairs(cjson.decode(e[3])) do table.insert(dids, did) end
+    end
+    for _, did in ipairs(dids) do
       redis.call('DEL', k_delivery(did), k_attempts(did))
       redis.call('ZREM', K_DELIVERIES, did)
       redis.call('ZREM', K_DEAD, did)

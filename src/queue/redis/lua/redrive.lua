@@ -5,15 +5,17 @@ local n = 0
 for i = 4, #ARGV do
   local did = ARGV[i]
   if redis.call('ZSCORE', K_DEAD, did) then
-    local d = redis.call('HMGET', k_delivery(did), 'ev', 'tg', 'ok')
+    local d = redis.call('HMGET', k_delivery(did), 'ev', 'tg', 'ok', 'job')
     if d[1] and (ARGV[3] == '' or d[2] == ARGV[3]) then
       redis.call('ZREM', K_DEAD, did)
       redis.call('HSET', k_delivery(did), 'st', 'pending', 'rs', '', 'n', 0, 'orph', '')
-      activate(did, d[1], d[2], d[3] or '', 0)
+      redis.call('HINCRBY', k_event(d[1]), 'open', 1)
+      activate(did, d[2], d[3] or '', 0, d[4], '0', '')
       n = n + 1
     elseif not d[1] then
       redis.call('ZREM', K_DEAD, did)
     end
   end
 end
+flush()
 return n

@@ -1,5 +1,5 @@
 -- Queue depth counters. Reply: stream length, pending (leased) entries,
--- delayed, dead letters, FIFO jobs waiting behind their head, oldest
+-- delayed, delayed that are due (not yet moved to the stream), dead letters, FIFO jobs waiting behind their head, oldest
 -- unfinished job's enqueue ms ('' = none), then target/count pairs.
 local pending = 0
 local summary = redis.pcall('XPENDING', K_READY, K_GROUP)
@@ -9,6 +9,7 @@ local out = {
   tostring(redis.call('XLEN', K_READY)),
   tostring(pending),
   tostring(redis.call('ZCARD', K_DELAYED)),
+  tostring(redis.call('ZCOUNT', K_DELAYED, '-inf', NOW)),
   tostring(redis.call('ZCARD', K_DEAD)),
   tostring(redis.call('HGET', K_COUNTS, 'fifo_waiting') or '0'),
   oldest[2] or '',

@@ -1,0 +1,122 @@
+//! Coalesced script calls, like a group commit: concurrent `ingest` /
+//! `ingest_many` calls, and concurrent `complete` calls, of one process are
+//! sent to a task per script that runs them together in one script call.
+//! Many HTTP handlers ingest at once and a worker pool completes many jobs
+//! at once; one call for all of them saves a round trip and the per-call
+//! overhead each, and lets the script write counters and indexes once per
+//! batch instead of once per job (see `lua/common.lua`). Atomicity is per
+//! item as before (a script runs atomically as a whole).
+//!
+//! The task only holds a connection and the script, never the queue itself,
+//! so it ends when the last queue handle (and with it the sender) is
+//! dropped. Each caller waits for its own answers.
+
+use redis::Script;
+use redis::aio::ConnectionManager;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Result, ms};
+use crate::queue::{Clock, QueueError};
+
+/// Most items run by one script call.
+const MAX_ITEMS: usize = 512;
+
+/// One caller's share of a batch: `items` items whose script arguments are
+/// `args` (already in the script's per-item layout).
+pub(super) struct Call {
+    pub items: usize,
+    pub args: Vec<String>,
+    /// The reply's head (the first caller of a batch gets it, the others an
+    /// empty one) and `per` answer strings per item.
+    pub reply: oneshot::Sender<Result<(Vec<String>, Vec<String>)>>,
+}
+
+/// How to run one script for a batch: `ARGV` = prefix, now, `header`, item
+/// count, items; the reply is `head` strings then `per` per item.
+pub(super) struct Batcher {
+    pub conn: ConnectionManager,
+    pub script: Script,
+    pub prefix: String,
+    pub clock: Clock,
+    pub header: Vec<String>,
+    pub head: usize,
+    pub per: usize,
+}
+
+/// Start the task; calls go into the returned sender.
+pub(super) fn spawn(b: Batcher) -> mpsc::UnboundedSender<Call> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(run(b, rx));
+    tx
+}
+
+/// Send one call and wait for its answers.
+pub(super) async fn call(
+    tx: &mpsc::UnboundedSender<Call>,
+    items: usize,
+    args: Vec<String>,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let stopped = || QueueError::Unavailable("the Redis batching task stopped".into());
+    let (reply, answer) = oneshot::channel();
+    tx.send(Call { items, args, reply })
+        .map_err(|_| stopped())?;
+    answer.await.map_err(|_| stopped())?
+}
+
+async fn run(mut b: Batcher, mut rx: mpsc::UnboundedReceiver<Call>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let mut items = batch[0].items;
+        while items < MAX_ITEMS {
+            match rx.try_recv() {
+                Ok(call) => {
+                    items += call.items;
+                    batch.push(call);
+                }
+                Err(_) => break,
+            }
+        }
+        b.run_batch(batch, items).await;
+    }
+}
+
+impl Batcher {
+    async fn run_batch(&mut self, batch: Vec<Call>, items: usize) {
+        let mut inv = self.script.prepare_invoke();
+        inv.arg(&self.prefix).arg(ms((self.clock)()));
+        for h in &self.header {
+            inv.arg(h);
+        }
+        inv.arg(items);
+        for call in &batch {
+            for a in &call.args {
+                inv.arg(a);
+            }
+        }
+        // The connection's response timeout bounds the wait.
+        let reply: std::result::Result<Vec<String>, _> = inv.invoke_async(&mut self.conn).await;
+        let mut reply = match reply {
+            Ok(r) if r.len() == self.head + items * self.per => r.into_iter(),
+            Ok(r) => {
+                let why = format!("script answered {} values for {items} items", r.len());
+                for call in batch {
+                    let _ = call.reply.send(Err(QueueError::Corrupt(why.clone())));
+                }
+                return;
+            }
+            Err(e) => {
+                let why = e.to_string();
+                for call in batch {
+                    let _ = call.reply.send(Err(QueueError::Unavailable(why.clone())));
+                }
+                return;
+            }
+        };
+        let mut head: Vec<String> = reply.by_ref().take(self.head).collect();
+        for call in batch {
+            let answers = reply.by_ref().take(call.items * self.per).collect();
+            // A caller that stopped waiting needs no answer.
+            let _ = call.reply.send(Ok((std::mem::take(&mut head), answers)));
+        }
+    }
+}
