@@ -7,6 +7,7 @@ mod config;
 mod deliver;
 mod deliver_limits;
 mod deliver_support;
+mod examples;
 mod inbound;
 mod inbound_answers;
 mod inbound_api;
