@@ -2,6 +2,8 @@
 //! environment variables set), and every example file matches the committed
 //! JSON Schema, so editors and the daemon agree on the format.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
