@@ -7,6 +7,8 @@ mod config;
 mod deliver;
 mod deliver_limits;
 mod deliver_support;
+mod e2e;
+mod faults;
 mod inbound;
 mod inbound_answers;
 mod inbound_api;
