@@ -19,6 +19,7 @@ mod prometheus;
 mod queue_conformance;
 mod queue_redis;
 mod reload;
+mod render;
 mod secrets_leak;
 mod send;
 mod smoke;
