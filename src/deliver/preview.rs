@@ -344,4 +344,85 @@ subscriptions:
         assert!(out.contains("X-Hmac-Signature: sha256="), "{out}");
         assert!(!out.contains("sekrit-1"), "{out}");
     }
+
+    fn trigger_config() -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            r#"
+secrets: { k: { env: K } }
+triggers:
+  - id: gh
+    event: { header: X-GitHub-Event, map: { push: github.push }, otherwise: ignore }
+    verify: { signature: { preset: github, secret: k } }
+    mapping:
+      repo: "$.repository.name"
+      n: { path: "$.n", type: integer }
+  - id: slack
+    event: slack.event
+    handshake: slack
+workflows:
+  - id: on-push
+    when: { trigger: gh }
+    steps: [ { request: { url: "https://h.example/{{ repo }}" } } ]
+"#,
+        )
+        .unwrap();
+        let env = HashMap::from([("K".to_owned(), "gh-hook-secret".to_owned())]);
+        crate::config::load(
+            &path,
+            crate::config::LoadOptions {
+                no_env: false,
+                env: Some(env),
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn trigger_request_is_mapped_without_verifying_and_routed() {
+        let config = trigger_config();
+        // No X-Hub-Signature-256: render does not verify.
+        let headers = parse_headers(&["X-GitHub-Event: push".to_owned()]).unwrap();
+        let body = br#"{"repository": {"name": "hy"}, "n": "3"}"#;
+        let TriggerOutcome::Event(event) =
+            event_from_request(&config, "gh", &headers, body).unwrap()
+        else {
+            panic!("expected an event");
+        };
+        assert_eq!(event.event_type, "github.push");
+        assert_eq!(event.source, "trigger:gh");
+        assert_eq!(event.data, serde_json::json!({"repo": "hy", "n": 3}));
+        // The workflow matches on the trigger, so it is passed through.
+        let out = preview(&config, &event, Some("gh"));
+        assert!(out.contains("workflow on-push\n"), "{out}");
+        assert!(out.contains("POST https://h.example/hy"), "{out}");
+        let out = preview(&config, &event, None);
+        assert!(out.contains("matches: nothing"), "{out}");
+    }
+
+    #[test]
+    fn ignored_handshake_refused_and_bad_input() {
+        let config = trigger_config();
+        let ping = parse_headers(&["X-GitHub-Event: ping".to_owned()]).unwrap();
+        assert!(matches!(
+            event_from_request(&config, "gh", &ping, b"{}").unwrap(),
+            TriggerOutcome::Ignored
+        ));
+        let challenge = br#"{"type": "url_verification", "challenge": "c"}"#;
+        assert!(matches!(
+            event_from_request(&config, "slack", &HeaderMap::new(), challenge).unwrap(),
+            TriggerOutcome::Handshake
+        ));
+        let push = parse_headers(&["X-GitHub-Event: push".to_owned()]).unwrap();
+        let err = event_from_request(&config, "gh", &push, b"{not json").unwrap_err();
+        assert!(err.to_string().contains("HTTP 422"), "{err}");
+        let err = event_from_request(&config, "gh", &push, br#"{"n": "x"}"#).unwrap_err();
+        assert!(err.to_string().contains("HTTP 422"), "{err}");
+        let err = event_from_request(&config, "nope", &push, b"{}").unwrap_err();
+        assert!(err.to_string().contains("(gh, slack)"), "{err}");
+        assert!(parse_headers(&["no colon".to_owned()]).is_err());
+        assert!(parse_headers(&["Bad Name: v".to_owned()]).is_err());
+    }
 }
