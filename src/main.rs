@@ -93,9 +93,24 @@ fn main() -> ExitCode {
         Command::Render {
             config,
             trigger,
+            body,
+            headers,
             event,
-            ..
-        } => render(&config, trigger.as_deref(), event.as_deref()),
+        } => {
+            let input = match (trigger, body, event) {
+                (Some(trigger), Some(body), _) => RenderInput::Trigger {
+                    trigger,
+                    body,
+                    headers,
+                },
+                (_, _, Some(event)) => RenderInput::Event(event),
+                _ => {
+                    eprintln!("hookyard render: give --trigger ID --body FILE, or --event FILE");
+                    return ExitCode::from(2);
+                }
+            };
+            render(&config, input)
+        }
         Command::Run { config, log_format } => match run(&config, log_format) {
             Ok(code) => code,
             Err(e) => {
@@ -131,11 +146,20 @@ fn validate(path: &std::path::Path, no_env: bool) -> ExitCode {
     }
 }
 
-fn render(
-    path: &std::path::Path,
-    trigger: Option<&str>,
-    event: Option<&std::path::Path>,
-) -> ExitCode {
+/// What `render` starts from.
+enum RenderInput {
+    /// A request to a trigger: `--trigger ID --body FILE [--header K:V]…`.
+    Trigger {
+        trigger: String,
+        body: PathBuf,
+        headers: Vec<String>,
+    },
+    /// An event file: `--event FILE`.
+    Event(PathBuf),
+}
+
+fn render(path: &std::path::Path, input: RenderInput) -> ExitCode {
+    use hookyard::deliver::preview::{self, TriggerOutcome};
     let cfg = match config::load(path, LoadOptions::default()) {
         Ok(c) => c,
         Err(errs) => {
@@ -143,38 +167,68 @@ fn render(
             return ExitCode::from(1);
         }
     };
-    if trigger.is_some() {
-        eprintln!(
-            "hookyard render: --trigger is not yet supported (it needs the trigger mapping code); \
-             write the mapped event to a file and use --event FILE"
-        );
-        return ExitCode::from(2);
-    }
-    let Some(event_path) = event else {
-        eprintln!("hookyard render: give --event FILE");
-        return ExitCode::from(2);
-    };
-    let text = match std::fs::read_to_string(event_path) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("hookyard render: cannot read {}: {e}", event_path.display());
-            return ExitCode::from(2);
-        }
-    };
-    let file: hookyard::deliver::preview::EventFile = match serde_json::from_str(&text) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!(
-                "hookyard render: {} is not an event ({{\"type\", \"data\", ...}}): {e}",
-                event_path.display()
+    let (event, trigger) = match input {
+        RenderInput::Trigger {
+            trigger,
+            body,
+            headers,
+        } => {
+            let bytes = match std::fs::read(&body) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("hookyard render: cannot read {}: {e}", body.display());
+                    return ExitCode::from(2);
+                }
+            };
+            let outcome = preview::parse_headers(&headers)
+                .and_then(|h| preview::event_from_request(&cfg, &trigger, &h, &bytes));
+            println!(
+                "note: render does not check the trigger's `verify:` rules \
+                 (signature, ip_allow, bearer/basic) nor its rate limit"
             );
-            return ExitCode::from(2);
+            match outcome {
+                Ok(TriggerOutcome::Event(event)) => (event, Some(trigger)),
+                Ok(TriggerOutcome::Ignored) => {
+                    println!(
+                        "trigger {trigger} ignores this request (`otherwise: ignore`): \
+                         it would answer 204 and enqueue nothing"
+                    );
+                    return ExitCode::SUCCESS;
+                }
+                Ok(TriggerOutcome::Handshake) => {
+                    println!(
+                        "this is a handshake request: trigger {trigger} answers it \
+                         itself and enqueues nothing"
+                    );
+                    return ExitCode::SUCCESS;
+                }
+                Err(e) => {
+                    eprintln!("hookyard render: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        RenderInput::Event(event_path) => {
+            let text = match std::fs::read_to_string(&event_path) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("hookyard render: cannot read {}: {e}", event_path.display());
+                    return ExitCode::from(2);
+                }
+            };
+            match serde_json::from_str::<preview::EventFile>(&text) {
+                Ok(f) => (f.into_event(), None),
+                Err(e) => {
+                    eprintln!(
+                        "hookyard render: {} is not an event ({{\"type\", \"data\", ...}}): {e}",
+                        event_path.display()
+                    );
+                    return ExitCode::from(2);
+                }
+            }
         }
     };
-    print!(
-        "{}",
-        hookyard::deliver::preview::preview(&cfg, &file.into_event(), None)
-    );
+    print!("{}", preview::preview(&cfg, &event, trigger.as_deref()));
     ExitCode::SUCCESS
 }
 

@@ -1,24 +1,37 @@
 //! `hookyard render`: what an event would do, without sending anything —
-//! which workflows and YAML subscriptions it matches and the HTTP request
-//! each would send first (rendered, signed, secrets redacted).
+//! the mapped event (from a trigger request or an event file), which
+//! workflows and YAML subscriptions it matches and the HTTP request each
+//! would send first (rendered, signed, secrets redacted).
 //!
-//! Matching here is local (`Workflow::matches` / `Subscription::matches`
-//! plus the `if` condition) until the router's `route::jobs_for` is
-//! available to share. API-created subscriptions live in the queue
-//! backend and are not shown. Only a workflow's first step is rendered:
-//! later steps depend on the earlier steps' responses.
+//! A trigger request goes through the daemon's own inbound code (body
+//! parsing, event type, catalog, mapping, schema) but NOT its `verify:`
+//! checks: render is for trying a payload, so signatures, IP lists and
+//! credentials are not required, and the output says so. Matching is the
+//! router's [`crate::route::jobs_for`], so render shows exactly the jobs the
+//! daemon would enqueue. API-created subscriptions live in the queue
+//! backend, which render does not open: they are not shown (the output
+//! says so). Only a workflow's first step is rendered: later steps depend on
+//! the earlier steps' responses.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use jiff::Timestamp;
 
-use crate::config::{Config, Expr, WorkflowMode};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::{Config, WorkflowMode};
 use crate::deliver::render::{self, Envs, Rendered};
 use crate::deliver::send::redact_headers;
 use crate::deliver::sign;
 use crate::deliver::target::signing;
-use crate::queue::Event;
+use crate::inbound::errors::InboundError;
+use crate::inbound::handshake::answer_post;
+use crate::inbound::map::{self, ParsedRequest};
+use crate::inbound::trigger::{self as inbound_trigger, EventTypeOutcome};
+use crate::inbound::{check_catalog, check_schema};
+use crate::queue::{Event, Target};
 
 /// An event file for `--event`: `{type, data, id?, timestamp?, source?}`.
 #[derive(Debug, serde::Deserialize)]
@@ -41,15 +54,6 @@ impl EventFile {
             source: self.source.unwrap_or_else(|| "api:render".to_owned()),
             data: self.data,
         }
-    }
-}
-
-fn condition(config: &Config, cond: Option<&Expr>, ctx: &minijinja::Value) -> Result<bool, String> {
-    match cond {
-        None => Ok(true),
-        Some(e) => e
-            .is_true(&config.templates, ctx)
-            .map_err(|err| format!("condition `{}` failed: {err}", e.source)),
     }
 }
 
@@ -87,6 +91,96 @@ fn print_request(
     let _ = writeln!(out, "{}", render::redact_text(&body, &secrets));
 }
 
+/// What a trigger makes of a request, for `render --trigger`.
+#[derive(Debug)]
+pub enum TriggerOutcome {
+    /// The mapped event the trigger would enqueue.
+    Event(Event),
+    /// The event type source said `otherwise: ignore`: 204, nothing enqueued.
+    Ignored,
+    /// A provider handshake, answered by the trigger and never enqueued.
+    Handshake,
+}
+
+/// Why `render --trigger` has no event to show.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("no trigger `{0}` in the config: use one of the `triggers:` ids ({1})")]
+    UnknownTrigger(String, String),
+    #[error("--header `{0}` is not `Name: value` with a valid HTTP name and value")]
+    BadHeader(String),
+    #[error("the trigger would refuse this request with HTTP {status} ({code}): {source}")]
+    Refused {
+        status: u16,
+        code: &'static str,
+        source: InboundError,
+    },
+}
+
+impl From<InboundError> for RenderError {
+    fn from(source: InboundError) -> Self {
+        RenderError::Refused {
+            status: source.status().as_u16(),
+            code: source.code(),
+            source,
+        }
+    }
+}
+
+/// `Name: value` lines from `--header` as a header map.
+pub fn parse_headers(lines: &[String]) -> Result<HeaderMap, RenderError> {
+    let mut map = HeaderMap::new();
+    for line in lines {
+        let bad = || RenderError::BadHeader(line.clone());
+        let (name, value) = line.split_once(':').ok_or_else(bad)?;
+        let name = HeaderName::try_from(name.trim()).map_err(|_| bad())?;
+        let value = HeaderValue::try_from(value.trim()).map_err(|_| bad())?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// The event trigger `trigger_id` would make of a request with `headers`
+/// and `body`, as the daemon's inbound path does it minus `verify:` (no
+/// signature, IP or credential check) and minus rate limits.
+pub fn event_from_request(
+    config: &Config,
+    trigger_id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<TriggerOutcome, RenderError> {
+    let trigger = config.trigger(trigger_id).ok_or_else(|| {
+        let ids: Vec<&str> = config.triggers.iter().map(|t| t.id.as_str()).collect();
+        RenderError::UnknownTrigger(trigger_id.to_owned(), ids.join(", "))
+    })?;
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let request = ParsedRequest {
+        body: map::parse_body(body, content_type)?,
+        headers,
+        query: serde_json::Map::new(),
+    };
+    if answer_post(trigger, &request.body).is_some() {
+        return Ok(TriggerOutcome::Handshake);
+    }
+    let event_type = match inbound_trigger::event_type(trigger, &request)? {
+        EventTypeOutcome::Type(t) => t,
+        EventTypeOutcome::Ignore => return Ok(TriggerOutcome::Ignored),
+    };
+    check_catalog(config, &event_type)?;
+    let mapped = map::apply(trigger.mapping_for(&event_type), request, &config.templates)?;
+    check_schema(config, &event_type, &mapped.data)?;
+    Ok(TriggerOutcome::Event(Event {
+        id: ulid::Ulid::new().to_string(),
+        event_type,
+        timestamp: mapped.timestamp.unwrap_or_else(Timestamp::now),
+        source: format!("trigger:{}", trigger.id),
+        data: mapped.data,
+    }))
+}
+
 /// The report printed by `hookyard render`. `trigger` is the trigger id
 /// when the event came through one (workflows may match on it).
 pub fn preview(config: &Config, event: &Event, trigger: Option<&str>) -> String {
@@ -94,76 +188,80 @@ pub fn preview(config: &Config, event: &Event, trigger: Option<&str>) -> String 
     let pretty = serde_json::to_string_pretty(event).unwrap_or_default();
     let _ = writeln!(out, "event:\n{pretty}");
     let envs = Envs::new(&config.templates);
-    let cond_ctx = render::context(event, &BTreeMap::new(), &HashMap::new());
     let ctx = render::context(event, &BTreeMap::new(), &config.secrets);
     let mut requests = String::new();
     let mut matched = Vec::new();
-    for wf in &config.workflows {
-        if !wf.matches(&event.event_type, trigger) {
-            continue;
-        }
-        match condition(config, wf.condition.as_ref(), &cond_ctx) {
-            Ok(false) => continue,
-            Ok(true) => {}
-            Err(e) => {
-                matched.push(format!("workflow {} (not matched: {e})", wf.id));
-                continue;
+    // The router's own decision; API subscriptions are not loaded here.
+    let jobs = crate::route::jobs_for(config, &[], event, trigger);
+    for job in &jobs {
+        match &job.target {
+            Target::WorkflowStep { workflow, .. } => {
+                let Some(wf) = config.workflow(workflow) else {
+                    continue;
+                };
+                let Some(first) = wf.steps.first() else {
+                    continue;
+                };
+                let mode = match wf.mode {
+                    WorkflowMode::Test => " [mode: test, records only]",
+                    _ => "",
+                };
+                matched.push(format!("workflow {}{mode}", wf.id));
+                let title = format!(
+                    "workflow/{}/{} (step 1 of {}){mode}",
+                    wf.id,
+                    first.action.id,
+                    wf.steps.len()
+                );
+                match render::action(&envs, &first.action, &ctx) {
+                    Ok(r) => print_request(
+                        &mut requests,
+                        &title,
+                        &r,
+                        event,
+                        config,
+                        first.action.delivery.signing.as_ref(),
+                    ),
+                    Err(e) => {
+                        let _ = writeln!(requests, "\n--- {title}\nnot sendable: {e}");
+                    }
+                }
+            }
+            Target::Subscription { id } => {
+                let Some(s) = config.subscription(id) else {
+                    continue;
+                };
+                matched.push(format!("subscription {}", s.id));
+                let title = format!("subscription/{}", s.id);
+                match render::subscription(&envs, s, event, &ctx) {
+                    Ok(r) => print_request(
+                        &mut requests,
+                        &title,
+                        &r,
+                        event,
+                        config,
+                        s.delivery.signing.as_ref(),
+                    ),
+                    Err(e) => {
+                        let _ = writeln!(requests, "\n--- {title}\nnot sendable: {e}");
+                    }
+                }
             }
         }
-        let mode = match wf.mode {
-            WorkflowMode::Test => " [mode: test, records only]",
-            _ => "",
-        };
-        matched.push(format!("workflow {}{mode}", wf.id));
-        let Some(first) = wf.steps.first() else {
-            continue;
-        };
-        let title = format!(
-            "workflow/{}/{} (step 1 of {}){mode}",
-            wf.id,
-            first.action.id,
-            wf.steps.len()
-        );
-        match render::action(&envs, &first.action, &ctx) {
-            Ok(r) => print_request(
-                &mut requests,
-                &title,
-                &r,
-                event,
-                config,
-                first.action.delivery.signing.as_ref(),
-            ),
-            Err(e) => {
-                let _ = writeln!(requests, "\n--- {title}\nnot sendable: {e}");
+    }
+    let routed = |label: String| jobs.iter().any(|j| j.target.label() == label);
+    let mut held_back = Vec::new();
+    for wf in &config.workflows {
+        if let Some(first) = wf.steps.first() {
+            let label = format!("workflow/{}/{}", wf.id, first.action.id);
+            if wf.matches(&event.event_type, trigger) && !routed(label) {
+                held_back.push(format!("workflow {}", wf.id));
             }
         }
     }
     for s in &config.subscriptions {
-        if !s.matches(&event.event_type) {
-            continue;
-        }
-        match condition(config, s.condition.as_ref(), &cond_ctx) {
-            Ok(false) => continue,
-            Ok(true) => {}
-            Err(e) => {
-                matched.push(format!("subscription {} (not matched: {e})", s.id));
-                continue;
-            }
-        }
-        matched.push(format!("subscription {}", s.id));
-        let title = format!("subscription/{}", s.id);
-        match render::subscription(&envs, s, event, &ctx) {
-            Ok(r) => print_request(
-                &mut requests,
-                &title,
-                &r,
-                event,
-                config,
-                s.delivery.signing.as_ref(),
-            ),
-            Err(e) => {
-                let _ = writeln!(requests, "\n--- {title}\nnot sendable: {e}");
-            }
+        if s.matches(&event.event_type) && !routed(format!("subscription/{}", s.id)) {
+            held_back.push(format!("subscription {}", s.id));
         }
     }
     if matched.is_empty() {
@@ -174,6 +272,19 @@ pub fn preview(config: &Config, event: &Event, trigger: Option<&str>) -> String 
             let _ = writeln!(out, "  {m}");
         }
     }
+    if !held_back.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nmatch the type, but their `if` is false (or fails to evaluate):"
+        );
+        for m in &held_back {
+            let _ = writeln!(out, "  {m}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n(API-created subscriptions live in the queue backend and are not shown)"
+    );
     out.push_str(&requests);
     out.push_str("\n(nothing was sent)\n");
     out
@@ -182,6 +293,8 @@ pub fn preview(config: &Config, event: &Event, trigger: Option<&str>) -> String 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     #[test]
@@ -230,5 +343,86 @@ subscriptions:
         assert!(out.contains(r#"{"t":150}"#), "{out}");
         assert!(out.contains("X-Hmac-Signature: sha256="), "{out}");
         assert!(!out.contains("sekrit-1"), "{out}");
+    }
+
+    fn trigger_config() -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            r#"
+secrets: { k: { env: K } }
+triggers:
+  - id: gh
+    event: { header: X-GitHub-Event, map: { push: github.push }, otherwise: ignore }
+    verify: { signature: { preset: github, secret: k } }
+    mapping:
+      repo: "$.repository.name"
+      n: { path: "$.n", type: integer }
+  - id: slack
+    event: slack.event
+    handshake: slack
+workflows:
+  - id: on-push
+    when: { trigger: gh }
+    steps: [ { request: { url: "https://h.example/{{ repo }}" } } ]
+"#,
+        )
+        .unwrap();
+        let env = HashMap::from([("K".to_owned(), "gh-hook-secret".to_owned())]);
+        crate::config::load(
+            &path,
+            crate::config::LoadOptions {
+                no_env: false,
+                env: Some(env),
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn trigger_request_is_mapped_without_verifying_and_routed() {
+        let config = trigger_config();
+        // No X-Hub-Signature-256: render does not verify.
+        let headers = parse_headers(&["X-GitHub-Event: push".to_owned()]).unwrap();
+        let body = br#"{"repository": {"name": "hy"}, "n": "3"}"#;
+        let TriggerOutcome::Event(event) =
+            event_from_request(&config, "gh", &headers, body).unwrap()
+        else {
+            panic!("expected an event");
+        };
+        assert_eq!(event.event_type, "github.push");
+        assert_eq!(event.source, "trigger:gh");
+        assert_eq!(event.data, serde_json::json!({"repo": "hy", "n": 3}));
+        // The workflow matches on the trigger, so it is passed through.
+        let out = preview(&config, &event, Some("gh"));
+        assert!(out.contains("workflow on-push\n"), "{out}");
+        assert!(out.contains("POST https://h.example/hy"), "{out}");
+        let out = preview(&config, &event, None);
+        assert!(out.contains("matches: nothing"), "{out}");
+    }
+
+    #[test]
+    fn ignored_handshake_refused_and_bad_input() {
+        let config = trigger_config();
+        let ping = parse_headers(&["X-GitHub-Event: ping".to_owned()]).unwrap();
+        assert!(matches!(
+            event_from_request(&config, "gh", &ping, b"{}").unwrap(),
+            TriggerOutcome::Ignored
+        ));
+        let challenge = br#"{"type": "url_verification", "challenge": "c"}"#;
+        assert!(matches!(
+            event_from_request(&config, "slack", &HeaderMap::new(), challenge).unwrap(),
+            TriggerOutcome::Handshake
+        ));
+        let push = parse_headers(&["X-GitHub-Event: push".to_owned()]).unwrap();
+        let err = event_from_request(&config, "gh", &push, b"{not json").unwrap_err();
+        assert!(err.to_string().contains("HTTP 422"), "{err}");
+        let err = event_from_request(&config, "gh", &push, br#"{"n": "x"}"#).unwrap_err();
+        assert!(err.to_string().contains("HTTP 422"), "{err}");
+        let err = event_from_request(&config, "nope", &push, b"{}").unwrap_err();
+        assert!(err.to_string().contains("(gh, slack)"), "{err}");
+        assert!(parse_headers(&["no colon".to_owned()]).is_err());
+        assert!(parse_headers(&["Bad Name: v".to_owned()]).is_err());
     }
 }

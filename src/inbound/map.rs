@@ -187,10 +187,20 @@ fn field_value(
         Source::Query(name) => req.query.get(name).cloned(),
         Source::Template(template) => {
             let ctx = ctx.get_or_insert_with(|| req.template_context());
-            let text = template.render(templates, &*ctx).map_err(|e| {
-                InboundError::Mapping(format!("mapping `{}`: template failed: {e}", field.key))
-            })?;
-            (!text.is_empty()).then_some(Value::String(text))
+            match template.render(templates, &*ctx) {
+                Ok(text) => (!text.is_empty()).then_some(Value::String(text)),
+                // `body.customer.first_name` without a `customer`: the
+                // template's inputs are absent, so the field is missing
+                // (absent, its default, or a 422 when required), not an
+                // error refusing the whole request.
+                Err(e) if e.kind() == minijinja::ErrorKind::UndefinedError => None,
+                Err(e) => {
+                    return Err(InboundError::Mapping(format!(
+                        "mapping `{}`: template failed: {e}",
+                        field.key
+                    )));
+                }
+            }
         }
         Source::Value(v) => Some(v.clone()),
     };

@@ -251,3 +251,23 @@ fn conversions_known_answers() {
         json!("false")
     );
 }
+
+#[test]
+fn template_over_an_absent_parent_is_a_missing_field() {
+    let t = templates(&[("deep", "{{ body.customer.first_name }}")]);
+    let tpl = || {
+        Source::Template(Template {
+            name: "deep".into(),
+            source: String::new(),
+        })
+    };
+    // Optional: absent, and the rest of the mapping still applies.
+    let fields = vec![field("name", tpl()), field("id", path("$.id"))];
+    let out = run(fields, r#"{"id": 3}"#, "application/json", &[], None, &t).unwrap();
+    assert_eq!(out.data, json!({"id": 3}));
+    // Required: the usual "required field missing" 422.
+    let mut required = field("name", tpl());
+    required.required = true;
+    let err = run(vec![required], "{}", "application/json", &[], None, &t).unwrap_err();
+    assert!(err.to_string().contains("required field `name`"), "{err}");
+}
