@@ -20,6 +20,7 @@ mod prometheus;
 mod queue_conformance;
 mod queue_redis;
 mod reload;
+mod reload_load;
 mod render;
 mod secrets_leak;
 mod send;

@@ -1,0 +1,119 @@
+//! A reload applied while requests are flowing: no request fails, requests
+//! served after the swap see the new config, and nothing is lost.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::admin_support::*;
+use crate::support::http;
+
+const WATCH: &str = "reload: { watch: true, debounce: 100ms }";
+
+/// Two triggers (the second one only in later generations) whose mapping
+/// stamps the config generation into every event.
+fn body(generation: u32, with_second: bool) -> String {
+    let mut s = format!(
+        "triggers:\n  - id: orders\n    event: order.created\n    mapping:\n      n: \"$.n\"\n      generation: {{ value: {generation} }}\n"
+    );
+    if with_second {
+        s.push_str("  - id: refunds\n    event: refund.created\n");
+    }
+    s.push_str("subscriptions:\n");
+    s.push_str(&paused_sub("hold", "*"));
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_under_load_fail_no_request() {
+    let d = start(&body(1, false), WATCH).await;
+    let path = config_path(&d);
+    let url = d.url("/hooks/orders");
+    let stop = Arc::new(AtomicBool::new(false));
+
+    // 8 senders posting continuously while the config is rewritten.
+    let mut senders = vec![];
+    for s in 0..8 {
+        let (url, stop) = (url.clone(), stop.clone());
+        senders.push(tokio::spawn(async move {
+            let client = http();
+            let mut statuses = vec![];
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let r = client
+                    .post(&url)
+                    .header("Content-Type", "application/json")
+                    .body(serde_json::json!({ "n": s * 100_000 + n }).to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                statuses.push(r.status().as_u16());
+                n += 1;
+            }
+            statuses
+        }));
+    }
+
+    // Five generations, alternately adding and removing the second trigger;
+    // each must be served before the next is written.
+    for generation in 2..=6u32 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let with_second = generation % 2 == 0;
+        std::fs::write(
+            &path,
+            config_text(d.dir.path(), &body(generation, with_second), WATCH),
+        )
+        .unwrap();
+        let refunds = d.url("/hooks/refunds");
+        eventually(
+            Duration::from_secs(15),
+            &format!("generation {generation} served"),
+            || {
+                let refunds = refunds.clone();
+                async move {
+                    let status = http()
+                        .post(&refunds)
+                        .body("{}")
+                        .send()
+                        .await
+                        .unwrap()
+                        .status();
+                    (status == 202) == with_second
+                }
+            },
+        )
+        .await;
+    }
+    // Let requests that started under generation 6 land before stopping.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for s in senders {
+        let statuses = s.await.unwrap();
+        total += statuses.len();
+        assert!(
+            statuses.iter().all(|&st| st == 202),
+            "a request failed during reloads: {:?}",
+            statuses.iter().filter(|&&st| st != 202).collect::<Vec<_>>()
+        );
+    }
+    assert!(
+        total > 50,
+        "only {total} requests were sent during the reloads"
+    );
+    assert_eq!(
+        metric(&d, "hookyard_config_reloads_total{result=\"failure\"}").await,
+        Some(0.0)
+    );
+    assert!(metric(&d, "hookyard_config_reloads_total{result=\"success\"}").await >= Some(6.0));
+
+    // Every accepted event is in the queue, and the last ones carry the
+    // newest generation's mapping.
+    let (status, page) = get_json(&d, "/v1/events?type=order.created&limit=1").await;
+    assert_eq!(status, 200, "{page}");
+    let newest = &page["events"][0]["data"];
+    assert_eq!(newest["generation"], 6, "{page}");
+    d.stop().await;
+}
