@@ -232,3 +232,79 @@ async fn unreachable_redis_is_unavailable() {
         Err(hookyard::queue::QueueError::Unavailable(_))
     ));
 }
+
+/// The daemon itself on a private Redis: while Redis is down `/readyz` is 503
+/// and ingestion answers 503 (the sender retries); when Redis comes back
+/// EMPTY the daemon recreates its stream and group by itself, counts the
+/// reset, accepts and delivers again, with no restart of hookyard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_rides_out_redis_down_and_restarted_empty() {
+    use crate::support::{Receiver, http, start_daemon};
+    let Some(mut server) = Server::start(false) else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let secrets = tempfile::tempdir().unwrap();
+    let token_file = secrets.path().join("token");
+    std::fs::write(&token_file, "fault-token").unwrap();
+    let d = start_daemon(&format!(
+        "queue: {{ backend: redis, url: \"{}\", prefix: \"hyt-daemon\", lease: 2s }}\n\
+         secrets: {{ tok: {{ file: \"{}\" }} }}\n\
+         tokens: [ {{ name: app, secret: tok, scopes: [events:write] }} ]\n\
+         subscriptions:\n  - {{ id: r, url: \"{}\", events: [\"*\"] }}\n",
+        server.url(),
+        token_file.display(),
+        receiver.url("/hook")
+    ))
+    .await;
+    let client = http();
+    let publish = || {
+        client
+            .post(d.url("/v1/events"))
+            .header("Authorization", "Bearer fault-token")
+            .header("Content-Type", "application/json")
+            .body(r#"{"type":"fault.test","data":{}}"#)
+            .send()
+    };
+    assert_eq!(publish().await.unwrap().status(), 202);
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+
+    server.kill();
+    let ready = client.get(d.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "readiness while Redis is down");
+    let refused = publish().await.unwrap();
+    assert_eq!(refused.status(), 503, "ingestion while Redis is down");
+    assert!(refused.headers().get("retry-after").is_some());
+
+    server.spawn(); // no persistence: Redis comes back empty
+    let mut accepted = false;
+    for _ in 0..100 {
+        if publish().await.unwrap().status() == 202 {
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        accepted,
+        "the daemon did not accept events again after Redis returned"
+    );
+    receiver.wait_for(2, Duration::from_secs(20)).await;
+    let ready = client.get(d.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let metrics = client
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let resets = metrics
+        .lines()
+        .find(|l| l.starts_with("hookyard_queue_resets_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(resets >= Some(1.0), "resets not counted: {resets:?}");
+    d.stop().await;
+}
