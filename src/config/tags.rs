@@ -144,7 +144,11 @@ struct Catalog<'a> {
 
 impl Catalog<'_> {
     fn schema(&self, ty: &str) -> Option<Option<Tree>> {
-        let it = self.set.event_types.iter().find(|e| e.value.name.value == ty)?;
+        let it = self
+            .set
+            .event_types
+            .iter()
+            .find(|e| e.value.name.value == ty)?;
         Some(it.value.schema.as_ref().and_then(|s| schema_tree(&s.value)))
     }
 
@@ -294,7 +298,7 @@ pub(crate) fn check_path(
         format!("`{path}`")
     };
     let mut msg = format!(
-        "{what} {shown} names no field of {types} events (fields: {})",
+        "{what} {shown} names no field of {types} (fields: {})",
         known.join(", ")
     );
     if let Some(s) = suggest(path, &known) {
@@ -380,12 +384,16 @@ pub(crate) fn check(set: &RawSet, diags: &mut Diagnostics) {
                 Some(mut t) if !t.is_empty() => {
                     t.sort();
                     t.dedup();
-                    format!("{} (trigger {})", t.join(", "), triggers.join(", "))
+                    format!(
+                        "{} events from trigger {}",
+                        t.join(", "),
+                        triggers.join(", ")
+                    )
                 }
-                _ => format!("trigger {}", triggers.join(", ")),
+                _ => format!("events from trigger {}", triggers.join(", ")),
             }
         } else {
-            events.join(", ")
+            format!("{} events", events.join(", "))
         };
         let tree = catalog.matching(&events, &triggers);
         jobs.push((vec![label], tree, temps));
@@ -397,7 +405,7 @@ pub(crate) fn check(set: &RawSet, diags: &mut Diagnostics) {
         let events: Vec<String> = sub.value.events.0.iter().map(|s| s.value.clone()).collect();
         let tree = catalog.matching(&events, &[]);
         let temps = vec![(c.pos.clone(), c.value.clone(), true)];
-        jobs.push((vec![events.join(", ")], tree, temps));
+        jobs.push((vec![format!("{} events", events.join(", "))], tree, temps));
     }
     for (label, tree, temps) in jobs {
         let Some(tree) = tree else { continue };
@@ -437,7 +445,10 @@ mod tests {
     }
 
     fn roots() -> BTreeSet<String> {
-        ["event", "steps", "secrets"].iter().map(|s| s.to_string()).collect()
+        ["event", "steps", "secrets"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
 
     #[test]
@@ -473,8 +484,17 @@ mod tests {
     #[test]
     fn variables_from_minijinja() {
         let env = new_environment();
-        let v = template_vars(&env, "{{ contact.email }} {% for i in items %}{{ i.sku }}{% endfor %}");
-        assert_eq!(v, ["contact.email", "items"].iter().map(|s| s.to_string()).collect());
+        let v = template_vars(
+            &env,
+            "{{ contact.email }} {% for i in items %}{{ i.sku }}{% endfor %}",
+        );
+        assert_eq!(
+            v,
+            ["contact.email", "items"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        );
         let v = template_vars(&env, &expression_wrapper("order.total > 100"));
         assert_eq!(v, ["order.total".to_string()].into_iter().collect());
         assert!(template_vars(&env, "{{ broken").is_empty());
@@ -484,15 +504,28 @@ mod tests {
     fn message_with_suggestion() {
         let t = tree(&["contact.email", "contact.full_name", "order.total"]);
         assert_eq!(
-            check_path("email", &t, &roots(), "order.created", "merge tag").unwrap(),
+            check_path("email", &t, &roots(), "order.created events", "merge tag").unwrap(),
             "merge tag {{ email }} names no field of order.created events \
              (fields: contact.email, contact.full_name, order.total); did you mean contact.email?"
         );
-        let m = check_path("contact.emial", &t, &roots(), "order.created", "merge tag").unwrap();
+        let m = check_path(
+            "contact.emial",
+            &t,
+            &roots(),
+            "order.created events",
+            "merge tag",
+        )
+        .unwrap();
         assert!(m.ends_with("did you mean contact.email?"), "{m}");
         assert_eq!(check_path("event.id", &t, &roots(), "x", "merge tag"), None);
-        assert_eq!(check_path("secrets.k", &t, &roots(), "x", "merge tag"), None);
-        assert_eq!(check_path("contact.email", &t, &roots(), "x", "merge tag"), None);
+        assert_eq!(
+            check_path("secrets.k", &t, &roots(), "x", "merge tag"),
+            None
+        );
+        assert_eq!(
+            check_path("contact.email", &t, &roots(), "x", "merge tag"),
+            None
+        );
         let m = check_path("zzz", &t, &roots(), "x", "merge tag").unwrap();
         assert!(!m.contains("did you mean"), "{m}");
     }
