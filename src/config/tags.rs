@@ -153,7 +153,7 @@ impl Catalog<'_> {
     }
 
     /// Fields of type `ty` (or any type) as emitted by trigger `t`.
-    fn from_trigger(&self, t: &RawTrigger, ty: Option<&str>) -> Option<Tree> {
+    fn of_trigger(&self, t: &RawTrigger, ty: Option<&str>) -> Option<Tree> {
         let mapping = match ty {
             Some(ty) => t
                 .mappings
@@ -192,7 +192,7 @@ impl Catalog<'_> {
                 None => true,
             };
             if emits {
-                tree.merge(self.from_trigger(&t.value, Some(ty))?);
+                tree.merge(self.of_trigger(&t.value, Some(ty))?);
             }
         }
         Some(tree)
@@ -224,15 +224,15 @@ impl Catalog<'_> {
             match (trigger_types(&t.value), events.is_empty()) {
                 (_, false) => {
                     for ty in events {
-                        tree.merge(self.from_trigger(&t.value, Some(ty))?);
+                        tree.merge(self.of_trigger(&t.value, Some(ty))?);
                     }
                 }
                 (Some(types), true) => {
                     for ty in &types {
-                        tree.merge(self.from_trigger(&t.value, Some(ty))?);
+                        tree.merge(self.of_trigger(&t.value, Some(ty))?);
                     }
                 }
-                (None, true) => tree.merge(self.from_trigger(&t.value, None)?),
+                (None, true) => tree.merge(self.of_trigger(&t.value, None)?),
             }
         }
         Some(tree)
@@ -307,8 +307,11 @@ pub(crate) fn check_path(
     Some(msg)
 }
 
-/// Templates of one request with their positions (`expr`: an expression).
-fn request_templates(a: &RawAction, out: &mut Vec<(Pos, String, bool)>) {
+/// A template or expression (`true`) with its position.
+type Spot = (Pos, String, bool);
+
+/// Templates of one request with their positions.
+fn request_templates(a: &RawAction, out: &mut Vec<Spot>) {
     if let StrOr::Str(u) = &a.url.value {
         out.push((a.url.pos.clone(), u.clone(), false));
     }
@@ -328,7 +331,7 @@ fn request_templates(a: &RawAction, out: &mut Vec<(Pos, String, bool)>) {
     }
 }
 
-fn json_leaves(n: &JsonNode, out: &mut Vec<(Pos, String, bool)>) {
+fn json_leaves(n: &JsonNode, out: &mut Vec<Spot>) {
     match &n.value {
         JsonKind::Str(s) => out.push((n.pos.clone(), s.clone(), false)),
         JsonKind::Array(items) => items.iter().for_each(|i| json_leaves(i, out)),
@@ -353,7 +356,7 @@ pub(crate) fn check(set: &RawSet, diags: &mut Diagnostics) {
     roots.extend(env.globals().map(|(k, _)| k.to_owned()));
     let catalog = Catalog { set };
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
-    let mut jobs: Vec<(Vec<String>, Option<Tree>, Vec<(Pos, String, bool)>)> = Vec::new();
+    let mut jobs: Vec<(String, Option<Tree>, Vec<Spot>)> = Vec::new();
     for wf in &set.workflows {
         let when = &wf.value.when.value;
         let (events, triggers) = (names(&when.event), names(&when.trigger));
@@ -396,7 +399,7 @@ pub(crate) fn check(set: &RawSet, diags: &mut Diagnostics) {
             format!("{} events", events.join(", "))
         };
         let tree = catalog.matching(&events, &triggers);
-        jobs.push((vec![label], tree, temps));
+        jobs.push((label, tree, temps));
     }
     for sub in &set.subscriptions {
         let Some(c) = &sub.value.condition else {
@@ -405,7 +408,7 @@ pub(crate) fn check(set: &RawSet, diags: &mut Diagnostics) {
         let events: Vec<String> = sub.value.events.0.iter().map(|s| s.value.clone()).collect();
         let tree = catalog.matching(&events, &[]);
         let temps = vec![(c.pos.clone(), c.value.clone(), true)];
-        jobs.push((vec![format!("{} events", events.join(", "))], tree, temps));
+        jobs.push((format!("{} events", events.join(", ")), tree, temps));
     }
     for (label, tree, temps) in jobs {
         let Some(tree) = tree else { continue };
@@ -421,7 +424,7 @@ pub(crate) fn check(set: &RawSet, diags: &mut Diagnostics) {
                 "merge tag"
             };
             for path in template_vars(&env, &src) {
-                if let Some(msg) = check_path(&path, &tree, &roots, &label.join(", "), what) {
+                if let Some(msg) = check_path(&path, &tree, &roots, &label, what) {
                     if seen.insert((pos.to_string(), msg.clone())) {
                         diags.warn(&pos, msg);
                     }

@@ -8,11 +8,14 @@ fn validate(name: &str) -> Output {
     let dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/config/tags")
         .join(name);
-    Command::new(env!("CARGO_BIN_EXE_hookyard"))
+    let run = Command::new(env!("CARGO_BIN_EXE_hookyard"))
         .args(["validate", "--no-env", "-c"])
         .arg(dir)
-        .output()
-        .unwrap()
+        .output();
+    match run {
+        Ok(out) => out,
+        Err(e) => panic!("cannot run hookyard: {e}"),
+    }
 }
 
 #[test]
