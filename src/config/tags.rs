@@ -539,4 +539,84 @@ mod tests {
         assert_eq!(strsim_distance("", "ab"), 2);
         assert_eq!(strsim_distance("same", "same"), 0);
     }
+
+    /// Warnings of loading `yaml` as a whole config.
+    fn warnings(name: &str, yaml: &str) -> Vec<String> {
+        let dir = std::env::temp_dir().join(format!("hookyard-tags-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hookyard.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let opts = crate::config::LoadOptions {
+            no_env: true,
+            env: None,
+        };
+        let cfg = crate::config::load(&file, opts).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        cfg.warnings.iter().map(|w| w.message.clone()).collect()
+    }
+
+    const TRIGGERS: &str = "
+event_types:
+  - name: typed
+    schema: { type: object, properties: { a: { type: object, properties: { b: { type: string } } } } }
+triggers:
+  - id: mapped
+    event: order.created
+    mapping: { contact.email: \"$.email\" }
+  - id: raw
+    event: order.created
+";
+
+    #[test]
+    fn known_sources_only() {
+        // A trigger with a mapping: known.
+        let w = warnings(
+            "mapped",
+            &format!(
+                "{TRIGGERS}workflows:\n  - id: w\n    when: {{ trigger: mapped, if: \"email\" }}\n    steps: [{{ request: {{ url: \"http://127.0.0.1:1/{{{{ contact.mail }}}}\" }} }}]\n"
+            ),
+        );
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("`email`") && w[0].ends_with("did you mean contact.email?"),
+            "{w:?}"
+        );
+        assert!(w[1].contains("{{ contact.mail }}"), "{w:?}");
+        // Pass-through trigger, or a type the event API may publish without a schema: unknown.
+        for when in [
+            "{ trigger: raw }",
+            "{ event: order.created }",
+            "{ trigger: [mapped, raw] }",
+        ] {
+            let w = warnings(
+                "unknown",
+                &format!(
+                    "{TRIGGERS}workflows:\n  - id: w\n    when: {when}\n    steps: [{{ request: {{ url: \"http://127.0.0.1:1/{{{{ nope }}}}\" }} }}]\n"
+                ),
+            );
+            assert!(w.is_empty(), "{when}: {w:?}");
+        }
+    }
+
+    #[test]
+    fn subscription_if_uses_the_schema() {
+        let sub = |events: &str, cond: &str| {
+            format!(
+                "{TRIGGERS}subscriptions:\n  - id: s\n    url: http://127.0.0.1:1/\n    events: {events}\n    if: \"{cond}\"\n"
+            )
+        };
+        let w = warnings(
+            "sub1",
+            &sub("[typed]", "a.c == 1 and event.type == 'typed'"),
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with(
+                "expression variable `a.c` names no field of typed events (fields: a.b)"
+            ),
+            "{w:?}"
+        );
+        assert!(warnings("sub2", &sub("[typed]", "a.b == 1")).is_empty());
+        assert!(warnings("sub3", &sub("[\"typ*\"]", "zzz")).is_empty());
+    }
 }
