@@ -6,8 +6,8 @@
 //! fields its events can have are worked out as a [`Tree`]: from the event
 //! type's JSON Schema `properties` and from the mappings of the triggers
 //! that emit it. Only when every source is known (a mapping, or a declared
-//! schema with `properties`) is anything checked: a trigger passing an
-//! unvalidated body through, or the event API publishing a type without a
+//! schema with `properties`) is anything checked: a trigger passing the
+//! body through (no mapping), or the event API publishing a type without a
 //! schema, makes the fields unknown and nothing is said. Variable names come
 //! from minijinja's own parser (`undeclared_variables`), so loop and `set`
 //! variables are never reported. Warnings only: a template can be right
@@ -177,8 +177,8 @@ impl Catalog<'_> {
                 Some(m)
             }
             (Some(m), None) => Some(m),
-            // The body passes through: known only when validated by a schema.
-            (None, s) => s,
+            // The body passes through: whatever the sender put in it.
+            (None, _) => None,
         }
     }
 
@@ -596,6 +596,25 @@ triggers:
             );
             assert!(w.is_empty(), "{when}: {w:?}");
         }
+        // A schema, but a trigger also passes bodies of that type through.
+        let with_raw = TRIGGERS.replace(
+            "  - id: raw\n    event: order.created",
+            "  - id: raw\n    event: typed",
+        );
+        let w = warnings(
+            "rawtyped",
+            &format!(
+                "{with_raw}workflows:\n  - id: w\n    when: {{ event: typed, if: \"nope\" }}\n    steps: [{{ request: {{ url: \"http://127.0.0.1:1/\" }} }}]\n"
+            ),
+        );
+        assert!(w.is_empty(), "{w:?}");
+        let w = warnings(
+            "typed",
+            &format!(
+                "{TRIGGERS}workflows:\n  - id: w\n    when: {{ event: typed, if: \"nope\" }}\n    steps: [{{ request: {{ url: \"http://127.0.0.1:1/\" }} }}]\n"
+            ),
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
     }
 
     #[test]
