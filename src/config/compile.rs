@@ -180,6 +180,8 @@ pub(crate) fn compile(
     let (subscriptions, subscription_ids) =
         super::compile_items::compile_subscriptions(&set.subscriptions, &defaults, &mut ctx);
 
+    // Merge tags naming no field of their events (warnings only).
+    super::tags::check(&set, ctx.diags);
     let Ctx { env, secrets, .. } = ctx;
     if !diags.errors.is_empty() {
         return None;

@@ -33,6 +33,7 @@ mod runtime_trigger;
 pub mod schema;
 pub mod secret;
 pub mod spanned;
+mod tags;
 pub mod templates;
 pub mod units;
 

@@ -4,6 +4,7 @@ mod admin;
 mod admin_history;
 mod admin_support;
 mod config;
+mod config_tags;
 mod deliver;
 mod deliver_limits;
 mod deliver_support;
