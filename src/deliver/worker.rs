@@ -190,7 +190,7 @@ impl Worker {
         let queue = self.app.queue();
         let label = job.job.target.label();
         let now = Timestamp::now();
-        let Some((event, _)) = queue.event(&job.job.event_id).await? else {
+        let Some(event) = queue.event_only(&job.job.event_id).await? else {
             return self.dead(job, None, "event_missing").await;
         };
         let api = self.app.api_subscriptions();
