@@ -39,6 +39,10 @@ use crate::queue::{DeliveryState, LeasedJob, QueueError, Target};
 
 /// How long one `lease` call waits for work when the queue is empty.
 const LEASE_WAIT: Duration = Duration::from_millis(500);
+/// Fewer free slots than this: wait [`LEASE_GATHER_WAIT`] for more before
+/// leasing (the pool is nearly full, so the wait costs no throughput).
+const LEASE_GATHER: usize = 8;
+const LEASE_GATHER_WAIT: Duration = Duration::from_millis(2);
 /// How soon a paused target's jobs are looked at again (each look
 /// rewrites the job, so not too often: a paused backlog is polled).
 const PAUSED_RECHECK: Duration = Duration::from_secs(5);
@@ -106,11 +110,18 @@ async fn lease_loop(w: Arc<Worker>, tracker: TaskTracker, stop: CancellationToke
             },
         };
         let mut permits = vec![first];
-        while permits.len() < w.settings.batch.max(1) {
-            match Arc::clone(&w.slots).try_acquire_owned() {
-                Ok(p) => permits.push(p),
-                Err(_) => break,
+        take_free(&w, &mut permits);
+        // Under load slots free up one at a time, and leasing for each alone
+        // costs one lease call (a script on Redis, a commit when embedded)
+        // per job. When few are free, the pool is nearly full: give the
+        // in-flight deliveries a moment to free more. An idle or lightly
+        // loaded pool has many free slots, so it never waits here.
+        if permits.len() < LEASE_GATHER.min(w.settings.batch) {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(LEASE_GATHER_WAIT) => {}
             }
+            take_free(&w, &mut permits);
         }
         if stop.is_cancelled() {
             break;
@@ -132,6 +143,16 @@ async fn lease_loop(w: Arc<Worker>, tracker: TaskTracker, stop: CancellationToke
                 w.deliver(job).await;
                 drop(permit);
             });
+        }
+    }
+}
+
+/// Add free slots to `permits`, up to the lease batch size.
+fn take_free(w: &Worker, permits: &mut Vec<tokio::sync::OwnedSemaphorePermit>) {
+    while permits.len() < w.settings.batch.max(1) {
+        match Arc::clone(&w.slots).try_acquire_owned() {
+            Ok(p) => permits.push(p),
+            Err(_) => break,
         }
     }
 }
@@ -190,7 +211,7 @@ impl Worker {
         let queue = self.app.queue();
         let label = job.job.target.label();
         let now = Timestamp::now();
-        let Some((event, _)) = queue.event(&job.job.event_id).await? else {
+        let Some(event) = queue.event_only(&job.job.event_id).await? else {
             return self.dead(job, None, "event_missing").await;
         };
         let api = self.app.api_subscriptions();

@@ -342,6 +342,12 @@ impl Queue {
         forward!(self.dead_letter(job, attempt, reason))
     }
 
+    /// The event alone, without its delivery records: the delivery
+    /// worker's per-job read (one HGET / one table lookup).
+    pub async fn event_only(&self, id: &str) -> Result<Option<Event>, QueueError> {
+        forward!(self.event_only(id))
+    }
+
     pub async fn event(
         &self,
         id: &str,

@@ -239,6 +239,12 @@ impl EmbeddedQueue {
             .await
     }
 
+    /// The event alone, without its delivery records.
+    pub async fn event_only(&self, id: &str) -> Result<Option<Event>, QueueError> {
+        let id = id.to_owned();
+        self.read(move |db| reads::event_only(db, &id)).await
+    }
+
     pub async fn event(
         &self,
         id: &str,

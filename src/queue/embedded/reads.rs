@@ -16,6 +16,18 @@ use crate::queue::{
 /// Page size when the query gives none.
 const DEFAULT_LIMIT: usize = 100;
 
+/// The event alone, without its delivery records (the delivery worker's
+/// per-job read).
+pub fn event_only(db: &Database, id: &str) -> Result<Option<Event>, QueueError> {
+    let txn = db.begin_read()?;
+    let events = txn.open_table(EVENTS)?;
+    let Some(raw) = events.get(id)? else {
+        return Ok(None);
+    };
+    let StoredEvent::V1 { event, .. } = decode(raw.value())?;
+    Ok(Some(event))
+}
+
 pub fn event(db: &Database, id: &str) -> Result<Option<(Event, Vec<DeliveryRecord>)>, QueueError> {
     let txn = db.begin_read()?;
     let events = txn.open_table(EVENTS)?;

@@ -150,6 +150,20 @@ impl RedisQueue {
     }
 
     /// An event with its deliveries (in enqueue order).
+    /// The event alone, without its delivery records: one HGET (the
+    /// delivery worker's per-job read).
+    pub async fn event_only(&self, id: &str) -> Result<Option<Event>> {
+        let json: Option<String> = redis::cmd("HGET")
+            .arg(self.key(&format!("ev:{id}")))
+            .arg("json")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        let Some(json) = json else { return Ok(None) };
+        let event: Event = serde_json::from_str(&json).map_err(|e| corrupt("event", e))?;
+        Ok(Some(event))
+    }
+
     pub async fn event(&self, id: &str) -> Result<Option<(Event, Vec<DeliveryRecord>)>> {
         let (json, first, later): (Option<String>, Option<String>, Vec<String>) = redis::pipe()
             .cmd("HGET")
