@@ -100,56 +100,27 @@ pub struct Caller {
     pub token: String,
 }
 
-/// The wire name of a scope, as written in `tokens[].scopes`.
-pub fn scope_name(scope: Scope) -> &'static str {
-    match scope {
-        Scope::EventsWrite => "events:write",
-        Scope::WebhooksRead => "webhooks:read",
-        Scope::WebhooksWrite => "webhooks:write",
-        Scope::DeliveriesRead => "deliveries:read",
-        Scope::DeliveriesWrite => "deliveries:write",
-        Scope::Admin => "admin",
-    }
-}
-
 /// Check `Authorization: Bearer <token>` against the config's tokens and
 /// require `scope`: 401 without a (known) token, 403 without the scope.
 pub fn authorize(config: &Config, headers: &HeaderMap, scope: Scope) -> Result<Caller, ApiError> {
-    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(unauthorized(
-            "missing Authorization header; send `Authorization: Bearer <token>` with a token from `tokens:`",
-        ));
-    };
-    let value = value.to_str().unwrap_or("");
-    let presented = match value.split_once(' ') {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
-        _ => {
-            return Err(unauthorized(
-                "the Authorization header must use the Bearer scheme: `Authorization: Bearer <token>`",
-            ));
-        }
-    };
-    if presented.is_empty() {
-        return Err(unauthorized("empty bearer token"));
-    }
-    let Some(token) = config.token_for(presented.as_bytes()) else {
-        return Err(unauthorized("unknown token"));
-    };
-    if !token.allows(scope) {
-        return Err(ApiError::new(
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or(""));
+    match config.authorize_bearer(authorization, scope) {
+        Ok(token) => Ok(Caller {
+            token: token.name.clone(),
+        }),
+        Err(e) if e.is_forbidden() => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            format!(
-                "token `{}` lacks the scope `{}` this route needs; add it to the token's scopes",
-                token.name,
-                scope_name(scope)
-            ),
-        ));
+            e.to_string(),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            e.to_string(),
+        )),
     }
-    Ok(Caller {
-        token: token.name.clone(),
-    })
 }
 
 #[cfg(test)]

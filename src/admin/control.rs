@@ -74,7 +74,7 @@ async fn config(State(app): State<App>, headers: HeaderMap) -> Result<Json<Value
             json!({
                 "name": t.name,
                 "secret": t.secret.name,
-                "scopes": t.scopes.iter().map(|s| super::auth::scope_name(*s)).collect::<Vec<_>>(),
+                "scopes": t.scopes.iter().map(|s| s.name()).collect::<Vec<_>>(),
             })
         })
         .collect();

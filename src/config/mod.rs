@@ -35,6 +35,7 @@ pub mod secret;
 pub mod spanned;
 mod tags;
 pub mod templates;
+pub mod tokens;
 pub mod units;
 
 pub use error::{ConfigError, ConfigErrors, Pos};

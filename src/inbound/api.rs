@@ -110,28 +110,18 @@ async fn handle(app: &App, req: Request) -> Result<Response, InboundError> {
 
 /// The token presenting `Authorization: Bearer …`, if it may write events.
 fn authorize<'c>(config: &'c Config, headers: &HeaderMap) -> Result<&'c Token, InboundError> {
-    let value = headers
+    let authorization = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            InboundError::Unauthorized("missing `Authorization: Bearer <token>` header".into())
-        })?;
-    let (scheme, presented) = value.trim().split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") || presented.trim().is_empty() {
-        return Err(InboundError::Unauthorized(
-            "expected `Authorization: Bearer <token>`".into(),
-        ));
-    }
-    let token = config
-        .token_for(presented.trim().as_bytes())
-        .ok_or_else(|| InboundError::Unauthorized("unknown API token".into()))?;
-    if !token.allows(Scope::EventsWrite) {
-        return Err(InboundError::Forbidden(format!(
-            "token `{}` lacks the `events:write` scope",
-            token.name
-        )));
-    }
-    Ok(token)
+        .map(|v| v.to_str().unwrap_or(""));
+    config
+        .authorize_bearer(authorization, Scope::EventsWrite)
+        .map_err(|e| {
+            if e.is_forbidden() {
+                InboundError::Forbidden(e.to_string())
+            } else {
+                InboundError::Unauthorized(e.to_string())
+            }
+        })
 }
 
 /// Check one posted event and build it.
