@@ -3,17 +3,21 @@
 //! or "wait this long"; the worker then defers the job, which uses up no
 //! attempt.
 //!
-//! All state is in memory, per replica. `rate_limit` is therefore per
-//! replica too: the cluster-wide limit on Redis that SPEC §5 describes is
-//! not implemented here.
+//! `max_in_flight` and the circuit are per replica, in memory. `rate_limit`
+//! is asked of the queue ([`Limits::rate_shared`] → `Queue::rate_limit`, a
+//! GCRA shared by every replica on Redis); the in-memory token bucket here
+//! is only the fallback while the queue cannot answer, so a Redis hiccup
+//! never fails a delivery because of the limiter.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Rate;
+use crate::queue::Queue;
 
 /// Circuit breaker settings.
 #[derive(Debug, Clone, Copy)]
@@ -99,6 +103,9 @@ pub enum InFlight {
 pub struct Limits {
     settings: CircuitSettings,
     targets: Mutex<HashMap<String, TargetState>>,
+    /// The queue's rate limiter failed and the local bucket is in use
+    /// (logged once per outage).
+    shared_rate_down: AtomicBool,
 }
 
 impl Limits {
@@ -106,6 +113,7 @@ impl Limits {
         Limits {
             settings,
             targets: Mutex::new(HashMap::new()),
+            shared_rate_down: AtomicBool::new(false),
         }
     }
 
@@ -143,6 +151,36 @@ impl Limits {
         match rate {
             None => Ok(()),
             Some(rate) => self.with(label, |t| t.bucket.take(rate, now)),
+        }
+    }
+
+    /// The cluster-wide `rate_limit` gate: None = go, Some(wait) = defer.
+    /// Targets without a `rate_limit` cost nothing (no queue call). When
+    /// the queue errors, this replica's own bucket decides instead.
+    pub async fn rate_shared(
+        &self,
+        queue: &Queue,
+        label: &str,
+        rate: Option<Rate>,
+    ) -> Option<Duration> {
+        let rate = rate?;
+        let burst = rate.count.max(1);
+        let per_second = f64::from(burst) / rate.per.as_secs_f64().max(1e-9);
+        match queue.rate_limit(label, per_second, burst).await {
+            Ok(wait) => {
+                if self.shared_rate_down.swap(false, Ordering::Relaxed) {
+                    tracing::info!("shared rate limiter answers again");
+                }
+                wait
+            }
+            Err(e) => {
+                if !self.shared_rate_down.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "shared rate limiter failed: {e}; rate limits are enforced per replica until it answers again"
+                    );
+                }
+                self.rate(label, Some(rate), Instant::now()).err()
+            }
         }
     }
 

@@ -245,7 +245,11 @@ impl Worker {
             }
         };
         if !test_mode {
-            if let Err(wait) = self.limits.rate(&label, opts.rate_limit, Instant::now()) {
+            if let Some(wait) = self
+                .limits
+                .rate_shared(queue, &label, opts.rate_limit)
+                .await
+            {
                 return queue.defer(job, later(now, wait), None).await;
             }
             if let Err(wait) = self.limits.circuit_allows(&label, Instant::now()) {

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub mod embedded;
+pub mod gcra;
 pub mod redis;
 
 pub use embedded::EmbeddedQueue;
@@ -377,6 +378,20 @@ impl Queue {
 
     pub async fn redrive(&self, target: Option<&str>) -> Result<u64, QueueError> {
         forward!(self.redrive(target))
+    }
+
+    /// Admit one request to the rate-limited target `key` (its label):
+    /// None = go, Some(wait) = defer that long. GCRA at `per_second` with
+    /// `burst` requests at once; on Redis the state is shared by every
+    /// replica (SPEC §5 `rate_limit`), on the embedded backend it is in
+    /// memory.
+    pub async fn rate_limit(
+        &self,
+        key: &str,
+        per_second: f64,
+        burst: u32,
+    ) -> Result<Option<Duration>, QueueError> {
+        forward!(self.rate_limit(key, per_second, burst))
     }
 
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {

@@ -32,6 +32,8 @@
 //!   order; only its head is ever in the stream or the delayed set.
 //!   Finishing the head (complete or dead letter) pops it and places the
 //!   next one; a redriven job is pushed at the back.
+//! - Rate limits: `<p>:rl:<target label>` holds the target's GCRA
+//!   theoretical arrival time (ms, server clock), expiring when idle.
 //! - History: `<p>:ev:<id>` (hash: event JSON, ingest time, index seq,
 //!   count of unfinished jobs, and `ds`: JSON list of the deliveries made at
 //!   ingestion), `<p>:evd:<id>` (list of deliveries added later: replays,
@@ -84,6 +86,7 @@
 mod batch;
 mod history;
 mod lease;
+mod rate;
 mod scripts;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -7,6 +7,7 @@ mod config;
 mod config_tags;
 mod deliver;
 mod deliver_limits;
+mod deliver_rate_redis;
 mod deliver_support;
 mod e2e;
 mod examples;

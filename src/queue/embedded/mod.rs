@@ -14,9 +14,10 @@ mod store;
 mod tables;
 mod writer;
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -24,6 +25,7 @@ use redb::{Database, ReadableDatabase};
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use crate::queue::gcra::{Gcra, gcra};
 use crate::queue::{
     Attempt, Clock, DeliveryRecord, DeliveryState, Event, HistoryQuery, IngestItem, Ingested,
     LeasedJob, NewJob, Page, QueueError, QueueStats, StoreSettings, system_clock,
@@ -63,6 +65,9 @@ struct Inner {
     /// Write transactions committed since open (group commit makes this
     /// grow much slower than the number of writes under load).
     commits: Arc<AtomicU64>,
+    /// GCRA state of `rate_limit` per target (in memory: this backend is
+    /// single-instance, so the process is the whole cluster).
+    rates: Mutex<HashMap<String, f64>>,
 }
 
 impl EmbeddedQueue {
@@ -110,6 +115,7 @@ impl EmbeddedQueue {
                 clock,
                 wake,
                 commits,
+                rates: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -299,6 +305,28 @@ impl EmbeddedQueue {
     /// Write transactions committed since open.
     pub fn commits(&self) -> u64 {
         self.inner.commits.load(Ordering::Relaxed)
+    }
+
+    /// Admit one request to `key` (see [`crate::queue::gcra`]): None = go,
+    /// Some(wait) = defer that long.
+    pub async fn rate_limit(
+        &self,
+        key: &str,
+        per_second: f64,
+        burst: u32,
+    ) -> Result<Option<Duration>, QueueError> {
+        let now_ms = (self.inner.clock)().as_millisecond() as f64;
+        let mut rates = match self.inner.rates.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match gcra(rates.get(key).copied(), now_ms, per_second, burst) {
+            Gcra::Allowed { tat_ms } => {
+                rates.insert(key.to_owned(), tat_ms);
+                Ok(None)
+            }
+            Gcra::Wait { ms } => Ok(Some(Duration::from_secs_f64(ms / 1000.0))),
+        }
     }
 
     /// The embedded store cannot be reset behind our back.

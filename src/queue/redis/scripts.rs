@@ -23,6 +23,8 @@ pub(super) struct Scripts {
     pub redrive: Script,
     pub stats: Script,
     pub prune: Script,
+    /// Standalone (no common prelude): it touches only its own key.
+    pub rate_limit: Script,
 }
 
 fn with_common(body: &str) -> Script {
@@ -44,6 +46,7 @@ impl Scripts {
             redrive: with_common(include_str!("lua/redrive.lua")),
             stats: with_common(include_str!("lua/stats.lua")),
             prune: with_common(include_str!("lua/prune.lua")),
+            rate_limit: Script::new(include_str!("lua/rate_limit.lua")),
         }
     }
 }
