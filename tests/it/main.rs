@@ -12,6 +12,7 @@ mod deliver_support;
 mod e2e;
 mod examples;
 mod faults;
+mod faults_twin;
 mod inbound;
 mod inbound_answers;
 mod inbound_api;
