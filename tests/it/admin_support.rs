@@ -176,14 +176,7 @@ pub fn paused_sub(id: &str, events: &str) -> String {
     )
 }
 
-/// A free loopback port (bound then released; tests accept the small race).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use crate::support::free_port;
 
 /// The real `hookyard run` binary on a config, stderr captured to a file.
 /// Killed on drop if still running.

@@ -16,18 +16,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Answer, Receiver, http, redis_available};
+use crate::support::{Answer, Receiver, free_port, http, received_event_ids, redis_available};
 
 const TOKEN: &str = "fault-token-value";
-const EVENTS: usize = 300;
-const SENDERS: usize = 16;
-const DELIVERED_WITHIN: Duration = Duration::from_secs(60);
-
-/// A free loopback port: bind :0, read the port, release it.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
+pub(crate) const EVENTS: usize = 300;
+pub(crate) const SENDERS: usize = 16;
+pub(crate) const DELIVERED_WITHIN: Duration = Duration::from_secs(60);
 
 /// One config in a temp dir, started and restarted as the real binary.
 struct Setup {
@@ -191,18 +185,11 @@ async fn send_events(
     accepted.lock().unwrap().clone()
 }
 
-fn received_ids(rx: &Receiver) -> HashSet<String> {
-    rx.received()
-        .iter()
-        .filter_map(|r| r.header("x-hookyard-event-id").map(str::to_owned))
-        .collect()
-}
-
 /// Wait until the receiver saw every accepted id (≤ 60 s).
 async fn wait_all_delivered(rx: &Receiver, accepted: &HashSet<String>, setup: &Setup) {
     let deadline = tokio::time::Instant::now() + DELIVERED_WITHIN;
     loop {
-        let got = received_ids(rx);
+        let got = received_event_ids(rx);
         let missing: Vec<&String> = accepted.iter().filter(|id| !got.contains(*id)).collect();
         if missing.is_empty() {
             return;
@@ -260,7 +247,7 @@ async fn sigkill_under_load(queue: &str) {
         c.kill().unwrap();
         c.wait().unwrap();
     }
-    let before = received_ids(&rx);
+    let before = received_event_ids(&rx);
     assert!(
         accepted.len() >= EVENTS / 2,
         "only {} events accepted before the kill\n{}",
@@ -321,7 +308,7 @@ async fn sigterm_during_deliveries_loses_nothing() {
     assert!(status.success());
     let exit = wait_exit(&mut child, Duration::from_secs(30)).await;
     assert_eq!(exit.code(), Some(0), "{}", setup.logs());
-    let before = received_ids(&rx);
+    let before = received_event_ids(&rx);
     eprintln!(
         "sigterm: {} accepted, {} delivered before the stop",
         accepted.len(),

@@ -18,18 +18,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Answer, Receiver, http, redis_available};
+use crate::faults::{DELIVERED_WITHIN, EVENTS, SENDERS};
+use crate::support::{Answer, Receiver, free_port, http, received_event_ids, redis_available};
 
 const TOKEN: &str = "twin-fault-token-value";
-const EVENTS: usize = 300;
-const SENDERS: usize = 16;
-const DELIVERED_WITHIN: Duration = Duration::from_secs(60);
-
-/// A free loopback port: bind :0, read the port, release it.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
 
 /// One replica: its own config (own port, shared Redis prefix) and log.
 struct Replica {
@@ -170,13 +162,6 @@ fn pending_of(prefix: &str, pid: u32) -> usize {
         .sum()
 }
 
-fn received_ids(rx: &Receiver) -> HashSet<String> {
-    rx.received()
-        .iter()
-        .filter_map(|r| r.header("x-hookyard-event-id").map(str::to_owned))
-        .collect()
-}
-
 /// What the senders saw: accepted ids per replica, and how many B accepted
 /// after the kill.
 #[derive(Default)]
@@ -287,7 +272,7 @@ async fn twin_replicas_survive_sigkill_of_one() {
                     if slot.is_none() {
                         let leased = pending_of(&prefix, pid_a);
                         if leased > 0 {
-                            let before = received_ids(&rx);
+                            let before = received_event_ids(&rx);
                             a.kill();
                             killed.store(true, Ordering::SeqCst);
                             *slot = Some(AtKill {
@@ -340,7 +325,7 @@ async fn twin_replicas_survive_sigkill_of_one() {
     // Every accepted event arrives, A being dead: B delivers them all.
     let deadline = Instant::now() + DELIVERED_WITHIN;
     loop {
-        let got = received_ids(&rx);
+        let got = received_event_ids(&rx);
         let missing: Vec<&String> = all.iter().filter(|id| !got.contains(*id)).collect();
         if missing.is_empty() {
             break;

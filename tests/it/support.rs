@@ -287,3 +287,20 @@ pub fn redis_available() -> bool {
     }
     up
 }
+
+/// A free loopback port (bound then released; tests accept the small race).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// The `X-Hookyard-Event-Id`s a receiver has seen (duplicates folded).
+pub fn received_event_ids(rx: &Receiver) -> std::collections::HashSet<String> {
+    rx.received()
+        .iter()
+        .filter_map(|r| r.header("x-hookyard-event-id").map(str::to_owned))
+        .collect()
+}

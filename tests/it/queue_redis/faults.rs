@@ -13,6 +13,7 @@ use hookyard::queue::redis::RedisQueue;
 use hookyard::queue::{DeliveryState, Ingested};
 
 use super::support::*;
+use crate::support::free_port;
 
 /// A redis-server child on 127.0.0.1:<port> in its own temp dir.
 struct Server {
@@ -20,11 +21,6 @@ struct Server {
     port: u16,
     dir: tempfile::TempDir,
     aof: bool,
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 impl Server {
