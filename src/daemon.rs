@@ -109,12 +109,29 @@ pub fn sender_for(config: &Config) -> Result<Sender, DaemonError> {
     .map_err(|e| DaemonError::Sender(e.to_string()))
 }
 
+/// How this process takes part (`hookyard run` flags).
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Run the delivery workers. Off (`--no-deliver`) makes an ingest-only
+    /// replica: it accepts, routes and queues events, and replicas sharing
+    /// its Redis queue deliver them (like the split API/delivery services
+    /// of Convoy or Outpost).
+    pub deliver: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { deliver: true }
+    }
+}
+
 /// Run until `shutdown` is cancelled, then stop gracefully.
 pub async fn run(
     config: Config,
     config_path: PathBuf,
     listeners: Listeners,
     shutdown: CancellationToken,
+    opts: RunOptions,
 ) -> Result<(), DaemonError> {
     let metrics = Metrics::new();
     metrics.config_reload(true, jiff::Timestamp::now().as_second());
@@ -135,7 +152,14 @@ pub async fn run(
 
     let workers_stop = CancellationToken::new();
     let tracker = TaskTracker::new();
-    crate::deliver::worker::spawn(&app, &tracker, workers_stop.clone());
+    if opts.deliver {
+        crate::deliver::worker::spawn(&app, &tracker, workers_stop.clone());
+    } else {
+        tracing::warn!(
+            queue = ?app.config().queue.backend,
+            "delivery workers are off (--no-deliver): events are queued here and delivered by replicas that share the queue"
+        );
+    }
     tracker.spawn(housekeeping(app.clone(), workers_stop.clone()));
     crate::config::reload::spawn(&app, &tracker, workers_stop.clone());
 

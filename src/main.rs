@@ -38,6 +38,11 @@ enum Command {
         /// Log format (default: text).
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Accept and queue events but run no delivery workers: an
+        /// ingest-only replica on a shared Redis queue (other replicas
+        /// deliver), or holding every delivery for a maintenance window.
+        #[arg(long, env = "HOOKYARD_NO_DELIVER")]
+        no_deliver: bool,
     },
     /// Check the config; print every error as `file:line:col: message`.
     Validate {
@@ -117,7 +122,11 @@ fn main() -> ExitCode {
             };
             render(&config, input)
         }
-        Command::Run { config, log_format } => match run(&config, log_format) {
+        Command::Run {
+            config,
+            log_format,
+            no_deliver,
+        } => match run(&config, log_format, !no_deliver) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("hookyard: {e:#}");
@@ -250,7 +259,7 @@ fn init_logs(format: LogFormat) {
     }
 }
 
-fn run(path: &std::path::Path, log_format: LogFormat) -> anyhow::Result<ExitCode> {
+fn run(path: &std::path::Path, log_format: LogFormat, deliver: bool) -> anyhow::Result<ExitCode> {
     init_logs(log_format);
     let cfg = match config::load(path, LoadOptions::default()) {
         Ok(c) => c,
@@ -287,7 +296,8 @@ fn run(path: &std::path::Path, log_format: LogFormat) -> anyhow::Result<ExitCode
             }
             signal.cancel();
         });
-        hookyard::daemon::run(cfg, path.to_owned(), listeners, shutdown).await
+        let opts = hookyard::daemon::RunOptions { deliver };
+        hookyard::daemon::run(cfg, path.to_owned(), listeners, shutdown, opts).await
     })?;
     Ok(ExitCode::SUCCESS)
 }

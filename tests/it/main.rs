@@ -19,6 +19,7 @@ mod inbound_api;
 mod inbound_props;
 mod inbound_queue;
 mod inbound_verify;
+mod no_deliver;
 mod prometheus;
 mod queue_conformance;
 mod queue_redis;
