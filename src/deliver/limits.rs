@@ -72,6 +72,34 @@ struct Circuit {
     probing: bool,
 }
 
+/// The one request an open circuit lets through. Its outcome, passed to
+/// [`Limits::record`], closes or reopens the circuit. A probe dropped
+/// before it was [`Probe::sent`] (the request was never made: rendering or
+/// signing failed and the job was dead-lettered) proved nothing, so it
+/// frees the probe slot for the next job; otherwise `probing` would stay
+/// set and the target would be held on this replica until a restart.
+#[must_use = "drop the probe only when no request was sent"]
+pub struct Probe<'a> {
+    limits: &'a Limits,
+    label: String,
+    sent: bool,
+}
+
+impl Probe<'_> {
+    /// The probe request was sent and its outcome recorded.
+    pub fn sent(mut self) {
+        self.sent = true;
+    }
+}
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.limits.with(&self.label, |t| t.circuit.probing = false);
+        }
+    }
+}
+
 /// What a circuit transition means for the `hookyard_circuit_open` gauge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CircuitChange {
@@ -184,18 +212,23 @@ impl Limits {
         }
     }
 
-    /// Whether the circuit lets a request through now: closed, or open
-    /// long enough that this request becomes the one probe.
-    pub fn circuit_allows(&self, label: &str, now: Instant) -> Result<(), Duration> {
+    /// Whether the circuit lets a request through now: closed (`None`), or
+    /// open long enough that this request becomes the one probe
+    /// (`Some(Probe)`, to be marked [`Probe::sent`] once recorded).
+    pub fn circuit_allows(&self, label: &str, now: Instant) -> Result<Option<Probe<'_>>, Duration> {
         self.with(label, |t| {
             let c = &mut t.circuit;
             match c.open_until {
-                None => Ok(()),
+                None => Ok(None),
                 Some(until) if now < until => Err(until - now),
                 Some(_) if c.probing => Err(Duration::from_millis(500)),
                 Some(_) => {
                     c.probing = true;
-                    Ok(())
+                    Ok(Some(Probe {
+                        limits: self,
+                        label: label.to_owned(),
+                        sent: false,
+                    }))
                 }
             }
         })
@@ -279,18 +312,40 @@ mod tests {
         assert_eq!(l.record("t", true, t0), CircuitChange::Unchanged);
         assert_eq!(l.record("t", true, t0), CircuitChange::Unchanged);
         assert_eq!(l.record("t", true, t0), CircuitChange::Opened);
-        assert_eq!(l.circuit_allows("t", t0), Err(Duration::from_secs(10)));
+        assert_eq!(
+            l.circuit_allows("t", t0).err(),
+            Some(Duration::from_secs(10))
+        );
         let later = t0 + Duration::from_secs(10);
-        assert!(l.circuit_allows("t", later).is_ok(), "the probe");
+        let probe = l.circuit_allows("t", later).unwrap().expect("the probe");
         assert!(l.circuit_allows("t", later).is_err(), "one probe only");
         // A failed probe reopens for another period.
         assert_eq!(l.record("t", true, later), CircuitChange::Unchanged);
+        probe.sent();
         assert!(l.circuit_allows("t", later).is_err());
         let later2 = later + Duration::from_secs(10);
-        assert!(l.circuit_allows("t", later2).is_ok());
+        let probe = l.circuit_allows("t", later2).unwrap().expect("a probe");
         assert_eq!(l.record("t", false, later2), CircuitChange::Closed);
-        assert!(l.circuit_allows("t", later2).is_ok());
+        probe.sent();
+        assert!(l.circuit_allows("t", later2).unwrap().is_none(), "closed");
         // A success resets the failure count.
         assert_eq!(l.record("t", true, later2), CircuitChange::Unchanged);
+    }
+
+    #[test]
+    fn unsent_probe_frees_the_slot() {
+        let l = Limits::new(CircuitSettings {
+            threshold: 1,
+            open_for: Duration::from_secs(10),
+        });
+        let t0 = Instant::now();
+        assert_eq!(l.record("t", true, t0), CircuitChange::Opened);
+        let later = t0 + Duration::from_secs(10);
+        let probe = l.circuit_allows("t", later).unwrap().expect("the probe");
+        assert!(l.circuit_allows("t", later).is_err(), "one probe only");
+        // Dropped without a request (render failed): the next job probes.
+        drop(probe);
+        let next = l.circuit_allows("t", later).unwrap();
+        assert!(next.is_some(), "the next job is the probe");
     }
 }

@@ -244,6 +244,9 @@ impl Worker {
                 slot => Some(slot),
             }
         };
+        // Set when this request is the open circuit's probe; dropped unsent
+        // (render or signing fails below) it lets the next job probe.
+        let mut probe = None;
         if !test_mode {
             if let Some(wait) = self
                 .limits
@@ -252,8 +255,9 @@ impl Worker {
             {
                 return queue.defer(job, later(now, wait), None).await;
             }
-            if let Err(wait) = self.limits.circuit_allows(&label, Instant::now()) {
-                return queue.defer(job, later(now, wait), None).await;
+            match self.limits.circuit_allows(&label, Instant::now()) {
+                Ok(p) => probe = p,
+                Err(wait) => return queue.defer(job, later(now, wait), None).await,
             }
         }
 
@@ -389,6 +393,9 @@ impl Worker {
             }
             CircuitChange::Closed => self.app.metrics().circuit(&label, false),
             CircuitChange::Unchanged => {}
+        }
+        if let Some(p) = probe {
+            p.sent();
         }
         let error = match (&outcome, &result) {
             (Outcome::Success, _) => None,

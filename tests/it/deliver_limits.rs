@@ -15,7 +15,7 @@ use hookyard::queue::DeliveryState;
 use hookyard::webhooks::ApiSubscription;
 use serde_json::{Value, json};
 
-use crate::deliver_support::{event, harness, load, sub};
+use crate::deliver_support::{event, harness, load, step, sub};
 use crate::support::{Answer, Receiver};
 
 const T: Duration = Duration::from_secs(15);
@@ -267,4 +267,51 @@ async fn shutdown_finishes_in_flight_deliveries() {
     let rec = h.app.queue().delivery(&later[0]).await.unwrap().unwrap();
     assert_eq!(rec.state, DeliveryState::Pending);
     assert_eq!(rx.received().len(), 1);
+}
+
+#[tokio::test]
+async fn circuit_probe_that_sends_nothing_does_not_wedge_the_target() {
+    let rx = Receiver::start().await;
+    rx.script([
+        Answer::status(500),
+        Answer::status(500),
+        Answer::status(500),
+    ]);
+    // Harness circuit: opens after 3 consecutive failures, for 500ms. The
+    // good job's 4th attempt comes ~1.5s later, after the circuit's probe.
+    let h = harness(&format!(
+        r#"
+actions:
+  - id: a
+    strict: true
+    url: "{0}/a"
+    body: {{ json: {{ e: "{{{{ contact.email }}}}" }} }}
+    retry: {{ schedule: [10ms, 10ms, 1500ms, 10ms] }}
+workflows:
+  - id: w
+    when: {{ event: "*" }}
+    steps: [ {{ action: a }} ]
+"#,
+        rx.url("")
+    ))
+    .await;
+    let good = h
+        .ingest(
+            &event("a", json!({"contact": {"email": "a@b.c"}})),
+            vec![step("w", "a")],
+        )
+        .await;
+    rx.wait_for(3, T).await;
+    // While the circuit is open, a job that cannot render: it waits for the
+    // circuit, becomes the probe, and is dead-lettered without a request.
+    let bad = h.ingest(&event("a", json!({})), vec![step("w", "a")]).await;
+    let rec = h.wait_state(&bad[0], DeliveryState::DeadLetter, T).await;
+    assert_eq!(rec.reason.as_deref(), Some("template_error"));
+    // A probe that sent nothing proved nothing: the next job must be let
+    // through as the probe, not held forever behind it.
+    let rec = h
+        .wait_state(&good[0], DeliveryState::Succeeded, Duration::from_secs(6))
+        .await;
+    assert_eq!(rec.attempts.len(), 4);
+    assert_eq!(rx.received().len(), 4);
 }
