@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::admin_support::*;
@@ -32,11 +32,15 @@ async fn reloads_under_load_fail_no_request() {
     let path = config_path(&d);
     let url = d.url("/hooks/orders");
     let stop = Arc::new(AtomicBool::new(false));
+    // Answers so far: each generation is written only after the senders
+    // got answers under the previous one, so the reloads really happen
+    // under load however slow the machine is.
+    let answered = Arc::new(AtomicUsize::new(0));
 
     // 8 senders posting continuously while the config is rewritten.
     let mut senders = vec![];
     for s in 0..8 {
-        let (url, stop) = (url.clone(), stop.clone());
+        let (url, stop, answered) = (url.clone(), stop.clone(), answered.clone());
         senders.push(tokio::spawn(async move {
             let client = http();
             let mut statuses = vec![];
@@ -50,6 +54,7 @@ async fn reloads_under_load_fail_no_request() {
                     .await
                     .unwrap();
                 statuses.push(r.status().as_u16());
+                answered.fetch_add(1, Ordering::Relaxed);
                 n += 1;
             }
             statuses
@@ -59,7 +64,16 @@ async fn reloads_under_load_fail_no_request() {
     // Five generations, alternately adding and removing the second trigger;
     // each must be served before the next is written.
     for generation in 2..=6u32 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        let before = answered.load(Ordering::Relaxed);
+        eventually(
+            Duration::from_secs(15),
+            "requests answered before the next reload",
+            || {
+                let answered = answered.clone();
+                async move { answered.load(Ordering::Relaxed) >= before + 10 }
+            },
+        )
+        .await;
         let with_second = generation % 2 == 0;
         std::fs::write(
             &path,
