@@ -211,8 +211,17 @@ impl Worker {
         let queue = self.app.queue();
         let label = job.job.target.label();
         let now = Timestamp::now();
-        let Some(event) = queue.event_only(&job.job.event_id).await? else {
-            return self.dead(job, None, "event_missing").await;
+        // The Redis lease usually brings the event along; otherwise read it.
+        let fetched;
+        let event = match &job.event {
+            Some(e) => e,
+            None => match queue.event_only(&job.job.event_id).await? {
+                Some(e) => {
+                    fetched = e;
+                    &fetched
+                }
+                None => return self.dead(job, None, "event_missing").await,
+            },
         };
         let api = self.app.api_subscriptions();
         let Some(resolved) = target::resolve(&config, &api, &job.job.target) else {

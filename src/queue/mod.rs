@@ -143,6 +143,10 @@ pub struct LeasedJob {
     pub orphaned_since: Option<Timestamp>,
     /// Backend-specific handle of this lease (stream entry id, row key).
     pub lease: String,
+    /// The job's event, when the backend read it together with the lease
+    /// (Redis does, saving the worker a round trip); `None`: read it with
+    /// [`Queue::event_only`].
+    pub event: Option<Event>,
 }
 
 /// One HTTP attempt, as recorded in history (SPEC §8).

@@ -434,16 +434,19 @@ impl RedisQueue {
             DeliveryState::DeadLetter => "dead_letter",
             DeliveryState::Test => "test",
         };
-        // The job's event, target and FIFO line come from the lease, so the
-        // script need not read the delivery record.
+        // The job's target and FIFO line come from the lease, so the script
+        // need not read the delivery record.
+        // Attempts made counting this one: the lease carries the count, so
+        // the script writes it instead of incrementing it.
+        let attempts = job.attempts + u32::from(attempt.is_some());
         let mut args = vec![
             job.lease.clone(),
             job.job.delivery_id.clone(),
-            job.job.event_id.clone(),
             job.job.target.label(),
             job.job.ordering_key.clone().unwrap_or_default(),
             state.to_string(),
             attempt_json(attempt.as_ref())?,
+            attempts.to_string(),
         ];
         match &next {
             Some(n) => {

@@ -267,6 +267,7 @@ impl Batch<'_, '_> {
                 attempts,
                 orphaned_since,
                 lease: lease_handle(seq, self.c.generation),
+                event: None,
             });
         }
         Ok(leased)

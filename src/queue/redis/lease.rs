@@ -18,13 +18,18 @@ const MAX_BLOCK: Duration = Duration::from_secs(30);
 /// delivery id, why.
 type Undecodable = (String, String, String);
 
-/// Decode the flat job list the lease scripts return (6 fields per job).
-/// Entries that do not decode are returned apart, so one bad record cannot
-/// block the others (the caller dead-letters them).
+/// Fields per job in the lease scripts' flat reply (see `emit` in
+/// `lua/common.lua`).
+const JOB_FIELDS: usize = 7;
+
+/// Decode the flat job list the lease scripts return. Entries that do not
+/// decode are returned apart, so one bad record cannot block the others
+/// (the caller dead-letters them). An event that does not decode is left
+/// for the worker to read (and judge) itself.
 fn parse_jobs(fields: &[String]) -> (Vec<LeasedJob>, Vec<Undecodable>) {
-    let mut jobs = Vec::with_capacity(fields.len() / 6);
+    let mut jobs = Vec::with_capacity(fields.len() / JOB_FIELDS);
     let mut bad = Vec::new();
-    for f in fields.chunks_exact(6) {
+    for f in fields.chunks_exact(JOB_FIELDS) {
         let lease = format!("{}/{}", f[0], f[1]);
         let decoded = serde_json::from_str::<StoredJob>(&f[3])
             .map_err(|e| format!("job: {e}"))
@@ -34,11 +39,16 @@ fn parse_jobs(fields: &[String]) -> (Vec<LeasedJob>, Vec<Undecodable>) {
                     "" => None,
                     t => Some(t.parse().map_err(|e| format!("orphaned_since: {e}"))?),
                 };
+                let event = match f[6].as_str() {
+                    "" => None,
+                    json => serde_json::from_str(json).ok(),
+                };
                 Ok(LeasedJob {
                     job,
                     attempts,
                     orphaned_since,
                     lease: lease.clone(),
+                    event,
                 })
             });
         match decoded {
@@ -90,8 +100,8 @@ fn parse_read_reply(v: Value) -> Vec<(String, Vec<(String, String)>)> {
     out
 }
 
-/// Split freshly read entries into job rows (the 6 fields `parse_jobs`
-/// takes; the job travels in the entry) and (entry id, delivery id) pairs
+/// Split freshly read entries into job rows (the fields `parse_jobs`
+/// takes; the job travels in the entry, the event is left to the worker) and (entry id, delivery id) pairs
 /// of entries without their job (written by an older hookyard, or not
 /// ours: delivery id empty), which the `load` script resolves.
 fn split_entries(entries: Vec<(String, Vec<(String, String)>)>) -> (Vec<String>, Vec<String>) {
@@ -112,6 +122,7 @@ fn split_entries(entries: Vec<(String, Vec<(String, String)>)>) -> (Vec<String>,
                 job,
                 get("n").unwrap_or_else(|| "0".to_string()),
                 get("o").unwrap_or_default(),
+                String::new(),
             ]),
             (did, _) => {
                 old.push(id);
@@ -310,7 +321,7 @@ mod tests {
             ]),
         ])]);
         let (rows, old) = split_entries(parse_read_reply(reply));
-        assert_eq!(rows, ["1-0", "1", "D1", "{}", "2", ""]);
+        assert_eq!(rows, ["1-0", "1", "D1", "{}", "2", "", ""]);
         assert_eq!(old, ["2-0", "D2", "3-0", ""]);
         assert!(parse_read_reply(Value::Nil).is_empty());
     }
@@ -333,9 +344,12 @@ mod tests {
             stored,
             "3".into(),
             "2026-01-01T00:00:00Z".into(),
+            r#"{"id":"E1","type":"t","timestamp":"2026-01-01T00:00:00Z","source":"api:x","data":{"a":1}}"#.into(),
         ];
         let (jobs, bad) = parse_jobs(&fields);
         assert!(bad.is_empty());
+        let event = jobs[0].event.as_ref().unwrap();
+        assert_eq!((event.id.as_str(), &event.data), ("E1", &serde_json::json!({"a": 1})));
         assert_eq!(jobs[0].job, job);
         assert_eq!(jobs[0].attempts, 3);
         assert_eq!(jobs[0].lease, "5-1/2");
@@ -349,6 +363,7 @@ mod tests {
             "D9".into(),
             "{".into(),
             "0".into(),
+            "".into(),
             "".into(),
         ]);
         assert!(jobs.is_empty());

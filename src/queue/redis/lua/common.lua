@@ -77,25 +77,25 @@ local function next_seq()
 end
 
 -- A runnable job goes into the stream carrying everything a worker needs
--- (delivery id, stored job, attempts made, orphaned_since), so leasing
--- reads no other key.
-local function push_ready(did, job, n, orph)
-  redis.call('XADD', K_READY, '*', 'd', did, 'j', job, 'n', n, 'o', orph)
+-- (delivery id, stored job, attempts made, orphaned_since, event id), so
+-- leasing reads no other key but the event.
+local function push_ready(did, job, n, orph, eid)
+  redis.call('XADD', K_READY, '*', 'd', did, 'j', job, 'n', n, 'o', orph, 'e', eid)
 end
 
 -- Into the stream, its fields read from the delivery record (delayed jobs
 -- that became due, the next head of a FIFO line, redriven jobs).
 local function push_from_record(did)
-  local d = redis.call('HMGET', k_delivery(did), 'job', 'n', 'orph')
-  if d[1] then push_ready(did, d[1], d[2] or '0', d[3] or '') end
+  local d = redis.call('HMGET', k_delivery(did), 'job', 'n', 'orph', 'ev')
+  if d[1] then push_ready(did, d[1], d[2] or '0', d[3] or '', d[4] or '') end
 end
 
 -- Make a job runnable: into the stream now, or into the delayed set until due.
-local function place(did, due, job, n, orph)
+local function place(did, due, job, n, orph, eid)
   if due > NOW then
     redis.call('ZADD', K_DELAYED, due, did)
   elseif job then
-    push_ready(did, job, n, orph)
+    push_ready(did, job, n, orph, eid)
   else
     push_from_record(did)
   end
@@ -104,7 +104,7 @@ end
 -- Count a job as unfinished and make it runnable, or park it behind the
 -- head of its FIFO line (only a line's head is ever in the stream or the
 -- delayed set). `job` may be nil (then read from the record when placed).
-local function activate(did, target, okey, due, job, n, orph)
+local function activate(did, target, okey, due, job, n, orph, eid)
   B_PENDING[target] = (B_PENDING[target] or 0) + 1
   table.insert(B_UNFIN_ADD, NOW)
   table.insert(B_UNFIN_ADD, did)
@@ -114,17 +114,19 @@ local function activate(did, target, okey, due, job, n, orph)
       return
     end
   end
-  place(did, due, job, n, orph)
+  place(did, due, job, n, orph, eid)
 end
 
 -- Write a new delivery record and queue its job; the caller records the
--- delivery id under its event and counts the event's open jobs. Returns
--- true when a job was queued. Enqueueing a delivery id that is still
+-- delivery id under its event. Returns true when a job was queued, and
+-- whether the record is new. Enqueueing a delivery id that is still
 -- pending does nothing (idempotent); enqueueing a finished one (manual
--- retry) makes it pending again and keeps its attempt history.
-local function create_job(did, eid, target, okey, due, job)
+-- retry) makes it pending again and keeps its attempt history. `fresh`:
+-- the event itself is new, so its delivery ids (new ULIDs) cannot exist.
+local function create_job(did, eid, target, okey, due, job, fresh)
   local k = k_delivery(did)
-  local st = redis.call('HGET', k, 'st')
+  local st = nil
+  if not fresh then st = redis.call('HGET', k, 'st') end
   if st == 'pending' then return false, false end
   if st then
     redis.call('ZREM', K_DEAD, did)
@@ -137,27 +139,27 @@ local function create_job(did, eid, target, okey, due, job)
     table.insert(B_DELIVERIES, seq)
     table.insert(B_DELIVERIES, did)
   end
-  activate(did, target, okey, due, job, '0', '')
+  activate(did, target, okey, due, job, '0', '', eid)
   return true, not st
 end
 
--- create_job for an event that already exists: count it open and list the
--- delivery under the event (deliveries created at ingestion are listed in
--- the event hash instead, see ingest.lua).
+-- create_job for an event that already exists: list the delivery under the
+-- event (deliveries created at ingestion are listed in the event hash
+-- instead, see ingest.lua).
 local function add_job(did, eid, target, okey, due, job)
-  local queued, new = create_job(did, eid, target, okey, due, job)
-  if queued then redis.call('HINCRBY', k_event(eid), 'open', 1) end
+  local _, new = create_job(did, eid, target, okey, due, job, false)
   if new then redis.call('RPUSH', k_event_deliveries(eid), did) end
 end
 
 -- A job left the queue for good (succeeded, test, dead letter): uncount it
--- and release the next job of its FIFO line.
-local function finish_known(did, eid, target, okey)
+-- and release the next job of its FIFO line. (Whether an event still has
+-- unfinished jobs is read from its delivery records when pruning, so
+-- nothing per event is written here.)
+local function finish_known(did, target, okey)
   if target and target ~= '' then
     B_PENDING[target] = (B_PENDING[target] or 0) - 1
   end
   table.insert(B_UNFIN_REM, did)
-  if eid and eid ~= '' then redis.call('HINCRBY', k_event(eid), 'open', -1) end
   if okey and okey ~= '' then
     local line = k_fifo(okey)
     if redis.call('LINDEX', line, 0) == did then
@@ -174,8 +176,8 @@ local function finish_known(did, eid, target, okey)
 end
 
 local function finish(did)
-  local d = redis.call('HMGET', k_delivery(did), 'ev', 'tg', 'ok')
-  finish_known(did, d[1], d[2], d[3])
+  local d = redis.call('HMGET', k_delivery(did), 'tg', 'ok')
+  finish_known(did, d[1], d[2])
 end
 
 -- A lease handle is "<stream entry id>/<delivery count>". It is held when
@@ -193,6 +195,44 @@ local function held(lease, consumer)
   return entry
 end
 
+-- Compare two stream entry ids ("<ms>-<seq>"): true when a < b.
+local function id_less(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am) or 0, tonumber(as) or 0, tonumber(bm) or 0, tonumber(bs) or 0
+  return am < bm or (am == bm and as < bs)
+end
+
+-- held() for many leases of one consumer with a single XPENDING over the
+-- range of their entries (the consumer's pending list between them is
+-- bounded by what the process has leased). Returns a table lease -> entry
+-- id for the leases that are held.
+local function held_many(leases, consumer)
+  local want, lo, hi = {}, nil, nil
+  for _, lease in ipairs(leases) do
+    local sep = string.find(lease, '/', 1, true)
+    if sep then
+      local entry = string.sub(lease, 1, sep - 1)
+      if string.match(entry, '^%d+-%d+$') then
+        want[lease] = entry
+        if not lo or id_less(entry, lo) then lo = entry end
+        if not hi or id_less(hi, entry) then hi = entry end
+      end
+    end
+  end
+  local out = {}
+  if not lo then return out end
+  local pe = redis.pcall('XPENDING', K_READY, K_GROUP, lo, hi, 1000000, consumer)
+  if type(pe) ~= 'table' or pe.err then return out end
+  local count = {}
+  for _, p in ipairs(pe) do count[p[1]] = tonumber(p[4]) end
+  for lease, entry in pairs(want) do
+    local sep = string.find(lease, '/', 1, true)
+    if count[entry] == tonumber(string.sub(lease, sep + 1)) then out[lease] = entry end
+  end
+  return out
+end
+
 -- Remove a leased entry from the stream for good (at flush).
 local function release(entry)
   table.insert(B_ACK, entry)
@@ -206,11 +246,25 @@ local function field(fields, name)
   return nil
 end
 
+-- Event JSON by id, read once per script (the jobs of one event leased
+-- together share it).
+local EVENT_JSON = {}
+local function event_json(eid)
+  if not eid or eid == '' then return '' end
+  local j = EVENT_JSON[eid]
+  if not j then
+    j = redis.call('HGET', k_event(eid), 'json') or ''
+    EVENT_JSON[eid] = j
+  end
+  return j
+end
+
 -- Append one leased job to a flat reply: entry, delivery count, delivery
--- id, stored job, attempts, orphaned_since. The job travels in the entry;
--- entries written by an older hookyard carry only the delivery id, so the
--- record is read then. Entries without a job anywhere (history pruned) are
--- dropped from the stream.
+-- id, stored job, attempts, orphaned_since, event JSON ('' when the entry
+-- does not name its event: the worker reads it then). The job travels in
+-- the entry; entries written by an older hookyard carry only the delivery
+-- id, so the record is read then. Entries without a job anywhere (history
+-- pruned) are dropped from the stream.
 local function emit(out, entry, count, fields)
   local did = field(fields, 'd')
   local job, n, orph = field(fields, 'j'), field(fields, 'n'), field(fields, 'o')
@@ -228,5 +282,6 @@ local function emit(out, entry, count, fields)
   table.insert(out, job)
   table.insert(out, n or '0')
   table.insert(out, orph or '')
+  table.insert(out, event_json(field(fields, 'e')))
   return 1
 end

@@ -56,10 +56,9 @@ for _ = 1, items do
     local k = k_event(eid)
     local existed = redis.call('EXISTS', k) == 1
     local seq = next_seq()
-    local open, listed = 0, {}
+    local listed = {}
     for _ = 1, njobs do
-      local queued, new = create_job(ARGV[i], eid, ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4])
-      if queued then open = open + 1 end
+      local _, new = create_job(ARGV[i], eid, ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4], not existed)
       if new then table.insert(listed, ARGV[i]) end
       i = i + 5
     end
@@ -67,15 +66,14 @@ for _ = 1, items do
       -- A new event lists its first deliveries in its own hash ('ds'), so
       -- ingestion writes no per-delivery list.
       if #listed > 0 then
-        redis.call('HSET', k, 'json', ejson, 'at', NOW, 'seq', seq, 'open', open, 'ds', cjson.encode(listed))
+        redis.call('HSET', k, 'json', ejson, 'at', NOW, 'seq', seq, 'ds', cjson.encode(listed))
       else
-        redis.call('HSET', k, 'json', ejson, 'at', NOW, 'seq', seq, 'open', open)
+        redis.call('HSET', k, 'json', ejson, 'at', NOW, 'seq', seq)
       end
     else
       -- The same id again (a client id past its window): the new event
-      -- replaces the old one, which keeps its deliveries and open jobs.
+      -- replaces the old one, which keeps its deliveries.
       redis.call('HSET', k, 'json', ejson, 'at', NOW, 'seq', seq)
-      if open > 0 then redis.call('HINCRBY', k, 'open', open) end
       if #listed > 0 then redis.call('RPUSH', k_event_deliveries(eid), unpack(listed)) end
     end
     table.insert(events, seq)

@@ -40,20 +40,28 @@ local removed = 0
 local done = 1
 if #ids == batch then done = 0 end
 for _, eid in ipairs(ids) do
-  local e = redis.call('HMGET', k_event(eid), 'at', 'open', 'ds')
+  local e = redis.call('HMGET', k_event(eid), 'at', 'ds')
   local at = tonumber(e[1]) or 0
-  local open = tonumber(e[2]) or 0
   if at >= cut and (total - removed) <= max_events then
     done = 1
     break
   end
-  if open > 0 then
+  local dids = redis.call('LRANGE', k_event_deliveries(eid), 0, -1)
+  if e[2] then
+    for _, did in ipairs(cjson.decode(e[2])) do table.insert(dids, did) end
+  end
+  -- An event with a job still pending (queued, delayed, leased, waiting
+  -- in a FIFO line) stays with all its history.
+  local open = false
+  for _, did in ipairs(dids) do
+    if redis.call('HGET', k_delivery(did), 'st') == 'pending' then
+      open = true
+      break
+    end
+  end
+  if open then
     offset = offset + 1
   else
-    local dids = redis.call('LRANGE', k_event_deliveries(eid), 0, -1)
-    if e[3] then
-      for _, did in ipairs(cjson.decode(e[3])) do table.insert(dids, did) end
-    end
     for _, did in ipairs(dids) do
       redis.call('DEL', k_delivery(did), k_attempts(did))
       redis.call('ZREM', K_DELIVERIES, did)
