@@ -199,6 +199,11 @@ impl<'a> Renderer<'a> {
 
     /// Render a string template.
     pub fn template(&mut self, t: &Template) -> Result<String, RenderError> {
+        // Most URLs and headers are plain text: skip the engine. (A trailing
+        // newline is left to it, which drops one.)
+        if !crate::config::templates::is_templated(&t.source) && !t.source.ends_with('\n') {
+            return Ok(t.source.clone());
+        }
         let strict = self
             .envs
             .strict

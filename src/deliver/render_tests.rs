@@ -234,3 +234,32 @@ fn expression_capture_matches_config_eval() {
     let r = action(&envs, c.action("e").unwrap(), &ctx).unwrap();
     assert_eq!(&r.body[..], br#"{"t":8}"#);
 }
+
+#[test]
+fn plain_text_templates_render_as_the_engine_would() {
+    // The shortcut for text without tags must give what minijinja gives.
+    let c = load(
+        r#"
+actions:
+  - id: p
+    url: "https://h.example/a%20b?x=1&y=}"
+    headers: { X-Plain: "a } b %} c", X-Brace: "{ not a tag }" }
+"#,
+    );
+    let envs = Envs::new(&c.templates);
+    let ctx = context(&event(serde_json::json!({})), &BTreeMap::new(), &c.secrets);
+    let action = c.action("p").unwrap();
+    let mut r = Renderer::new(&envs, &ctx, true);
+    for (_, t) in &action.delivery.headers {
+        let engine = envs
+            .strict
+            .get_template(&t.name)
+            .unwrap()
+            .render(&ctx)
+            .unwrap();
+        assert_eq!(r.template(t).unwrap(), engine);
+    }
+    let (url, display) = r.url(&action.url).unwrap();
+    assert_eq!(url.as_str(), "https://h.example/a%20b?x=1&y=}");
+    assert_eq!(display, url.as_str());
+}

@@ -106,7 +106,13 @@ pub async fn start_daemon_at(
         metrics: None,
     };
     let shutdown = CancellationToken::new();
-    let handle = tokio::spawn(daemon::run(cfg, path, listeners, shutdown.clone(), Default::default()));
+    let handle = tokio::spawn(daemon::run(
+        cfg,
+        path,
+        listeners,
+        shutdown.clone(),
+        Default::default(),
+    ));
     let daemon = TestDaemon {
         addr,
         dir,

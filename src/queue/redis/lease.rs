@@ -349,7 +349,10 @@ mod tests {
         let (jobs, bad) = parse_jobs(&fields);
         assert!(bad.is_empty());
         let event = jobs[0].event.as_ref().unwrap();
-        assert_eq!((event.id.as_str(), &event.data), ("E1", &serde_json::json!({"a": 1})));
+        assert_eq!(
+            (event.id.as_str(), &event.data),
+            ("E1", &serde_json::json!({"a": 1}))
+        );
         assert_eq!(jobs[0].job, job);
         assert_eq!(jobs[0].attempts, 3);
         assert_eq!(jobs[0].lease, "5-1/2");
