@@ -177,6 +177,15 @@ impl Ctx<'_> {
         src: &str,
         offset: usize,
     ) -> Option<Expr> {
+        if let Some(at) = templates::stray_block_end(src) {
+            let pos = self.inner_pos(&s.pos, &s.value, offset + at);
+            self.error(
+                &pos,
+                "expression syntax error: unexpected `}}`; write the expression bare, \
+                 without `{{ }}` around it",
+            );
+            return None;
+        }
         if let Err(e) = self.env.compile_expression_owned(src.to_owned()) {
             let pos = self.minijinja_pos(s, &e, 0);
             let pos = if offset > 0 { pos.shifted(offset) } else { pos };

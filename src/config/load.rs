@@ -131,42 +131,50 @@ pub fn load_files(
     diags: &mut Diagnostics,
 ) {
     for path in files {
-        let name: Arc<str> = Arc::from(path.display().to_string());
-        let raw_text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) => {
-                diags.error(&Pos::file_start(path), format!("cannot read file: {e}"));
-                continue;
-            }
-        };
-        let (text, colmap, errors) = interp::interpolate(&raw_text, lookup);
-        for (line, col, msg) in errors {
-            diags.error(&Pos::new(&name, line, col), msg);
+        match std::fs::read_to_string(path) {
+            Ok(raw_text) => load_text(path, raw_text, lookup, set, diags),
+            Err(e) => diags.error(&Pos::file_start(path), format!("cannot read file: {e}")),
         }
-        set.texts
-            .insert(Arc::clone(&name), Arc::from(raw_text.as_str()));
-        set.sources.push(SourceFile {
-            path: path.clone(),
-            raw_text,
-        });
-        let docs: Vec<Node> = match super::node::parse_documents(&text) {
-            Ok(d) => d,
-            Err(e) => {
-                let (line, col) = e
-                    .location()
-                    .map(|l| (l.line() as u32, l.column() as u32))
-                    .unwrap_or((1, 1));
-                let col = colmap.original(line, col);
-                diags.error(&Pos::new(&name, line, col), yaml_message(&e));
-                continue;
-            }
-        };
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        for mut doc in docs {
-            doc.restore_float_text(&text);
-            doc.map_positions(&|line, col| colmap.original(line, col));
-            split_document(&doc, &name, &dir, set, diags);
+    }
+}
+
+/// Interpolate and parse the text of one file into `set`. `path` names the
+/// file in errors, and its directory is where relative secret files are.
+pub fn load_text(
+    path: &Path,
+    raw_text: String,
+    lookup: &Lookup<'_>,
+    set: &mut RawSet,
+    diags: &mut Diagnostics,
+) {
+    let name: Arc<str> = Arc::from(path.display().to_string());
+    let (text, colmap, errors) = interp::interpolate(&raw_text, lookup);
+    for (line, col, msg) in errors {
+        diags.error(&Pos::new(&name, line, col), msg);
+    }
+    set.texts
+        .insert(Arc::clone(&name), Arc::from(raw_text.as_str()));
+    set.sources.push(SourceFile {
+        path: path.to_path_buf(),
+        raw_text,
+    });
+    let docs: Vec<Node> = match super::node::parse_documents(&text) {
+        Ok(d) => d,
+        Err(e) => {
+            let (line, col) = e
+                .location()
+                .map(|l| (l.line() as u32, l.column() as u32))
+                .unwrap_or((1, 1));
+            let col = colmap.original(line, col);
+            diags.error(&Pos::new(&name, line, col), yaml_message(&e));
+            return;
         }
+    };
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    for mut doc in docs {
+        doc.restore_float_text(&text);
+        doc.map_positions(&|line, col| colmap.original(line, col));
+        split_document(&doc, &name, &dir, set, diags);
     }
 }
 

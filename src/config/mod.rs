@@ -12,7 +12,7 @@
 //!    CIDRs, JSONPaths, templates and expressions (`templates.rs`, one
 //!    shared minijinja environment), apply defaults → `runtime.rs` types.
 //!
-//! Entry point: [`load`].
+//! Entry points: [`load`] (a path), [`load_str`] (one file's text).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -62,6 +62,32 @@ pub struct LoadOptions {
 /// Load, check and compile the config at `path` (a file or a directory).
 /// On failure every error is returned, each with `file:line:col`.
 pub fn load(path: &Path, opts: LoadOptions) -> Result<Config, ConfigErrors> {
+    let mut diags = error::Diagnostics::default();
+    let files = load::find_files(path, &mut diags);
+    if files.is_empty() && diags.errors.is_empty() {
+        diags.error(&Pos::file_start(path), "no *.yaml or *.yml files found");
+    }
+    compile_with(opts, diags, |lookup, set, diags| {
+        load::load_files(&files, lookup, set, diags)
+    })
+}
+
+/// Load, check and compile one config file's `text`, as if read from
+/// `path`: errors name `path`, and relative secret `file:`s are read from
+/// its directory. The same stages as [`load`], without finding files.
+pub fn load_str(text: &str, path: &Path, opts: LoadOptions) -> Result<Config, ConfigErrors> {
+    compile_with(opts, error::Diagnostics::default(), |lookup, set, diags| {
+        load::load_text(path, text.to_owned(), lookup, set, diags)
+    })
+}
+
+/// Read the sources with `read` (interpolating with the lookup `opts`
+/// asks for), then compile them.
+fn compile_with(
+    opts: LoadOptions,
+    mut diags: error::Diagnostics,
+    read: impl FnOnce(&interp::Lookup<'_>, &mut load::RawSet, &mut error::Diagnostics),
+) -> Result<Config, ConfigErrors> {
     let lookup = |name: &str| -> Option<String> {
         match &opts.env {
             Some(map) => map.get(name).cloned(),
@@ -73,15 +99,59 @@ pub fn load(path: &Path, opts: LoadOptions) -> Result<Config, ConfigErrors> {
     } else {
         interp::Lookup::Env(&lookup)
     };
-    let mut diags = error::Diagnostics::default();
-    let files = load::find_files(path, &mut diags);
-    if files.is_empty() && diags.errors.is_empty() {
-        diags.error(&Pos::file_start(path), "no *.yaml or *.yml files found");
-    }
     let mut set = load::RawSet::default();
-    load::load_files(&files, &interp_lookup, &mut set, &mut diags);
+    read(&interp_lookup, &mut set, &mut diags);
     match compile::compile(set, &mut diags, opts.no_env, &lookup) {
         Some(config) => Ok(config),
         None => Err(ConfigErrors::from_diagnostics(diags)),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
+mod tests {
+    use super::*;
+
+    const YAML: &str = "secrets: { s: { env: S } }\n\
+        triggers:\n  - id: t\n    event: e.x\n    verify: { signature: { preset: github, secret: s } }\n";
+
+    fn env() -> LoadOptions {
+        LoadOptions {
+            no_env: false,
+            env: Some([("S".to_owned(), "sec".to_owned())].into_iter().collect()),
+        }
+    }
+
+    #[test]
+    fn load_str_compiles_like_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, YAML).unwrap();
+        let from_file = load(&path, env()).unwrap();
+        let from_text = load_str(YAML, &path, env()).unwrap();
+        assert_eq!(from_file.triggers.len(), 1);
+        assert_eq!(from_text.triggers.len(), 1);
+        assert_eq!(from_file.triggers[0].path, from_text.triggers[0].path);
+    }
+
+    /// Found by fuzzing (config_load): minijinja panicked on a bare
+    /// expression with a `}}` followed by more text; now an error.
+    #[test]
+    fn stray_block_end_in_an_expression_is_an_error_not_a_panic() {
+        let yaml = "workflows:\n  - id: w\n    when: { event: e, if: \"a.b }} x\" }\n    \
+            steps: [{ request: { url: \"http://127.0.0.1:1/\" } }]\n";
+        let err = load_str(yaml, Path::new("c.yaml"), env()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("c.yaml:3:32: expression syntax error: unexpected `}}`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn load_str_errors_name_the_given_path() {
+        let err = load_str("triggers: 3\n", Path::new("virtual/c.yaml"), env()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("virtual/c.yaml:1:"), "{text}");
     }
 }

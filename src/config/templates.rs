@@ -154,6 +154,36 @@ impl JsonTemplate {
     }
 }
 
+/// The byte offset of a `}}` in the bare expression `expr` that
+/// minijinja's lexer would take as the end of a `{{ … }}` block: outside
+/// string literals, with every bracket before it closed. A bare expression
+/// has no block to end, and minijinja (2.24) panics with "empty lexer
+/// stack" when anything follows such a `}}`, so the loader refuses it
+/// before compiling. This follows the lexer's rules: brackets count only
+/// outside strings, a string ends at its first unescaped quote.
+pub(crate) fn stray_block_end(expr: &str) -> Option<usize> {
+    let bytes = expr.as_bytes();
+    let mut depth: isize = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'}' if depth == 0 && bytes.get(i + 1) == Some(&b'}') => return Some(i),
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth -= 1,
+            quote @ (b'"' | b'\'') => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote {
+                    // A backslash escapes the byte after it.
+                    i += usize::from(bytes[i] == b'\\') + 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Whether `s` contains template syntax.
 pub(crate) fn is_templated(s: &str) -> bool {
     s.contains("{{") || s.contains("{%") || s.contains("{#")
@@ -249,6 +279,38 @@ mod tests {
             body.render(&t, &ctx).unwrap(),
             serde_json::json!({"total": 12.5, "missing": null, "name": "Hi Ann", "fixed": [1, true]})
         );
+    }
+
+    #[test]
+    fn stray_block_end_follows_the_lexer() {
+        assert_eq!(stray_block_end("a }} b"), Some(2));
+        assert_eq!(stray_block_end("a -}}"), Some(3));
+        assert_eq!(stray_block_end(")}} x"), None); // unbalanced: not an end
+        assert_eq!(stray_block_end("{'a': {'b': 1}} == x"), None);
+        assert_eq!(stray_block_end("x == '}}' and y"), None);
+        assert_eq!(stray_block_end(r#"x == "a\"}}" and y"#), None);
+        assert_eq!(stray_block_end(r#"x == "a\\" }} y"#), Some(11));
+        assert_eq!(stray_block_end("order.total > 100"), None);
+    }
+
+    /// Fuzzing found that minijinja panics ("empty lexer stack") on a bare
+    /// expression with a `}}` followed by anything; whatever
+    /// `stray_block_end` lets through must compile or fail, never panic.
+    #[test]
+    fn expressions_let_through_never_panic_the_lexer() {
+        let env = new_environment();
+        for expr in [
+            "a }} b",
+            "a -}} ",
+            "contact.eQQ}}}}QQmail != ''",
+            ")}} x",
+            "{'a': {'b': 1}} == x",
+            "x == '}}' }} y",
+        ] {
+            if stray_block_end(expr).is_none() {
+                let _ = env.compile_expression(expr);
+            }
+        }
     }
 
     #[test]
