@@ -46,6 +46,9 @@ const LEASE_GATHER_WAIT: Duration = Duration::from_millis(2);
 /// How soon a paused target's jobs are looked at again (each look
 /// rewrites the job, so not too often: a paused backlog is polled).
 const PAUSED_RECHECK: Duration = Duration::from_secs(5);
+/// Longest a leased job waits for a free `max_in_flight` slot before it is
+/// deferred (see `Limits::in_flight_wait`).
+const SLOT_WAIT: Duration = Duration::from_secs(1);
 /// How soon a job held back by `max_in_flight` is tried again.
 const IN_FLIGHT_RECHECK: Duration = Duration::from_millis(50);
 /// Longest single wait of an orphaned job before it is looked at again.
@@ -243,7 +246,15 @@ impl Worker {
         let _slot = if test_mode {
             None
         } else {
-            match self.limits.in_flight(&label, opts.max_in_flight) {
+            // Hold the leased job for a slot a little while (never longer
+            // than a quarter of its lease) before deferring it.
+            let wait = SLOT_WAIT.min(config.queue.lease / 4);
+            let max_waiting = (self.settings.concurrency / 4).max(1);
+            match self
+                .limits
+                .in_flight_wait(&label, opts.max_in_flight, wait, max_waiting)
+                .await
+            {
                 InFlight::Full => {
                     // Jitter spreads the waiting jobs' returns.
                     let wait =

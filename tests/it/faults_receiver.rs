@@ -20,10 +20,8 @@
 //! and resets two connections of every three; the flap test refuses one
 //! wave of 4 events per cycle; the hang test hangs 4 requests.
 //!
-//! The flap test also runs on Redis (unique key prefix, skipped visibly
-//! without Redis unless `CI=true`). The reset test does not: there,
-//! `max_in_flight: 1` is slow (a job finding the slot taken is deferred by
-//! 50-150ms through the delayed set), 4-19s for this run on a loaded host.
+//! The reset and flap tests also run on Redis (unique key prefix, skipped
+//! visibly without Redis unless `CI=true`).
 
 #![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
 
@@ -201,8 +199,7 @@ async fn still_serves(d: &TestDaemon, rx: &FaultyReceiver) {
 /// its connection, so each attempt is one new connection: the history's
 /// failed attempts must match the receiver's resets one to one, and no
 /// event may arrive twice (a reset came before the request was read).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn receiver_resetting_connections_loses_and_duplicates_nothing() {
+async fn resets(queue: &str) {
     const EVENTS: usize = 30;
     let started = Instant::now();
     let rx = FaultyReceiver::start(Behaviour {
@@ -214,7 +211,7 @@ async fn receiver_resetting_connections_loses_and_duplicates_nothing() {
     let d = daemon(
         &rx,
         "    max_in_flight: 1\n    timeout: 2s\n    retry: { schedule: [100ms, 200ms, 300ms, 500ms, 1s, 1s, 2s, 2s] }\n",
-        "",
+        queue,
     )
     .await;
     let ids = post_events(&d, EVENTS, false).await;
@@ -238,6 +235,24 @@ async fn receiver_resetting_connections_loses_and_duplicates_nothing() {
         started.elapsed()
     );
     d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receiver_resetting_connections_loses_and_duplicates_nothing() {
+    resets("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_receiver_resetting_connections_loses_and_duplicates_nothing() {
+    if !redis_available() {
+        return;
+    }
+    let prefix = format!("hy-faults-rx-{}", ulid::Ulid::new());
+    resets(&format!(
+        "queue: {{ backend: redis, url: \"redis://127.0.0.1:6379\", prefix: \"{prefix}\" }}\n"
+    ))
+    .await;
+    drop_keys(&prefix).await;
 }
 
 /// Five cycles of: listener closed, a wave of 4 events (one batch) is
