@@ -479,6 +479,7 @@ async fn redis_backend_retries_and_succeeds() {
         return;
     }
     let prefix = format!("hy-deliver-test-{}", ulid::Ulid::new());
+    let _keys = crate::support::RedisKeys::shared(&prefix);
     let rx = Receiver::start().await;
     rx.script([Answer::status(503)]);
     let h = crate::deliver_support::harness_redis(
@@ -491,19 +492,4 @@ async fn redis_backend_retries_and_succeeds() {
     assert_eq!(rec.attempts.len(), 2);
     assert_eq!(rx.received()[1].json()["data"], json!({"r": 1}));
     h.stop.cancel();
-    // Remove this test's keys.
-    let client = redis::Client::open("redis://127.0.0.1:6379/0").unwrap();
-    let mut con = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut con)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut con)
-            .await
-            .unwrap();
-    }
 }

@@ -44,6 +44,7 @@ async fn rate_limit_holds_across_two_replicas() {
     }
     let rx = Receiver::start().await;
     let prefix = format!("rate-redis-{}", ulid::Ulid::new());
+    let _keys = crate::support::RedisKeys::shared(&prefix);
     let yaml = format!(
         r#"
 queue: {{ backend: redis, url: "redis://127.0.0.1:6379", prefix: "{prefix}" }}
@@ -133,6 +134,7 @@ async fn queue_rate_limit_gcra_on_both_backends() {
         return;
     }
     let prefix = format!("rate-gcra-{}", ulid::Ulid::new());
+    let _keys = crate::support::RedisKeys::shared(&prefix);
     let q = Queue::open_redis("redis://127.0.0.1:6379", &prefix, settings())
         .await
         .unwrap();

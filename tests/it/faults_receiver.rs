@@ -248,11 +248,11 @@ async fn redis_receiver_resetting_connections_loses_and_duplicates_nothing() {
         return;
     }
     let prefix = format!("hy-faults-rx-{}", ulid::Ulid::new());
+    let _keys = crate::support::RedisKeys::shared(&prefix);
     resets(&format!(
         "queue: {{ backend: redis, url: \"redis://127.0.0.1:6379\", prefix: \"{prefix}\" }}\n"
     ))
     .await;
-    drop_keys(&prefix).await;
 }
 
 /// Five cycles of: listener closed, a wave of 4 events (one batch) is
@@ -326,11 +326,11 @@ async fn redis_flapping_receiver_loses_and_duplicates_nothing() {
         return;
     }
     let prefix = format!("hy-faults-rx-{}", ulid::Ulid::new());
+    let _keys = crate::support::RedisKeys::shared(&prefix);
     flaps(&format!(
         "queue: {{ backend: redis, url: \"redis://127.0.0.1:6379\", prefix: \"{prefix}\" }}\n"
     ))
     .await;
-    drop_keys(&prefix).await;
 }
 
 /// The first 4 requests hang for 5s, past `timeout: 300ms`; 40 events.
@@ -390,22 +390,4 @@ async fn hanging_receiver_times_out_and_retries_without_loss() {
         started.elapsed()
     );
     d.stop().await;
-}
-
-/// Remove a Redis test's keys.
-async fn drop_keys(prefix: &str) {
-    let client = redis::Client::open("redis://127.0.0.1:6379/0").unwrap();
-    let mut con = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut con)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut con)
-            .await
-            .unwrap();
-    }
 }

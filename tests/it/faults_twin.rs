@@ -206,6 +206,7 @@ async fn twin_replicas_survive_sigkill_of_one() {
         return;
     }
     let prefix = format!("twin-{}", ulid::Ulid::new());
+    let _keys = crate::support::RedisKeys::shared(&prefix);
     let rx = Receiver::start().await;
     let slow = Answer {
         delay: Duration::from_millis(100),

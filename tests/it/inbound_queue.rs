@@ -13,34 +13,13 @@ use crate::support::{http, redis_available, start_daemon_with_env};
 
 const URL: &str = "redis://127.0.0.1:6379/0";
 
-/// Deletes the prefix's keys when dropped.
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let Ok(client) = redis::Client::open(URL) else {
-            return;
-        };
-        let Ok(mut conn) = client.get_connection() else {
-            return;
-        };
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}:*", self.0))
-            .query(&mut conn)
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: Result<u64, _> = redis::cmd("DEL").arg(keys).query(&mut conn);
-        }
-    }
-}
-
 #[tokio::test]
 async fn queue_failure_answers_503_with_retry_after() {
     if !redis_available() {
         return;
     }
     let prefix = format!("hyt-inbound-{}", ulid::Ulid::new());
-    let _cleanup = Cleanup(prefix.clone());
+    let _cleanup = crate::support::RedisKeys::shared(&prefix);
     let yaml = format!(
         r#"
 queue: {{ backend: redis, url: "{URL}", prefix: "{prefix}" }}

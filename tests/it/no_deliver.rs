@@ -80,6 +80,7 @@ async fn ingest_only_replica_queues_and_a_delivering_replica_sends() {
     }
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("hy-nodeliver-{}", ulid::Ulid::new());
+    let _keys = crate::support::RedisKeys::shared(&prefix);
     let rx = Receiver::start().await;
     let ingest = Replica::start(dir.path(), "ingest", &prefix, &rx, &["--no-deliver"]).await;
 

@@ -310,3 +310,48 @@ pub fn received_event_ids(rx: &Receiver) -> std::collections::HashSet<String> {
         .filter_map(|r| r.header("x-hookyard-event-id").map(str::to_owned))
         .collect()
 }
+
+/// Deletes every key under `<prefix>:` of the Redis at `url` when dropped
+/// (also when a test fails), so tests leave the shared Redis as they found
+/// it. SCAN, not KEYS, so other tests sharing that Redis are not stalled.
+pub struct RedisKeys {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl RedisKeys {
+    /// Keys of `prefix` on the shared Redis at 127.0.0.1:6379.
+    pub fn shared(prefix: &str) -> RedisKeys {
+        RedisKeys {
+            url: "redis://127.0.0.1:6379/0".into(),
+            prefix: prefix.into(),
+        }
+    }
+}
+
+impl Drop for RedisKeys {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let pattern = format!("{}:*", self.prefix);
+        let keys: Vec<String> = match redis::cmd("SCAN")
+            .cursor_arg(0)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .clone()
+            .iter::<String>(&mut conn)
+        {
+            Ok(iter) => iter.filter_map(Result::ok).collect(),
+            Err(_) => return,
+        };
+        for chunk in keys.chunks(500) {
+            let _: Result<u64, _> = redis::cmd("DEL").arg(chunk).query(&mut conn);
+        }
+    }
+}

@@ -27,33 +27,12 @@ fn redis_up() -> bool {
     up
 }
 
-/// Deletes every key of its prefix when dropped.
-struct Keys(String);
-
-impl Drop for Keys {
-    fn drop(&mut self) {
-        let Ok(client) = ::redis::Client::open(URL) else {
-            return;
-        };
-        let Ok(mut conn) = client.get_connection() else {
-            return;
-        };
-        let keys: Vec<String> = ::redis::cmd("KEYS")
-            .arg(format!("{}:*", self.0))
-            .query(&mut conn)
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: Result<u64, _> = ::redis::cmd("DEL").arg(keys).query(&mut conn);
-        }
-    }
-}
-
 pub async fn make_redis_queue(settings: StoreSettings) -> Option<Harness> {
     if !redis_up() {
         return None;
     }
     let prefix = format!("hyc-{}", ulid::Ulid::new());
-    let keys = Keys(prefix.clone());
+    let keys = crate::support::RedisKeys::shared(&prefix);
     let clock = ManualClock::new();
     let lease = settings.lease;
     let queue = RedisQueue::open_with_clock(URL, &prefix, settings.clone(), clock.clock())

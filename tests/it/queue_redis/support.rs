@@ -37,29 +37,7 @@ pub fn settings(consumer: &str, lease: Duration) -> StoreSettings {
     }
 }
 
-/// Deletes every key of its prefix when dropped (also when a test fails).
-pub struct Keys {
-    pub url: String,
-    pub prefix: String,
-}
-
-impl Drop for Keys {
-    fn drop(&mut self) {
-        let Ok(client) = redis::Client::open(self.url.as_str()) else {
-            return;
-        };
-        let Ok(mut conn) = client.get_connection() else {
-            return;
-        };
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}:*", self.prefix))
-            .query(&mut conn)
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: Result<u64, _> = redis::cmd("DEL").arg(keys).query(&mut conn);
-        }
-    }
-}
+pub use crate::support::RedisKeys as Keys;
 
 pub fn prefix() -> String {
     format!("hyt-{}", ulid::Ulid::new())
