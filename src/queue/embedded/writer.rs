@@ -6,6 +6,9 @@
 //! (one fsync), and only then answers each request. Under load the fsync cost
 //! is shared by the whole batch, so throughput is not one fsync per event,
 //! while each caller still gets its answer only once its write is on disk.
+//! A batch of nothing but leases, renewals and deferrals is committed
+//! without the fsync (see `needs_durability`); the next durable commit
+//! persists it with everything else.
 //!
 //! A refused request (lost lease, unknown event) writes nothing and gets its
 //! error; a storage error aborts the batch and every request in it gets
@@ -28,6 +31,23 @@ use crate::queue::{
 
 /// Requests applied per transaction at most, so one commit stays short.
 const MAX_BATCH: usize = 1024;
+
+/// Non-durable commits in a row at most: the next one is made durable, so
+/// pages freed meanwhile can be reused (redb reuses them only after a
+/// durable commit) even when only leases are being written.
+const MAX_NON_DURABLE: u32 = 64;
+
+/// Whether a request's effect must be on disk before it is answered. A
+/// lease, its renewal and a deferral need not be: after a crash every job
+/// still leased goes back to ready at start, which is where a lost lease or
+/// deferral would have left it anyway (at-least-once). Skipping their fsync
+/// lets the writer spend its disk waits on what callers are promised.
+fn needs_durability(request: &Request) -> bool {
+    !matches!(
+        request,
+        Request::Lease(..) | Request::Renew(..) | Request::Defer(..)
+    )
+}
 
 pub type Reply<T> = oneshot::Sender<Result<T, QueueError>>;
 
@@ -78,6 +98,7 @@ pub fn run(
     wake: Arc<Notify>,
     commits: Arc<AtomicU64>,
 ) {
+    let mut non_durable = 0u32;
     while let Some(first) = rx.blocking_recv() {
         let mut requests = vec![first];
         while requests.len() < MAX_BATCH {
@@ -87,7 +108,15 @@ pub fn run(
             }
         }
         let now = clock();
-        let (finishers, outcome) = apply(&db, requests, counters, &settings, now);
+        let durability = if non_durable >= MAX_NON_DURABLE || requests.iter().any(needs_durability)
+        {
+            non_durable = 0;
+            Durability::Immediate
+        } else {
+            non_durable += 1;
+            Durability::None
+        };
+        let (finishers, outcome) = apply(&db, requests, counters, &settings, now, durability);
         match outcome {
             Ok(c) => {
                 counters = c;
@@ -109,7 +138,8 @@ pub fn run(
     }
 }
 
-/// Applies a batch in one transaction and commits it. Returns the answers
+/// Applies a batch in one transaction and commits it with `durability`.
+/// Returns the answers
 /// to send and the new counters (or the error that aborted the batch).
 fn apply(
     db: &Database,
@@ -117,10 +147,11 @@ fn apply(
     counters: Counters,
     settings: &StoreSettings,
     now: Timestamp,
+    durability: Durability,
 ) -> (Vec<Finisher>, Result<Counters, QueueError>) {
     let mut finishers: Vec<Finisher> = Vec::with_capacity(requests.len());
     let txn = match db.begin_write() {
-        Ok(mut txn) => match txn.set_durability(Durability::Immediate) {
+        Ok(mut txn) => match txn.set_durability(durability) {
             Ok(()) => txn,
             Err(e) => return fail_all(requests, QueueError::Unavailable(e.to_string())),
         },
@@ -251,5 +282,46 @@ fn refuse(request: Request, message: &str) -> Finisher {
         Request::DeleteSubscription(_, r) => no(r, message),
         Request::PutState(.., r) => no(r, message),
         Request::Prune(.., r) => no(r, message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_leases_renewals_and_deferrals_skip_the_fsync() {
+        let leased = || LeasedJob {
+            job: NewJob {
+                delivery_id: "d".into(),
+                event_id: "e".into(),
+                target: crate::queue::Target::Subscription { id: "s".into() },
+                steps: Default::default(),
+                ordering_key: None,
+                not_before: None,
+            },
+            attempts: 0,
+            orphaned_since: None,
+            lease: "1/1".into(),
+            event: None,
+        };
+        let lease = Request::Lease(1, oneshot::channel().0);
+        let renew = Request::Renew(leased(), oneshot::channel().0);
+        let defer = Request::Defer(leased(), Timestamp::UNIX_EPOCH, None, oneshot::channel().0);
+        let ingest = Request::Ingest(Vec::new(), oneshot::channel().0);
+        let complete = Request::Complete(
+            leased(),
+            None,
+            DeliveryState::Succeeded,
+            None,
+            oneshot::channel().0,
+        );
+        let dead = Request::DeadLetter(leased(), None, "x".into(), oneshot::channel().0);
+        assert!(!needs_durability(&lease));
+        assert!(!needs_durability(&renew));
+        assert!(!needs_durability(&defer));
+        assert!(needs_durability(&ingest));
+        assert!(needs_durability(&complete));
+        assert!(needs_durability(&dead));
     }
 }
