@@ -251,8 +251,11 @@ impl Watch {
             };
             match batch {
                 Ok(events) => {
+                    // Reading the files (as every reload does) is reported
+                    // as an access: acting on those would reload forever.
                     let relevant = events
                         .iter()
+                        .filter(|e| !matches!(e.kind, notify::EventKind::Access(_)))
                         .flat_map(|e| e.paths.iter())
                         .any(|p| is_relevant(p, &self.root, app.config_path()));
                     if relevant {

@@ -1,5 +1,7 @@
 //! A reload applied while requests are flowing: no request fails, requests
-//! served after the swap see the new config, and nothing is lost.
+//! served after the swap see the new config, nothing is lost, and a broken
+//! config written under the same load is refused while the last good one
+//! keeps serving.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
@@ -100,8 +102,47 @@ async fn reloads_under_load_fail_no_request() {
         )
         .await;
     }
-    // Let requests that started under generation 6 land before stopping.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A broken config written under the same load: refused and counted,
+    // generation 6 keeps serving, and no request fails.
+    std::fs::write(
+        &path,
+        config_text(
+            d.dir.path(),
+            "triggers:\n  - id: orders\n    event: order.created\n    mapping: { n: \"$.[[\" }\n    bogus_key: 1\n",
+            WATCH,
+        ),
+    )
+    .unwrap();
+    let metrics_url = d.url("/metrics");
+    eventually(
+        Duration::from_secs(15),
+        "the broken config counted as a failed reload",
+        || {
+            let url = metrics_url.clone();
+            async move {
+                let text = http().get(&url).send().await.unwrap().text().await.unwrap();
+                text.contains("hookyard_config_reloads_total{result=\"failure\"} 1")
+            }
+        },
+    )
+    .await;
+    let before = answered.load(Ordering::Relaxed);
+    eventually(
+        Duration::from_secs(15),
+        "requests answered after the broken config",
+        || {
+            let answered = answered.clone();
+            async move { answered.load(Ordering::Relaxed) >= before + 10 }
+        },
+    )
+    .await;
+    let refunds = http()
+        .post(d.url("/hooks/refunds"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refunds.status(), 202, "generation 6 no longer served");
     stop.store(true, Ordering::Relaxed);
     let mut total = 0;
     for s in senders {
@@ -119,7 +160,7 @@ async fn reloads_under_load_fail_no_request() {
     );
     assert_eq!(
         metric(&d, "hookyard_config_reloads_total{result=\"failure\"}").await,
-        Some(0.0)
+        Some(1.0)
     );
     assert!(metric(&d, "hookyard_config_reloads_total{result=\"success\"}").await >= Some(6.0));
 
