@@ -9,9 +9,11 @@
 //!
 //! - `<p>:ready` — a stream with consumer group `<p>:workers`. An entry
 //!   carries everything a worker needs: delivery id (`d`), the stored job
-//!   (`j`), attempts made (`n`), orphaned_since (`o`), so leasing reads no
-//!   other key (entries of older versions with only `d` are still read:
-//!   the job then comes from the delivery record). Each process reads with its own consumer name
+//!   (`j`), attempts made (`n`), orphaned_since (`o`) and the event id
+//!   (`e`), so leasing reads no other key but the event, whose JSON comes
+//!   back with the lease (entries of older versions with only `d` are still
+//!   read: the job then comes from the delivery record, and the worker
+//!   reads the event itself). Each process reads with its own consumer name
 //!   (`StoreSettings::consumer_name`), so replicas spread the work and every
 //!   entry is held by one consumer at a time. A leased entry sits in the
 //!   group's pending list (PEL) until it is finished (XACK + XDEL).
@@ -35,8 +37,8 @@
 //! - Rate limits: `<p>:rl:<target label>` holds the target's GCRA
 //!   theoretical arrival time (ms, server clock), expiring when idle.
 //! - History: `<p>:ev:<id>` (hash: event JSON, ingest time, index seq,
-//!   count of unfinished jobs, and `ds`: JSON list of the deliveries made at
-//!   ingestion), `<p>:evd:<id>` (list of deliveries added later: replays,
+//!   and `ds`: JSON list of the deliveries made at ingestion; whether an
+//!   event still has unfinished jobs is read from its deliveries' states), `<p>:evd:<id>` (list of deliveries added later: replays,
 //!   workflow steps),
 //!   `<p>:d:<delivery id>` (hash: event, target label, ordering key, due,
 //!   the job as a versioned [`StoredJob`], state, reason, attempts made,
@@ -62,9 +64,11 @@
 //! needs a single Redis (not Cluster).
 //!
 //! Throughput: per job the scripts run only the commands that must be per
-//! job (idempotency SET, event and delivery HSETs, XADD, the lease check,
-//! XPENDING); sequence numbers, index ZADDs/ZREMs, counters and XACK/XDEL
-//! are written once per script call with variadic commands. `ingest_many`
+//! job (idempotency SET, event and delivery HSETs, XADD, the event read at
+//! lease, the attempt RPUSH and record HSET at completion); the lease check
+//! of a batch of completions is one XPENDING, and sequence numbers, index
+//! ZADDs/ZREMs, counters and XACK/XDEL are written once per script call
+//! with variadic commands. `ingest_many`
 //! is one call per batch, `lease` one call per batch, and concurrent
 //! `complete`s of a process are finished together in one call, and so are
 //! concurrent ingestions (`redis/batch.rs`). BENCHMARKS.md has the figures.
