@@ -111,7 +111,7 @@ pub enum CircuitChange {
 #[derive(Default)]
 struct TargetState {
     in_flight: Option<(u32, Arc<Semaphore>)>,
-    /// Jobs waiting in [`Limits::in_flight_wait`] for a slot.
+    /// Jobs waiting in [`Limits::in_flight`] for a slot.
     waiting: Arc<AtomicUsize>,
     bucket: Bucket,
     circuit: Circuit,
@@ -164,27 +164,16 @@ impl Limits {
         f(map.entry(label.to_owned()).or_default())
     }
 
-    /// A slot under `max_in_flight`, held until the permit drops.
-    pub fn in_flight(&self, label: &str, max: Option<u32>) -> InFlight {
-        let Some(max) = max else {
-            return InFlight::Unlimited;
-        };
-        match self.semaphore(label, max).try_acquire_owned() {
-            Ok(p) => InFlight::Slot(p),
-            Err(_) => InFlight::Full,
-        }
-    }
-
-    /// Like [`Limits::in_flight`], but when every slot is taken and fewer
-    /// than `max_waiting` jobs already wait for this target, wait up to
-    /// `wait` for a slot (first come, first served) before answering
-    /// `Full`. A job already leased is cheaper to hold for a moment than to
+    /// A slot under `max_in_flight`, held until the permit drops. When
+    /// every slot is taken and fewer than `max_waiting` jobs already wait
+    /// for this target, wait up to `wait` for one (first come, first
+    /// served) before answering `Full`. A job already leased is cheaper to hold for a moment than to
     /// send back through the queue: deferred jobs return in clumps after a
     /// recheck delay, which held a `max_in_flight: 1` target to well under
     /// a hundred deliveries a second on Redis while its receiver was idle.
     /// Both bounds keep one busy target from holding the whole worker pool
     /// or a job's lease for long.
-    pub async fn in_flight_wait(
+    pub async fn in_flight(
         &self,
         label: &str,
         max: Option<u32>,
@@ -194,11 +183,22 @@ impl Limits {
         let Some(max) = max else {
             return InFlight::Unlimited;
         };
-        let sem = self.semaphore(label, max);
+        let (sem, waiting) = self.with(label, |t| {
+            let sem = match &t.in_flight {
+                Some((m, s)) if *m == max => Arc::clone(s),
+                _ => {
+                    // New target or the limit changed on reload: holders of
+                    // the old semaphore finish under the old limit.
+                    let s = Arc::new(Semaphore::new(max.max(1) as usize));
+                    t.in_flight = Some((max, Arc::clone(&s)));
+                    s
+                }
+            };
+            (sem, Arc::clone(&t.waiting))
+        });
         if let Ok(p) = Arc::clone(&sem).try_acquire_owned() {
             return InFlight::Slot(p);
         }
-        let waiting = self.with(label, |t| Arc::clone(&t.waiting));
         if waiting.fetch_add(1, Ordering::AcqRel) >= max_waiting {
             waiting.fetch_sub(1, Ordering::AcqRel);
             return InFlight::Full;
@@ -210,20 +210,6 @@ impl Limits {
             Ok(Ok(p)) => InFlight::Slot(p),
             _ => InFlight::Full,
         }
-    }
-
-    /// The target's `max_in_flight` semaphore.
-    fn semaphore(&self, label: &str, max: u32) -> Arc<Semaphore> {
-        self.with(label, |t| match &t.in_flight {
-            Some((m, s)) if *m == max => Arc::clone(s),
-            _ => {
-                // New target or the limit changed on reload: holders of the
-                // old semaphore finish under the old limit.
-                let s = Arc::new(Semaphore::new(max.max(1) as usize));
-                t.in_flight = Some((max, Arc::clone(&s)));
-                s
-            }
-        })
     }
 
     /// Take a rate-limit token, or the wait until one is available.
@@ -342,29 +328,31 @@ mod tests {
         assert!(l.rate("t", None, t0).is_ok());
     }
 
-    #[test]
-    fn in_flight_slots() {
-        let l = Limits::default();
-        let a = l.in_flight("t", Some(2));
-        let _b = l.in_flight("t", Some(2));
-        assert!(matches!(a, InFlight::Slot(_)));
-        assert!(matches!(l.in_flight("t", Some(2)), InFlight::Full));
-        drop(a);
-        assert!(matches!(l.in_flight("t", Some(2)), InFlight::Slot(_)));
-        assert!(matches!(l.in_flight("t", None), InFlight::Unlimited));
+    /// A slot now or `Full`, without waiting.
+    async fn slot(l: &Limits, label: &str, max: Option<u32>) -> InFlight {
+        l.in_flight(label, max, Duration::ZERO, 0).await
     }
 
     #[tokio::test]
-    async fn in_flight_wait_takes_a_slot_freed_while_waiting() {
+    async fn in_flight_slots() {
+        let l = Limits::default();
+        let a = slot(&l, "t", Some(2)).await;
+        let _b = slot(&l, "t", Some(2)).await;
+        assert!(matches!(a, InFlight::Slot(_)));
+        assert!(matches!(slot(&l, "t", Some(2)).await, InFlight::Full));
+        drop(a);
+        assert!(matches!(slot(&l, "t", Some(2)).await, InFlight::Slot(_)));
+        assert!(matches!(slot(&l, "t", None).await, InFlight::Unlimited));
+    }
+
+    #[tokio::test]
+    async fn in_flight_takes_a_slot_freed_while_waiting() {
         let l = Arc::new(Limits::default());
-        let held = l.in_flight("t", Some(1));
+        let held = slot(&l, "t", Some(1)).await;
         assert!(matches!(held, InFlight::Slot(_)));
         let waiter = {
             let l = Arc::clone(&l);
-            tokio::spawn(async move {
-                l.in_flight_wait("t", Some(1), Duration::from_secs(30), 4)
-                    .await
-            })
+            tokio::spawn(async move { l.in_flight("t", Some(1), Duration::from_secs(30), 4).await })
         };
         // Free the slot once the waiter is counted as waiting.
         while l.with("t", |t| t.waiting.load(Ordering::Acquire)) == 0 {
@@ -375,28 +363,25 @@ mod tests {
         assert!(matches!(got, InFlight::Slot(_)));
         assert_eq!(l.with("t", |t| t.waiting.load(Ordering::Acquire)), 0);
         // The slot is held by the waiter now.
-        assert!(matches!(l.in_flight("t", Some(1)), InFlight::Full));
+        assert!(matches!(slot(&l, "t", Some(1)).await, InFlight::Full));
     }
 
     #[tokio::test]
-    async fn in_flight_wait_gives_up_after_its_wait_or_when_enough_wait() {
+    async fn in_flight_gives_up_after_its_wait_or_when_enough_wait() {
         let l = Limits::default();
-        let _held = l.in_flight("t", Some(1));
+        let _held = slot(&l, "t", Some(1)).await;
         let started = Instant::now();
         let r = l
-            .in_flight_wait("t", Some(1), Duration::from_millis(20), 4)
+            .in_flight("t", Some(1), Duration::from_millis(20), 4)
             .await;
         assert!(matches!(r, InFlight::Full));
         assert!(started.elapsed() >= Duration::from_millis(20));
         // With no room among the waiters, the answer is immediate.
-        let r = l
-            .in_flight_wait("t", Some(1), Duration::from_secs(30), 0)
-            .await;
+        let r = l.in_flight("t", Some(1), Duration::from_secs(30), 0).await;
         assert!(matches!(r, InFlight::Full));
         assert_eq!(l.with("t", |t| t.waiting.load(Ordering::Acquire)), 0);
         assert!(matches!(
-            l.in_flight_wait("u", None, Duration::from_secs(30), 0)
-                .await,
+            l.in_flight("u", None, Duration::from_secs(30), 0).await,
             InFlight::Unlimited
         ));
     }
@@ -404,9 +389,9 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_wait_is_no_longer_counted() {
         let l = Limits::default();
-        let _held = l.in_flight("t", Some(1));
+        let _held = slot(&l, "t", Some(1)).await;
         {
-            let wait = l.in_flight_wait("t", Some(1), Duration::from_secs(30), 4);
+            let wait = l.in_flight("t", Some(1), Duration::from_secs(30), 4);
             let _ = tokio::time::timeout(Duration::from_millis(10), wait).await;
         }
         assert_eq!(l.with("t", |t| t.waiting.load(Ordering::Acquire)), 0);

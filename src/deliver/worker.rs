@@ -47,7 +47,7 @@ const LEASE_GATHER_WAIT: Duration = Duration::from_millis(2);
 /// rewrites the job, so not too often: a paused backlog is polled).
 const PAUSED_RECHECK: Duration = Duration::from_secs(5);
 /// Longest a leased job waits for a free `max_in_flight` slot before it is
-/// deferred (see `Limits::in_flight_wait`).
+/// deferred (see `Limits::in_flight`).
 const SLOT_WAIT: Duration = Duration::from_secs(1);
 /// How soon a job held back by `max_in_flight` is tried again.
 const IN_FLIGHT_RECHECK: Duration = Duration::from_millis(50);
@@ -252,7 +252,7 @@ impl Worker {
             let max_waiting = (self.settings.concurrency / 4).max(1);
             match self
                 .limits
-                .in_flight_wait(&label, opts.max_in_flight, wait, max_waiting)
+                .in_flight(&label, opts.max_in_flight, wait, max_waiting)
                 .await
             {
                 InFlight::Full => {
