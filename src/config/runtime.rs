@@ -369,12 +369,6 @@ impl Workflow {
             && (self.triggers.is_empty()
                 || trigger.is_some_and(|t| self.triggers.iter().any(|x| x == t)))
     }
-
-    /// The step after `action_id`, from the current definition.
-    pub fn step_after(&self, action_id: &str) -> Option<&Step> {
-        let i = self.steps.iter().position(|s| s.action.id == action_id)?;
-        self.steps.get(i + 1)
-    }
 }
 
 /// A YAML subscription.

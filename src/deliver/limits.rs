@@ -161,6 +161,10 @@ impl Limits {
             Ok(m) => m,
             Err(poisoned) => poisoned.into_inner(),
         };
+        // Known targets (nearly every call) need no key allocation.
+        if let Some(t) = map.get_mut(label) {
+            return f(t);
+        }
         f(map.entry(label.to_owned()).or_default())
     }
 

@@ -71,6 +71,9 @@ pub enum TransportError {
 impl Outcome {
     /// The outcome of an HTTP response with status `status`.
     pub fn from_status(status: u16) -> Outcome {
+        if (200..=299).contains(&status) {
+            return Outcome::Success;
+        }
         let label = match StatusCode::from_u16(status)
             .ok()
             .and_then(|code| code.canonical_reason())

@@ -24,7 +24,7 @@ use crate::inbound::verify::mac::{
 };
 
 /// `User-Agent` of every delivery.
-pub const USER_AGENT: &str = concat!("hookyard/", env!("CARGO_PKG_VERSION"));
+pub use super::send::USER_AGENT;
 
 /// Header of the `hmac-sha256` scheme.
 pub const HMAC_SIGNATURE_HEADER: &str = "X-Hmac-Signature";

@@ -292,10 +292,11 @@ impl Worker {
             })
             .collect();
         let envs = self.envs(&config);
-        let ctx = render::context(event, &job.job.steps, &config.secrets);
+        // The template context only for targets that have templates.
+        let ctx = || render::context(event, &job.job.steps, &config.secrets);
         let rendered = match &resolved {
-            Resolved::Step { action, .. } => render::action(&envs, action, &ctx),
-            Resolved::Subscription(s) => render::subscription(&envs, s, event, &ctx),
+            Resolved::Step { action, .. } => render::action(&envs, action, &ctx()),
+            Resolved::Subscription(s) => render::subscription(&envs, s, event, &ctx()),
             Resolved::Api(a) => render::api_subscription(a, event),
         };
         let rendered = match rendered {

@@ -215,7 +215,7 @@ async fn ingest_batch(
 
 fn answer(outcome: &Ingested) -> Value {
     match outcome {
-        Ingested::Accepted { event_id } => json!({ "event_id": event_id, "duplicate": false }),
-        Ingested::Duplicate { event_id } => json!({ "event_id": event_id, "duplicate": true }),
+        Ingested::Accepted { event_id } => super::server::accepted_body(event_id, false),
+        Ingested::Duplicate { event_id } => super::server::accepted_body(event_id, true),
     }
 }

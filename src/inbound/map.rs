@@ -84,13 +84,8 @@ impl<'a> ParsedRequest<'a> {
 /// Parse a body: form-urlencoded by content type, otherwise JSON. Empty (or
 /// whitespace-only) bodies are `{}`, as many senders post nothing on pings.
 pub fn parse_body(bytes: &[u8], content_type: &str) -> Result<Value, InboundError> {
-    let media = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if media == "application/x-www-form-urlencoded" {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         return Ok(Value::Object(form_object(bytes)));
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {

@@ -144,9 +144,14 @@ async fn handle(
 pub fn accepted(event_id: &str, duplicate: bool) -> Response {
     (
         StatusCode::ACCEPTED,
-        Json(json!({ "event_id": event_id, "duplicate": duplicate })),
+        Json(accepted_body(event_id, duplicate)),
     )
         .into_response()
+}
+
+/// The body of a 202: the event id and whether it was a duplicate.
+pub fn accepted_body(event_id: &str, duplicate: bool) -> serde_json::Value {
+    json!({ "event_id": event_id, "duplicate": duplicate })
 }
 
 /// The trigger's `respond:` answer. The event is already stored, so a
