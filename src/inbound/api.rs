@@ -74,14 +74,27 @@ async fn handle(app: &App, req: Request) -> Result<Response, InboundError> {
     let (parts, body) = req.into_parts();
     let token = authorize(&config, &parts.headers)?;
     let bytes = read_body(body, config.server.max_body).await?;
-    let posted: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        InboundError::BadBody(format!(
-            "body is not valid JSON ({e}): send an event object or an array of them"
-        ))
-    })?;
     let source = format!("api:{}", token.name);
-    match posted {
-        Value::Array(items) => {
+    // One event (the common case) is read straight into its struct; an
+    // array is read as values first, so each item's error names its index.
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {
+            let posted: PostedEvent = serde_json::from_slice(&bytes).map_err(|e| {
+                if e.is_data() {
+                    InboundError::BadBody(format!("not an event: {e}"))
+                } else {
+                    not_json(e)
+                }
+            })?;
+            let p = prepare(&config, posted, &source)?;
+            let idempotency = p
+                .client_id
+                .then_some((CLIENT_ID_SCOPE, p.event.id.as_str()));
+            let outcome = ingest_one(app, &config, &p.event, idempotency, None, p.declared).await?;
+            Ok((StatusCode::ACCEPTED, Json(answer(&outcome))).into_response())
+        }
+        Some(b'[') => {
+            let items: Vec<Value> = serde_json::from_slice(&bytes).map_err(not_json)?;
             if items.len() > MAX_BATCH {
                 return Err(InboundError::BatchTooLarge {
                     max: MAX_BATCH,
@@ -90,22 +103,28 @@ async fn handle(app: &App, req: Request) -> Result<Response, InboundError> {
             }
             let mut prepared = Vec::with_capacity(items.len());
             for (i, item) in items.into_iter().enumerate() {
-                prepared.push(prepare(&config, item, &source).map_err(|e| at_index(i, e))?);
+                let p = serde_json::from_value(item)
+                    .map_err(|e| InboundError::BadBody(format!("not an event: {e}")))
+                    .and_then(|posted| prepare(&config, posted, &source))
+                    .map_err(|e| at_index(i, e))?;
+                prepared.push(p);
             }
             ingest_batch(app, &config, prepared).await
         }
-        item @ Value::Object(_) => {
-            let p = prepare(&config, item, &source)?;
-            let idempotency = p
-                .client_id
-                .then_some((CLIENT_ID_SCOPE, p.event.id.as_str()));
-            let outcome = ingest_one(app, &config, &p.event, idempotency, None, p.declared).await?;
-            Ok((StatusCode::ACCEPTED, Json(answer(&outcome))).into_response())
+        _ => {
+            // Tell invalid JSON from JSON of the wrong shape.
+            serde_json::from_slice::<Value>(&bytes).map_err(not_json)?;
+            Err(InboundError::BadBody(
+                "body must be an event object or an array of event objects".into(),
+            ))
         }
-        _ => Err(InboundError::BadBody(
-            "body must be an event object or an array of event objects".into(),
-        )),
     }
+}
+
+fn not_json(e: serde_json::Error) -> InboundError {
+    InboundError::BadBody(format!(
+        "body is not valid JSON ({e}): send an event object or an array of them"
+    ))
 }
 
 /// The token presenting `Authorization: Bearer …`, if it may write events.
@@ -125,9 +144,7 @@ fn authorize<'c>(config: &'c Config, headers: &HeaderMap) -> Result<&'c Token, I
 }
 
 /// Check one posted event and build it.
-fn prepare(config: &Config, item: Value, source: &str) -> Result<Prepared, InboundError> {
-    let posted: PostedEvent = serde_json::from_value(item)
-        .map_err(|e| InboundError::BadBody(format!("not an event: {e}")))?;
+fn prepare(config: &Config, posted: PostedEvent, source: &str) -> Result<Prepared, InboundError> {
     if posted.event_type.is_empty() || posted.event_type.len() > MAX_ID_LEN {
         return Err(InboundError::BadBody(format!(
             "`type` must be 1 to {MAX_ID_LEN} characters"

@@ -117,6 +117,13 @@ pub(crate) enum StoredJob {
     V1 { job: NewJob },
 }
 
+/// [`StoredJob`] borrowed, for writing it without copying the job (serde
+/// writes both the same way).
+#[derive(Serialize)]
+enum StoredJobRef<'a> {
+    V1 { job: &'a NewJob },
+}
+
 /// Handle to the Redis queue; cheap to clone.
 #[derive(Clone)]
 pub struct RedisQueue {
@@ -168,8 +175,7 @@ fn ms(t: Timestamp) -> i64 {
 /// The script arguments of one job: delivery id, event id, target label,
 /// ordering key, due ms, stored job JSON.
 fn job_args(job: &NewJob, out: &mut Vec<String>, with_event: bool) -> Result<()> {
-    let stored = serde_json::to_string(&StoredJob::V1 { job: job.clone() })
-        .map_err(|e| corrupt("job", e))?;
+    let stored = serde_json::to_string(&StoredJobRef::V1 { job }).map_err(|e| corrupt("job", e))?;
     out.push(job.delivery_id.clone());
     if with_event {
         out.push(job.event_id.clone());
@@ -333,12 +339,9 @@ impl RedisQueue {
         idempotency: Option<(&str, &str)>,
         jobs: Vec<NewJob>,
     ) -> Result<Ingested> {
-        let item = (
-            event.clone(),
-            idempotency.map(|(s, k)| (s.to_string(), k.to_string())),
-            jobs,
-        );
-        let mut answers = self.ingest_many(vec![item]).await?;
+        let mut args = Vec::new();
+        self.ingest_args(event, idempotency, &jobs, &mut args)?;
+        let mut answers = self.run_ingest(1, args).await?;
         answers
             .pop()
             .ok_or_else(|| QueueError::Corrupt("ingest returned no answer".into()))
@@ -351,26 +354,47 @@ impl RedisQueue {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let window = self.inner.settings.idempotency_window.as_millis();
         let mut args = Vec::new();
         for (event, idem, jobs) in &items {
-            // A zero window means idempotency is off (PX 0 is invalid).
-            match idem {
-                Some((scope, key)) if window > 0 => args.push(format!("{scope}:{key}")),
-                _ => args.push(String::new()),
-            }
-            args.push(event.id.clone());
-            args.push(serde_json::to_string(event).map_err(|e| corrupt("event", e))?);
-            args.push(jobs.len().to_string());
-            for job in jobs {
-                job_args(job, &mut args, false)?;
-            }
+            let idem = idem.as_ref().map(|(s, k)| (s.as_str(), k.as_str()));
+            self.ingest_args(event, idem, jobs, &mut args)?;
         }
-        let (head, answers) = batch::call(&self.inner.ingests, items.len(), args).await?;
+        self.run_ingest(items.len(), args).await
+    }
+
+    /// The script arguments of one ingested event (see `lua/ingest.lua`).
+    fn ingest_args(
+        &self,
+        event: &Event,
+        idempotency: Option<(&str, &str)>,
+        jobs: &[NewJob],
+        args: &mut Vec<String>,
+    ) -> Result<()> {
+        // A zero window means idempotency is off (PX 0 is invalid).
+        match idempotency {
+            Some((scope, key)) if self.inner.settings.idempotency_window.as_millis() > 0 => {
+                args.push(format!("{scope}:{key}"))
+            }
+            _ => args.push(String::new()),
+        }
+        args.push(event.id.clone());
+        args.push(serde_json::to_string(event).map_err(|e| corrupt("event", e))?);
+        let dids: Vec<&str> = jobs.iter().map(|j| j.delivery_id.as_str()).collect();
+        args.push(serde_json::to_string(&dids).map_err(|e| corrupt("delivery ids", e))?);
+        args.push(jobs.len().to_string());
+        for job in jobs {
+            job_args(job, args, false)?;
+        }
+        Ok(())
+    }
+
+    /// Run `items` ingested events' arguments through the ingest batcher.
+    async fn run_ingest(&self, items: usize, args: Vec<String>) -> Result<Vec<Ingested>> {
+        let (head, answers) = batch::call(&self.inner.ingests, items, args).await?;
         if head.first().map(String::as_str) == Some("1") {
             self.count_reset();
         }
-        let mut out = Vec::with_capacity(items.len());
+        let mut out = Vec::with_capacity(items);
         for pair in answers.chunks_exact(2) {
             let event_id = pair[1].clone();
             out.push(match pair[0].as_str() {

@@ -336,7 +336,14 @@ mod tests {
             ordering_key: None,
             not_before: None,
         };
-        let stored = serde_json::to_string(&StoredJob::V1 { job: job.clone() }).unwrap();
+        // Written the way ingestion writes it (borrowed), read the owned way.
+        let mut args = Vec::new();
+        super::super::job_args(&job, &mut args, false).unwrap();
+        let stored = args.pop().unwrap();
+        assert_eq!(
+            stored,
+            serde_json::to_string(&StoredJob::V1 { job: job.clone() }).unwrap()
+        );
         let fields: Vec<String> = vec![
             "5-1".into(),
             "2".into(),

@@ -10,6 +10,10 @@
 -- commands (`flush`).
 local P = ARGV[1]
 local NOW = tonumber(ARGV[2])
+-- "now" as given, for writing: Lua's own number-to-string conversion (what
+-- a number argument of redis.call goes through) costs about as much as a
+-- small command, so values that are written are kept as strings.
+local NOW_S = ARGV[2]
 local K_READY = P .. ':ready'
 local K_GROUP = P .. ':workers'
 local K_DELAYED = P .. ':delayed'
@@ -69,11 +73,12 @@ local function reserve_seq(n)
   SEQ_LAST = redis.call('INCRBY', K_SEQ, n)
   SEQ_NEXT = SEQ_LAST - n + 1
 end
+-- The next sequence number, as the string that is written.
 local function next_seq()
   if SEQ_NEXT > SEQ_LAST then reserve_seq(16) end
   local s = SEQ_NEXT
   SEQ_NEXT = SEQ_NEXT + 1
-  return s
+  return string.format('%d', s)
 end
 
 -- A runnable job goes into the stream carrying everything a worker needs
@@ -93,7 +98,7 @@ end
 -- Make a job runnable: into the stream now, or into the delayed set until due.
 local function place(did, due, job, n, orph, eid)
   if due > NOW then
-    redis.call('ZADD', K_DELAYED, due, did)
+    redis.call('ZADD', K_DELAYED, string.format('%d', due), did)
   elseif job then
     push_ready(did, job, n, orph, eid)
   else
@@ -106,7 +111,7 @@ end
 -- delayed set). `job` may be nil (then read from the record when placed).
 local function activate(did, target, okey, due, job, n, orph, eid)
   B_PENDING[target] = (B_PENDING[target] or 0) + 1
-  table.insert(B_UNFIN_ADD, NOW)
+  table.insert(B_UNFIN_ADD, NOW_S)
   table.insert(B_UNFIN_ADD, did)
   if okey ~= '' then
     if redis.call('RPUSH', k_fifo(okey), did) > 1 then
@@ -130,12 +135,19 @@ local function create_job(did, eid, target, okey, due, job, fresh)
   if st == 'pending' then return false, false end
   if st then
     redis.call('ZREM', K_DEAD, did)
-    redis.call('HSET', k, 'ev', eid, 'tg', target, 'ok', okey, 'nb', due, 'job', job,
-      'st', 'pending', 'rs', '', 'n', 0, 'orph', '')
+    redis.call('HSET', k, 'ev', eid, 'tg', target, 'ok', okey, 'nb', string.format('%d', due),
+      'job', job, 'st', 'pending', 'rs', '', 'n', '0', 'orph', '')
   else
+    -- A new record holds only what is set: an absent ordering key, due
+    -- time, reason, attempt count or orphaned_since reads as empty or 0
+    -- (every field costs, and most jobs have none of these).
     local seq = next_seq()
-    redis.call('HSET', k, 'ev', eid, 'tg', target, 'ok', okey, 'nb', due, 'job', job,
-      'st', 'pending', 'rs', '', 'n', 0, 'orph', '', 'seq', seq)
+    if okey == '' and due == 0 then
+      redis.call('HSET', k, 'ev', eid, 'tg', target, 'job', job, 'st', 'pending', 'seq', seq)
+    else
+      redis.call('HSET', k, 'ev', eid, 'tg', target, 'job', job, 'st', 'pending', 'seq', seq,
+        'ok', okey, 'nb', string.format('%d', due))
+    end
     table.insert(B_DELIVERIES, seq)
     table.insert(B_DELIVERIES, did)
   end

@@ -11,7 +11,7 @@ if ARGV[6] ~= '' then
   redis.call('HINCRBY', k_delivery(did), 'n', 1)
 end
 redis.call('HSET', k_delivery(did), 'st', 'dead_letter', 'rs', ARGV[7])
-redis.call('ZADD', K_DEAD, NOW, did)
+redis.call('ZADD', K_DEAD, NOW_S, did)
 finish(did)
 flush()
 return 'ok'

@@ -1,8 +1,9 @@
 -- Ingest a batch of events (of one call, or of several concurrent calls
 -- coalesced by redis/batch.rs), each atomically with its idempotency key and
 -- every routed job. ARGV[3] = idempotency window ms, ARGV[4] = item count,
--- then per item: idempotency key ('' = none), event id, event JSON, job
--- count, and per job: delivery id, target label, ordering key, due ms, job.
+-- then per item: idempotency key ('' = none), event id, event JSON, the
+-- JSON list of its delivery ids, job count, and per job: delivery id,
+-- target label, ordering key, due ms, job.
 -- Reply: reset flag, then per item 'ok'|'dup' and the (first) event id.
 local reset = '0'
 if redis.call('EXISTS', K_READY) == 0 then
@@ -11,28 +12,29 @@ if redis.call('EXISTS', K_READY) == 0 then
   reset = '1'
 end
 local out = {reset}
-local window = tonumber(ARGV[3])
+local window_s = ARGV[3]
+local window = tonumber(window_s)
 local items = tonumber(ARGV[4])
 -- One INCRBY for the sequence numbers of every event and delivery.
 local need, j = items, 5
 for _ = 1, items do
-  local n = tonumber(ARGV[j + 3])
+  local n = tonumber(ARGV[j + 4])
   need = need + n
-  j = j + 4 + 5 * n
+  j = j + 5 + 5 * n
 end
 reserve_seq(need)
 local events, idem_log = {}, {}
 local i = 5
 for _ = 1, items do
-  local idem, eid, ejson, njobs = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  i = i + 4
+  local idem, eid, ejson, dids, njobs = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
+  i = i + 5
   local first = nil
   if idem ~= '' then
     -- The key holds "<ingest ms>|<event id>". The window is judged on the
     -- queue's clock (like the embedded backend); the real TTL only bounds
     -- memory. A key older than the window on the clock is taken over.
     local k = P .. ':idem:' .. idem
-    local old = redis.call('SET', k, NOW .. '|' .. eid, 'NX', 'PX', window, 'GET')
+    local old = redis.call('SET', k, NOW_S .. '|' .. eid, 'NX', 'PX', window_s, 'GET')
     if old then
       local sep = string.find(old, '|', 1, true)
       local at = sep and tonumber(string.sub(old, 1, sep - 1)) or 0
@@ -43,10 +45,10 @@ for _ = 1, items do
       elseif NOW - at < window then
         first = string.sub(old, sep + 1)
       else
-        redis.call('SET', k, NOW .. '|' .. eid, 'PX', window)
+        redis.call('SET', k, NOW_S .. '|' .. eid, 'PX', window_s)
       end
     end
-    if not first then table.insert(idem_log, NOW .. '|' .. idem) end
+    if not first then table.insert(idem_log, NOW_S .. '|' .. idem) end
   end
   if first then
     table.insert(out, 'dup')
@@ -63,17 +65,18 @@ for _ = 1, items do
       i = i + 5
     end
     if not existed then
-      -- A new event lists its first deliveries in its own hash ('ds'), so
+      -- A new event lists its first deliveries in its own hash ('ds', the
+      -- list made by the caller: every job of a new event is new), so
       -- ingestion writes no per-delivery list.
-      if #listed > 0 then
-        redis.call('HSET', k, 'json', ejson, 'at', NOW, 'seq', seq, 'ds', cjson.encode(listed))
+      if njobs > 0 then
+        redis.call('HSET', k, 'json', ejson, 'at', NOW_S, 'seq', seq, 'ds', dids)
       else
-        redis.call('HSET', k, 'json', ejson, 'at', NOW, 'seq', seq)
+        redis.call('HSET', k, 'json', ejson, 'at', NOW_S, 'seq', seq)
       end
     else
       -- The same id again (a client id past its window): the new event
       -- replaces the old one, which keeps its deliveries.
-      redis.call('HSET', k, 'json', ejson, 'at', NOW, 'seq', seq)
+      redis.call('HSET', k, 'json', ejson, 'at', NOW_S, 'seq', seq)
       if #listed > 0 then redis.call('RPUSH', k_event_deliveries(eid), unpack(listed)) end
     end
     table.insert(events, seq)
