@@ -6,7 +6,12 @@
 //!   → `complete`;
 //! - queue, batched: `ingest_many` of 16 → `lease(16)` → 16 concurrent
 //!   `complete`s;
-//! - raw: pipelined XADD of 16 → XREADGROUP COUNT 16 → pipelined XACK+XDEL.
+//! - raw: pipelined XADD of 16 → XREADGROUP COUNT 16 → pipelined XACK+XDEL;
+//! - floor: the queue's own records (idempotency key, event, delivery
+//!   record, stream entry, indexes, counters) written with plain pipelined
+//!   commands in batches of 16, without any of its checks: the most any
+//!   implementation keeping those records could do; and a minimal floor
+//!   with only the idempotency key, the event and the stream entry.
 //!
 //! Run: `cargo bench --bench queue_redis` (Redis at 127.0.0.1:6379, or
 //! `REDIS_URL`; `BENCH_OPS` jobs per run). Prints ops/s (one op = one job through its whole life)
@@ -191,6 +196,156 @@ async fn raw(conn: redis::aio::ConnectionManager, stream: String) -> f64 {
     .await
 }
 
+/// The floor: the records the queue keeps per job (SPEC §6: idempotency
+/// key, event, delivery record, stream entry, history indexes, counters),
+/// written with plain pipelined commands, batches of `BATCH`, with none of
+/// the queue's checks (no lease check, no duplicate handling, no
+/// atomicity). No implementation that keeps the same records can beat it,
+/// so its distance from `raw` is the cost of the records themselves.
+/// `minimal` keeps only the idempotency key, the event and the stream
+/// entry (no delivery state, no indexes): less than SPEC §6 asks for.
+async fn floor(conn: redis::aio::ConnectionManager, p: String, minimal: bool) -> f64 {
+    let (ready, group) = (format!("{p}:ready"), format!("{p}:workers"));
+    let _: Result<(), _> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&ready)
+        .arg(&group)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut conn.clone())
+        .await;
+    drive(move |done, t| {
+        let (mut conn, p, ready, group) = (conn.clone(), p.clone(), ready.clone(), group.clone());
+        async move {
+            let mut i = 0u64;
+            while done.load(Ordering::Relaxed) < ops() {
+                let now = jiff::Timestamp::now().as_millisecond().to_string();
+                let mut ingest = redis::pipe();
+                let (mut events, mut deliveries, mut unfinished) = (vec![], vec![], vec![]);
+                for _ in 0..BATCH {
+                    i += 1;
+                    let id = format!("f{t}-{i}");
+                    let did = format!("d{id}");
+                    let seq = (t as u64) << 32 | i;
+                    let body = serde_json::to_string(&event(&id)).expect("json");
+                    let stored = serde_json::to_string(&job(&id)).expect("json");
+                    ingest
+                        .cmd("SET")
+                        .arg(format!("{p}:idem:event:{id}"))
+                        .arg(format!("{now}|{id}"))
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(3_600_000)
+                        .arg("GET")
+                        .ignore();
+                    ingest
+                        .cmd("HSET")
+                        .arg(format!("{p}:ev:{id}"))
+                        .arg(&["json", &body, "at", &now, "seq", &seq.to_string()])
+                        .arg(&["ds", &format!("[\"{did}\"]")])
+                        .ignore();
+                    if !minimal {
+                        ingest
+                            .cmd("HSET")
+                            .arg(format!("{p}:d:{did}"))
+                            .arg(&["ev", &id, "tg", "subscription:bench", "job", &stored])
+                            .arg(&["st", "pending", "seq", &seq.to_string()])
+                            .ignore();
+                    }
+                    ingest
+                        .cmd("XADD")
+                        .arg(&ready)
+                        .arg("*")
+                        .arg(&["d", &did, "j", &stored, "n", "0", "o", "", "e", &id])
+                        .ignore();
+                    events.push((seq, id.clone()));
+                    deliveries.push((seq, did.clone()));
+                    unfinished.push((now.clone(), did));
+                }
+                if !minimal {
+                    ingest
+                        .cmd("ZADD")
+                        .arg(format!("{p}:events"))
+                        .arg(&events)
+                        .ignore();
+                    ingest
+                        .cmd("ZADD")
+                        .arg(format!("{p}:deliveries"))
+                        .arg(&deliveries)
+                        .ignore();
+                    ingest
+                        .cmd("ZADD")
+                        .arg(format!("{p}:unfinished"))
+                        .arg(&unfinished)
+                        .ignore();
+                    ingest
+                        .cmd("HINCRBY")
+                        .arg(format!("{p}:pending"))
+                        .arg("subscription:bench")
+                        .arg(BATCH)
+                        .ignore();
+                }
+                let _: () = ingest.query_async(&mut conn).await.expect("ingest");
+                let reply: redis::Value = redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(&group)
+                    .arg(format!("c{t}"))
+                    .arg("COUNT")
+                    .arg(BATCH)
+                    .arg("STREAMS")
+                    .arg(&ready)
+                    .arg(">")
+                    .query_async(&mut conn)
+                    .await
+                    .expect("xreadgroup");
+                let ids = entry_ids(reply);
+                // The lease reads each job's event; completion marks the
+                // record and drops the entry, the index and the counter.
+                let mut lease = redis::pipe();
+                let mut complete = redis::pipe();
+                for (_, did) in &unfinished {
+                    lease
+                        .cmd("HGET")
+                        .arg(format!("{p}:ev:{}", &did[1..]))
+                        .arg("json");
+                    if !minimal {
+                        complete
+                            .cmd("HSET")
+                            .arg(format!("{p}:d:{did}"))
+                            .arg(&["st", "succeeded"])
+                            .ignore();
+                    }
+                }
+                let _: Vec<Option<String>> = lease.query_async(&mut conn).await.expect("events");
+                complete
+                    .cmd("XACK")
+                    .arg(&ready)
+                    .arg(&group)
+                    .arg(&ids)
+                    .ignore();
+                complete.cmd("XDEL").arg(&ready).arg(&ids).ignore();
+                if !minimal {
+                    let dids: Vec<&String> = unfinished.iter().map(|(_, d)| d).collect();
+                    complete
+                        .cmd("ZREM")
+                        .arg(format!("{p}:unfinished"))
+                        .arg(&dids)
+                        .ignore();
+                    complete
+                        .cmd("HINCRBY")
+                        .arg(format!("{p}:pending"))
+                        .arg("subscription:bench")
+                        .arg(-(BATCH as i64))
+                        .ignore();
+                }
+                let _: () = complete.query_async(&mut conn).await.expect("complete");
+                done.fetch_add(ids.len() as u64, Ordering::Relaxed);
+            }
+        }
+    })
+    .await
+}
+
 fn entry_ids(v: redis::Value) -> Vec<String> {
     use redis::Value::*;
     let mut out = Vec::new();
@@ -238,6 +393,11 @@ async fn main() {
 
     let raw_ops = raw(conn.clone(), p_raw.clone()).await;
     cleanup(&mut conn, &p_raw).await;
+    let p_floor = format!("hyb-{run}-floor");
+    let floor_ops = floor(conn.clone(), p_floor.clone(), false).await;
+    cleanup(&mut conn, &p_floor).await;
+    let minimal_ops = floor(conn.clone(), p_floor.clone(), true).await;
+    cleanup(&mut conn, &p_floor).await;
     let q = RedisQueue::open(&url, &p_single, settings())
         .await
         .expect("open");
@@ -251,6 +411,14 @@ async fn main() {
 
     println!("jobs of 1 KiB, {TASKS} tasks, {} jobs per run", ops());
     println!("raw XADD/XREADGROUP/XACK+XDEL, batches of {BATCH}: {raw_ops:>9.0} jobs/s");
+    println!(
+        "floor, minimal: idempotency key + event + stream entry only, batches of {BATCH}: {minimal_ops:>9.0} jobs/s ({:.0}% of raw)",
+        100.0 * minimal_ops / raw_ops
+    );
+    println!(
+        "floor: the queue's records as plain pipelined commands, batches of {BATCH}: {floor_ops:>9.0} jobs/s ({:.0}% of raw)",
+        100.0 * floor_ops / raw_ops
+    );
     println!(
         "queue ingest+lease+complete, one at a time: {single:>9.0} jobs/s ({:.0}% of raw)",
         100.0 * single / raw_ops

@@ -42,7 +42,8 @@
 //!   workflow steps),
 //!   `<p>:d:<delivery id>` (hash: event, target label, ordering key, due,
 //!   the job as a versioned [`StoredJob`], state, reason, attempts made,
-//!   orphaned_since), `<p>:da:<delivery id>` (list of attempt JSON).
+//!   orphaned_since; a field not set yet is absent and reads as empty or
+//!   0), `<p>:da:<delivery id>` (list of attempt JSON).
 //!   `<p>:events` and `<p>:deliveries` are sorted sets scored by a global
 //!   sequence (`<p>:seq`) for newest-first cursor pagination.
 //! - Idempotency: `<p>:idem:<scope>:<key>` = `<ingest ms>|<first event id>`,
@@ -65,7 +66,9 @@
 //!
 //! Throughput: per job the scripts run only the commands that must be per
 //! job (idempotency SET, event and delivery HSETs, XADD, the event read at
-//! lease, the attempt RPUSH and record HSET at completion); the lease check
+//! lease, the attempt RPUSH and record HSET at completion), and pass values
+//! they write as strings (Lua's number formatting costs about as much as a
+//! small command); the lease check
 //! of a batch of completions is one XPENDING, and sequence numbers, index
 //! ZADDs/ZREMs, counters and XACK/XDEL are written once per script call
 //! with variadic commands. `ingest_many`
