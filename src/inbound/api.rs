@@ -110,18 +110,8 @@ async fn handle(app: &App, req: Request) -> Result<Response, InboundError> {
 
 /// The token presenting `Authorization: Bearer …`, if it may write events.
 fn authorize<'c>(config: &'c Config, headers: &HeaderMap) -> Result<&'c Token, InboundError> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or(""));
-    config
-        .authorize_bearer(authorization, Scope::EventsWrite)
-        .map_err(|e| {
-            if e.is_forbidden() {
-                InboundError::Forbidden(e.to_string())
-            } else {
-                InboundError::Unauthorized(e.to_string())
-            }
-        })
+    let authorization = headers.get(header::AUTHORIZATION);
+    Ok(config.authorize_bearer(authorization, Scope::EventsWrite)?)
 }
 
 /// Check one posted event and build it.
