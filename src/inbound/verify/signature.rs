@@ -22,15 +22,9 @@ pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 /// The header the generic `hmac-sha256` preset reads unless configured.
 pub const DEFAULT_HMAC_HEADER: &str = "x-hmac-signature";
 
-/// How the generic `hmac-sha256` preset's signature is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Encoding {
-    /// Hex digits, either case (the default).
-    #[default]
-    Hex,
-    /// Standard base64, padded or not.
-    Base64,
-}
+/// How the generic `hmac-sha256` preset's signature is written: the config's
+/// `encoding`. Hex digits are accepted in either case, base64 padded or not.
+pub use crate::config::Encoding;
 
 /// A signature scheme, one per provider (SPEC §3 `verify.signature.preset`).
 #[derive(Debug, Clone, PartialEq, Eq)]
