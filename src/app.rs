@@ -37,9 +37,8 @@ struct Inner {
     api_subscriptions: ArcSwap<Vec<Arc<ApiSubscription>>>,
     /// `/readyz` needs the file watcher armed (or watching disabled).
     watcher_armed: AtomicBool,
-    /// Set first thing on SIGTERM: `/readyz` answers 503 from then on.
-    shutting_down: AtomicBool,
-    /// Cancelled when the daemon stops; long-running tasks watch it.
+    /// Cancelled when the daemon stops (first thing on SIGTERM, so `/readyz`
+    /// answers 503 from then on); long-running tasks watch it.
     shutdown: CancellationToken,
 }
 
@@ -62,7 +61,6 @@ impl App {
                 sender: ArcSwap::from_pointee(sender),
                 api_subscriptions: ArcSwap::from_pointee(Vec::new()),
                 watcher_armed: AtomicBool::new(watcher_armed),
-                shutting_down: AtomicBool::new(false),
                 shutdown,
             }),
         }
@@ -118,12 +116,9 @@ impl App {
         self.inner.watcher_armed.load(Ordering::SeqCst)
     }
 
-    pub fn begin_shutdown(&self) {
-        self.inner.shutting_down.store(true, Ordering::SeqCst);
-    }
-
+    /// True once the daemon has begun to stop.
     pub fn shutting_down(&self) -> bool {
-        self.inner.shutting_down.load(Ordering::SeqCst)
+        self.inner.shutdown.is_cancelled()
     }
 
     /// Cancelled when the daemon stops.

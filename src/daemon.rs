@@ -205,9 +205,9 @@ pub async fn run(
             if let Ok(Err(e)) = res { failure = Some(e); }
         }
     }
-    tracing::info!("shutting down: readiness is now 503");
-    app.begin_shutdown();
+    // Cancelling (again, when a signal did it) is what turns readiness 503.
     shutdown.cancel();
+    tracing::info!("shutting down: readiness is now 503");
     tokio::time::sleep(delay).await;
     listeners_stop.cancel();
     while servers.join_next().await.is_some() {}

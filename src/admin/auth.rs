@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::config::{Config, Scope};
+use crate::config::{Config, Scope, TokenError};
 
 /// An API error: `{"error": {"code", "message"}}` with an HTTP status.
 /// `details` (e.g. every config error of a failed reload) is added under
@@ -103,23 +103,20 @@ pub struct Caller {
 /// Check `Authorization: Bearer <token>` against the config's tokens and
 /// require `scope`: 401 without a (known) token, 403 without the scope.
 pub fn authorize(config: &Config, headers: &HeaderMap, scope: Scope) -> Result<Caller, ApiError> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or(""));
-    match config.authorize_bearer(authorization, scope) {
-        Ok(token) => Ok(Caller {
-            token: token.name.clone(),
-        }),
-        Err(e) if e.is_forbidden() => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            e.to_string(),
-        )),
-        Err(e) => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            e.to_string(),
-        )),
+    let token = config.authorize_bearer(headers.get(header::AUTHORIZATION), scope)?;
+    Ok(Caller {
+        token: token.name.clone(),
+    })
+}
+
+impl From<TokenError> for ApiError {
+    /// 403 for a missing scope, 401 otherwise.
+    fn from(e: TokenError) -> ApiError {
+        if e.is_forbidden() {
+            ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+        } else {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
+        }
     }
 }
 

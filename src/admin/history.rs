@@ -107,11 +107,17 @@ pub fn parse_state(s: &str) -> Result<DeliveryState, ApiError> {
     }
 }
 
-fn params(
+/// The query of a history list, once the caller may read history.
+fn list_query(
+    app: &App,
+    headers: &HeaderMap,
     q: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<ListParams, ApiError> {
-    q.map(|Query(p)| p)
-        .map_err(|e| ApiError::invalid(format!("bad query string: {}", e.body_text())))
+) -> Result<HistoryQuery, ApiError> {
+    authorize(&app.config(), headers, Scope::DeliveriesRead)?;
+    let params = q
+        .map(|Query(p)| p)
+        .map_err(|e| ApiError::invalid(format!("bad query string: {}", e.body_text())))?;
+    history_query(params, Timestamp::now())
 }
 
 async fn list_events(
@@ -119,8 +125,7 @@ async fn list_events(
     headers: HeaderMap,
     q: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&app.config(), &headers, Scope::DeliveriesRead)?;
-    let query = history_query(params(q)?, Timestamp::now())?;
+    let query = list_query(&app, &headers, q)?;
     let page = app.queue().events(&query).await.map_err(ApiError::queue)?;
     Ok(Json(
         json!({"events": page.items, "next_cursor": page.next_cursor}),
@@ -144,8 +149,7 @@ async fn list_deliveries(
     headers: HeaderMap,
     q: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&app.config(), &headers, Scope::DeliveriesRead)?;
-    let query = history_query(params(q)?, Timestamp::now())?;
+    let query = list_query(&app, &headers, q)?;
     let page = app
         .queue()
         .deliveries(&query)

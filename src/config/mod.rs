@@ -46,6 +46,7 @@ pub use raw_items::{
 pub use runtime::*;
 pub use secret::Secret;
 pub use templates::{Expr, JsonTemplate, Template, Templates};
+pub use tokens::TokenError;
 pub use units::Rate;
 
 /// How to load.

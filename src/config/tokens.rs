@@ -4,6 +4,8 @@
 //! scope is 403). Token values are compared in constant time and never
 //! appear in a message; only the token's name does.
 
+use http::HeaderValue;
+
 use super::raw::Scope;
 use super::runtime::{Config, Token};
 
@@ -47,13 +49,19 @@ impl TokenError {
 
 impl Config {
     /// The token presented in an `Authorization` header value, if it is a
-    /// known bearer token holding `scope`.
+    /// known bearer token holding `scope`. Each API maps a refusal to its own
+    /// error body; [`TokenError::is_forbidden`] tells 403 from 401.
     pub fn authorize_bearer(
         &self,
-        authorization: Option<&str>,
+        authorization: Option<&HeaderValue>,
         scope: Scope,
     ) -> Result<&Token, TokenError> {
-        let value = authorization.ok_or(TokenError::Missing)?.trim();
+        // A value that is not visible ASCII cannot name a token.
+        let value = authorization
+            .ok_or(TokenError::Missing)?
+            .to_str()
+            .unwrap_or("")
+            .trim();
         let presented = match value.split_once(' ') {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
             _ => return Err(TokenError::NotBearer),

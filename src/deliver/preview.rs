@@ -299,10 +299,7 @@ mod tests {
 
     #[test]
     fn preview_lists_matches_and_requests() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.yaml");
-        std::fs::write(
-            &path,
+        let config = load(
             r#"
 secrets: { tok: { env: TOK } }
 workflows:
@@ -319,17 +316,8 @@ subscriptions:
     events: ["order.*"]
     signing: { scheme: hmac-sha256, secret: tok }
 "#,
-        )
-        .unwrap();
-        let env = HashMap::from([("TOK".to_owned(), "sekrit-1".to_owned())]);
-        let config = crate::config::load(
-            &path,
-            crate::config::LoadOptions {
-                no_env: false,
-                env: Some(env),
-            },
-        )
-        .unwrap();
+            ("TOK", "sekrit-1"),
+        );
         let file: EventFile = serde_json::from_value(serde_json::json!({
             "type": "order.created", "data": {"order": {"id": "a/b", "total": 150}}
         }))
@@ -345,11 +333,24 @@ subscriptions:
         assert!(!out.contains("sekrit-1"), "{out}");
     }
 
-    fn trigger_config() -> Config {
+    /// The config `yaml` with one secret taken from the environment.
+    fn load(yaml: &str, (var, value): (&str, &str)) -> Config {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.yaml");
-        std::fs::write(
+        std::fs::write(&path, yaml).unwrap();
+        let env = HashMap::from([(var.to_owned(), value.to_owned())]);
+        crate::config::load(
             &path,
+            crate::config::LoadOptions {
+                no_env: false,
+                env: Some(env),
+            },
+        )
+        .unwrap()
+    }
+
+    fn trigger_config() -> Config {
+        load(
             r#"
 secrets: { k: { env: K } }
 triggers:
@@ -367,17 +368,8 @@ workflows:
     when: { trigger: gh }
     steps: [ { request: { url: "https://h.example/{{ repo }}" } } ]
 "#,
+            ("K", "gh-hook-secret"),
         )
-        .unwrap();
-        let env = HashMap::from([("K".to_owned(), "gh-hook-secret".to_owned())]);
-        crate::config::load(
-            &path,
-            crate::config::LoadOptions {
-                no_env: false,
-                env: Some(env),
-            },
-        )
-        .unwrap()
     }
 
     #[test]

@@ -164,13 +164,6 @@ pub fn next_delay<R: Rng + ?Sized>(
     }
 }
 
-/// Total attempts a schedule allows: the first, plus one per step.
-pub fn max_attempts(schedule: &[Duration]) -> u32 {
-    u32::try_from(schedule.len())
-        .unwrap_or(u32::MAX)
-        .saturating_add(1)
-}
-
 /// A target's `retry:` block, compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {

@@ -100,17 +100,6 @@ pub enum SendError {
     Other(String),
 }
 
-impl SendError {
-    /// Worth another attempt later: connection problems, timeouts and broken
-    /// exchanges are; a refused address or an unsafe request stays refused.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            SendError::Connect(_) | SendError::Timeout(_) | SendError::Other(_)
-        )
-    }
-}
-
 /// The HTTP client could not be built (a TLS setup problem on this host).
 #[derive(Debug, thiserror::Error)]
 #[error("could not build the HTTP client: {0}")]

@@ -129,18 +129,8 @@ fn not_json(e: serde_json::Error) -> InboundError {
 
 /// The token presenting `Authorization: Bearer …`, if it may write events.
 fn authorize<'c>(config: &'c Config, headers: &HeaderMap) -> Result<&'c Token, InboundError> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or(""));
-    config
-        .authorize_bearer(authorization, Scope::EventsWrite)
-        .map_err(|e| {
-            if e.is_forbidden() {
-                InboundError::Forbidden(e.to_string())
-            } else {
-                InboundError::Unauthorized(e.to_string())
-            }
-        })
+    let authorization = headers.get(header::AUTHORIZATION);
+    Ok(config.authorize_bearer(authorization, Scope::EventsWrite)?)
 }
 
 /// Check one posted event and build it.

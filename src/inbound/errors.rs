@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::verify::VerifyError;
+use crate::config::TokenError;
 
 /// Why an inbound request was refused. Nothing was enqueued.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +125,17 @@ impl InboundError {
             InboundError::RateLimited { .. } => "rate_limited",
             InboundError::HandshakeRefused(_) => "handshake_refused",
             InboundError::QueueUnavailable => "queue_unavailable",
+        }
+    }
+}
+
+impl From<TokenError> for InboundError {
+    /// 403 for a missing scope, 401 otherwise (as on every `/v1` route).
+    fn from(e: TokenError) -> InboundError {
+        if e.is_forbidden() {
+            InboundError::Forbidden(e.to_string())
+        } else {
+            InboundError::Unauthorized(e.to_string())
         }
     }
 }

@@ -1,10 +1,11 @@
 //! Per-trigger inbound rate limits (`rate_limit: 100/s`), in memory.
 //!
-//! GCRA (the algorithm governor uses): each trigger keeps a "theoretical
-//! arrival time" (TAT). A request at `now` passes when `TAT - now` is within
-//! the burst tolerance (`per - interval`, i.e. a full period's worth of
-//! requests may arrive at once), and moves TAT one `interval` on. A refused
-//! request learns exactly how long to wait, which becomes `Retry-After`.
+//! GCRA ([`crate::queue::gcra`], the algorithm governor uses): each trigger
+//! keeps a "theoretical arrival time" (TAT). A request at `now` passes when
+//! `TAT - now` is within the burst tolerance (`per - interval`, i.e. a full
+//! period's worth of requests may arrive at once), and moves TAT one
+//! `interval` on. A refused request learns exactly how long to wait, which
+//! becomes `Retry-After`.
 //!
 //! Limits are per process (one daemon's view). State is keyed by trigger id
 //! and remembers the rate it was made for, so a reload that changes the rate
@@ -16,6 +17,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::config::units::Rate;
+use crate::queue::gcra::{Gcra, gcra};
 
 /// GCRA state of one trigger.
 #[derive(Debug, Clone, Copy)]
@@ -38,8 +40,6 @@ impl RateLimits {
     /// Admit one request for `trigger` under `rate` at `now`: `Ok(())`, or
     /// `Err(wait)` until one would pass.
     pub fn check(&self, trigger: &str, rate: &Rate, now: Instant) -> Result<(), Duration> {
-        let interval = rate.interval();
-        let tolerance = rate.per.saturating_sub(interval);
         let key = (rate.count, rate.per);
         // A poisoned lock only means another request panicked mid-update of
         // plain numbers; the data is still usable.
@@ -54,14 +54,28 @@ impl RateLimits {
                 tat: now,
             };
         }
-        let tat = cell.tat.max(now);
-        let ahead = tat - now;
-        if ahead > tolerance {
-            return Err(ahead - tolerance);
+        // GCRA on a time line in whole nanoseconds that starts at `now`, so
+        // the arithmetic stays exact; a TAT already past counts as idle.
+        let ahead = cell.tat.checked_duration_since(now).map(nanos);
+        match gcra(ahead, 0, nanos(rate.interval()), nanos(rate.per)) {
+            Gcra::Allowed { tat } => {
+                cell.tat = now + duration(tat);
+                Ok(())
+            }
+            Gcra::Wait { wait } => Err(duration(wait)),
         }
-        cell.tat = tat + interval;
-        Ok(())
     }
+}
+
+fn nanos(d: Duration) -> i128 {
+    // Lossless: a Duration holds fewer than 2^94 nanoseconds.
+    d.as_nanos() as i128
+}
+
+/// Back from [`nanos`]; [`gcra`] only hands out spans of at least zero and at
+/// most a few periods.
+fn duration(nanos: i128) -> Duration {
+    u64::try_from(nanos).map_or(Duration::MAX, Duration::from_nanos)
 }
 
 #[cfg(test)]

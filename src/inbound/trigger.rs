@@ -36,10 +36,7 @@ fn signature_rule(check: &config::SignatureCheck) -> SignatureRule {
             // still fails closed rather than panicking.
             header: HeaderName::try_from(check.header.to_ascii_lowercase())
                 .unwrap_or_else(|_| HeaderName::from_static(verify::DEFAULT_HMAC_HEADER)),
-            encoding: match check.encoding {
-                config::Encoding::Hex => verify::Encoding::Hex,
-                config::Encoding::Base64 => verify::Encoding::Base64,
-            },
+            encoding: check.encoding,
             prefix: (!check.prefix.is_empty()).then(|| check.prefix.clone()),
         },
         SignaturePreset::Github => Preset::Github,

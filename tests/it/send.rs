@@ -13,6 +13,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response as AxumResponse};
 use bytes::Bytes;
+use hookyard::deliver::attempt::transport_outcome;
+use hookyard::deliver::retry::Outcome;
 use hookyard::deliver::send::{
     EgressPolicy, EgressReason, OutboundRequest, SendError, Sender, Trust, UnsafeRequest,
 };
@@ -167,7 +169,7 @@ async fn total_timeout_against_a_slow_receiver() {
         .await;
     let err = result.unwrap_err();
     assert_eq!(err, SendError::Timeout(Duration::from_millis(300)));
-    assert!(err.is_retryable());
+    assert!(retryable(&err));
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(
         rx.hits().len(),
@@ -188,7 +190,7 @@ async fn connection_refused_is_a_connect_error_without_the_url() {
         .await
         .unwrap_err();
     assert!(matches!(err, SendError::Connect(_)), "{err:?}");
-    assert!(err.is_retryable());
+    assert!(retryable(&err));
     let message = err.to_string();
     assert!(!message.contains("secret-token-abc"), "{message}");
     assert!(!message.contains(&addr.to_string()), "{message}");
@@ -250,7 +252,7 @@ async fn api_targets_may_not_reach_loopback() {
         .send(post(rx.url("/ok")), Trust::Api, TIMEOUT, LIMIT)
         .await
         .unwrap_err();
-    assert!(!err.is_retryable());
+    assert!(!retryable(&err));
     assert!(err.to_string().contains("egress.allow"), "{err}");
     assert_eq!(egress_reason(Err(err)), EgressReason::Loopback);
     assert!(rx.hits().is_empty());
@@ -427,4 +429,9 @@ async fn proxy_env_child() {
     let control = reqwest::Client::builder().build().unwrap();
     let resp = control.post(target).send().await.unwrap();
     assert_eq!(resp.status(), 201);
+}
+
+/// Whether the worker would try again after this error.
+fn retryable(err: &SendError) -> bool {
+    matches!(transport_outcome(err), Outcome::Retryable(_))
 }

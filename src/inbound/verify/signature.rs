@@ -22,15 +22,9 @@ pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 /// The header the generic `hmac-sha256` preset reads unless configured.
 pub const DEFAULT_HMAC_HEADER: &str = "x-hmac-signature";
 
-/// How the generic `hmac-sha256` preset's signature is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Encoding {
-    /// Hex digits, either case (the default).
-    #[default]
-    Hex,
-    /// Standard base64, padded or not.
-    Base64,
-}
+/// How the generic `hmac-sha256` preset's signature is written: the config's
+/// `encoding`. Hex digits are accepted in either case, base64 padded or not.
+pub use crate::config::Encoding;
 
 /// A signature scheme, one per provider (SPEC §3 `verify.signature.preset`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -297,13 +291,7 @@ fn body_hmac(
             },
         ));
     }
-    if any_key_matches(secrets, &[body], &tags) {
-        Ok(())
-    } else {
-        Err(VerifyError::SignatureMismatch {
-            header: header.to_owned(),
-        })
-    }
+    signed_by_any(secrets, &[body], &tags, header)
 }
 
 /// Stripe: `Stripe-Signature: t=…,v1=…` over `t.body`.
@@ -343,13 +331,7 @@ fn stripe(
         return Err(malformed(HEADER, "has no v1= hex signature"));
     }
     check_timestamp(HEADER, timestamp, tolerance, now)?;
-    if any_key_matches(secrets, &[timestamp.as_bytes(), b".", body], &tags) {
-        Ok(())
-    } else {
-        Err(VerifyError::SignatureMismatch {
-            header: HEADER.to_owned(),
-        })
-    }
+    signed_by_any(secrets, &[timestamp.as_bytes(), b".", body], &tags, HEADER)
 }
 
 /// Slack: `X-Slack-Signature: v0=<hex>` over `v0:<ts>:body`.
@@ -370,13 +352,7 @@ fn slack(
         .ok_or_else(|| malformed(SIGNATURE, "expected v0=<hex>"))?;
     check_timestamp(TIMESTAMP, timestamp, tolerance, now)?;
     let parts: [&[u8]; 4] = [b"v0:", timestamp.as_bytes(), b":", body];
-    if any_key_matches(secrets, &parts, &[tag]) {
-        Ok(())
-    } else {
-        Err(VerifyError::SignatureMismatch {
-            header: SIGNATURE.to_owned(),
-        })
-    }
+    signed_by_any(secrets, &parts, &[tag], SIGNATURE)
 }
 
 /// Standard Webhooks: `webhook-signature: v1,<b64> …` over `id.ts.body`.
@@ -411,11 +387,22 @@ fn standard_webhooks(
         .filter_map(|secret| standard_webhooks_key(secret).ok())
         .collect();
     let parts: [&[u8]; 5] = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body];
-    if any_key_matches(&keys, &parts, &tags) {
+    signed_by_any(&keys, &parts, &tags, SIGNATURE)
+}
+
+/// Pass when any of `secrets` signs `parts` into any of `tags`; otherwise a
+/// mismatch reported on `header`, the one the sender should check.
+fn signed_by_any(
+    secrets: &[Vec<u8>],
+    parts: &[&[u8]],
+    tags: &[Vec<u8>],
+    header: &str,
+) -> Result<(), VerifyError> {
+    if any_key_matches(secrets, parts, tags) {
         Ok(())
     } else {
         Err(VerifyError::SignatureMismatch {
-            header: SIGNATURE.to_owned(),
+            header: header.to_owned(),
         })
     }
 }

@@ -25,7 +25,7 @@ use redb::{Database, ReadableDatabase};
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::queue::gcra::{Gcra, gcra};
+use crate::queue::gcra::{Gcra, gcra_ms};
 use crate::queue::{
     Attempt, Clock, DeliveryRecord, DeliveryState, Event, HistoryQuery, IngestItem, Ingested,
     LeasedJob, NewJob, Page, QueueError, QueueStats, StoreSettings, system_clock,
@@ -320,12 +320,12 @@ impl EmbeddedQueue {
             Ok(m) => m,
             Err(poisoned) => poisoned.into_inner(),
         };
-        match gcra(rates.get(key).copied(), now_ms, per_second, burst) {
-            Gcra::Allowed { tat_ms } => {
+        match gcra_ms(rates.get(key).copied(), now_ms, per_second, burst) {
+            Gcra::Allowed { tat: tat_ms } => {
                 rates.insert(key.to_owned(), tat_ms);
                 Ok(None)
             }
-            Gcra::Wait { ms } => Ok(Some(Duration::from_secs_f64(ms / 1000.0))),
+            Gcra::Wait { wait: ms } => Ok(Some(Duration::from_secs_f64(ms / 1000.0))),
         }
     }
 
