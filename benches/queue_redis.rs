@@ -11,7 +11,7 @@
 //!   record, stream entry, indexes, counters) written with plain pipelined
 //!   commands in batches of 16, without any of its checks: the most any
 //!   implementation keeping those records could do; and a minimal floor
-//!   with only the idempotency key, the event and the stream entry.
+//!   with only the idempotency key and a stream entry carrying the event.
 //!
 //! Run: `cargo bench --bench queue_redis` (Redis at 127.0.0.1:6379, or
 //! `REDIS_URL`; `BENCH_OPS` jobs per run). Prints ops/s (one op = one job through its whole life)
@@ -202,8 +202,9 @@ async fn raw(conn: redis::aio::ConnectionManager, stream: String) -> f64 {
 /// the queue's checks (no lease check, no duplicate handling, no
 /// atomicity). No implementation that keeps the same records can beat it,
 /// so its distance from `raw` is the cost of the records themselves.
-/// `minimal` keeps only the idempotency key, the event and the stream
-/// entry (no delivery state, no indexes): less than SPEC §6 asks for.
+/// `minimal` writes only the idempotency key and a stream entry carrying
+/// the event: the least any queue with idempotency can do, and far less
+/// than SPEC §6 asks for (no history, no delivery state, no indexes).
 async fn floor(conn: redis::aio::ConnectionManager, p: String, minimal: bool) -> f64 {
     let (ready, group) = (format!("{p}:ready"), format!("{p}:workers"));
     let _: Result<(), _> = redis::cmd("XGROUP")
@@ -238,26 +239,33 @@ async fn floor(conn: redis::aio::ConnectionManager, p: String, minimal: bool) ->
                         .arg(3_600_000)
                         .arg("GET")
                         .ignore();
-                    ingest
-                        .cmd("HSET")
-                        .arg(format!("{p}:ev:{id}"))
-                        .arg(&["json", &body, "at", &now, "seq", &seq.to_string()])
-                        .arg(&["ds", &format!("[\"{did}\"]")])
-                        .ignore();
-                    if !minimal {
+                    if minimal {
+                        ingest
+                            .cmd("XADD")
+                            .arg(&ready)
+                            .arg("*")
+                            .arg(&["d", &did, "j", &stored, "e", &id, "v", &body])
+                            .ignore();
+                    } else {
+                        ingest
+                            .cmd("HSET")
+                            .arg(format!("{p}:ev:{id}"))
+                            .arg(&["json", &body, "at", &now, "seq", &seq.to_string()])
+                            .arg(&["ds", &format!("[\"{did}\"]")])
+                            .ignore();
                         ingest
                             .cmd("HSET")
                             .arg(format!("{p}:d:{did}"))
                             .arg(&["ev", &id, "tg", "subscription:bench", "job", &stored])
                             .arg(&["st", "pending", "seq", &seq.to_string()])
                             .ignore();
+                        ingest
+                            .cmd("XADD")
+                            .arg(&ready)
+                            .arg("*")
+                            .arg(&["d", &did, "j", &stored, "n", "0", "o", "", "e", &id])
+                            .ignore();
                     }
-                    ingest
-                        .cmd("XADD")
-                        .arg(&ready)
-                        .arg("*")
-                        .arg(&["d", &did, "j", &stored, "n", "0", "o", "", "e", &id])
-                        .ignore();
                     events.push((seq, id.clone()));
                     deliveries.push((seq, did.clone()));
                     unfinished.push((now.clone(), did));
@@ -412,7 +420,7 @@ async fn main() {
     println!("jobs of 1 KiB, {TASKS} tasks, {} jobs per run", ops());
     println!("raw XADD/XREADGROUP/XACK+XDEL, batches of {BATCH}: {raw_ops:>9.0} jobs/s");
     println!(
-        "floor, minimal: idempotency key + event + stream entry only, batches of {BATCH}: {minimal_ops:>9.0} jobs/s ({:.0}% of raw)",
+        "floor, minimal: idempotency key + stream entry carrying the event, batches of {BATCH}: {minimal_ops:>9.0} jobs/s ({:.0}% of raw)",
         100.0 * minimal_ops / raw_ops
     );
     println!(
