@@ -146,14 +146,7 @@ async fn queue_batched(q: RedisQueue) -> f64 {
 
 async fn raw(conn: redis::aio::ConnectionManager, stream: String) -> f64 {
     let group = format!("{stream}-g");
-    let _: Result<(), _> = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(&stream)
-        .arg(&group)
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(&mut conn.clone())
-        .await;
+    create_group(&conn, &stream, &group).await;
     let body = serde_json::to_string(&event("raw")).expect("json");
     drive(move |done, t| {
         let (mut conn, stream, group, body) =
@@ -170,19 +163,7 @@ async fn raw(conn: redis::aio::ConnectionManager, stream: String) -> f64 {
                         .ignore();
                 }
                 let _: () = pipe.query_async(&mut conn).await.expect("xadd");
-                let reply: redis::Value = redis::cmd("XREADGROUP")
-                    .arg("GROUP")
-                    .arg(&group)
-                    .arg(format!("c{t}"))
-                    .arg("COUNT")
-                    .arg(BATCH)
-                    .arg("STREAMS")
-                    .arg(&stream)
-                    .arg(">")
-                    .query_async(&mut conn)
-                    .await
-                    .expect("xreadgroup");
-                let ids = entry_ids(reply);
+                let ids = read_group(&mut conn, &stream, &group, t).await;
                 let mut pipe = redis::pipe();
                 for id in &ids {
                     pipe.cmd("XACK").arg(&stream).arg(&group).arg(id).ignore();
@@ -207,14 +188,7 @@ async fn raw(conn: redis::aio::ConnectionManager, stream: String) -> f64 {
 /// than SPEC §6 asks for (no history, no delivery state, no indexes).
 async fn floor(conn: redis::aio::ConnectionManager, p: String, minimal: bool) -> f64 {
     let (ready, group) = (format!("{p}:ready"), format!("{p}:workers"));
-    let _: Result<(), _> = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(&ready)
-        .arg(&group)
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(&mut conn.clone())
-        .await;
+    create_group(&conn, &ready, &group).await;
     drive(move |done, t| {
         let (mut conn, p, ready, group) = (conn.clone(), p.clone(), ready.clone(), group.clone());
         async move {
@@ -294,19 +268,7 @@ async fn floor(conn: redis::aio::ConnectionManager, p: String, minimal: bool) ->
                         .ignore();
                 }
                 let _: () = ingest.query_async(&mut conn).await.expect("ingest");
-                let reply: redis::Value = redis::cmd("XREADGROUP")
-                    .arg("GROUP")
-                    .arg(&group)
-                    .arg(format!("c{t}"))
-                    .arg("COUNT")
-                    .arg(BATCH)
-                    .arg("STREAMS")
-                    .arg(&ready)
-                    .arg(">")
-                    .query_async(&mut conn)
-                    .await
-                    .expect("xreadgroup");
-                let ids = entry_ids(reply);
+                let ids = read_group(&mut conn, &ready, &group, t).await;
                 // The lease reads each job's event; completion marks the
                 // record and drops the entry, the index and the counter.
                 let mut lease = redis::pipe();
@@ -352,6 +314,40 @@ async fn floor(conn: redis::aio::ConnectionManager, p: String, minimal: bool) ->
         }
     })
     .await
+}
+
+/// The stream and its consumer group (an existing one is fine).
+async fn create_group(conn: &redis::aio::ConnectionManager, stream: &str, group: &str) {
+    let _: Result<(), _> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(stream)
+        .arg(group)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut conn.clone())
+        .await;
+}
+
+/// XREADGROUP of up to `BATCH` new entries for task `t`'s consumer; their ids.
+async fn read_group(
+    conn: &mut redis::aio::ConnectionManager,
+    stream: &str,
+    group: &str,
+    t: usize,
+) -> Vec<String> {
+    let reply: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(group)
+        .arg(format!("c{t}"))
+        .arg("COUNT")
+        .arg(BATCH)
+        .arg("STREAMS")
+        .arg(stream)
+        .arg(">")
+        .query_async(conn)
+        .await
+        .expect("xreadgroup");
+    entry_ids(reply)
 }
 
 fn entry_ids(v: redis::Value) -> Vec<String> {
