@@ -130,6 +130,7 @@ async fn events_and_deliveries_are_listed_filtered_and_paged() {
         return;
     }
     let prefix = format!("hy-admin-hist-{}", ulid::Ulid::new());
+    let _keys = crate::support::RedisKeys::shared(&prefix);
     seed(&prefix).await;
     let d = start_on(&prefix).await;
 
@@ -204,6 +205,7 @@ async fn retry_replay_and_redrive_enqueue_again() {
         return;
     }
     let prefix = format!("hy-admin-ops-{}", ulid::Ulid::new());
+    let _keys = crate::support::RedisKeys::shared(&prefix);
     seed(&prefix).await;
     let d = start_on(&prefix).await;
 
