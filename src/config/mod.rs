@@ -25,6 +25,7 @@ pub mod interp;
 mod leaf;
 pub mod load;
 pub mod node;
+mod node_de;
 pub mod raw;
 pub mod raw_items;
 pub mod reload;

@@ -92,6 +92,7 @@
 
 mod batch;
 mod history;
+mod ingest;
 mod lease;
 mod rate;
 mod scripts;
@@ -106,9 +107,9 @@ use redis::{FromRedisValue, RedisError, Script, Value};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Attempt, Clock, DeliveryState, Event, IngestItem, Ingested, LeasedJob, NewJob, QueueError,
-    StoreSettings, system_clock,
+    Attempt, Clock, DeliveryState, LeasedJob, NewJob, QueueError, StoreSettings, system_clock,
 };
+use ingest::job_args;
 use scripts::Scripts;
 
 type Result<T> = std::result::Result<T, QueueError>;
@@ -173,21 +174,6 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> QueueError {
 
 fn ms(t: Timestamp) -> i64 {
     t.as_millisecond()
-}
-
-/// The script arguments of one job: delivery id, event id, target label,
-/// ordering key, due ms, stored job JSON.
-fn job_args(job: &NewJob, out: &mut Vec<String>, with_event: bool) -> Result<()> {
-    let stored = serde_json::to_string(&StoredJobRef::V1 { job }).map_err(|e| corrupt("job", e))?;
-    out.push(job.delivery_id.clone());
-    if with_event {
-        out.push(job.event_id.clone());
-    }
-    out.push(job.target.label());
-    out.push(job.ordering_key.clone().unwrap_or_default());
-    out.push(job.not_before.map(ms).unwrap_or(0).to_string());
-    out.push(stored);
-    Ok(())
 }
 
 fn attempt_json(attempt: Option<&Attempt>) -> Result<String> {
@@ -333,101 +319,6 @@ impl RedisQueue {
             inv.arg(a);
         }
         inv.invoke_async(&mut self.conn()).await
-    }
-
-    /// Ingest one event with its idempotency key and jobs, atomically.
-    pub async fn ingest(
-        &self,
-        event: &Event,
-        idempotency: Option<(&str, &str)>,
-        jobs: Vec<NewJob>,
-    ) -> Result<Ingested> {
-        let mut args = Vec::new();
-        self.ingest_args(event, idempotency, &jobs, &mut args)?;
-        let mut answers = self.run_ingest(1, args).await?;
-        answers
-            .pop()
-            .ok_or_else(|| QueueError::Corrupt("ingest returned no answer".into()))
-    }
-
-    /// Ingest a batch in one atomic script, together with whatever other
-    /// ingestions run concurrently (see `redis/batch.rs`); answers in input
-    /// order.
-    pub async fn ingest_many(&self, items: Vec<IngestItem>) -> Result<Vec<Ingested>> {
-        if items.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut args = Vec::new();
-        for (event, idem, jobs) in &items {
-            let idem = idem.as_ref().map(|(s, k)| (s.as_str(), k.as_str()));
-            self.ingest_args(event, idem, jobs, &mut args)?;
-        }
-        self.run_ingest(items.len(), args).await
-    }
-
-    /// The script arguments of one ingested event (see `lua/ingest.lua`).
-    fn ingest_args(
-        &self,
-        event: &Event,
-        idempotency: Option<(&str, &str)>,
-        jobs: &[NewJob],
-        args: &mut Vec<String>,
-    ) -> Result<()> {
-        // A zero window means idempotency is off (PX 0 is invalid).
-        match idempotency {
-            Some((scope, key)) if self.inner.settings.idempotency_window.as_millis() > 0 => {
-                args.push(format!("{scope}:{key}"))
-            }
-            _ => args.push(String::new()),
-        }
-        args.push(event.id.clone());
-        args.push(serde_json::to_string(event).map_err(|e| corrupt("event", e))?);
-        let dids: Vec<&str> = jobs.iter().map(|j| j.delivery_id.as_str()).collect();
-        args.push(serde_json::to_string(&dids).map_err(|e| corrupt("delivery ids", e))?);
-        args.push(jobs.len().to_string());
-        for job in jobs {
-            job_args(job, args, false)?;
-        }
-        Ok(())
-    }
-
-    /// Run `items` ingested events' arguments through the ingest batcher.
-    async fn run_ingest(&self, items: usize, args: Vec<String>) -> Result<Vec<Ingested>> {
-        let (head, answers) = batch::call(&self.inner.ingests, items, args).await?;
-        if head.first().map(String::as_str) == Some("1") {
-            self.count_reset();
-        }
-        let mut out = Vec::with_capacity(items);
-        for pair in answers.chunks_exact(2) {
-            let event_id = pair[1].clone();
-            out.push(match pair[0].as_str() {
-                "dup" => Ingested::Duplicate { event_id },
-                _ => Ingested::Accepted { event_id },
-            });
-        }
-        Ok(out)
-    }
-
-    /// New jobs for existing events (replay, manual retry).
-    pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<()> {
-        if jobs.is_empty() {
-            return Ok(());
-        }
-        let mut args = vec![jobs.len().to_string()];
-        for job in &jobs {
-            job_args(job, &mut args, true)?;
-        }
-        let reply: Vec<String> = self
-            .run(&self.inner.scripts.enqueue, &args)
-            .await
-            .map_err(unavailable)?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => Ok(()),
-            _ => Err(QueueError::NotFound(format!(
-                "event {}",
-                reply.get(1).map(String::as_str).unwrap_or("?")
-            ))),
-        }
     }
 
     pub(super) async fn finishing(&self, script: &Script, args: Vec<String>) -> Result<()> {
