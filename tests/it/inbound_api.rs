@@ -171,3 +171,40 @@ async fn batches_answer_in_order_and_are_checked_whole() {
     assert!(q.event("b-2").await.unwrap().is_none());
     assert_eq!(all_events(&q).await.len(), 3);
 }
+
+#[tokio::test]
+async fn malformed_bodies_say_what_is_wrong_and_store_nothing() {
+    let mut d = daemon().await;
+    let raw = |body: &'static str| {
+        http()
+            .post(d.url("/v1/events"))
+            .bearer_auth("app-token")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    // (body, words the message must contain)
+    let cases = [
+        (r#"{"type": "a.b""#, "not valid JSON"),
+        (r#"  {"type": "a.b"} trailing"#, "not valid JSON"),
+        (r#"{"data": {}}"#, "not an event: missing field `type`"),
+        (r#"{"type": 5}"#, "not an event: invalid type"),
+        ("42", "must be an event object or an array"),
+        ("nope", "not valid JSON"),
+        (
+            r#"[{"type": "a.b"}, {"type": []}]"#,
+            "event [1]: not an event",
+        ),
+    ];
+    for (body, want) in cases {
+        let r = raw(body).await.unwrap();
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(status, 422, "{body}: {v}");
+        assert_eq!(v["error"]["code"], "invalid_body", "{body}: {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(want), "{body}: {message}");
+    }
+    let q = stopped_queue(&mut d).await;
+    assert!(all_events(&q).await.is_empty());
+}
