@@ -273,12 +273,8 @@ async fn redis_signed_webhook_and_api_event_are_delivered_and_recorded() {
     if !redis_available() {
         return;
     }
-    let prefix = format!("e2e-{}", ulid::Ulid::new());
-    let _keys = crate::support::RedisKeys::shared(&prefix);
-    happy_path(&format!(
-        "queue: {{ backend: redis, url: \"redis://127.0.0.1:6379\", prefix: \"{prefix}\" }}"
-    ))
-    .await;
+    let keys = crate::support::RedisKeys::fresh("e2e");
+    happy_path(&keys.queue_yaml("")).await;
 }
 
 #[tokio::test]

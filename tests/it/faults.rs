@@ -281,12 +281,8 @@ async fn redis_sigkill_under_load_loses_no_accepted_event() {
         return;
     }
     // A short lease: the killed process's leased jobs are reclaimed after it.
-    let prefix = format!("faults-{}", ulid::Ulid::new());
-    let _keys = crate::support::RedisKeys::shared(&prefix);
-    sigkill_under_load(&format!(
-        "queue: {{ backend: redis, url: \"redis://127.0.0.1:6379\", prefix: \"{prefix}\", lease: 2s }}"
-    ))
-    .await;
+    let keys = crate::support::RedisKeys::fresh("faults");
+    sigkill_under_load(&keys.queue_yaml(", lease: 2s")).await;
 }
 
 /// SIGTERM while deliveries are in flight: exit code 0, and after a restart

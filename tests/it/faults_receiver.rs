@@ -247,12 +247,8 @@ async fn redis_receiver_resetting_connections_loses_and_duplicates_nothing() {
     if !redis_available() {
         return;
     }
-    let prefix = format!("hy-faults-rx-{}", ulid::Ulid::new());
-    let _keys = crate::support::RedisKeys::shared(&prefix);
-    resets(&format!(
-        "queue: {{ backend: redis, url: \"redis://127.0.0.1:6379\", prefix: \"{prefix}\" }}\n"
-    ))
-    .await;
+    let keys = crate::support::RedisKeys::fresh("hy-faults-rx");
+    resets(&keys.queue_yaml("")).await;
 }
 
 /// Five cycles of: listener closed, a wave of 4 events (one batch) is
@@ -325,12 +321,8 @@ async fn redis_flapping_receiver_loses_and_duplicates_nothing() {
     if !redis_available() {
         return;
     }
-    let prefix = format!("hy-faults-rx-{}", ulid::Ulid::new());
-    let _keys = crate::support::RedisKeys::shared(&prefix);
-    flaps(&format!(
-        "queue: {{ backend: redis, url: \"redis://127.0.0.1:6379\", prefix: \"{prefix}\" }}\n"
-    ))
-    .await;
+    let keys = crate::support::RedisKeys::fresh("hy-faults-rx");
+    flaps(&keys.queue_yaml("")).await;
 }
 
 /// The first 4 requests hang for 5s, past `timeout: 300ms`; 40 events.

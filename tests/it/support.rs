@@ -327,6 +327,20 @@ impl RedisKeys {
             prefix: prefix.into(),
         }
     }
+
+    /// A new unique prefix `<name>-<ulid>` on the shared Redis.
+    pub fn fresh(name: &str) -> RedisKeys {
+        RedisKeys::shared(&format!("{name}-{}", ulid::Ulid::new()))
+    }
+
+    /// The config line of a Redis queue under this prefix; `extra` adds
+    /// more `queue` keys (e.g. `", lease: 2s"`).
+    pub fn queue_yaml(&self, extra: &str) -> String {
+        format!(
+            "queue: {{ backend: redis, url: \"{}\", prefix: \"{}\"{extra} }}\n",
+            self.url, self.prefix
+        )
+    }
 }
 
 impl Drop for RedisKeys {
