@@ -19,6 +19,8 @@
 //! - [`queue`]: the durable queue and store (Redis Streams or embedded redb).
 //! - [`deliver`]: workers that render, sign, send and record each attempt.
 //! - [`metrics`]: every Prometheus metric, defined in one place.
+//! - [`ratelimit`]: in-memory rate limits (per trigger, and a target's
+//!   fallback while the queue's shared limiter cannot answer).
 //! - [`app`]: the shared state; [`daemon`]: listeners, workers, shutdown;
 //!   [`admin`]: the history and admin API.
 
@@ -30,5 +32,6 @@ pub mod deliver;
 pub mod inbound;
 pub mod metrics;
 pub mod queue;
+pub mod ratelimit;
 pub mod route;
 pub mod webhooks;

@@ -1,12 +1,13 @@
 //! Per-target limits of one replica (SPEC §5): `max_in_flight`,
-//! `rate_limit` (token bucket) and the circuit breaker. Each answers "go"
+//! `rate_limit` and the circuit breaker. Each answers "go"
 //! or "wait this long"; the worker then defers the job, which uses up no
 //! attempt.
 //!
 //! `max_in_flight` and the circuit are per replica, in memory. `rate_limit`
 //! is asked of the queue ([`Limits::rate_shared`] → `Queue::rate_limit`, a
-//! GCRA shared by every replica on Redis); the in-memory token bucket here
-//! is only the fallback while the queue cannot answer, so a Redis hiccup
+//! GCRA shared by every replica on Redis); this replica's own in-memory
+//! limit ([`crate::ratelimit`]) is only the fallback while the queue cannot
+//! answer, so a Redis hiccup
 //! never fails a delivery because of the limiter.
 
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Rate;
 use crate::queue::Queue;
+use crate::ratelimit::RateLimits;
 
 /// Circuit breaker settings.
 #[derive(Debug, Clone, Copy)]
@@ -33,34 +35,6 @@ impl Default for CircuitSettings {
         CircuitSettings {
             threshold: 5,
             open_for: Duration::from_secs(30),
-        }
-    }
-}
-
-#[derive(Default)]
-struct Bucket {
-    tokens: f64,
-    last: Option<Instant>,
-}
-
-impl Bucket {
-    /// Take a token at `now`, or say how long until one is there. Capacity
-    /// is `rate.count` (a full period's worth of burst).
-    fn take(&mut self, rate: Rate, now: Instant) -> Result<(), Duration> {
-        let capacity = f64::from(rate.count.max(1));
-        let per_sec = capacity / rate.per.as_secs_f64().max(1e-9);
-        self.tokens = match self.last {
-            None => capacity,
-            Some(last) => (self.tokens
-                + now.saturating_duration_since(last).as_secs_f64() * per_sec)
-                .min(capacity),
-        };
-        self.last = Some(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / per_sec))
         }
     }
 }
@@ -113,7 +87,6 @@ struct TargetState {
     in_flight: Option<(u32, Arc<Semaphore>)>,
     /// Jobs waiting in [`Limits::in_flight`] for a slot.
     waiting: Arc<AtomicUsize>,
-    bucket: Bucket,
     circuit: Circuit,
 }
 
@@ -142,7 +115,9 @@ impl Drop for Waiter {
 pub struct Limits {
     settings: CircuitSettings,
     targets: Mutex<HashMap<String, TargetState>>,
-    /// The queue's rate limiter failed and the local bucket is in use
+    /// The fallback rate limits, by label.
+    rates: RateLimits,
+    /// The queue's rate limiter failed and the local limits are in use
     /// (logged once per outage).
     shared_rate_down: AtomicBool,
 }
@@ -152,6 +127,7 @@ impl Limits {
         Limits {
             settings,
             targets: Mutex::new(HashMap::new()),
+            rates: RateLimits::new(),
             shared_rate_down: AtomicBool::new(false),
         }
     }
@@ -216,17 +192,18 @@ impl Limits {
         }
     }
 
-    /// Take a rate-limit token, or the wait until one is available.
+    /// Admit one request under this replica's own `rate_limit` for the
+    /// target, or the wait until one would pass.
     pub fn rate(&self, label: &str, rate: Option<Rate>, now: Instant) -> Result<(), Duration> {
         match rate {
             None => Ok(()),
-            Some(rate) => self.with(label, |t| t.bucket.take(rate, now)),
+            Some(rate) => self.rates.check(label, &rate, now),
         }
     }
 
     /// The cluster-wide `rate_limit` gate: None = go, Some(wait) = defer.
     /// Targets without a `rate_limit` cost nothing (no queue call). When
-    /// the queue errors, this replica's own bucket decides instead.
+    /// the queue errors, this replica's own limit decides instead.
     pub async fn rate_shared(
         &self,
         queue: &Queue,

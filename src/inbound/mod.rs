@@ -6,7 +6,7 @@
 //! - [`verify`]: signature presets, IP allow lists, bearer/basic
 //!   (`Unverified` → `Verified`); [`trigger`] adapts the config to it and
 //!   finds the event type and idempotency key;
-//! - [`ratelimit`]: per-trigger GCRA limits; [`handshake`]: Slack, Meta,
+//! - per-trigger rate limits: [`crate::ratelimit`]; [`handshake`]: Slack, Meta,
 //!   Zoom handshakes;
 //! - [`map`]: body parsing and mappings; [`api`]: `/v1/events`;
 //! - [`errors`]: the error enum and its JSON answer.
@@ -31,13 +31,12 @@ pub mod api;
 pub mod errors;
 pub mod handshake;
 pub mod map;
-pub mod ratelimit;
 pub mod server;
 pub mod trigger;
 pub mod verify;
 
+use crate::ratelimit::RateLimits;
 use errors::InboundError;
-use ratelimit::RateLimits;
 
 /// State of the inbound handlers.
 pub struct Inbound {

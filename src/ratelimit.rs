@@ -1,6 +1,8 @@
-//! Per-trigger inbound rate limits (`rate_limit: 100/s`), in memory.
+//! In-memory rate limits per key (`rate_limit: 100/s`): a trigger's
+//! inbound limit, and a target's `rate_limit` on a replica whose queue
+//! cannot answer for the shared one (`deliver::limits`).
 //!
-//! GCRA ([`crate::queue::gcra`], the algorithm governor uses): each trigger
+//! GCRA ([`crate::queue::gcra`], the algorithm governor uses): each key
 //! keeps a "theoretical arrival time" (TAT). A request at `now` passes when
 //! `TAT - now` is within the burst tolerance (`per - interval`, i.e. a full
 //! period's worth of requests may arrive at once), and moves TAT one
@@ -8,9 +10,9 @@
 //! becomes `Retry-After`.
 //!
 //! Limits are per process (one daemon's view). State is keyed by trigger id
-//! and remembers the rate it was made for, so a reload that changes the rate
-//! starts a fresh bucket; triggers removed by a reload keep a few bytes until
-//! the process restarts (bounded by the number of trigger ids ever served).
+//! or target label and remembers the rate it was made for, so a reload that
+//! changes the rate starts a fresh bucket; keys removed by a reload keep a
+//! few bytes until the process restarts (bounded by the ids ever served).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,14 +21,14 @@ use std::time::{Duration, Instant};
 use crate::config::units::Rate;
 use crate::queue::gcra::{Gcra, gcra};
 
-/// GCRA state of one trigger.
+/// GCRA state of one key.
 #[derive(Debug, Clone, Copy)]
 struct Cell {
     rate: (u32, Duration),
     tat: Instant,
 }
 
-/// The rate limiters of every trigger.
+/// The rate limiters of every key.
 #[derive(Debug, Default)]
 pub struct RateLimits {
     cells: Mutex<HashMap<String, Cell>>,
@@ -37,22 +39,24 @@ impl RateLimits {
         RateLimits::default()
     }
 
-    /// Admit one request for `trigger` under `rate` at `now`: `Ok(())`, or
+    /// Admit one request for `key` under `rate` at `now`: `Ok(())`, or
     /// `Err(wait)` until one would pass.
-    pub fn check(&self, trigger: &str, rate: &Rate, now: Instant) -> Result<(), Duration> {
-        let key = (rate.count, rate.per);
+    pub fn check(&self, key: &str, rate: &Rate, now: Instant) -> Result<(), Duration> {
+        let made_for = (rate.count, rate.per);
+        let fresh = Cell {
+            rate: made_for,
+            tat: now,
+        };
         // A poisoned lock only means another request panicked mid-update of
         // plain numbers; the data is still usable.
         let mut cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());
-        let cell = cells.entry(trigger.to_owned()).or_insert(Cell {
-            rate: key,
-            tat: now,
-        });
-        if cell.rate != key {
-            *cell = Cell {
-                rate: key,
-                tat: now,
-            };
+        // Look up before inserting: a known key costs no allocation.
+        let cell = match cells.get_mut(key) {
+            Some(cell) => cell,
+            None => cells.entry(key.to_owned()).or_insert(fresh),
+        };
+        if cell.rate != made_for {
+            *cell = fresh;
         }
         // GCRA on a time line in whole nanoseconds that starts at `now`, so
         // the arithmetic stays exact; a TAT already past counts as idle.
