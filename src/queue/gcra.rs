@@ -1,6 +1,6 @@
 //! GCRA (generic cell rate algorithm), the rate limiter behind
 //! [`crate::queue::Queue::rate_limit`] and the inbound per-trigger limits
-//! ([`crate::inbound::ratelimit`]). One number per target — the theoretical
+//! ([`crate::ratelimit`], per trigger and as a target's fallback). One number per target — the theoretical
 //! arrival time (TAT) of the next request — is all the state, which is what
 //! lets the Redis backend keep it in one key and update it atomically in a
 //! script (`redis/lua/rate_limit.lua` does the same arithmetic as
