@@ -1,7 +1,8 @@
 //! GCRA (generic cell rate algorithm), the rate limiter behind
-//! [`crate::queue::Queue::rate_limit`] and the inbound per-trigger limits
-//! ([`crate::ratelimit`], per trigger and as a target's fallback). One number per target — the theoretical
-//! arrival time (TAT) of the next request — is all the state, which is what
+//! [`crate::queue::Queue::rate_limit`] and the in-memory limits of
+//! [`crate::ratelimit`] (per trigger, and a target's fallback). One number
+//! per target — the theoretical arrival time (TAT) of the next request — is
+//! all the state, which is what
 //! lets the Redis backend keep it in one key and update it atomically in a
 //! script (`redis/lua/rate_limit.lua` does the same arithmetic as
 //! [`gcra_ms`]); the embedded backend and the inbound limits keep it in
