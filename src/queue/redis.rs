@@ -51,6 +51,10 @@
 //!   clock (a key older than that is taken over); the TTL bounds memory in
 //!   real time. `<p>:idem` (list of `<ingest ms>|<key>` in ingest order)
 //!   lets `prune` drop and count expired keys like the embedded backend.
+//!   A key that is the event's own id (a client id on the event API) has no
+//!   key of its own: the event record's ingest time is the marker, so a
+//!   client id is remembered for the window or until its event is pruned,
+//!   whichever comes first.
 //! - Counters: `<p>:pending` (hash target label → unfinished jobs),
 //!   `<p>:unfinished` (sorted set delivery id → enqueue ms, for the oldest
 //!   age), `<p>:counts` (FIFO jobs waiting behind their head).

@@ -31,9 +31,9 @@ async fn idempotency_keys_expire_after_the_window() {
     let q = hookyard::queue::redis::RedisQueue::open(URL, &prefix, s)
         .await
         .unwrap();
-    let key = Some(("event", "E1"));
+    let key = Some(("trigger:shop", "K1"));
     q.ingest(&event("E1", "t"), key, vec![]).await.unwrap();
-    let dup = q.ingest(&event("E1", "t"), key, vec![]).await.unwrap();
+    let dup = q.ingest(&event("E2", "t"), key, vec![]).await.unwrap();
     assert!(matches!(dup, Ingested::Duplicate { .. }));
     tokio::time::sleep(Duration::from_millis(350)).await;
     // The key is gone from Redis itself (its TTL bounds memory even when
@@ -41,12 +41,37 @@ async fn idempotency_keys_expire_after_the_window() {
     let client = redis::Client::open(URL).unwrap();
     let mut c = client.get_connection().unwrap();
     let left: u64 = redis::cmd("EXISTS")
-        .arg(format!("{prefix}:idem:event:E1"))
+        .arg(format!("{prefix}:idem:trigger:shop:K1"))
         .query(&mut c)
         .unwrap();
     assert_eq!(left, 0, "the idempotency key expired in Redis");
-    let again = q.ingest(&event("E1", "t"), key, vec![]).await.unwrap();
+    let again = q.ingest(&event("E2", "t"), key, vec![]).await.unwrap();
     assert!(matches!(again, Ingested::Accepted { .. }));
+}
+
+#[tokio::test]
+async fn a_client_id_needs_no_idempotency_key() {
+    let Some((q, keys)) = queue("c", Duration::from_secs(30)).await else {
+        return;
+    };
+    let key = Some(("event", "C1"));
+    q.ingest(&event("C1", "t"), key, vec![]).await.unwrap();
+    let dup = q.ingest(&event("C1", "t"), key, vec![]).await.unwrap();
+    assert_eq!(
+        dup,
+        Ingested::Duplicate {
+            event_id: "C1".into()
+        }
+    );
+    // The event record is the marker: ingestion wrote no key and no log
+    // entry for prune to walk (one key less per event on the hot path).
+    let client = redis::Client::open(URL).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let idem: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:idem*", keys.prefix))
+        .query(&mut c)
+        .unwrap();
+    assert!(idem.is_empty(), "{idem:?}");
 }
 
 #[tokio::test]

@@ -47,10 +47,14 @@ impl RedisQueue {
     ) -> Result<()> {
         // A zero window means idempotency is off (PX 0 is invalid).
         match idempotency {
-            Some((scope, key)) if self.inner.settings.idempotency_window.as_millis() > 0 => {
-                args.push(format!("{scope}:{key}"))
+            Some(_) if self.inner.settings.idempotency_window.as_millis() == 0 => {
+                args.push(String::new())
             }
-            _ => args.push(String::new()),
+            // A client's own event id: the event record is the marker (one
+            // key less per event, see `lua/ingest.lua`).
+            Some((_, key)) if key == event.id => args.push("=".to_owned()),
+            Some((scope, key)) => args.push(format!("{scope}:{key}")),
+            None => args.push(String::new()),
         }
         args.push(event.id.clone());
         args.push(serde_json::to_string(event).map_err(|e| corrupt("event", e))?);

@@ -130,22 +130,22 @@ pub async fn ingest_many_answers_in_order(make: Make) {
     let h = open!(make);
     let q = &h.queue;
     let now = h.clock.now();
-    let key = |k: &str| Some(("event".to_string(), k.to_string()));
+    let key = |k: &str| Some(("trigger:shop".to_string(), k.to_string()));
     let answers = q
         .ingest_many(vec![
             (
                 event("a", "t", now),
-                key("a"),
+                key("ka"),
                 vec![sub_job("a", "da", "s")],
             ),
             (
                 event("b", "t", now),
-                key("b"),
+                key("kb"),
                 vec![sub_job("b", "db", "s")],
             ),
             (
                 event("a2", "t", now),
-                key("a"),
+                key("ka"),
                 vec![sub_job("a2", "da2", "s")],
             ),
         ])
@@ -166,6 +166,64 @@ pub async fn ingest_many_answers_in_order(make: Make) {
         ]
     );
     assert_eq!(ids(&lease_now(q).await), ["da", "db"]);
+}
+
+/// A client's own event id as its idempotency key (the event API): a repeat
+/// within the window is a duplicate that changes nothing; past the window
+/// the id is taken again and the new event replaces the old one.
+pub async fn client_id_is_its_own_key(make: Make) {
+    let h = open!(make);
+    let q = &h.queue;
+    let key = Some(("event", "c1"));
+    let mut first = event("c1", "t", h.clock.now());
+    first.data = json!({"v": 1});
+    let answer = q
+        .ingest(&first, key, vec![sub_job("c1", "d1", "s")])
+        .await
+        .unwrap();
+    assert_eq!(
+        answer,
+        Ingested::Accepted {
+            event_id: "c1".into()
+        }
+    );
+
+    let mut again = event("c1", "t", h.clock.now());
+    again.data = json!({"v": 2});
+    let answer = q
+        .ingest(&again, key, vec![sub_job("c1", "d2", "s")])
+        .await
+        .unwrap();
+    assert_eq!(
+        answer,
+        Ingested::Duplicate {
+            event_id: "c1".into()
+        }
+    );
+    let (stored, deliveries) = q.event("c1").await.unwrap().unwrap();
+    assert_eq!(stored.data, json!({"v": 1}), "a duplicate changes nothing");
+    assert_eq!(deliveries.len(), 1);
+    assert!(q.delivery("d2").await.unwrap().is_none());
+
+    h.clock.advance(25 * 3600);
+    let answer = q
+        .ingest(&again, key, vec![sub_job("c1", "d3", "s")])
+        .await
+        .unwrap();
+    assert_eq!(
+        answer,
+        Ingested::Accepted {
+            event_id: "c1".into()
+        }
+    );
+    let (stored, deliveries) = q.event("c1").await.unwrap().unwrap();
+    assert_eq!(
+        stored.data,
+        json!({"v": 2}),
+        "past the window the id is taken again"
+    );
+    let ids: Vec<&str> = deliveries.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["d1", "d3"], "the old deliveries stay with the event");
 }
 
 pub async fn subscriptions_and_state_survive_reopen(make: Make) {

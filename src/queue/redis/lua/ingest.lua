@@ -1,7 +1,8 @@
 -- Ingest a batch of events (of one call, or of several concurrent calls
 -- coalesced by redis/batch.rs), each atomically with its idempotency key and
 -- every routed job. ARGV[3] = idempotency window ms, ARGV[4] = item count,
--- then per item: idempotency key ('' = none), event id, event JSON, the
+-- then per item: idempotency key ('' = none, '=' = the event id is its own
+-- key, see below), event id, event JSON, the
 -- JSON list of its delivery ids, job count, and per job: delivery id,
 -- target label, ordering key, due ms, job.
 -- Reply: reset flag, then per item 'ok'|'dup' and the (first) event id.
@@ -28,8 +29,15 @@ local i = 5
 for _ = 1, items do
   local idem, eid, ejson, dids, njobs = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
   i = i + 5
-  local first = nil
-  if idem ~= '' then
+  local first, existed = nil, nil
+  if idem == '=' then
+    -- A client's own event id is its idempotency key: the event record
+    -- itself tells whether (and when) the id was seen, so no key is
+    -- written. Judged on the queue's clock like the keys below.
+    local at = redis.call('HGET', k_event(eid), 'at')
+    existed = at ~= false
+    if existed and NOW - (tonumber(at) or 0) < window then first = eid end
+  elseif idem ~= '' then
     -- The key holds "<ingest ms>|<event id>". The window is judged on the
     -- queue's clock (like the embedded backend); the real TTL only bounds
     -- memory. A key older than the window on the clock is taken over.
@@ -56,7 +64,7 @@ for _ = 1, items do
     i = i + 5 * njobs
   else
     local k = k_event(eid)
-    local existed = redis.call('EXISTS', k) == 1
+    if existed == nil then existed = redis.call('EXISTS', k) == 1 end
     local seq = next_seq()
     local listed = {}
     for _ = 1, njobs do
