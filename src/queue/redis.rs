@@ -36,14 +36,20 @@
 //!   next one; a redriven job is pushed at the back.
 //! - Rate limits: `<p>:rl:<target label>` holds the target's GCRA
 //!   theoretical arrival time (ms, server clock), expiring when idle.
-//! - History: `<p>:ev:<id>` (hash: event JSON, ingest time, index seq,
+//! - History: `<p>:ev:<id>` (hash: event JSON, ingest time,
 //!   and `ds`: JSON list of the deliveries made at ingestion; whether an
 //!   event still has unfinished jobs is read from its deliveries' states), `<p>:evd:<id>` (list of deliveries added later: replays,
 //!   workflow steps),
 //!   `<p>:d:<delivery id>` (hash: event, target label, ordering key, due,
 //!   the job as a versioned [`StoredJob`], state, reason, attempts made,
 //!   orphaned_since; a field not set yet is absent and reads as empty or
-//!   0), `<p>:da:<delivery id>` (list of attempt JSON).
+//!   0), `<p>:da:<delivery id>` (list of attempt JSON). A job that goes
+//!   straight into the stream at ingestion gets its record at its first
+//!   lease, from its stream entry (which then carries the target, `t`);
+//!   until then `<p>:dq` (hash delivery id → `<target label>\n<event id>`)
+//!   lists it, and readers take it as pending with no attempts. So
+//!   ingestion writes one key per event plus the stream entries, and
+//!   everything after the first lease finds the record in place.
 //!   `<p>:events` and `<p>:deliveries` are sorted sets scored by a global
 //!   sequence (`<p>:seq`) for newest-first cursor pagination.
 //! - Idempotency: `<p>:idem:<scope>:<key>` = `<ingest ms>|<first event id>`,
@@ -69,8 +75,9 @@
 //! needs a single Redis (not Cluster).
 //!
 //! Throughput: per job the scripts run only the commands that must be per
-//! job (idempotency SET, event and delivery HSETs, XADD, the event read at
-//! lease, the attempt RPUSH and record HSET at completion), and pass values
+//! job (idempotency SET, event HSET, XADD at ingestion; the event read and
+//! record HSET at lease; the attempt RPUSH and record HSET at completion),
+//! and pass values
 //! they write as strings (Lua's number formatting costs about as much as a
 //! small command); the lease check
 //! of a batch of completions is one XPENDING, and sequence numbers, index

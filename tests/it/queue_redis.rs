@@ -74,6 +74,55 @@ async fn a_client_id_needs_no_idempotency_key() {
     assert!(idem.is_empty(), "{idem:?}");
 }
 
+/// Ingestion writes no delivery record for a job that goes straight into
+/// the stream (one key less per job); the first lease writes it, and a
+/// reclaimed lease of the same entry keeps what the record holds.
+#[tokio::test]
+async fn a_delivery_record_is_written_at_first_lease() {
+    let lease = Duration::from_millis(300);
+    let Some((q, keys)) = queue("a", lease).await else {
+        return;
+    };
+    let client = redis::Client::open(URL).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let record = format!("{}:d:D1", keys.prefix);
+    let mut exists = || -> bool { redis::cmd("EXISTS").arg(&record).query(&mut c).unwrap() };
+    q.ingest(&event("E1", "t"), None, vec![job("D1", "E1", "s")])
+        .await
+        .unwrap();
+    assert!(!exists(), "ingestion wrote the delivery record");
+    let first = q.lease(1, NO_WAIT).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(exists(), "the first lease writes the record");
+    assert_eq!(
+        q.delivery("D1").await.unwrap().unwrap().state,
+        DeliveryState::Pending
+    );
+
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    let again = q.lease(1, NO_WAIT).await.unwrap();
+    assert_eq!(again.len(), 1, "the lapsed lease is reclaimed");
+    q.complete(
+        &again[0],
+        Some(attempt(1, 200)),
+        DeliveryState::Succeeded,
+        None,
+    )
+    .await
+    .unwrap();
+    let d = q.delivery("D1").await.unwrap().unwrap();
+    assert_eq!(
+        (d.event_id.as_str(), d.target.as_str()),
+        ("E1", "subscription/s")
+    );
+    assert_eq!((d.state, d.attempts.len()), (DeliveryState::Succeeded, 1));
+    let queued: u64 = redis::cmd("HLEN")
+        .arg(format!("{}:dq", keys.prefix))
+        .query(&mut client.get_connection().unwrap())
+        .unwrap();
+    assert_eq!(queued, 0, "nothing is left in the queued list");
+}
+
 #[tokio::test]
 async fn lapsed_lease_is_reclaimed_by_another_consumer() {
     let lease = Duration::from_millis(300);

@@ -37,6 +37,18 @@ fn state_of(s: &str) -> Result<DeliveryState> {
 /// The head fields of a delivery record: event id, target, state, reason.
 type Head = (String, String, DeliveryState, Option<String>);
 
+/// The head of a delivery queued without its record: `<p>:dq` holds
+/// "<target label>\n<event id>".
+fn queued_head(value: &str) -> Option<Head> {
+    let (target, event_id) = value.split_once('\n')?;
+    Some((
+        event_id.to_owned(),
+        target.to_owned(),
+        DeliveryState::Pending,
+        None,
+    ))
+}
+
 impl RedisQueue {
     /// Index entries below `cursor` (exclusive), newest first.
     async fn index_page(
@@ -76,30 +88,48 @@ impl RedisQueue {
         Ok((limit, cursor))
     }
 
+    /// Heads of deliveries by id (None: unknown). A delivery queued at
+    /// ingestion has no record until it is first leased; it is listed in
+    /// `<p>:dq` instead and reads as pending with no attempts. The queued
+    /// entry is read before the record: a lease in between moves it from
+    /// the one to the other, never away from both.
     async fn heads(&self, ids: &[String]) -> Result<Vec<Option<Head>>> {
         // An empty pipeline is a client error in redis-rs (an event
         // without deliveries has no ids).
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let queued_key = self.key("dq");
         let mut pipe = redis::pipe();
         for id in ids {
+            pipe.cmd("HGET").arg(&queued_key).arg(id);
             pipe.cmd("HMGET")
                 .arg(self.key(&format!("d:{id}")))
                 .arg(&["ev", "tg", "st", "rs"]);
         }
-        let rows: Vec<Vec<Option<String>>> = pipe
-            .query_async(&mut self.conn())
+        let rows: Vec<(Option<String>, Vec<Option<String>>)> = pipe
+            .query_async::<Vec<Value>>(&mut self.conn())
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable)?
+            .chunks_exact(2)
+            .map(|pair| {
+                let queued = redis::from_redis_value_ref(&pair[0]);
+                let record = redis::from_redis_value_ref(&pair[1]);
+                Ok((
+                    queued.map_err(|e| corrupt("queued delivery", e))?,
+                    record.map_err(|e| corrupt("delivery record", e))?,
+                ))
+            })
+            .collect::<Result<_>>()?;
         rows.into_iter()
-            .map(|r| match r.as_slice() {
-                [Some(ev), Some(tg), Some(st), rs] => Ok(Some((
+            .map(|(queued, record)| match (record.as_slice(), queued) {
+                ([Some(ev), Some(tg), Some(st), rs], _) => Ok(Some((
                     ev.clone(),
                     tg.clone(),
                     state_of(st)?,
                     rs.clone().filter(|r| !r.is_empty()),
                 ))),
+                (_, Some(queued)) => Ok(queued_head(&queued)),
                 _ => Ok(None),
             })
             .collect()
@@ -429,6 +459,16 @@ mod tests {
         assert_eq!(p.next_cursor.as_deref(), Some("7"));
         let p = page(vec![("a", 9), ("b", 7)], 2);
         assert_eq!(p.next_cursor, None);
+    }
+
+    #[test]
+    fn a_queued_delivery_reads_as_pending_with_its_target_and_event() {
+        let head = queued_head("subscription:crm\nevt-1|with\u{a0}odd chars").unwrap();
+        assert_eq!(head.0, "evt-1|with\u{a0}odd chars");
+        assert_eq!(head.1, "subscription:crm");
+        assert_eq!(head.2, DeliveryState::Pending);
+        assert_eq!(head.3, None);
+        assert!(queued_head("no separator").is_none());
     }
 
     #[test]

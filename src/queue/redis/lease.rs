@@ -101,12 +101,13 @@ fn parse_read_reply(v: Value) -> Vec<(String, Vec<(String, String)>)> {
 }
 
 /// Split freshly read entries into job rows (the fields `parse_jobs`
-/// takes; the job travels in the entry, the event is left to the worker) and (entry id, delivery id) pairs
-/// of entries without their job (written by an older hookyard, or not
-/// ours: delivery id empty), which the `load` script resolves.
+/// takes; the job travels in the entry, the event is left to the worker)
+/// and the ids of entries the `load` script must emit: those whose delivery
+/// record is written at first lease (they carry their target, `t`), those
+/// without their job (written by an older hookyard) and those not ours.
 fn split_entries(entries: Vec<(String, Vec<(String, String)>)>) -> (Vec<String>, Vec<String>) {
     let mut rows = Vec::new();
-    let mut old = Vec::new();
+    let mut to_load = Vec::new();
     for (id, fields) in entries {
         let get = |name: &str| {
             fields
@@ -115,7 +116,7 @@ fn split_entries(entries: Vec<(String, Vec<(String, String)>)>) -> (Vec<String>,
                 .map(|(_, v)| v.clone())
         };
         match (get("d"), get("j")) {
-            (Some(did), Some(job)) => rows.extend([
+            (Some(did), Some(job)) if get("t").is_none() => rows.extend([
                 id,
                 "1".to_string(),
                 did,
@@ -124,13 +125,10 @@ fn split_entries(entries: Vec<(String, Vec<(String, String)>)>) -> (Vec<String>,
                 get("o").unwrap_or_default(),
                 String::new(),
             ]),
-            (did, _) => {
-                old.push(id);
-                old.push(did.unwrap_or_default());
-            }
+            _ => to_load.push(id),
         }
     }
-    (rows, old)
+    (rows, to_load)
 }
 
 impl RedisQueue {
@@ -202,10 +200,10 @@ impl RedisQueue {
                 other => other.map_err(unavailable)?,
             };
             if !entries.is_empty() {
-                let (mut rows, old) = split_entries(entries);
-                if !old.is_empty() {
+                let (mut rows, to_load) = split_entries(entries);
+                if !to_load.is_empty() {
                     let loaded: Vec<String> = self
-                        .run(&self.inner.scripts.load, &old)
+                        .run(&self.inner.scripts.load, &to_load)
                         .await
                         .map_err(unavailable)?;
                     rows.extend(loaded);
@@ -304,7 +302,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn read_reply_splits_into_job_rows_and_old_entries() {
+    fn read_reply_splits_into_job_rows_and_entries_for_the_load_script() {
         let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
         let entry = |id: &str, fields: &[&str]| {
             Value::Array(vec![
@@ -318,11 +316,12 @@ mod tests {
                 entry("1-0", &["d", "D1", "j", "{}", "n", "2", "o", ""]),
                 entry("2-0", &["d", "D2"]),
                 entry("3-0", &["x", "y"]),
+                entry("4-0", &["d", "D4", "j", "{}", "n", "0", "o", "", "t", "s"]),
             ]),
         ])]);
-        let (rows, old) = split_entries(parse_read_reply(reply));
+        let (rows, to_load) = split_entries(parse_read_reply(reply));
         assert_eq!(rows, ["1-0", "1", "D1", "{}", "2", "", ""]);
-        assert_eq!(old, ["2-0", "D2", "3-0", ""]);
+        assert_eq!(to_load, ["2-0", "3-0", "4-0"]);
         assert!(parse_read_reply(Value::Nil).is_empty());
     }
 

@@ -45,6 +45,74 @@ pub async fn history_shows_deliveries_and_attempts(make: Make) {
     assert!(q.delivery("nope").await.unwrap().is_none());
 }
 
+/// A delivery still waiting for its first lease is in every view of the
+/// history: under its event, by id, in the pending listing, and a repeat
+/// enqueue of it changes nothing.
+pub async fn queued_delivery_shows_before_its_first_lease(make: Make) {
+    let h = open!(make);
+    let q = &h.queue;
+    let now = h.clock.now();
+    let jobs = vec![sub_job("e1", "d1", "a"), sub_job("e1", "d2", "b")];
+    q.ingest(&event("e1", "t", now), None, jobs).await.unwrap();
+
+    let (_, deliveries) = q.event("e1").await.unwrap().unwrap();
+    let seen: Vec<_> = deliveries
+        .iter()
+        .map(|d| (d.id.as_str(), d.target.as_str(), d.state, d.attempts.len()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("d1", "subscription/a", DeliveryState::Pending, 0),
+            ("d2", "subscription/b", DeliveryState::Pending, 0)
+        ]
+    );
+    let d1 = q.delivery("d1").await.unwrap().unwrap();
+    assert_eq!(
+        (d1.event_id.as_str(), d1.state),
+        ("e1", DeliveryState::Pending)
+    );
+    let pending = q
+        .deliveries(&HistoryQuery {
+            state: Some(DeliveryState::Pending),
+            target: Some("subscription/b".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let listed: Vec<&str> = pending.items.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(listed, ["d2"]);
+
+    q.enqueue(vec![sub_job("e1", "d1", "a")]).await.unwrap();
+    let leased = lease_now(q).await;
+    assert_eq!(
+        ids(&leased),
+        ["d1", "d2"],
+        "a pending delivery is not queued twice"
+    );
+    for job in &leased {
+        q.complete(
+            job,
+            Some(attempt(1, now, Some(200))),
+            DeliveryState::Succeeded,
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    let (_, deliveries) = q.event("e1").await.unwrap().unwrap();
+    for d in &deliveries {
+        assert_eq!(
+            (d.state, d.attempts.len()),
+            (DeliveryState::Succeeded, 1),
+            "{}",
+            d.id
+        );
+        assert_eq!(d.event_id, "e1");
+    }
+    assert_eq!(deliveries[1].target, "subscription/b");
+}
+
 pub async fn events_pagination_and_filters(make: Make) {
     let h = open!(make);
     let q = &h.queue;

@@ -382,4 +382,16 @@ pub async fn lease_waits_for_new_work(make: Make) {
         started.elapsed() < Duration::from_secs(3),
         "woken by the new job"
     );
+    // A job handed out by the waiting read finishes into a full record.
+    let a = attempt(1, now, Some(200));
+    h.queue
+        .complete(&jobs[0], Some(a.clone()), DeliveryState::Succeeded, None)
+        .await
+        .unwrap();
+    let d = h.queue.delivery("d1").await.unwrap().unwrap();
+    assert_eq!(
+        (d.event_id.as_str(), d.target.as_str(), d.state),
+        ("e1", "subscription/s", DeliveryState::Succeeded)
+    );
+    assert_eq!(d.attempts, vec![a]);
 }

@@ -4,8 +4,9 @@
 -- header of src/queue/redis.rs.
 --
 -- Cost matters: every redis.call has a fixed overhead, so per-job work is
--- kept to the commands that must be per job (idempotency key, event and
--- delivery hashes, XADD, lease check) and index/counter updates are
+-- kept to the commands that must be per job (idempotency key, event hash
+-- and XADD at ingestion, the delivery record from the first lease on, lease
+-- checks) and index/counter updates are
 -- buffered in Lua tables and written once per script with variadic
 -- commands (`flush`).
 local P = ARGV[1]
@@ -25,6 +26,9 @@ local K_EVENTS = P .. ':events'
 local K_DELIVERIES = P .. ':deliveries'
 local K_SEQ = P .. ':seq'
 local K_IDEM = P .. ':idem'
+-- Queued deliveries whose record is not written yet (see create_job):
+-- delivery id -> "<target label>\n<event id>".
+local K_QUEUED = P .. ':dq'
 local function k_delivery(did) return P .. ':d:' .. did end
 local function k_attempts(did) return P .. ':da:' .. did end
 local function k_event(eid) return P .. ':ev:' .. eid end
@@ -37,6 +41,8 @@ local B_UNFIN_ADD = {}    -- flat score, member pairs for K_UNFINISHED
 local B_UNFIN_REM = {}    -- members to remove from K_UNFINISHED
 local B_DELIVERIES = {}   -- flat score, member pairs for K_DELIVERIES
 local B_ACK = {}          -- stream entries to XACK + XDEL
+local B_QUEUED = {}       -- flat delivery id, value pairs for K_QUEUED
+local B_UNQUEUED = {}     -- delivery ids to remove from K_QUEUED
 
 -- One variadic command over a long list, in chunks (Lua's unpack limit).
 local function vcall(cmd, key, list, stride, extra)
@@ -60,6 +66,8 @@ local function flush()
   if #B_UNFIN_REM > 0 then vcall('ZREM', K_UNFINISHED, B_UNFIN_REM, 1) end
   if #B_UNFIN_ADD > 0 then vcall('ZADD', K_UNFINISHED, B_UNFIN_ADD, 2) end
   if #B_DELIVERIES > 0 then vcall('ZADD', K_DELIVERIES, B_DELIVERIES, 2) end
+  if #B_QUEUED > 0 then vcall('HSET', K_QUEUED, B_QUEUED, 2) end
+  if #B_UNQUEUED > 0 then vcall('HDEL', K_QUEUED, B_UNQUEUED, 1) end
   if #B_ACK > 0 then
     vcall('XACK', K_READY, B_ACK, 1, {K_GROUP})
     vcall('XDEL', K_READY, B_ACK, 1)
@@ -83,9 +91,15 @@ end
 
 -- A runnable job goes into the stream carrying everything a worker needs
 -- (delivery id, stored job, attempts made, orphaned_since, event id), so
--- leasing reads no other key but the event.
-local function push_ready(did, job, n, orph, eid)
-  redis.call('XADD', K_READY, '*', 'd', did, 'j', job, 'n', n, 'o', orph, 'e', eid)
+-- leasing reads no other key but the event. `target` is given for a job
+-- whose delivery record is not written yet: the entry then carries it
+-- ('t'), and the record is written from the entry when it is leased.
+local function push_ready(did, job, n, orph, eid, target)
+  if target then
+    redis.call('XADD', K_READY, '*', 'd', did, 'j', job, 'n', n, 'o', orph, 'e', eid, 't', target)
+  else
+    redis.call('XADD', K_READY, '*', 'd', did, 'j', job, 'n', n, 'o', orph, 'e', eid)
+  end
 end
 
 -- Into the stream, its fields read from the delivery record (delayed jobs
@@ -128,10 +142,20 @@ end
 -- pending does nothing (idempotent); enqueueing a finished one (manual
 -- retry) makes it pending again and keeps its attempt history. `fresh`:
 -- the event itself is new, so its delivery ids (new ULIDs) cannot exist.
+--
+-- A fresh job that goes straight into the stream gets no record here: it
+-- is listed in K_QUEUED, its entry carries the target, and emit() writes
+-- the record when the job is first leased. Readers take a delivery that
+-- is in K_QUEUED as pending with no attempts. This keeps ingestion to the
+-- writes that make the event durable (one key less per job); every later
+-- step finds the record in place.
 local function create_job(did, eid, target, okey, due, job, fresh)
   local k = k_delivery(did)
   local st = nil
-  if not fresh then st = redis.call('HGET', k, 'st') end
+  if not fresh then
+    st = redis.call('HGET', k, 'st')
+    if not st and redis.call('HEXISTS', K_QUEUED, did) == 1 then st = 'pending' end
+  end
   if st == 'pending' then return false, false end
   if st then
     redis.call('ZREM', K_DEAD, did)
@@ -142,14 +166,23 @@ local function create_job(did, eid, target, okey, due, job, fresh)
     -- time, reason, attempt count or orphaned_since reads as empty or 0
     -- (every field costs, and most jobs have none of these).
     local seq = next_seq()
-    if okey == '' and due == 0 then
-      redis.call('HSET', k, 'ev', eid, 'tg', target, 'job', job, 'st', 'pending', 'seq', seq)
-    else
-      redis.call('HSET', k, 'ev', eid, 'tg', target, 'job', job, 'st', 'pending', 'seq', seq,
-        'ok', okey, 'nb', string.format('%d', due))
-    end
     table.insert(B_DELIVERIES, seq)
     table.insert(B_DELIVERIES, did)
+    if fresh and okey == '' and due <= NOW then
+      table.insert(B_QUEUED, did)
+      table.insert(B_QUEUED, target .. '\n' .. eid)
+      B_PENDING[target] = (B_PENDING[target] or 0) + 1
+      table.insert(B_UNFIN_ADD, NOW_S)
+      table.insert(B_UNFIN_ADD, did)
+      push_ready(did, job, '0', '', eid, target)
+      return true, true
+    end
+    if okey == '' and due == 0 then
+      redis.call('HSET', k, 'ev', eid, 'tg', target, 'job', job, 'st', 'pending')
+    else
+      redis.call('HSET', k, 'ev', eid, 'tg', target, 'job', job, 'st', 'pending',
+        'ok', okey, 'nb', string.format('%d', due))
+    end
   end
   activate(did, target, okey, due, job, '0', '', eid)
   return true, not st
@@ -287,6 +320,15 @@ local function emit(out, entry, count, fields)
   if not did or not job then
     release(entry)
     return 0
+  end
+  local target = field(fields, 't')
+  if target then
+    -- First lease of a job queued without its record (see create_job).
+    -- A reclaimed entry writes the same values again: every change to
+    -- the record after this removes the entry in the same step.
+    redis.call('HSET', k_delivery(did), 'ev', field(fields, 'e') or '', 'tg', target,
+      'job', job, 'st', 'pending')
+    table.insert(B_UNQUEUED, did)
   end
   table.insert(out, entry)
   table.insert(out, tostring(count))

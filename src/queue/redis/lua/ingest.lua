@@ -77,14 +77,14 @@ for _ = 1, items do
       -- list made by the caller: every job of a new event is new), so
       -- ingestion writes no per-delivery list.
       if njobs > 0 then
-        redis.call('HSET', k, 'json', ejson, 'at', NOW_S, 'seq', seq, 'ds', dids)
+        redis.call('HSET', k, 'json', ejson, 'at', NOW_S, 'ds', dids)
       else
-        redis.call('HSET', k, 'json', ejson, 'at', NOW_S, 'seq', seq)
+        redis.call('HSET', k, 'json', ejson, 'at', NOW_S)
       end
     else
       -- The same id again (a client id past its window): the new event
       -- replaces the old one, which keeps its deliveries.
-      redis.call('HSET', k, 'json', ejson, 'at', NOW_S, 'seq', seq)
+      redis.call('HSET', k, 'json', ejson, 'at', NOW_S)
       if #listed > 0 then redis.call('RPUSH', k_event_deliveries(eid), unpack(listed)) end
     end
     table.insert(events, seq)

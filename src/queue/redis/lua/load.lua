@@ -1,9 +1,12 @@
--- Jobs of entries a blocking XREADGROUP handed out that carry only their
--- delivery id (written by an older hookyard). ARGV[3..] = pairs of entry
--- id and delivery id. Reply: emitted jobs (see emit).
+-- Jobs of entries a blocking XREADGROUP handed out that the worker cannot
+-- take as they are: entries whose delivery record is written at first
+-- lease (they carry 't', see create_job) and entries of an older hookyard
+-- that carry only their delivery id. ARGV[3..] = entry ids. Reply: emitted
+-- jobs (see emit).
 local out = {}
-for i = 3, #ARGV, 2 do
-  emit(out, ARGV[i], 1, {'d', ARGV[i + 1]})
+for i = 3, #ARGV do
+  local e = redis.call('XRANGE', K_READY, ARGV[i], ARGV[i])[1]
+  if e then emit(out, e[1], 1, e[2]) end
 end
 flush()
 return out

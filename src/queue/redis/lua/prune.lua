@@ -54,7 +54,8 @@ for _, eid in ipairs(ids) do
   -- in a FIFO line) stays with all its history.
   local open = false
   for _, did in ipairs(dids) do
-    if redis.call('HGET', k_delivery(did), 'st') == 'pending' then
+    if redis.call('HGET', k_delivery(did), 'st') == 'pending'
+      or redis.call('HEXISTS', K_QUEUED, did) == 1 then
       open = true
       break
     end
