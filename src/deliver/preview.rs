@@ -188,7 +188,8 @@ pub fn preview(config: &Config, event: &Event, trigger: Option<&str>) -> String 
     let pretty = serde_json::to_string_pretty(event).unwrap_or_default();
     let _ = writeln!(out, "event:\n{pretty}");
     let envs = Envs::new(&config.templates);
-    let ctx = render::context(event, &BTreeMap::new(), &config.secrets);
+    let build = || render::context(event, &BTreeMap::new(), &config.secrets);
+    let ctx = render::LazyContext::new(&build);
     let mut requests = String::new();
     let mut matched = Vec::new();
     // The router's own decision; API subscriptions are not loaded here.

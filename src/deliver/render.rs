@@ -173,15 +173,49 @@ pub fn context(
 }
 
 /// Renders templates of one job, remembering whether a field was missing.
+/// The template context, built when a template first needs it: most
+/// subscriptions' URLs and headers are plain text and never do, and
+/// building it copies the event's data.
+pub struct LazyContext<'a> {
+    build: &'a dyn Fn() -> Value,
+    value: std::cell::OnceCell<Value>,
+}
+
+impl<'a> LazyContext<'a> {
+    pub fn new(build: &'a dyn Fn() -> Value) -> LazyContext<'a> {
+        LazyContext {
+            build,
+            value: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// A context built already (tests, previews of a known context).
+    pub fn ready(value: Value) -> LazyContext<'static> {
+        fn unused() -> Value {
+            Value::UNDEFINED
+        }
+        let cell = std::cell::OnceCell::new();
+        let _ = cell.set(value);
+        LazyContext {
+            build: &unused,
+            value: cell,
+        }
+    }
+
+    pub fn get(&self) -> &Value {
+        self.value.get_or_init(|| (self.build)())
+    }
+}
+
 pub struct Renderer<'a> {
     envs: &'a Envs,
-    ctx: &'a Value,
+    ctx: &'a LazyContext<'a>,
     strict: bool,
     pub missing: bool,
 }
 
 impl<'a> Renderer<'a> {
-    pub fn new(envs: &'a Envs, ctx: &'a Value, strict: bool) -> Renderer<'a> {
+    pub fn new(envs: &'a Envs, ctx: &'a LazyContext<'a>, strict: bool) -> Renderer<'a> {
         Renderer {
             envs,
             ctx,
@@ -209,7 +243,7 @@ impl<'a> Renderer<'a> {
             .strict
             .get_template(&t.name)
             .map_err(|e| Self::template_error(&t.name, &e))?;
-        match strict.render(self.ctx) {
+        match strict.render(self.ctx.get()) {
             Ok(s) => return Ok(s),
             Err(e) if e.kind() == ErrorKind::UndefinedError => {}
             Err(e) => return Err(Self::template_error(&t.name, &e)),
@@ -224,7 +258,7 @@ impl<'a> Renderer<'a> {
             .get_template(&t.name)
             .map_err(|e| Self::template_error(&t.name, &e))?;
         lenient
-            .render(self.ctx)
+            .render(self.ctx.get())
             .map_err(|e| Self::template_error(&t.name, &e))
     }
 
@@ -241,7 +275,7 @@ impl<'a> Renderer<'a> {
                     .get_template(&e.name)
                     .map_err(|err| Self::template_error(&e.name, &err))?;
                 let captured = tmpl
-                    .render_captured(self.ctx)
+                    .render_captured(self.ctx.get())
                     .map_err(|err| Self::template_error(&e.name, &err))?;
                 let v = captured.state().lookup(VALUE_VAR).unwrap_or_default();
                 if v.is_undefined() {
@@ -346,7 +380,11 @@ pub fn redact_text(text: &str, secrets: &[&[u8]]) -> String {
 }
 
 /// Render an action's request.
-pub fn action(envs: &Envs, a: &Action, ctx: &Value) -> Result<Rendered, RenderError> {
+pub fn action<'a>(
+    envs: &'a Envs,
+    a: &Action,
+    ctx: &'a LazyContext<'a>,
+) -> Result<Rendered, RenderError> {
     let mut r = Renderer::new(envs, ctx, a.strict);
     let (mut url, _) = r.url(&a.url)?;
     if !a.query.is_empty() {
@@ -420,11 +458,11 @@ pub fn envelope(event: &Event) -> Bytes {
 }
 
 /// Render a YAML subscription's request: POST of the envelope.
-pub fn subscription(
-    envs: &Envs,
+pub fn subscription<'a>(
+    envs: &'a Envs,
     s: &Subscription,
     event: &Event,
-    ctx: &Value,
+    ctx: &'a LazyContext<'a>,
 ) -> Result<Rendered, RenderError> {
     let mut r = Renderer::new(envs, ctx, false);
     let (url, url_display) = r.url(&s.url)?;

@@ -65,7 +65,12 @@ fn action_renders_url_headers_and_typed_json() {
         "order": {"total": 12.5}
     }));
     let ctx = context(&ev, &BTreeMap::new(), &c.secrets);
-    let r = action(&envs, c.action("a").unwrap(), &ctx).unwrap();
+    let r = action(
+        &envs,
+        c.action("a").unwrap(),
+        &LazyContext::ready(ctx.clone()),
+    )
+    .unwrap();
     assert_eq!(
         r.url.as_str(),
         "https://h.example/users/..%2Fa%20b%2F%3F%23/x?k=1%262&src=s+p"
@@ -95,7 +100,7 @@ fn secrets_pass_unencoded_and_dots_are_refused() {
         &BTreeMap::new(),
         &c.secrets,
     );
-    let r = action(&envs, b, &ctx).unwrap();
+    let r = action(&envs, b, &LazyContext::ready(ctx.clone())).unwrap();
     assert_eq!(r.url.as_str(), "https://h.example/a/b/y%2Fz");
     assert_eq!(
         redact_text(&r.url_display, &[b"a/b"]),
@@ -108,7 +113,7 @@ fn secrets_pass_unencoded_and_dots_are_refused() {
         &c.secrets,
     );
     assert!(matches!(
-        action(&envs, b, &ctx),
+        action(&envs, b, &LazyContext::ready(ctx.clone())),
         Err(RenderError::Template { .. })
     ));
 }
@@ -120,7 +125,7 @@ fn strict_action_fails_on_missing_field() {
     let s = c.action("s").unwrap();
     let ctx = context(&event(serde_json::json!({})), &BTreeMap::new(), &c.secrets);
     assert!(matches!(
-        action(&envs, s, &ctx),
+        action(&envs, s, &LazyContext::ready(ctx.clone())),
         Err(RenderError::Missing(_))
     ));
     let ctx = context(
@@ -128,7 +133,7 @@ fn strict_action_fails_on_missing_field() {
         &BTreeMap::new(),
         &c.secrets,
     );
-    let r = action(&envs, s, &ctx).unwrap();
+    let r = action(&envs, s, &LazyContext::ready(ctx.clone())).unwrap();
     assert_eq!(&r.body[..], br#"{"v":"a@b"}"#);
 }
 
@@ -141,14 +146,24 @@ fn form_and_raw_bodies() {
         &BTreeMap::new(),
         &c.secrets,
     );
-    let f = action(&envs, c.action("f").unwrap(), &ctx).unwrap();
+    let f = action(
+        &envs,
+        c.action("f").unwrap(),
+        &LazyContext::ready(ctx.clone()),
+    )
+    .unwrap();
     assert_eq!(f.method, reqwest::Method::PUT);
     assert_eq!(&f.body[..], b"a=A+B&b=x%26y");
     assert!(f.headers.contains(&(
         "Content-Type".into(),
         "application/x-www-form-urlencoded".into()
     )));
-    let raw = action(&envs, c.action("raw").unwrap(), &ctx).unwrap();
+    let raw = action(
+        &envs,
+        c.action("raw").unwrap(),
+        &LazyContext::ready(ctx.clone()),
+    )
+    .unwrap();
     assert_eq!(&raw.body[..], b"n=A B");
     assert!(
         raw.headers
@@ -175,7 +190,11 @@ actions:
         &c.secrets,
     );
     assert!(matches!(
-        action(&envs, c.action("h").unwrap(), &ctx),
+        action(
+            &envs,
+            c.action("h").unwrap(),
+            &LazyContext::ready(ctx.clone())
+        ),
         Err(RenderError::Unsafe(UnsafeRequest::HeaderValue(_)))
     ));
     let ctx = context(
@@ -183,7 +202,14 @@ actions:
         &BTreeMap::new(),
         &c.secrets,
     );
-    assert!(action(&envs, c.action("host").unwrap(), &ctx).is_err());
+    assert!(
+        action(
+            &envs,
+            c.action("host").unwrap(),
+            &LazyContext::ready(ctx.clone())
+        )
+        .is_err()
+    );
 }
 
 #[test]
@@ -231,7 +257,12 @@ fn expression_capture_matches_config_eval() {
         &BTreeMap::new(),
         &c.secrets,
     );
-    let r = action(&envs, c.action("e").unwrap(), &ctx).unwrap();
+    let r = action(
+        &envs,
+        c.action("e").unwrap(),
+        &LazyContext::ready(ctx.clone()),
+    )
+    .unwrap();
     assert_eq!(&r.body[..], br#"{"t":8}"#);
 }
 
@@ -249,7 +280,8 @@ actions:
     let envs = Envs::new(&c.templates);
     let ctx = context(&event(serde_json::json!({})), &BTreeMap::new(), &c.secrets);
     let action = c.action("p").unwrap();
-    let mut r = Renderer::new(&envs, &ctx, true);
+    let lazy = LazyContext::ready(ctx.clone());
+    let mut r = Renderer::new(&envs, &lazy, true);
     for (_, t) in &action.delivery.headers {
         let engine = envs
             .strict
@@ -262,4 +294,31 @@ actions:
     let (url, display) = r.url(&action.url).unwrap();
     assert_eq!(url.as_str(), "https://h.example/a%20b?x=1&y=}");
     assert_eq!(display, url.as_str());
+}
+
+#[test]
+fn the_context_is_built_only_when_a_template_needs_it() {
+    let c = load(
+        r#"
+subscriptions:
+  - { id: plain, url: "https://h.example/in", events: ["*"], headers: { X-Team: crm } }
+  - { id: tagged, url: "https://h.example/in", events: ["*"], headers: { X-Order: "{{ n }}" } }
+"#,
+    );
+    let envs = Envs::new(&c.templates);
+    let ev = event(serde_json::json!({"n": 7}));
+    let built = std::cell::Cell::new(0);
+    let build = || {
+        built.set(built.get() + 1);
+        context(&ev, &BTreeMap::new(), &c.secrets)
+    };
+
+    let ctx = LazyContext::new(&build);
+    subscription(&envs, c.subscription("plain").unwrap(), &ev, &ctx).unwrap();
+    assert_eq!(built.get(), 0, "plain text needs no context");
+
+    let ctx = LazyContext::new(&build);
+    let r = subscription(&envs, c.subscription("tagged").unwrap(), &ev, &ctx).unwrap();
+    assert!(r.headers.contains(&("X-Order".to_owned(), "7".to_owned())));
+    assert_eq!(built.get(), 1, "built once for the template that needs it");
 }

@@ -292,12 +292,14 @@ impl Worker {
             })
             .collect();
         let envs = self.envs(&config);
-        // The template context only for targets that have templates.
-        let ctx = || render::context(event, &job.job.steps, &config.secrets);
-        let rendered = match &resolved {
-            Resolved::Step { action, .. } => render::action(&envs, action, &ctx()),
-            Resolved::Subscription(s) => render::subscription(&envs, s, event, &ctx()),
-            Resolved::Api(a) => render::api_subscription(a, event),
+        let rendered = {
+            let build = || render::context(event, &job.job.steps, &config.secrets);
+            let ctx = render::LazyContext::new(&build);
+            match &resolved {
+                Resolved::Step { action, .. } => render::action(&envs, action, &ctx),
+                Resolved::Subscription(s) => render::subscription(&envs, s, event, &ctx),
+                Resolved::Api(a) => render::api_subscription(a, event),
+            }
         };
         let rendered = match rendered {
             Ok(r) => r,
