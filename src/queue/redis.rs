@@ -63,7 +63,9 @@
 //!   whichever comes first.
 //! - Counters: `<p>:pending` (hash target label → unfinished jobs),
 //!   `<p>:unfinished` (sorted set delivery id → enqueue ms, for the oldest
-//!   age), `<p>:counts` (FIFO jobs waiting behind their head).
+//!   age; a job queued at ingestion joins it only when it leaves the stream
+//!   unfinished, until then its entry's `q` field gives its enqueue time),
+//!   `<p>:counts` (FIFO jobs waiting behind their head).
 //! - API-created subscriptions in hash `<p>:subs`, small state in `<p>:state`.
 //!
 //! Every multi-key change is one Lua script (`redis/lua/*.lua`, each

@@ -123,6 +123,39 @@ async fn a_delivery_record_is_written_at_first_lease() {
     assert_eq!(queued, 0, "nothing is left in the queued list");
 }
 
+/// A job queued at ingestion adds no member to `<p>:unfinished`: while it
+/// is in the stream its entry gives the oldest age; it joins the set only
+/// when it leaves the stream unfinished (a retry), under its enqueue time.
+#[tokio::test]
+async fn the_oldest_age_counts_jobs_still_in_the_stream() {
+    let Some((q, keys)) = queue("a", Duration::from_secs(30)).await else {
+        return;
+    };
+    let client = redis::Client::open(URL).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let unfinished = format!("{}:unfinished", keys.prefix);
+    let mut members = || -> u64 { redis::cmd("ZCARD").arg(&unfinished).query(&mut c).unwrap() };
+    q.ingest(&event("E1", "t"), None, vec![job("D1", "E1", "s")])
+        .await
+        .unwrap();
+    assert_eq!(members(), 0);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let age = q.stats().await.unwrap().oldest_age_seconds;
+    assert!(age >= 1.0, "the queued job is {age} s old");
+
+    let leased = q.lease(1, NO_WAIT).await.unwrap();
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(600);
+    q.retry_at(&leased[0], attempt(1, 503), later)
+        .await
+        .unwrap();
+    assert_eq!(members(), 1, "a retried job is counted in the set");
+    let age = q.stats().await.unwrap().oldest_age_seconds;
+    assert!(
+        age >= 1.0,
+        "under its enqueue time, not the retry's: {age} s"
+    );
+}
+
 #[tokio::test]
 async fn lapsed_lease_is_reclaimed_by_another_consumer() {
     let lease = Duration::from_millis(300);

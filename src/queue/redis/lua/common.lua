@@ -93,10 +93,13 @@ end
 -- (delivery id, stored job, attempts made, orphaned_since, event id), so
 -- leasing reads no other key but the event. `target` is given for a job
 -- whose delivery record is not written yet: the entry then carries it
--- ('t'), and the record is written from the entry when it is leased.
+-- ('t'), and the record is written from the entry when it is leased; and
+-- its enqueue time ('q'), which stands in for its K_UNFINISHED member
+-- while the entry is in the stream (see create_job).
 local function push_ready(did, job, n, orph, eid, target)
   if target then
-    redis.call('XADD', K_READY, '*', 'd', did, 'j', job, 'n', n, 'o', orph, 'e', eid, 't', target)
+    redis.call('XADD', K_READY, '*', 'd', did, 'j', job, 'n', n, 'o', orph, 'e', eid,
+      't', target, 'q', NOW_S)
   else
     redis.call('XADD', K_READY, '*', 'd', did, 'j', job, 'n', n, 'o', orph, 'e', eid)
   end
@@ -148,7 +151,10 @@ end
 -- the record when the job is first leased. Readers take a delivery that
 -- is in K_QUEUED as pending with no attempts. This keeps ingestion to the
 -- writes that make the event durable (one key less per job); every later
--- step finds the record in place.
+-- step finds the record in place. Such a job joins K_UNFINISHED only if it
+-- leaves the stream unfinished (keep_unfinished): while it is in the
+-- stream, its entry is the oldest-age clue (stats.lua), so ingestion adds
+-- no sorted-set member per job either.
 local function create_job(did, eid, target, okey, due, job, fresh)
   local k = k_delivery(did)
   local st = nil
@@ -172,8 +178,6 @@ local function create_job(did, eid, target, okey, due, job, fresh)
       table.insert(B_QUEUED, did)
       table.insert(B_QUEUED, target .. '\n' .. eid)
       B_PENDING[target] = (B_PENDING[target] or 0) + 1
-      table.insert(B_UNFIN_ADD, NOW_S)
-      table.insert(B_UNFIN_ADD, did)
       push_ready(did, job, '0', '', eid, target)
       return true, true
     end
@@ -289,6 +293,15 @@ local function field(fields, name)
     if fields[i] == name then return fields[i + 1] end
   end
   return nil
+end
+
+-- A leased job leaves the stream without finishing (retry, defer): one
+-- queued at ingestion (its entry carries 'q', see push_ready) is counted
+-- in K_UNFINISHED from here on, under its enqueue time.
+local function keep_unfinished(entry, did)
+  local e = redis.call('XRANGE', K_READY, entry, entry)[1]
+  local q = e and field(e[2], 'q')
+  if q then redis.call('ZADD', K_UNFINISHED, 'NX', q, did) end
 end
 
 -- Event JSON by id, read once per script (the jobs of one event leased

@@ -4,6 +4,7 @@
 local did = ARGV[5]
 local entry = held(ARGV[4], ARGV[3])
 if not entry then return 'lost' end
+keep_unfinished(entry, did)
 release(entry)
 redis.call('RPUSH', k_attempts(did), ARGV[6])
 redis.call('HINCRBY', k_delivery(did), 'n', 1)

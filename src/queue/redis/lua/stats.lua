@@ -4,7 +4,12 @@
 local pending = 0
 local summary = redis.pcall('XPENDING', K_READY, K_GROUP)
 if type(summary) == 'table' and not summary.err then pending = summary[1] end
-local oldest = redis.call('ZRANGE', K_UNFINISHED, 0, 0, 'WITHSCORES')
+local oldest = redis.call('ZRANGE', K_UNFINISHED, 0, 0, 'WITHSCORES')[2]
+-- Jobs queued at ingestion are in K_UNFINISHED only once they left the
+-- stream unfinished; the stream's first entry is the oldest of the rest.
+local first = redis.call('XRANGE', K_READY, '-', '+', 'COUNT', 1)[1]
+local queued = first and field(first[2], 'q')
+if queued and (not oldest or tonumber(queued) < tonumber(oldest)) then oldest = queued end
 local out = {
   tostring(redis.call('XLEN', K_READY)),
   tostring(pending),
@@ -12,7 +17,7 @@ local out = {
   tostring(redis.call('ZCOUNT', K_DELAYED, '-inf', NOW)),
   tostring(redis.call('ZCARD', K_DEAD)),
   tostring(redis.call('HGET', K_COUNTS, 'fifo_waiting') or '0'),
-  oldest[2] or '',
+  oldest or '',
 }
 for _, v in ipairs(redis.call('HGETALL', K_PENDING)) do table.insert(out, v) end
 return out
