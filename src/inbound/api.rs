@@ -34,7 +34,7 @@ pub const MAX_BATCH: usize = 500;
 const MAX_ID_LEN: usize = 256;
 
 /// The idempotency scope of client-supplied event ids (global).
-pub const CLIENT_ID_SCOPE: &str = "event";
+pub const CLIENT_ID_SCOPE: &str = crate::queue::EVENT_ID_SCOPE;
 
 /// One event as posted. Unknown fields are ignored.
 #[derive(Debug, Deserialize)]

@@ -61,6 +61,12 @@ pub enum StoredJob {
     },
 }
 
+/// The idempotency scope of an event's own id (a client's `id` on the event
+/// API, SPEC §3: global across tokens). Ingesting with the key
+/// `(EVENT_ID_SCOPE, event.id)` lets a backend use the event record itself
+/// as the marker (see `redis/ingest.rs`).
+pub const EVENT_ID_SCOPE: &str = "event";
+
 /// An event as stored and delivered: `{id, type, timestamp, source, data}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {

@@ -58,9 +58,10 @@
 //!   real time. `<p>:idem` (list of `<ingest ms>|<key>` in ingest order)
 //!   lets `prune` drop and count expired keys like the embedded backend.
 //!   A key that is the event's own id (a client id on the event API) has no
-//!   key of its own: the event record's ingest time is the marker, so a
-//!   client id is remembered for the window or until its event is pruned,
-//!   whichever comes first.
+//!   key of its own: the event record's ingest time is the marker. `prune`
+//!   writes the key only for an event it removes within its window
+//!   (`history.max_events` on a busy gateway), so the id stays a duplicate
+//!   for the whole window.
 //! - Counters: `<p>:pending` (hash target label → unfinished jobs),
 //!   `<p>:unfinished` (sorted set delivery id → enqueue ms, for the oldest
 //!   age; a job queued at ingestion joins it only when it leaves the stream

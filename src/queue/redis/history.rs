@@ -360,7 +360,8 @@ impl RedisQueue {
                 .arg(s.history_max_events)
                 .arg(offset)
                 .arg(SCAN_BATCH)
-                .arg(s.idempotency_window.as_millis() as u64);
+                .arg(s.idempotency_window.as_millis() as u64)
+                .arg(crate::queue::EVENT_ID_SCOPE);
             let (n, next, done): (u64, u64, u64) = inv
                 .invoke_async(&mut self.conn())
                 .await

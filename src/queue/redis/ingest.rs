@@ -4,7 +4,7 @@
 //! adds jobs to events that exist (replay, manual retry).
 
 use super::{RedisQueue, Result, StoredJobRef, batch, corrupt, ms, unavailable};
-use crate::queue::{Event, IngestItem, Ingested, NewJob, QueueError};
+use crate::queue::{EVENT_ID_SCOPE, Event, IngestItem, Ingested, NewJob, QueueError};
 
 impl RedisQueue {
     /// Ingest one event with its idempotency key and jobs, atomically.
@@ -51,8 +51,11 @@ impl RedisQueue {
                 args.push(String::new())
             }
             // A client's own event id: the event record is the marker (one
-            // key less per event, see `lua/ingest.lua`).
-            Some((_, key)) if key == event.id => args.push("=".to_owned()),
+            // key less per event, see `lua/ingest.lua`); the key is named
+            // for when the event left history within the window.
+            Some((scope, key)) if scope == EVENT_ID_SCOPE && key == event.id => {
+                args.push(format!("={scope}:{key}"))
+            }
             Some((scope, key)) => args.push(format!("{scope}:{key}")),
             None => args.push(String::new()),
         }

@@ -226,6 +226,57 @@ pub async fn client_id_is_its_own_key(make: Make) {
     assert_eq!(ids, ["d1", "d3"], "the old deliveries stay with the event");
 }
 
+/// A client id stays a duplicate for the whole window even when its event
+/// left history sooner (`history.max_events` on a busy gateway).
+pub async fn client_id_outlives_its_pruned_event(make: Make) {
+    let s = StoreSettings {
+        history_max_events: 1,
+        ..settings()
+    };
+    let h = open!(make, s);
+    let q = &h.queue;
+    let key = Some(("event", "c1"));
+    q.ingest(&event("c1", "t", h.clock.now()), key, vec![])
+        .await
+        .unwrap();
+    q.ingest(
+        &event("c2", "t", h.clock.now()),
+        Some(("event", "c2")),
+        vec![],
+    )
+    .await
+    .unwrap();
+    h.clock.advance(60);
+    assert!(q.prune(h.clock.now()).await.unwrap() >= 1);
+    assert!(q.event("c1").await.unwrap().is_none(), "c1 left history");
+    let again = q
+        .ingest(&event("c1", "t", h.clock.now()), key, vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        Ingested::Duplicate {
+            event_id: "c1".into()
+        }
+    );
+    assert!(
+        q.event("c1").await.unwrap().is_none(),
+        "a duplicate stores nothing"
+    );
+
+    h.clock.advance(25 * 3600);
+    let later = q
+        .ingest(&event("c1", "t", h.clock.now()), key, vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        later,
+        Ingested::Accepted {
+            event_id: "c1".into()
+        }
+    );
+}
+
 pub async fn subscriptions_and_state_survive_reopen(make: Make) {
     let h = open!(make);
     let doc = json!({"id": "s1", "url": "http://127.0.0.1:9/hook", "events": ["a.*"]});

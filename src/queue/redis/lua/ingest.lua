@@ -1,8 +1,8 @@
 -- Ingest a batch of events (of one call, or of several concurrent calls
 -- coalesced by redis/batch.rs), each atomically with its idempotency key and
 -- every routed job. ARGV[3] = idempotency window ms, ARGV[4] = item count,
--- then per item: idempotency key ('' = none, '=' = the event id is its own
--- key, see below), event id, event JSON, the
+-- then per item: idempotency key ('' = none; '=<key>' = the event id is its
+-- own key, see below), event id, event JSON, the
 -- JSON list of its delivery ids, job count, and per job: delivery id,
 -- target label, ordering key, due ms, job.
 -- Reply: reset flag, then per item 'ok'|'dup' and the (first) event id.
@@ -30,13 +30,23 @@ for _ = 1, items do
   local idem, eid, ejson, dids, njobs = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
   i = i + 5
   local first, existed = nil, nil
-  if idem == '=' then
+  if string.sub(idem, 1, 1) == '=' then
     -- A client's own event id is its idempotency key: the event record
     -- itself tells whether (and when) the id was seen, so no key is
-    -- written. Judged on the queue's clock like the keys below.
+    -- written. Judged on the queue's clock like the keys below. An event
+    -- pruned within its window (max_events) left its id as a key
+    -- (prune.lua), looked up only when there is no record.
     local at = redis.call('HGET', k_event(eid), 'at')
     existed = at ~= false
-    if existed and NOW - (tonumber(at) or 0) < window then first = eid end
+    if existed then
+      if NOW - (tonumber(at) or 0) < window then first = eid end
+    else
+      local old = redis.call('GET', P .. ':idem:' .. string.sub(idem, 2))
+      local sep = old and string.find(old, '|', 1, true)
+      if sep and NOW - (tonumber(string.sub(old, 1, sep - 1)) or 0) < window then
+        first = string.sub(old, sep + 1)
+      end
+    end
   elseif idem ~= '' then
     -- The key holds "<ingest ms>|<event id>". The window is judged on the
     -- queue's clock (like the embedded backend); the real TTL only bounds

@@ -3,7 +3,8 @@
 -- beyond max_events, skipping events that still have unfinished jobs.
 -- ARGV[3] = retention ms, ARGV[4] = max events, ARGV[5] = offset (skipped
 -- events at the front), ARGV[6] = batch size, ARGV[7] = idempotency window
--- ms. Reply: removed, new offset, done flag.
+-- ms, ARGV[8] = the idempotency scope of event ids. Reply: removed, new
+-- offset, done flag.
 local cut = NOW - tonumber(ARGV[3])
 local max_events = tonumber(ARGV[4])
 local offset = tonumber(ARGV[5])
@@ -70,6 +71,16 @@ for _, eid in ipairs(ids) do
     end
     redis.call('DEL', k_event(eid), k_event_deliveries(eid))
     redis.call('ZREM', K_EVENTS, eid)
+    -- An event id doubles as its idempotency key through the record
+    -- (ingest.lua); one pruned within the window keeps its id as a key
+    -- for the rest of it.
+    local window = tonumber(ARGV[7])
+    if NOW - at < window and e[1] then
+      local key = ARGV[8] .. ':' .. eid
+      redis.call('SET', P .. ':idem:' .. key, e[1] .. '|' .. eid,
+        'PX', string.format('%d', window - (NOW - at)))
+      redis.call('RPUSH', K_IDEM, e[1] .. '|' .. key)
+    end
     removed = removed + 1
   end
 end
