@@ -7,19 +7,29 @@
 //! batch instead of once per job (see `lua/common.lua`). Atomicity is per
 //! item as before (a script runs atomically as a whole).
 //!
+//! Two batches may be in flight at once on the (pipelining) connection:
+//! while Redis runs one, the next is already on its way, so neither the
+//! daemon nor Redis waits for the other between batches. Items of two
+//! batches never share a script call, and Redis runs scripts one at a
+//! time, so a duplicate in the later batch still sees the earlier one.
+//!
 //! The task only holds a connection and the script, never the queue itself,
 //! so it ends when the last queue handle (and with it the sender) is
 //! dropped. Each caller waits for its own answers.
 
+use std::sync::Arc;
+
 use redis::Script;
 use redis::aio::ConnectionManager;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{Result, ms};
 use crate::queue::{Clock, QueueError};
 
 /// Most items run by one script call.
 const MAX_ITEMS: usize = 512;
+/// Script calls of one batcher in flight at once.
+const IN_FLIGHT: usize = 2;
 
 /// One caller's share of a batch: `items` items whose script arguments are
 /// `args` (already in the script's per-item layout).
@@ -63,8 +73,18 @@ pub(super) async fn call(
     answer.await.map_err(|_| stopped())?
 }
 
-async fn run(mut b: Batcher, mut rx: mpsc::UnboundedReceiver<Call>) {
-    while let Some(first) = rx.recv().await {
+async fn run(b: Batcher, mut rx: mpsc::UnboundedReceiver<Call>) {
+    let b = Arc::new(b);
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    loop {
+        // Wait for a free slot before gathering, so a batch takes in every
+        // call that arrived while the slots were busy.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = rx.recv().await else {
+            return;
+        };
         let mut batch = vec![first];
         let mut items = batch[0].items;
         while items < MAX_ITEMS {
@@ -76,12 +96,16 @@ async fn run(mut b: Batcher, mut rx: mpsc::UnboundedReceiver<Call>) {
                 Err(_) => break,
             }
         }
-        b.run_batch(batch, items).await;
+        let b = b.clone();
+        tokio::spawn(async move {
+            b.run_batch(batch, items).await;
+            drop(slot);
+        });
     }
 }
 
 impl Batcher {
-    async fn run_batch(&mut self, batch: Vec<Call>, items: usize) {
+    async fn run_batch(&self, batch: Vec<Call>, items: usize) {
         let mut inv = self.script.prepare_invoke();
         inv.arg(&self.prefix).arg(ms((self.clock)()));
         for h in &self.header {
@@ -94,7 +118,8 @@ impl Batcher {
             }
         }
         // The connection's response timeout bounds the wait.
-        let reply: std::result::Result<Vec<String>, _> = inv.invoke_async(&mut self.conn).await;
+        let mut conn = self.conn.clone();
+        let reply: std::result::Result<Vec<String>, _> = inv.invoke_async(&mut conn).await;
         let mut reply = match reply {
             Ok(r) if r.len() == self.head + items * self.per => r.into_iter(),
             Ok(r) => {
