@@ -172,7 +172,6 @@ pub fn context(
     Value::from(top)
 }
 
-/// Renders templates of one job, remembering whether a field was missing.
 /// The template context, built when a template first needs it: most
 /// subscriptions' URLs and headers are plain text and never do, and
 /// building it copies the event's data.
@@ -189,7 +188,8 @@ impl<'a> LazyContext<'a> {
         }
     }
 
-    /// A context built already (tests, previews of a known context).
+    /// A context built already.
+    #[cfg(test)]
     pub fn ready(value: Value) -> LazyContext<'static> {
         fn unused() -> Value {
             Value::UNDEFINED
@@ -207,6 +207,7 @@ impl<'a> LazyContext<'a> {
     }
 }
 
+/// Renders templates of one job, remembering whether a field was missing.
 pub struct Renderer<'a> {
     envs: &'a Envs,
     ctx: &'a LazyContext<'a>,

@@ -44,6 +44,14 @@ local B_ACK = {}          -- stream entries to XACK + XDEL
 local B_QUEUED = {}       -- flat delivery id, value pairs for K_QUEUED
 local B_UNQUEUED = {}     -- delivery ids to remove from K_QUEUED
 
+-- Split "<ms>|<rest>" (idempotency keys and their log): ms as a number
+-- and rest, or nil when there is no '|'.
+local function split_stamp(s)
+  local sep = s and string.find(s, '|', 1, true)
+  if not sep then return nil end
+  return tonumber(string.sub(s, 1, sep - 1)) or 0, string.sub(s, sep + 1)
+end
+
 -- One variadic command over a long list, in chunks (Lua's unpack limit).
 local function vcall(cmd, key, list, stride, extra)
   local chunk = 4000 - (4000 % stride)
@@ -139,6 +147,14 @@ local function activate(did, target, okey, due, job, n, orph, eid)
   place(did, due, job, n, orph, eid)
 end
 
+-- A delivery's state: its record's, 'pending' while it is queued without
+-- its record (see create_job), nil when unknown.
+local function delivery_state(did)
+  local st = redis.call('HGET', k_delivery(did), 'st')
+  if not st and redis.call('HEXISTS', K_QUEUED, did) == 1 then st = 'pending' end
+  return st or nil
+end
+
 -- Write a new delivery record and queue its job; the caller records the
 -- delivery id under its event. Returns true when a job was queued, and
 -- whether the record is new. Enqueueing a delivery id that is still
@@ -158,10 +174,7 @@ end
 local function create_job(did, eid, target, okey, due, job, fresh)
   local k = k_delivery(did)
   local st = nil
-  if not fresh then
-    st = redis.call('HGET', k, 'st')
-    if not st and redis.call('HEXISTS', K_QUEUED, did) == 1 then st = 'pending' end
-  end
+  if not fresh then st = delivery_state(did) end
   if st == 'pending' then return false, false end
   if st then
     redis.call('ZREM', K_DEAD, did)

@@ -41,11 +41,8 @@ for _ = 1, items do
     if existed then
       if NOW - (tonumber(at) or 0) < window then first = eid end
     else
-      local old = redis.call('GET', P .. ':idem:' .. string.sub(idem, 2))
-      local sep = old and string.find(old, '|', 1, true)
-      if sep and NOW - (tonumber(string.sub(old, 1, sep - 1)) or 0) < window then
-        first = string.sub(old, sep + 1)
-      end
+      local seen, id = split_stamp(redis.call('GET', P .. ':idem:' .. string.sub(idem, 2)))
+      if seen and NOW - seen < window then first = id end
     end
   elseif idem ~= '' then
     -- The key holds "<ingest ms>|<event id>". The window is judged on the
@@ -54,14 +51,13 @@ for _ = 1, items do
     local k = P .. ':idem:' .. idem
     local old = redis.call('SET', k, NOW_S .. '|' .. eid, 'NX', 'PX', window_s, 'GET')
     if old then
-      local sep = string.find(old, '|', 1, true)
-      local at = sep and tonumber(string.sub(old, 1, sep - 1)) or 0
-      if not sep then
+      local seen, id = split_stamp(old)
+      if not seen then
         -- Written by an older hookyard (the event id alone): only its TTL
         -- tells its age, and it is still there, so it is within the window.
         first = old
-      elseif NOW - at < window then
-        first = string.sub(old, sep + 1)
+      elseif NOW - seen < window then
+        first = id
       else
         redis.call('SET', k, NOW_S .. '|' .. eid, 'PX', window_s)
       end

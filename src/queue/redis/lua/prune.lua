@@ -16,16 +16,13 @@ local key_cut = NOW - tonumber(ARGV[7])
 local log = redis.call('LRANGE', K_IDEM, 0, batch - 1)
 local popped, expired = 0, 0
 for _, entry in ipairs(log) do
-  local sep = string.find(entry, '|', 1, true)
-  local at = sep and tonumber(string.sub(entry, 1, sep - 1)) or 0
-  if at >= key_cut then break end
+  local at, key = split_stamp(entry)
+  if (at or 0) >= key_cut then break end
   popped = popped + 1
-  if sep then
-    local k = P .. ':idem:' .. string.sub(entry, sep + 1)
+  if key then
+    local k = P .. ':idem:' .. key
     local v = redis.call('GET', k)
-    local vsep = v and string.find(v, '|', 1, true)
-    local vat = vsep and tonumber(string.sub(v, 1, vsep - 1)) or 0
-    if not v or vat < key_cut then
+    if not v or (split_stamp(v) or 0) < key_cut then
       redis.call('DEL', k)
       expired = expired + 1
     end
@@ -55,8 +52,7 @@ for _, eid in ipairs(ids) do
   -- in a FIFO line) stays with all its history.
   local open = false
   for _, did in ipairs(dids) do
-    if redis.call('HGET', k_delivery(did), 'st') == 'pending'
-      or redis.call('HEXISTS', K_QUEUED, did) == 1 then
+    if delivery_state(did) == 'pending' then
       open = true
       break
     end
