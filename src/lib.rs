@@ -19,6 +19,7 @@
 //! - [`queue`]: the durable queue and store (Redis Streams or embedded redb).
 //! - [`deliver`]: workers that render, sign, send and record each attempt.
 //! - [`metrics`]: every Prometheus metric, defined in one place.
+//! - [`json`]: events written as JSON without serde_json's per-byte scan.
 //! - [`ratelimit`]: in-memory rate limits (per trigger, and a target's
 //!   fallback while the queue's shared limiter cannot answer).
 //! - [`app`]: the shared state; [`daemon`]: listeners, workers, shutdown;
@@ -30,6 +31,7 @@ pub mod config;
 pub mod daemon;
 pub mod deliver;
 pub mod inbound;
+pub mod json;
 pub mod metrics;
 pub mod queue;
 pub mod ratelimit;

@@ -450,12 +450,9 @@ pub fn action<'a>(
 
 /// The standard envelope `{id, type, timestamp, source, data}`.
 pub fn envelope(event: &Event) -> Bytes {
-    // `Event` serializes as exactly the envelope, in that field order, with
-    // the timestamp in RFC 3339.
-    match serde_json::to_vec(event) {
-        Ok(v) => Bytes::from(v),
-        Err(_) => Bytes::from_static(b"{}"),
-    }
+    // `Event` is exactly the envelope, in that field order, with the
+    // timestamp in RFC 3339.
+    Bytes::from(crate::json::event(event))
 }
 
 /// Render a YAML subscription's request: POST of the envelope.

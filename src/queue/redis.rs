@@ -61,7 +61,9 @@
 //!   key of its own: the event record's ingest time is the marker. `prune`
 //!   writes the key only for an event it removes within its window
 //!   (`history.max_events` on a busy gateway), so the id stays a duplicate
-//!   for the whole window.
+//!   for the whole window, and notes that event's ingest ms in
+//!   `<p>:idempruned`: ingestion looks such keys up only while that is
+//!   within the window (one read per batch instead of one per event).
 //! - Counters: `<p>:pending` (hash target label → unfinished jobs),
 //!   `<p>:unfinished` (sorted set delivery id → enqueue ms, for the oldest
 //!   age; a job queued at ingestion joins it only when it leaves the stream

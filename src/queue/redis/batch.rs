@@ -106,20 +106,42 @@ async fn run(b: Batcher, mut rx: mpsc::UnboundedReceiver<Call>) {
 
 impl Batcher {
     async fn run_batch(&self, batch: Vec<Call>, items: usize) {
-        let mut inv = self.script.prepare_invoke();
-        inv.arg(&self.prefix).arg(ms((self.clock)()));
+        // EVALSHA built straight into one sized command: a script
+        // invocation would copy every argument once more on the way.
+        let argc = 4 + self.header.len() + batch.iter().map(|c| c.args.len()).sum::<usize>();
+        let bytes = batch
+            .iter()
+            .flat_map(|c| c.args.iter().map(String::len))
+            .sum::<usize>()
+            + 128;
+        let mut cmd = redis::Cmd::with_capacity(argc + 3, bytes);
+        cmd.arg("EVALSHA")
+            .arg(self.script.get_hash())
+            .arg(0)
+            .arg(&self.prefix)
+            .arg(ms((self.clock)()));
         for h in &self.header {
-            inv.arg(h);
+            cmd.arg(h);
         }
-        inv.arg(items);
+        cmd.arg(items);
         for call in &batch {
             for a in &call.args {
-                inv.arg(a);
+                cmd.arg(a);
             }
         }
         // The connection's response timeout bounds the wait.
         let mut conn = self.conn.clone();
-        let reply: std::result::Result<Vec<String>, _> = inv.invoke_async(&mut conn).await;
+        let mut reply: std::result::Result<Vec<String>, _> = cmd.query_async(&mut conn).await;
+        if let Err(e) = &reply
+            && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+        {
+            // Redis lost its script cache (restart, SCRIPT FLUSH): load it
+            // and run the same command again.
+            reply = match self.script.prepare_invoke().load_async(&mut conn).await {
+                Ok(_) => cmd.query_async(&mut conn).await,
+                Err(e) => Err(e),
+            };
+        }
         let mut reply = match reply {
             Ok(r) if r.len() == self.head + items * self.per => r.into_iter(),
             Ok(r) => {

@@ -60,7 +60,7 @@ impl RedisQueue {
             None => args.push(String::new()),
         }
         args.push(event.id.clone());
-        args.push(serde_json::to_string(event).map_err(|e| corrupt("event", e))?);
+        args.push(crate::json::event(event));
         let dids: Vec<&str> = jobs.iter().map(|j| j.delivery_id.as_str()).collect();
         args.push(serde_json::to_string(&dids).map_err(|e| corrupt("delivery ids", e))?);
         args.push(jobs.len().to_string());

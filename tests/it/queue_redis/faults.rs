@@ -219,6 +219,47 @@ async fn empty_restart_recreates_stream_and_group() {
     assert_eq!(got[0].job.delivery_id, "D2");
 }
 
+/// Redis forgetting its scripts (SCRIPT FLUSH, a failover to a replica
+/// that never loaded them) costs nothing: the batched ingest and complete
+/// calls load their script again and succeed on the first try.
+#[tokio::test]
+async fn a_flushed_script_cache_is_reloaded() {
+    let Some(server) = Server::start(false) else {
+        return;
+    };
+    let q = RedisQueue::open(&server.url(), "hy", settings("w1", Duration::from_secs(30)))
+        .await
+        .unwrap();
+    let flush = || {
+        let mut c = redis::Client::open(server.url())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut c).unwrap();
+    };
+    q.ingest(&event("E0", "t"), None, vec![job("D0", "E0", "a")])
+        .await
+        .unwrap();
+    flush();
+    let got = q
+        .ingest(&event("E1", "t"), None, vec![job("D1", "E1", "a")])
+        .await
+        .unwrap();
+    assert!(matches!(got, Ingested::Accepted { .. }));
+    let leased = q.lease(10, SHORT).await.unwrap();
+    assert_eq!(leased.len(), 2);
+    flush();
+    for job in &leased {
+        q.complete(job, None, DeliveryState::Succeeded, None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        q.delivery("D1").await.unwrap().unwrap().state,
+        DeliveryState::Succeeded
+    );
+}
+
 #[tokio::test]
 async fn unreachable_redis_is_unavailable() {
     let url = format!("redis://127.0.0.1:{}/0", free_port());

@@ -9,6 +9,8 @@
 -- checks) and index/counter updates are
 -- buffered in Lua tables and written once per script with variadic
 -- commands (`flush`).
+-- Globals looked up once (a global lookup per call adds up per job).
+local rcall, tinsert = redis.call, table.insert
 local P = ARGV[1]
 local NOW = tonumber(ARGV[2])
 -- "now" as given, for writing: Lua's own number-to-string conversion (what
@@ -26,6 +28,10 @@ local K_EVENTS = P .. ':events'
 local K_DELIVERIES = P .. ':deliveries'
 local K_SEQ = P .. ':seq'
 local K_IDEM = P .. ':idem'
+-- The ingest ms of the latest event pruned within its idempotency window
+-- (prune.lua): until the window has run from then, some event id may be
+-- a key of its own (ingest.lua looks such keys up only until then).
+local K_IDEM_PRUNED = P .. ':idempruned'
 -- Queued deliveries whose record is not written yet (see create_job):
 -- delivery id -> "<target label>\n<event id>".
 local K_QUEUED = P .. ':dq'
@@ -57,16 +63,16 @@ local function vcall(cmd, key, list, stride, extra)
   local chunk = 4000 - (4000 % stride)
   for i = 1, #list, chunk do
     local args = {}
-    if extra then for _, a in ipairs(extra) do table.insert(args, a) end end
-    for j = i, math.min(i + chunk - 1, #list) do table.insert(args, list[j]) end
-    redis.call(cmd, key, unpack(args))
+    if extra then for _, a in ipairs(extra) do tinsert(args, a) end end
+    for j = i, math.min(i + chunk - 1, #list) do tinsert(args, list[j]) end
+    rcall(cmd, key, unpack(args))
   end
 end
 
 local function flush()
   for target, delta in pairs(B_PENDING) do
-    if delta ~= 0 and redis.call('HINCRBY', K_PENDING, target, delta) <= 0 then
-      redis.call('HDEL', K_PENDING, target)
+    if delta ~= 0 and rcall('HINCRBY', K_PENDING, target, delta) <= 0 then
+      rcall('HDEL', K_PENDING, target)
     end
   end
   -- Removals first: a delivery finished and enqueued again in the same
@@ -86,7 +92,7 @@ end
 local SEQ_NEXT, SEQ_LAST = 0, -1
 local function reserve_seq(n)
   if n < 1 then n = 1 end
-  SEQ_LAST = redis.call('INCRBY', K_SEQ, n)
+  SEQ_LAST = rcall('INCRBY', K_SEQ, n)
   SEQ_NEXT = SEQ_LAST - n + 1
 end
 -- The next sequence number, as the string that is written.
@@ -106,24 +112,24 @@ end
 -- while the entry is in the stream (see create_job).
 local function push_ready(did, job, n, orph, eid, target)
   if target then
-    redis.call('XADD', K_READY, '*', 'd', did, 'j', job, 'n', n, 'o', orph, 'e', eid,
-      't', target, 'q', NOW_S)
+    -- A fresh job: no attempts, not orphaned ('n' and 'o' read as absent).
+    rcall('XADD', K_READY, '*', 'd', did, 'j', job, 'e', eid, 't', target, 'q', NOW_S)
   else
-    redis.call('XADD', K_READY, '*', 'd', did, 'j', job, 'n', n, 'o', orph, 'e', eid)
+    rcall('XADD', K_READY, '*', 'd', did, 'j', job, 'n', n, 'o', orph, 'e', eid)
   end
 end
 
 -- Into the stream, its fields read from the delivery record (delayed jobs
 -- that became due, the next head of a FIFO line, redriven jobs).
 local function push_from_record(did)
-  local d = redis.call('HMGET', k_delivery(did), 'job', 'n', 'orph', 'ev')
+  local d = rcall('HMGET', k_delivery(did), 'job', 'n', 'orph', 'ev')
   if d[1] then push_ready(did, d[1], d[2] or '0', d[3] or '', d[4] or '') end
 end
 
 -- Make a job runnable: into the stream now, or into the delayed set until due.
 local function place(did, due, job, n, orph, eid)
   if due > NOW then
-    redis.call('ZADD', K_DELAYED, string.format('%d', due), did)
+    rcall('ZADD', K_DELAYED, string.format('%d', due), did)
   elseif job then
     push_ready(did, job, n, orph, eid)
   else
@@ -136,11 +142,11 @@ end
 -- delayed set). `job` may be nil (then read from the record when placed).
 local function activate(did, target, okey, due, job, n, orph, eid)
   B_PENDING[target] = (B_PENDING[target] or 0) + 1
-  table.insert(B_UNFIN_ADD, NOW_S)
-  table.insert(B_UNFIN_ADD, did)
+  tinsert(B_UNFIN_ADD, NOW_S)
+  tinsert(B_UNFIN_ADD, did)
   if okey ~= '' then
-    if redis.call('RPUSH', k_fifo(okey), did) > 1 then
-      redis.call('HINCRBY', K_COUNTS, 'fifo_waiting', 1)
+    if rcall('RPUSH', k_fifo(okey), did) > 1 then
+      rcall('HINCRBY', K_COUNTS, 'fifo_waiting', 1)
       return
     end
   end
@@ -150,8 +156,8 @@ end
 -- A delivery's state: its record's, 'pending' while it is queued without
 -- its record (see create_job), nil when unknown.
 local function delivery_state(did)
-  local st = redis.call('HGET', k_delivery(did), 'st')
-  if not st and redis.call('HEXISTS', K_QUEUED, did) == 1 then st = 'pending' end
+  local st = rcall('HGET', k_delivery(did), 'st')
+  if not st and rcall('HEXISTS', K_QUEUED, did) == 1 then st = 'pending' end
   return st or nil
 end
 
@@ -172,32 +178,32 @@ end
 -- stream, its entry is the oldest-age clue (stats.lua), so ingestion adds
 -- no sorted-set member per job either.
 local function create_job(did, eid, target, okey, due, job, fresh)
-  local k = k_delivery(did)
   local st = nil
   if not fresh then st = delivery_state(did) end
   if st == 'pending' then return false, false end
   if st then
-    redis.call('ZREM', K_DEAD, did)
-    redis.call('HSET', k, 'ev', eid, 'tg', target, 'ok', okey, 'nb', string.format('%d', due),
+    rcall('ZREM', K_DEAD, did)
+    rcall('HSET', k_delivery(did), 'ev', eid, 'tg', target, 'ok', okey, 'nb', string.format('%d', due),
       'job', job, 'st', 'pending', 'rs', '', 'n', '0', 'orph', '')
   else
     -- A new record holds only what is set: an absent ordering key, due
     -- time, reason, attempt count or orphaned_since reads as empty or 0
     -- (every field costs, and most jobs have none of these).
     local seq = next_seq()
-    table.insert(B_DELIVERIES, seq)
-    table.insert(B_DELIVERIES, did)
+    tinsert(B_DELIVERIES, seq)
+    tinsert(B_DELIVERIES, did)
     if fresh and okey == '' and due <= NOW then
-      table.insert(B_QUEUED, did)
-      table.insert(B_QUEUED, target .. '\n' .. eid)
+      tinsert(B_QUEUED, did)
+      tinsert(B_QUEUED, target .. '\n' .. eid)
       B_PENDING[target] = (B_PENDING[target] or 0) + 1
-      push_ready(did, job, '0', '', eid, target)
+      push_ready(did, job, nil, nil, eid, target)
       return true, true
     end
+    local k = k_delivery(did)
     if okey == '' and due == 0 then
-      redis.call('HSET', k, 'ev', eid, 'tg', target, 'job', job, 'st', 'pending')
+      rcall('HSET', k, 'ev', eid, 'tg', target, 'job', job, 'st', 'pending')
     else
-      redis.call('HSET', k, 'ev', eid, 'tg', target, 'job', job, 'st', 'pending',
+      rcall('HSET', k, 'ev', eid, 'tg', target, 'job', job, 'st', 'pending',
         'ok', okey, 'nb', string.format('%d', due))
     end
   end
@@ -210,7 +216,7 @@ end
 -- instead, see ingest.lua).
 local function add_job(did, eid, target, okey, due, job)
   local _, new = create_job(did, eid, target, okey, due, job, false)
-  if new then redis.call('RPUSH', k_event_deliveries(eid), did) end
+  if new then rcall('RPUSH', k_event_deliveries(eid), did) end
 end
 
 -- A job left the queue for good (succeeded, test, dead letter): uncount it
@@ -221,24 +227,24 @@ local function finish_known(did, target, okey)
   if target and target ~= '' then
     B_PENDING[target] = (B_PENDING[target] or 0) - 1
   end
-  table.insert(B_UNFIN_REM, did)
+  tinsert(B_UNFIN_REM, did)
   if okey and okey ~= '' then
     local line = k_fifo(okey)
-    if redis.call('LINDEX', line, 0) == did then
-      redis.call('LPOP', line)
-      local head = redis.call('LINDEX', line, 0)
+    if rcall('LINDEX', line, 0) == did then
+      rcall('LPOP', line)
+      local head = rcall('LINDEX', line, 0)
       if head then
-        redis.call('HINCRBY', K_COUNTS, 'fifo_waiting', -1)
-        place(head, tonumber(redis.call('HGET', k_delivery(head), 'nb')) or 0)
+        rcall('HINCRBY', K_COUNTS, 'fifo_waiting', -1)
+        place(head, tonumber(rcall('HGET', k_delivery(head), 'nb')) or 0)
       end
-    elseif redis.call('LREM', line, 1, did) > 0 then
-      redis.call('HINCRBY', K_COUNTS, 'fifo_waiting', -1)
+    elseif rcall('LREM', line, 1, did) > 0 then
+      rcall('HINCRBY', K_COUNTS, 'fifo_waiting', -1)
     end
   end
 end
 
 local function finish(did)
-  local d = redis.call('HMGET', k_delivery(did), 'tg', 'ok')
+  local d = rcall('HMGET', k_delivery(did), 'tg', 'ok')
   finish_known(did, d[1], d[2])
 end
 
@@ -297,7 +303,7 @@ end
 
 -- Remove a leased entry from the stream for good (at flush).
 local function release(entry)
-  table.insert(B_ACK, entry)
+  tinsert(B_ACK, entry)
 end
 
 -- Field value of a stream entry's flat field list.
@@ -312,9 +318,9 @@ end
 -- queued at ingestion (its entry carries 'q', see push_ready) is counted
 -- in K_UNFINISHED from here on, under its enqueue time.
 local function keep_unfinished(entry, did)
-  local e = redis.call('XRANGE', K_READY, entry, entry)[1]
+  local e = rcall('XRANGE', K_READY, entry, entry)[1]
   local q = e and field(e[2], 'q')
-  if q then redis.call('ZADD', K_UNFINISHED, 'NX', q, did) end
+  if q then rcall('ZADD', K_UNFINISHED, 'NX', q, did) end
 end
 
 -- Event JSON by id, read once per script (the jobs of one event leased
@@ -324,7 +330,7 @@ local function event_json(eid)
   if not eid or eid == '' then return '' end
   local j = EVENT_JSON[eid]
   if not j then
-    j = redis.call('HGET', k_event(eid), 'json') or ''
+    j = rcall('HGET', k_event(eid), 'json') or ''
     EVENT_JSON[eid] = j
   end
   return j
@@ -340,7 +346,7 @@ local function emit(out, entry, count, fields)
   local did = field(fields, 'd')
   local job, n, orph = field(fields, 'j'), field(fields, 'n'), field(fields, 'o')
   if did and not job then
-    local d = redis.call('HMGET', k_delivery(did), 'job', 'n', 'orph')
+    local d = rcall('HMGET', k_delivery(did), 'job', 'n', 'orph')
     job, n, orph = d[1], d[2], d[3]
   end
   if not did or not job then
@@ -352,16 +358,16 @@ local function emit(out, entry, count, fields)
     -- First lease of a job queued without its record (see create_job).
     -- A reclaimed entry writes the same values again: every change to
     -- the record after this removes the entry in the same step.
-    redis.call('HSET', k_delivery(did), 'ev', field(fields, 'e') or '', 'tg', target,
+    rcall('HSET', k_delivery(did), 'ev', field(fields, 'e') or '', 'tg', target,
       'job', job, 'st', 'pending')
-    table.insert(B_UNQUEUED, did)
+    tinsert(B_UNQUEUED, did)
   end
-  table.insert(out, entry)
-  table.insert(out, tostring(count))
-  table.insert(out, did)
-  table.insert(out, job)
-  table.insert(out, n or '0')
-  table.insert(out, orph or '')
-  table.insert(out, event_json(field(fields, 'e')))
+  tinsert(out, entry)
+  tinsert(out, tostring(count))
+  tinsert(out, did)
+  tinsert(out, job)
+  tinsert(out, n or '0')
+  tinsert(out, orph or '')
+  tinsert(out, event_json(field(fields, 'e')))
   return 1
 end

@@ -12,7 +12,7 @@ local items = tonumber(ARGV[4])
 local leases = {}
 local i = 5
 for _ = 1, items do
-  table.insert(leases, ARGV[i])
+  tinsert(leases, ARGV[i])
   i = i + (ARGV[i + 7] == '1' and 14 or 8)
 end
 local held = held_many(leases, consumer)
@@ -29,18 +29,18 @@ for _ = 1, items do
     release(entry)
     local k = k_delivery(did)
     if attempt ~= '' then
-      redis.call('RPUSH', k_attempts(did), attempt)
-      redis.call('HSET', k, 'st', state, 'n', n)
+      rcall('RPUSH', k_attempts(did), attempt)
+      rcall('HSET', k, 'st', state, 'n', n)
     else
-      redis.call('HSET', k, 'st', state)
+      rcall('HSET', k, 'st', state)
     end
     finish_known(did, target, okey)
     if has_next == '1' then
       add_job(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4]), ARGV[i + 5])
     end
-    table.insert(out, 'ok')
+    tinsert(out, 'ok')
   else
-    table.insert(out, 'lost')
+    tinsert(out, 'lost')
   end
   if has_next == '1' then i = i + 6 end
 end

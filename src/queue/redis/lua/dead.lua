@@ -7,11 +7,11 @@ local entry = held(ARGV[4], ARGV[3])
 if not entry then return 'lost' end
 release(entry)
 if ARGV[6] ~= '' then
-  redis.call('RPUSH', k_attempts(did), ARGV[6])
-  redis.call('HINCRBY', k_delivery(did), 'n', 1)
+  rcall('RPUSH', k_attempts(did), ARGV[6])
+  rcall('HINCRBY', k_delivery(did), 'n', 1)
 end
-redis.call('HSET', k_delivery(did), 'st', 'dead_letter', 'rs', ARGV[7])
-redis.call('ZADD', K_DEAD, NOW_S, did)
+rcall('HSET', k_delivery(did), 'st', 'dead_letter', 'rs', ARGV[7])
+rcall('ZADD', K_DEAD, NOW_S, did)
 finish(did)
 flush()
 return 'ok'

@@ -6,7 +6,7 @@ local entry = held(ARGV[4], ARGV[3])
 if not entry then return 'lost' end
 keep_unfinished(entry, did)
 release(entry)
-redis.call('HSET', k_delivery(did), 'orph', ARGV[7])
-redis.call('ZADD', K_DELAYED, ARGV[6], did)
+rcall('HSET', k_delivery(did), 'orph', ARGV[7])
+rcall('ZADD', K_DELAYED, ARGV[6], did)
 flush()
 return 'ok'

@@ -5,7 +5,7 @@
 local n = tonumber(ARGV[3])
 for j = 0, n - 1 do
   local eid = ARGV[4 + j * 6 + 1]
-  if redis.call('EXISTS', k_event(eid)) == 0 then return {'missing', eid} end
+  if rcall('EXISTS', k_event(eid)) == 0 then return {'missing', eid} end
 end
 for j = 0, n - 1 do
   local b = 4 + j * 6

@@ -7,9 +7,9 @@
 -- target label, ordering key, due ms, job.
 -- Reply: reset flag, then per item 'ok'|'dup' and the (first) event id.
 local reset = '0'
-if redis.call('EXISTS', K_READY) == 0 then
+if rcall('EXISTS', K_READY) == 0 then
   -- The stream exists from open() on; missing means Redis lost its data.
-  redis.call('XGROUP', 'CREATE', K_READY, K_GROUP, '0', 'MKSTREAM')
+  rcall('XGROUP', 'CREATE', K_READY, K_GROUP, '0', 'MKSTREAM')
   reset = '1'
 end
 local out = {reset}
@@ -25,23 +25,28 @@ for _ = 1, items do
 end
 reserve_seq(need)
 local events, idem_log = {}, {}
+-- Whether any event id can be a key of its own (see prune.lua): one GET
+-- per batch instead of one per event with a client id.
+local pruned_ids = NOW - (tonumber(rcall('GET', K_IDEM_PRUNED)) or 0) < window
 local i = 5
 for _ = 1, items do
   local idem, eid, ejson, dids, njobs = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
   i = i + 5
+  local k = k_event(eid)
   local first, existed = nil, nil
-  if string.sub(idem, 1, 1) == '=' then
+  if string.byte(idem, 1) == 61 then -- '='
     -- A client's own event id is its idempotency key: the event record
     -- itself tells whether (and when) the id was seen, so no key is
     -- written. Judged on the queue's clock like the keys below. An event
     -- pruned within its window (max_events) left its id as a key
-    -- (prune.lua), looked up only when there is no record.
-    local at = redis.call('HGET', k_event(eid), 'at')
+    -- (prune.lua), looked up only when there is no record and some event
+    -- was pruned within the window.
+    local at = rcall('HGET', k, 'at')
     existed = at ~= false
     if existed then
       if NOW - (tonumber(at) or 0) < window then first = eid end
-    else
-      local seen, id = split_stamp(redis.call('GET', P .. ':idem:' .. string.sub(idem, 2)))
+    elseif pruned_ids then
+      local seen, id = split_stamp(rcall('GET', P .. ':idem:' .. string.sub(idem, 2)))
       if seen and NOW - seen < window then first = id end
     end
   elseif idem ~= '' then
@@ -49,7 +54,7 @@ for _ = 1, items do
     -- queue's clock (like the embedded backend); the real TTL only bounds
     -- memory. A key older than the window on the clock is taken over.
     local k = P .. ':idem:' .. idem
-    local old = redis.call('SET', k, NOW_S .. '|' .. eid, 'NX', 'PX', window_s, 'GET')
+    local old = rcall('SET', k, NOW_S .. '|' .. eid, 'NX', 'PX', window_s, 'GET')
     if old then
       local seen, id = split_stamp(old)
       if not seen then
@@ -59,23 +64,22 @@ for _ = 1, items do
       elseif NOW - seen < window then
         first = id
       else
-        redis.call('SET', k, NOW_S .. '|' .. eid, 'PX', window_s)
+        rcall('SET', k, NOW_S .. '|' .. eid, 'PX', window_s)
       end
     end
-    if not first then table.insert(idem_log, NOW_S .. '|' .. idem) end
+    if not first then tinsert(idem_log, NOW_S .. '|' .. idem) end
   end
   if first then
-    table.insert(out, 'dup')
-    table.insert(out, first)
+    tinsert(out, 'dup')
+    tinsert(out, first)
     i = i + 5 * njobs
   else
-    local k = k_event(eid)
-    if existed == nil then existed = redis.call('EXISTS', k) == 1 end
+    if existed == nil then existed = rcall('EXISTS', k) == 1 end
     local seq = next_seq()
     local listed = {}
     for _ = 1, njobs do
       local _, new = create_job(ARGV[i], eid, ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4], not existed)
-      if new then table.insert(listed, ARGV[i]) end
+      if new then tinsert(listed, ARGV[i]) end
       i = i + 5
     end
     if not existed then
@@ -83,20 +87,20 @@ for _ = 1, items do
       -- list made by the caller: every job of a new event is new), so
       -- ingestion writes no per-delivery list.
       if njobs > 0 then
-        redis.call('HSET', k, 'json', ejson, 'at', NOW_S, 'ds', dids)
+        rcall('HSET', k, 'json', ejson, 'at', NOW_S, 'ds', dids)
       else
-        redis.call('HSET', k, 'json', ejson, 'at', NOW_S)
+        rcall('HSET', k, 'json', ejson, 'at', NOW_S)
       end
     else
       -- The same id again (a client id past its window): the new event
       -- replaces the old one, which keeps its deliveries.
-      redis.call('HSET', k, 'json', ejson, 'at', NOW_S)
-      if #listed > 0 then redis.call('RPUSH', k_event_deliveries(eid), unpack(listed)) end
+      rcall('HSET', k, 'json', ejson, 'at', NOW_S)
+      if #listed > 0 then rcall('RPUSH', k_event_deliveries(eid), unpack(listed)) end
     end
-    table.insert(events, seq)
-    table.insert(events, eid)
-    table.insert(out, 'ok')
-    table.insert(out, eid)
+    tinsert(events, seq)
+    tinsert(events, eid)
+    tinsert(out, 'ok')
+    tinsert(out, eid)
   end
 end
 if #events > 0 then vcall('ZADD', K_EVENTS, events, 2) end

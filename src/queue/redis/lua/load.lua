@@ -5,7 +5,7 @@
 -- jobs (see emit).
 local out = {}
 for i = 3, #ARGV do
-  local e = redis.call('XRANGE', K_READY, ARGV[i], ARGV[i])[1]
+  local e = rcall('XRANGE', K_READY, ARGV[i], ARGV[i])[1]
   if e then emit(out, e[1], 1, e[2]) end
 end
 flush()

@@ -13,7 +13,7 @@ local batch = tonumber(ARGV[6])
 -- entries older than the window per call. A key taken over later has a
 -- newer entry and stays; a key whose real TTL ran out is already gone.
 local key_cut = NOW - tonumber(ARGV[7])
-local log = redis.call('LRANGE', K_IDEM, 0, batch - 1)
+local log = rcall('LRANGE', K_IDEM, 0, batch - 1)
 local popped, expired = 0, 0
 for _, entry in ipairs(log) do
   local at, key = split_stamp(entry)
@@ -21,32 +21,32 @@ for _, entry in ipairs(log) do
   popped = popped + 1
   if key then
     local k = P .. ':idem:' .. key
-    local v = redis.call('GET', k)
+    local v = rcall('GET', k)
     if not v or (split_stamp(v) or 0) < key_cut then
-      redis.call('DEL', k)
+      rcall('DEL', k)
       expired = expired + 1
     end
   end
 end
 if popped > 0 then
-  redis.call('LTRIM', K_IDEM, popped, -1)
+  rcall('LTRIM', K_IDEM, popped, -1)
   return {expired, offset, 0}
 end
-local total = redis.call('ZCARD', K_EVENTS)
-local ids = redis.call('ZRANGE', K_EVENTS, offset, offset + batch - 1)
+local total = rcall('ZCARD', K_EVENTS)
+local ids = rcall('ZRANGE', K_EVENTS, offset, offset + batch - 1)
 local removed = 0
 local done = 1
 if #ids == batch then done = 0 end
 for _, eid in ipairs(ids) do
-  local e = redis.call('HMGET', k_event(eid), 'at', 'ds')
+  local e = rcall('HMGET', k_event(eid), 'at', 'ds')
   local at = tonumber(e[1]) or 0
   if at >= cut and (total - removed) <= max_events then
     done = 1
     break
   end
-  local dids = redis.call('LRANGE', k_event_deliveries(eid), 0, -1)
+  local dids = rcall('LRANGE', k_event_deliveries(eid), 0, -1)
   if e[2] then
-    for _, did in ipairs(cjson.decode(e[2])) do table.insert(dids, did) end
+    for _, did in ipairs(cjson.decode(e[2])) do tinsert(dids, did) end
   end
   -- An event with a job still pending (queued, delayed, leased, waiting
   -- in a FIFO line) stays with all its history.
@@ -61,21 +61,24 @@ for _, eid in ipairs(ids) do
     offset = offset + 1
   else
     for _, did in ipairs(dids) do
-      redis.call('DEL', k_delivery(did), k_attempts(did))
-      redis.call('ZREM', K_DELIVERIES, did)
-      redis.call('ZREM', K_DEAD, did)
+      rcall('DEL', k_delivery(did), k_attempts(did))
+      rcall('ZREM', K_DELIVERIES, did)
+      rcall('ZREM', K_DEAD, did)
     end
-    redis.call('DEL', k_event(eid), k_event_deliveries(eid))
-    redis.call('ZREM', K_EVENTS, eid)
+    rcall('DEL', k_event(eid), k_event_deliveries(eid))
+    rcall('ZREM', K_EVENTS, eid)
     -- An event id doubles as its idempotency key through the record
     -- (ingest.lua); one pruned within the window keeps its id as a key
     -- for the rest of it.
     local window = tonumber(ARGV[7])
     if NOW - at < window and e[1] then
       local key = ARGV[8] .. ':' .. eid
-      redis.call('SET', P .. ':idem:' .. key, e[1] .. '|' .. eid,
+      rcall('SET', P .. ':idem:' .. key, e[1] .. '|' .. eid,
         'PX', string.format('%d', window - (NOW - at)))
-      redis.call('RPUSH', K_IDEM, e[1] .. '|' .. key)
+      rcall('RPUSH', K_IDEM, e[1] .. '|' .. key)
+      if at > (tonumber(rcall('GET', K_IDEM_PRUNED)) or 0) then
+        rcall('SET', K_IDEM_PRUNED, e[1])
+      end
     end
     removed = removed + 1
   end

@@ -4,15 +4,15 @@
 local n = 0
 for i = 4, #ARGV do
   local did = ARGV[i]
-  if redis.call('ZSCORE', K_DEAD, did) then
-    local d = redis.call('HMGET', k_delivery(did), 'ev', 'tg', 'ok', 'job')
+  if rcall('ZSCORE', K_DEAD, did) then
+    local d = rcall('HMGET', k_delivery(did), 'ev', 'tg', 'ok', 'job')
     if d[1] and (ARGV[3] == '' or d[2] == ARGV[3]) then
-      redis.call('ZREM', K_DEAD, did)
-      redis.call('HSET', k_delivery(did), 'st', 'pending', 'rs', '', 'n', '0', 'orph', '')
+      rcall('ZREM', K_DEAD, did)
+      rcall('HSET', k_delivery(did), 'st', 'pending', 'rs', '', 'n', '0', 'orph', '')
       activate(did, d[2], d[3] or '', 0, d[4], '0', '', d[1])
       n = n + 1
     elseif not d[1] then
-      redis.call('ZREM', K_DEAD, did)
+      rcall('ZREM', K_DEAD, did)
     end
   end
 end

@@ -3,5 +3,5 @@
 -- ARGV[5] = delivery id. Reply: 'ok' | 'lost'.
 local entry = held(ARGV[4], ARGV[3])
 if not entry then return 'lost' end
-redis.call('XCLAIM', K_READY, K_GROUP, ARGV[3], 0, entry, 'JUSTID')
+rcall('XCLAIM', K_READY, K_GROUP, ARGV[3], 0, entry, 'JUSTID')
 return 'ok'

@@ -6,8 +6,8 @@ local entry = held(ARGV[4], ARGV[3])
 if not entry then return 'lost' end
 keep_unfinished(entry, did)
 release(entry)
-redis.call('RPUSH', k_attempts(did), ARGV[6])
-redis.call('HINCRBY', k_delivery(did), 'n', 1)
-redis.call('ZADD', K_DELAYED, ARGV[7], did)
+rcall('RPUSH', k_attempts(did), ARGV[6])
+rcall('HINCRBY', k_delivery(did), 'n', 1)
+rcall('ZADD', K_DELAYED, ARGV[7], did)
 flush()
 return 'ok'
