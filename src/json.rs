@@ -1,4 +1,4 @@
-//! Writing events as JSON, fast. Every ingested event is written once to
+//! Writing events (and delivery jobs) as JSON, fast. Every ingested event is written once to
 //! the queue and every delivery sends it again, and an event's data is
 //! mostly long strings (a 1 KiB event is ~1 KiB of string). serde_json
 //! checks each byte of a string for escapes one at a time, which was the
@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use crate::queue::Event;
+use crate::queue::{Event, NewJob, Target};
 
 /// The event as `{id, type, timestamp, source, data}`: the stored form and
 /// the standard delivery envelope; the same bytes as `serde_json`'s.
@@ -28,6 +28,55 @@ pub fn event(event: &Event) -> String {
     value(&mut out, &event.data);
     out.push('}');
     out
+}
+
+/// A delivery job as serde writes it: the queue stores one per job, so the
+/// ids and target are written here directly; workflow step responses (rare,
+/// and nested) go through serde.
+pub fn job(out: &mut String, job: &NewJob) {
+    out.push_str("{\"delivery_id\":");
+    string(out, &job.delivery_id);
+    out.push_str(",\"event_id\":");
+    string(out, &job.event_id);
+    match &job.target {
+        Target::Subscription { id } => {
+            out.push_str(",\"target\":{\"kind\":\"subscription\",\"id\":");
+            string(out, id);
+        }
+        Target::WorkflowStep {
+            workflow,
+            step,
+            action,
+        } => {
+            out.push_str(",\"target\":{\"kind\":\"workflow_step\",\"workflow\":");
+            string(out, workflow);
+            out.push_str(",\"step\":");
+            out.push_str(&step.to_string());
+            out.push_str(",\"action\":");
+            string(out, action);
+        }
+    }
+    out.push_str("},\"steps\":");
+    if job.steps.is_empty() {
+        out.push_str("{}");
+    } else {
+        out.push_str(&serde_json::to_string(&job.steps).unwrap_or_else(|_| "{}".into()));
+    }
+    out.push_str(",\"ordering_key\":");
+    match &job.ordering_key {
+        Some(k) => string(out, k),
+        None => out.push_str("null"),
+    }
+    out.push_str(",\"not_before\":");
+    match &job.not_before {
+        Some(t) => {
+            out.push('"');
+            out.push_str(&t.to_string());
+            out.push('"');
+        }
+        None => out.push_str("null"),
+    }
+    out.push('}');
 }
 
 /// Append one JSON value.
@@ -80,38 +129,52 @@ pub fn string(out: &mut String, s: &str) {
     // Start of the run of bytes not yet copied.
     let mut start = 0;
     let mut i = 0;
-    while i < bytes.len() {
-        // Whole words while none of their bytes needs escaping.
-        if i + 8 <= bytes.len() {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&bytes[i..i + 8]);
-            if !needs_escape(u64::from_le_bytes(word)) {
-                i += 8;
-                continue;
+    loop {
+        // Two words at a time while none of their bytes needs escaping.
+        while let Some(chunk) = bytes.get(i..i + 16) {
+            let (a, b) = chunk.split_at(8);
+            if needs_escape(word(a)) || needs_escape(word(b)) {
+                break;
             }
+            i += 16;
         }
-        let b = bytes[i];
-        if let Some(esc) = escape(b) {
-            // Escaped bytes are ASCII, so `start..i` ends on a char boundary.
-            out.push_str(&s[start..i]);
-            match esc {
-                Escape::Short(c) => {
-                    out.push('\\');
-                    out.push(c);
+        // Then byte by byte up to the end of that block.
+        let end = (i + 16).min(bytes.len());
+        while i < end {
+            let b = bytes[i];
+            if let Some(esc) = escape(b) {
+                // Escaped bytes are ASCII, so `start..i` ends on a char
+                // boundary.
+                out.push_str(&s[start..i]);
+                match esc {
+                    Escape::Short(c) => {
+                        out.push('\\');
+                        out.push(c);
+                    }
+                    Escape::Unicode => {
+                        const HEX: &[u8; 16] = b"0123456789abcdef";
+                        out.push_str("\\u00");
+                        out.push(HEX[(b >> 4) as usize] as char);
+                        out.push(HEX[(b & 0xf) as usize] as char);
+                    }
                 }
-                Escape::Unicode => {
-                    const HEX: &[u8; 16] = b"0123456789abcdef";
-                    out.push_str("\\u00");
-                    out.push(HEX[(b >> 4) as usize] as char);
-                    out.push(HEX[(b & 0xf) as usize] as char);
-                }
+                start = i + 1;
             }
-            start = i + 1;
+            i += 1;
         }
-        i += 1;
+        if i >= bytes.len() {
+            break;
+        }
     }
     out.push_str(&s[start..]);
     out.push('"');
+}
+
+/// Eight bytes as one little-endian word.
+fn word(b: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(b);
+    u64::from_le_bytes(w)
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -225,6 +288,41 @@ mod tests {
             data: json!({"n": 1, "note": "x\ny", "list": ["é", 2.25]}),
         };
         assert_eq!(super::event(&event), serde_json::to_string(&event).unwrap());
+    }
+
+    #[test]
+    fn a_job_is_written_as_serde_writes_it() {
+        use crate::queue::StepResponse;
+        let mut jobs = vec![NewJob {
+            delivery_id: "01JDELIVERY".into(),
+            event_id: "ev \"1\"".into(),
+            target: Target::Subscription { id: "crm".into() },
+            steps: Default::default(),
+            ordering_key: None,
+            not_before: None,
+        }];
+        let mut step = jobs[0].clone();
+        step.target = Target::WorkflowStep {
+            workflow: "onboard".into(),
+            step: 2,
+            action: "notify".into(),
+        };
+        step.steps.insert(
+            "create".into(),
+            StepResponse {
+                status: 201,
+                headers: [("x-id".to_string(), "7".to_string())].into(),
+                body: json!({"id": 7}),
+            },
+        );
+        step.ordering_key = Some("customer-9".into());
+        step.not_before = Some("2026-11-27T05:30:00.5Z".parse().unwrap());
+        jobs.push(step);
+        for j in &jobs {
+            let mut out = String::new();
+            job(&mut out, j);
+            assert_eq!(out, serde_json::to_string(j).unwrap());
+        }
     }
 
     fn any_value() -> impl Strategy<Value = Value> {

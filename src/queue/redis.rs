@@ -137,13 +137,6 @@ pub(crate) enum StoredJob {
     V1 { job: NewJob },
 }
 
-/// [`StoredJob`] borrowed, for writing it without copying the job (serde
-/// writes both the same way).
-#[derive(Serialize)]
-enum StoredJobRef<'a> {
-    V1 { job: &'a NewJob },
-}
-
 /// Handle to the Redis queue; cheap to clone.
 #[derive(Clone)]
 pub struct RedisQueue {
@@ -389,7 +382,7 @@ impl RedisQueue {
         match &next {
             Some(n) => {
                 args.push("1".into());
-                job_args(n, &mut args, true)?;
+                job_args(n, &mut args, true);
             }
             None => args.push("0".into()),
         }

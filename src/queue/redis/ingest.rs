@@ -3,7 +3,7 @@
 //! other ingestions running at the same moment (`batch.rs`); `enqueue`
 //! adds jobs to events that exist (replay, manual retry).
 
-use super::{RedisQueue, Result, StoredJobRef, batch, corrupt, ms, unavailable};
+use super::{RedisQueue, Result, batch, corrupt, ms, unavailable};
 use crate::queue::{EVENT_ID_SCOPE, Event, IngestItem, Ingested, NewJob, QueueError};
 
 impl RedisQueue {
@@ -65,7 +65,7 @@ impl RedisQueue {
         args.push(serde_json::to_string(&dids).map_err(|e| corrupt("delivery ids", e))?);
         args.push(jobs.len().to_string());
         for job in jobs {
-            job_args(job, args, false)?;
+            job_args(job, args, false);
         }
         Ok(())
     }
@@ -94,7 +94,7 @@ impl RedisQueue {
         }
         let mut args = vec![jobs.len().to_string()];
         for job in &jobs {
-            job_args(job, &mut args, true)?;
+            job_args(job, &mut args, true);
         }
         let reply: Vec<String> = self
             .run(&self.inner.scripts.enqueue, &args)
@@ -112,8 +112,13 @@ impl RedisQueue {
 
 /// The script arguments of one job: delivery id, event id, target label,
 /// ordering key, due ms, stored job JSON.
-pub(super) fn job_args(job: &NewJob, out: &mut Vec<String>, with_event: bool) -> Result<()> {
-    let stored = serde_json::to_string(&StoredJobRef::V1 { job }).map_err(|e| corrupt("job", e))?;
+pub(super) fn job_args(job: &NewJob, out: &mut Vec<String>, with_event: bool) {
+    // The stored form is `StoredJob::V1`, as serde writes it (checked by
+    // `jobs_decode_with_lease_handle`).
+    let mut stored = String::with_capacity(256);
+    stored.push_str("{\"V1\":{\"job\":");
+    crate::json::job(&mut stored, job);
+    stored.push_str("}}");
     out.push(job.delivery_id.clone());
     if with_event {
         out.push(job.event_id.clone());
@@ -122,5 +127,4 @@ pub(super) fn job_args(job: &NewJob, out: &mut Vec<String>, with_event: bool) ->
     out.push(job.ordering_key.clone().unwrap_or_default());
     out.push(job.not_before.map(ms).unwrap_or(0).to_string());
     out.push(stored);
-    Ok(())
 }
