@@ -61,6 +61,11 @@ end
 -- One variadic command over a long list, in chunks (Lua's unpack limit).
 local function vcall(cmd, key, list, stride, extra)
   local chunk = 4000 - (4000 % stride)
+  if not extra and #list <= chunk then
+    -- The usual case: one call straight from the list, no copy.
+    rcall(cmd, key, unpack(list))
+    return
+  end
   for i = 1, #list, chunk do
     local args = {}
     if extra then for _, a in ipairs(extra) do tinsert(args, a) end end
@@ -189,12 +194,11 @@ local function create_job(did, eid, target, okey, due, job, fresh)
     -- A new record holds only what is set: an absent ordering key, due
     -- time, reason, attempt count or orphaned_since reads as empty or 0
     -- (every field costs, and most jobs have none of these).
-    local seq = next_seq()
-    tinsert(B_DELIVERIES, seq)
-    tinsert(B_DELIVERIES, did)
+    local nd = #B_DELIVERIES
+    B_DELIVERIES[nd + 1], B_DELIVERIES[nd + 2] = next_seq(), did
     if fresh and okey == '' and due <= NOW then
-      tinsert(B_QUEUED, did)
-      tinsert(B_QUEUED, target .. '\n' .. eid)
+      local nq = #B_QUEUED
+      B_QUEUED[nq + 1], B_QUEUED[nq + 2] = did, target .. '\n' .. eid
       B_PENDING[target] = (B_PENDING[target] or 0) + 1
       push_ready(did, job, nil, nil, eid, target)
       return true, true

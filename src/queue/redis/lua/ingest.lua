@@ -76,10 +76,13 @@ for _ = 1, items do
   else
     if existed == nil then existed = rcall('EXISTS', k) == 1 end
     local seq = next_seq()
-    local listed = {}
+    local listed = nil
     for _ = 1, njobs do
       local _, new = create_job(ARGV[i], eid, ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4], not existed)
-      if new then tinsert(listed, ARGV[i]) end
+      if new and existed then
+        listed = listed or {}
+        tinsert(listed, ARGV[i])
+      end
       i = i + 5
     end
     if not existed then
@@ -95,12 +98,11 @@ for _ = 1, items do
       -- The same id again (a client id past its window): the new event
       -- replaces the old one, which keeps its deliveries.
       rcall('HSET', k, 'json', ejson, 'at', NOW_S)
-      if #listed > 0 then rcall('RPUSH', k_event_deliveries(eid), unpack(listed)) end
+      if listed then rcall('RPUSH', k_event_deliveries(eid), unpack(listed)) end
     end
-    tinsert(events, seq)
-    tinsert(events, eid)
-    tinsert(out, 'ok')
-    tinsert(out, eid)
+    local ne, no = #events, #out
+    events[ne + 1], events[ne + 2] = seq, eid
+    out[no + 1], out[no + 2] = 'ok', eid
   end
 end
 if #events > 0 then vcall('ZADD', K_EVENTS, events, 2) end
