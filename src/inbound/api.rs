@@ -91,7 +91,10 @@ async fn handle(app: &App, req: Request) -> Result<Response, InboundError> {
                 .client_id
                 .then_some((CLIENT_ID_SCOPE, p.event.id.as_str()));
             let outcome = ingest_one(app, &config, &p.event, idempotency, None, p.declared).await?;
-            Ok((StatusCode::ACCEPTED, Json(answer(&outcome))).into_response())
+            Ok(match &outcome {
+                Ingested::Accepted { event_id } => super::server::accepted(event_id, false),
+                Ingested::Duplicate { event_id } => super::server::accepted(event_id, true),
+            })
         }
         Some(b'[') => {
             let items: Vec<Value> = serde_json::from_slice(&bytes).map_err(not_json)?;
@@ -222,7 +225,7 @@ async fn ingest_batch(
 
 fn answer(outcome: &Ingested) -> Value {
     match outcome {
-        Ingested::Accepted { event_id } => super::server::accepted_body(event_id, false),
-        Ingested::Duplicate { event_id } => super::server::accepted_body(event_id, true),
+        Ingested::Accepted { event_id } => json!({"event_id": event_id, "duplicate": false}),
+        Ingested::Duplicate { event_id } => json!({"event_id": event_id, "duplicate": true}),
     }
 }

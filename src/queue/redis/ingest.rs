@@ -3,7 +3,7 @@
 //! other ingestions running at the same moment (`batch.rs`); `enqueue`
 //! adds jobs to events that exist (replay, manual retry).
 
-use super::{RedisQueue, Result, batch, corrupt, ms, unavailable};
+use super::{RedisQueue, Result, batch, ms, unavailable};
 use crate::queue::{EVENT_ID_SCOPE, Event, IngestItem, Ingested, NewJob, QueueError};
 
 impl RedisQueue {
@@ -15,7 +15,7 @@ impl RedisQueue {
         jobs: Vec<NewJob>,
     ) -> Result<Ingested> {
         let mut args = Vec::new();
-        self.ingest_args(event, idempotency, &jobs, &mut args)?;
+        self.ingest_args(event, idempotency, &jobs, &mut args);
         let mut answers = self.run_ingest(1, args).await?;
         answers
             .pop()
@@ -32,7 +32,7 @@ impl RedisQueue {
         let mut args = Vec::new();
         for (event, idem, jobs) in &items {
             let idem = idem.as_ref().map(|(s, k)| (s.as_str(), k.as_str()));
-            self.ingest_args(event, idem, jobs, &mut args)?;
+            self.ingest_args(event, idem, jobs, &mut args);
         }
         self.run_ingest(items.len(), args).await
     }
@@ -44,7 +44,7 @@ impl RedisQueue {
         idempotency: Option<(&str, &str)>,
         jobs: &[NewJob],
         args: &mut Vec<String>,
-    ) -> Result<()> {
+    ) {
         // A zero window means idempotency is off (PX 0 is invalid).
         match idempotency {
             Some(_) if self.inner.settings.idempotency_window.as_millis() == 0 => {
@@ -61,13 +61,21 @@ impl RedisQueue {
         }
         args.push(event.id.clone());
         args.push(crate::json::event(event));
-        let dids: Vec<&str> = jobs.iter().map(|j| j.delivery_id.as_str()).collect();
-        args.push(serde_json::to_string(&dids).map_err(|e| corrupt("delivery ids", e))?);
+        // The JSON list of the delivery ids.
+        let mut dids = String::with_capacity(2 + jobs.len() * 30);
+        dids.push('[');
+        for (n, job) in jobs.iter().enumerate() {
+            if n > 0 {
+                dids.push(',');
+            }
+            crate::json::string(&mut dids, &job.delivery_id);
+        }
+        dids.push(']');
+        args.push(dids);
         args.push(jobs.len().to_string());
         for job in jobs {
             job_args(job, args, false);
         }
-        Ok(())
     }
 
     /// Run `items` ingested events' arguments through the ingest batcher.
