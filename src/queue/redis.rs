@@ -64,6 +64,7 @@
 //!   for the whole window, and notes that event's ingest ms in
 //!   `<p>:idempruned`: ingestion looks such keys up only while that is
 //!   within the window (one read per batch instead of one per event).
+//!   Opening the queue on history an older hookyard wrote sets it to now.
 //! - Counters: `<p>:pending` (hash target label → unfinished jobs),
 //!   `<p>:unfinished` (sorted set delivery id → enqueue ms, for the oldest
 //!   age; a job queued at ingestion joins it only when it leaves the stream
@@ -259,7 +260,31 @@ impl RedisQueue {
             }),
         };
         queue.create_group().await?;
+        queue.mark_pruned_ids().await?;
         Ok(queue)
+    }
+
+    /// An older hookyard pruned events without noting it in
+    /// `<p>:idempruned`, so on data it wrote, any client id may still be a
+    /// key of its own: mark "now" (kept if already set), and ingestion
+    /// looks such keys up for one window. A new, empty Redis needs nothing.
+    async fn mark_pruned_ids(&self) -> Result<()> {
+        let mut conn = self.conn();
+        let older: bool = redis::cmd("EXISTS")
+            .arg(self.key("events"))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if older {
+            let _: Value = redis::cmd("SET")
+                .arg(self.key("idempruned"))
+                .arg(ms(self.now()))
+                .arg("NX")
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
     }
 
     fn now(&self) -> Timestamp {

@@ -13,6 +13,7 @@ mod support;
 
 use std::time::Duration;
 
+use hookyard::queue::redis::RedisQueue;
 use hookyard::queue::{DeliveryState, Ingested, QueueError, Target};
 use support::*;
 
@@ -72,6 +73,60 @@ async fn a_client_id_needs_no_idempotency_key() {
         .query(&mut c)
         .unwrap();
     assert!(idem.is_empty(), "{idem:?}");
+}
+
+/// Data of an older hookyard: it pruned an event within its window and left
+/// the id as a key, but did not note that in `<p>:idempruned`. Opening the
+/// queue on such data notes it, so the id is still a duplicate; on an empty
+/// Redis nothing is noted and ingestion skips those lookups.
+#[tokio::test]
+async fn a_client_id_pruned_by_an_older_version_stays_a_duplicate() {
+    if !redis_up() {
+        return;
+    }
+    let prefix = prefix();
+    let _keys = Keys {
+        url: URL.into(),
+        prefix: prefix.clone(),
+    };
+    let client = redis::Client::open(URL).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let marker = format!("{prefix}:idempruned");
+    let fresh = RedisQueue::open(URL, &prefix, settings("o", Duration::from_secs(30)))
+        .await
+        .unwrap();
+    let noted: bool = redis::cmd("EXISTS").arg(&marker).query(&mut c).unwrap();
+    assert!(!noted, "an empty Redis needs no lookups");
+    drop(fresh);
+
+    // What the older version left: an event history and the pruned id.
+    let now = jiff::Timestamp::now().as_millisecond();
+    let _: () = redis::cmd("ZADD")
+        .arg(format!("{prefix}:events"))
+        .arg(1)
+        .arg("OTHER")
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}:idem:event:OLD"))
+        .arg(format!("{now}|OLD"))
+        .arg("PX")
+        .arg(60_000)
+        .query(&mut c)
+        .unwrap();
+    let q = RedisQueue::open(URL, &prefix, settings("o", Duration::from_secs(30)))
+        .await
+        .unwrap();
+    let again = q
+        .ingest(&event("OLD", "t"), Some(("event", "OLD")), vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        Ingested::Duplicate {
+            event_id: "OLD".into()
+        }
+    );
 }
 
 /// Ingestion writes no delivery record for a job that goes straight into
