@@ -267,15 +267,18 @@ impl RedisQueue {
     /// An older hookyard pruned events without noting it in
     /// `<p>:idempruned`, so on data it wrote, any client id may still be a
     /// key of its own: mark "now" (kept if already set), and ingestion
-    /// looks such keys up for one window. A new, empty Redis needs nothing.
+    /// looks such keys up for one window. Such data has an event history or
+    /// an idempotency log (where prune logs every key it writes, even once
+    /// every event is gone); a new, empty Redis needs nothing.
     async fn mark_pruned_ids(&self) -> Result<()> {
         let mut conn = self.conn();
-        let older: bool = redis::cmd("EXISTS")
+        let found: u64 = redis::cmd("EXISTS")
             .arg(self.key("events"))
+            .arg(self.key("idem"))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        if older {
+        if found > 0 {
             let _: Value = redis::cmd("SET")
                 .arg(self.key("idempruned"))
                 .arg(ms(self.now()))

@@ -76,57 +76,69 @@ async fn a_client_id_needs_no_idempotency_key() {
 }
 
 /// Data of an older hookyard: it pruned an event within its window and left
-/// the id as a key, but did not note that in `<p>:idempruned`. Opening the
-/// queue on such data notes it, so the id is still a duplicate; on an empty
-/// Redis nothing is noted and ingestion skips those lookups.
+/// the id as a key (logged in `<p>:idem`), but did not note that in
+/// `<p>:idempruned`. Opening the queue on such data notes it, so the id is
+/// still a duplicate, whether events are left in history or not. An empty
+/// Redis gets no note (ingestion then skips those lookups).
 #[tokio::test]
 async fn a_client_id_pruned_by_an_older_version_stays_a_duplicate() {
     if !redis_up() {
         return;
     }
-    let prefix = prefix();
-    let _keys = Keys {
-        url: URL.into(),
-        prefix: prefix.clone(),
-    };
     let client = redis::Client::open(URL).unwrap();
     let mut c = client.get_connection().unwrap();
-    let marker = format!("{prefix}:idempruned");
-    let fresh = RedisQueue::open(URL, &prefix, settings("o", Duration::from_secs(30)))
-        .await
-        .unwrap();
-    let noted: bool = redis::cmd("EXISTS").arg(&marker).query(&mut c).unwrap();
-    assert!(!noted, "an empty Redis needs no lookups");
-    drop(fresh);
+    for events_left in [true, false] {
+        let prefix = prefix();
+        let _keys = Keys {
+            url: URL.into(),
+            prefix: prefix.clone(),
+        };
+        let marker = format!("{prefix}:idempruned");
+        let fresh = RedisQueue::open(URL, &prefix, settings("o", Duration::from_secs(30)))
+            .await
+            .unwrap();
+        let noted: bool = redis::cmd("EXISTS").arg(&marker).query(&mut c).unwrap();
+        assert!(!noted, "an empty Redis gets no note");
+        drop(fresh);
 
-    // What the older version left: an event history and the pruned id.
-    let now = jiff::Timestamp::now().as_millisecond();
-    let _: () = redis::cmd("ZADD")
-        .arg(format!("{prefix}:events"))
-        .arg(1)
-        .arg("OTHER")
-        .query(&mut c)
-        .unwrap();
-    let _: () = redis::cmd("SET")
-        .arg(format!("{prefix}:idem:event:OLD"))
-        .arg(format!("{now}|OLD"))
-        .arg("PX")
-        .arg(60_000)
-        .query(&mut c)
-        .unwrap();
-    let q = RedisQueue::open(URL, &prefix, settings("o", Duration::from_secs(30)))
-        .await
-        .unwrap();
-    let again = q
-        .ingest(&event("OLD", "t"), Some(("event", "OLD")), vec![])
-        .await
-        .unwrap();
-    assert_eq!(
-        again,
-        Ingested::Duplicate {
-            event_id: "OLD".into()
+        // What the older version left: the pruned id as a key and in the
+        // log, and maybe other events still in history.
+        let now = jiff::Timestamp::now().as_millisecond();
+        if events_left {
+            let _: () = redis::cmd("ZADD")
+                .arg(format!("{prefix}:events"))
+                .arg(1)
+                .arg("OTHER")
+                .query(&mut c)
+                .unwrap();
         }
-    );
+        let _: () = redis::cmd("SET")
+            .arg(format!("{prefix}:idem:event:OLD"))
+            .arg(format!("{now}|OLD"))
+            .arg("PX")
+            .arg(60_000)
+            .query(&mut c)
+            .unwrap();
+        let _: () = redis::cmd("RPUSH")
+            .arg(format!("{prefix}:idem"))
+            .arg(format!("{now}|event:OLD"))
+            .query(&mut c)
+            .unwrap();
+        let q = RedisQueue::open(URL, &prefix, settings("o", Duration::from_secs(30)))
+            .await
+            .unwrap();
+        let again = q
+            .ingest(&event("OLD", "t"), Some(("event", "OLD")), vec![])
+            .await
+            .unwrap();
+        assert_eq!(
+            again,
+            Ingested::Duplicate {
+                event_id: "OLD".into()
+            },
+            "events left in history: {events_left}"
+        );
+    }
 }
 
 /// Ingestion writes no delivery record for a job that goes straight into
