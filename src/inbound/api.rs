@@ -13,9 +13,8 @@
 //! Per request this reads the config snapshot (an `Arc` load), scans the
 //! token list, and parses the body once; nothing else is rebuilt.
 
-use axum::Json;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use serde::Deserialize;
@@ -91,10 +90,8 @@ async fn handle(app: &App, req: Request) -> Result<Response, InboundError> {
                 .client_id
                 .then_some((CLIENT_ID_SCOPE, p.event.id.as_str()));
             let outcome = ingest_one(app, &config, &p.event, idempotency, None, p.declared).await?;
-            Ok(match &outcome {
-                Ingested::Accepted { event_id } => super::server::accepted(event_id, false),
-                Ingested::Duplicate { event_id } => super::server::accepted(event_id, true),
-            })
+            let (event_id, duplicate) = outcome.parts();
+            Ok(super::server::accepted(event_id, duplicate))
         }
         Some(b'[') => {
             let items: Vec<Value> = serde_json::from_slice(&bytes).map_err(not_json)?;
@@ -219,13 +216,15 @@ async fn ingest_batch(
             app.metrics().event_ingested(source, event_type, *declared);
         }
     }
-    let answers: Vec<Value> = outcomes.iter().map(answer).collect();
-    Ok((StatusCode::ACCEPTED, Json(Value::Array(answers))).into_response())
-}
-
-fn answer(outcome: &Ingested) -> Value {
-    match outcome {
-        Ingested::Accepted { event_id } => json!({"event_id": event_id, "duplicate": false}),
-        Ingested::Duplicate { event_id } => json!({"event_id": event_id, "duplicate": true}),
+    // The single-event answers, in input order, as one JSON array.
+    let mut body = String::from("[");
+    for (n, outcome) in outcomes.iter().enumerate() {
+        if n > 0 {
+            body.push(',');
+        }
+        let (event_id, duplicate) = outcome.parts();
+        body.push_str(&super::server::accepted_body(event_id, duplicate));
     }
+    body.push(']');
+    Ok(super::server::accepted_json(body))
 }

@@ -27,7 +27,7 @@ use super::trigger::{self, EventTypeOutcome};
 use super::verify::Unverified;
 use super::{Inbound, check_catalog, check_schema, ingest_one, read_body};
 use crate::config::{Config, Handshake, Respond, Trigger};
-use crate::queue::{Event, Ingested};
+use crate::queue::Event;
 
 /// Longest request path echoed back in a 404 message.
 const MAX_ECHOED_PATH: usize = 200;
@@ -128,22 +128,24 @@ async fn handle(
         declared,
     )
     .await?;
-    let (event_id, duplicate) = match outcome {
-        Ingested::Accepted { event_id } => (event_id, false),
-        Ingested::Duplicate { event_id } => (event_id, true),
-    };
+    let (event_id, duplicate) = outcome.parts();
     Ok(match &trigger.respond {
-        Some(respond) => custom_answer(config, respond, &event_id, duplicate),
-        None => accepted(&event_id, duplicate),
+        Some(respond) => custom_answer(config, respond, event_id, duplicate),
+        None => accepted(event_id, duplicate),
     })
 }
 
 /// The standard answer: `202 {"event_id", "duplicate"}`.
 pub fn accepted(event_id: &str, duplicate: bool) -> Response {
+    accepted_json(accepted_body(event_id, duplicate))
+}
+
+/// A 202 with a JSON body written by hand.
+pub fn accepted_json(body: String) -> Response {
     (
         StatusCode::ACCEPTED,
         [(header::CONTENT_TYPE, "application/json")],
-        accepted_body(event_id, duplicate),
+        body,
     )
         .into_response()
 }

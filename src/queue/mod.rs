@@ -201,6 +201,16 @@ pub enum Ingested {
     Duplicate { event_id: String },
 }
 
+impl Ingested {
+    /// The event id to answer with, and whether it was a duplicate.
+    pub fn parts(&self) -> (&str, bool) {
+        match self {
+            Ingested::Accepted { event_id } => (event_id, false),
+            Ingested::Duplicate { event_id } => (event_id, true),
+        }
+    }
+}
+
 /// Counts for `hookyard_queue_depth{state}` and friends.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueStats {
