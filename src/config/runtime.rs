@@ -96,10 +96,11 @@ impl Config {
             .map(|&i| &self.subscriptions[i])
     }
 
-    /// The token whose secret equals the presented bearer value (each
-    /// comparison constant-time).
+    /// The token whose secret equals the presented bearer value. Every
+    /// token is compared in constant time, whatever matched first.
     pub fn token_for(&self, bearer: &[u8]) -> Option<&Token> {
-        self.tokens.iter().find(|t| t.secret.matches(bearer))
+        let index = super::secret::position_of(self.tokens.iter().map(|t| &t.secret), bearer)?;
+        self.tokens.get(index)
     }
 
     /// Whether `event_type` is accepted under the catalog mode.

@@ -30,11 +30,40 @@ impl Secret {
         std::str::from_utf8(&self.value).ok()
     }
 
-    /// Constant-time comparison with a presented credential.
+    /// Whether a presented credential equals this secret, by
+    /// [`credentials_equal`] (constant time, blind to length and position).
     pub fn matches(&self, presented: &[u8]) -> bool {
-        use subtle::ConstantTimeEq;
-        self.value.len() == presented.len() && bool::from(self.value.ct_eq(presented))
+        credentials_equal(&self.value, presented)
     }
+}
+
+/// The one comparison for every credential hookyard checks (API tokens,
+/// basic auth, verify tokens, URL tokens, SPEC §11).
+///
+/// Both values are hashed with SHA-256 and the fixed-size digests compared
+/// with `subtle`: comparing the raw bytes would stop at the first difference
+/// (leaking its position) or at a length mismatch (leaking the length).
+pub fn credentials_equal(a: &[u8], b: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    let a = Sha256::digest(a);
+    let b = Sha256::digest(b);
+    bool::from(a.as_slice().ct_eq(b.as_slice()))
+}
+
+/// The index of the first of `secrets` equal to `presented`. Every secret is
+/// compared whatever matched first, so the time taken does not say which.
+pub fn position_of<'a>(
+    secrets: impl IntoIterator<Item = &'a Secret>,
+    presented: &[u8],
+) -> Option<usize> {
+    let mut found = None;
+    for (index, secret) in secrets.into_iter().enumerate() {
+        if secret.matches(presented) && found.is_none() {
+            found = Some(index);
+        }
+    }
+    found
 }
 
 impl fmt::Debug for Secret {
@@ -64,5 +93,26 @@ mod tests {
         assert!(!s.matches(b"hunter3"));
         assert!(!s.matches(b"hunter"));
         assert_eq!(s.expose_str(), Some("hunter2"));
+    }
+
+    #[test]
+    fn credentials_compare_by_content_only() {
+        assert!(credentials_equal(b"", b""));
+        assert!(credentials_equal(b"token", b"token"));
+        assert!(!credentials_equal(b"token", b"tokeN"));
+        assert!(!credentials_equal(b"token", b"token "));
+        assert!(!credentials_equal(b"", b"x"));
+    }
+
+    #[test]
+    fn position_of_finds_the_first_match() {
+        let list = [
+            Secret::new("a", "one"),
+            Secret::new("b", "two"),
+            Secret::new("c", "two"),
+        ];
+        assert_eq!(position_of(&list, b"two"), Some(1));
+        assert_eq!(position_of(&list, b"one"), Some(0));
+        assert_eq!(position_of(&list, b"three"), None);
     }
 }

@@ -29,7 +29,7 @@ pub fn meta_get(trigger: &Trigger, query: Option<&str>) -> Result<Response, Inbo
         ));
     }
     let token = text("hub.verify_token").as_bytes();
-    if !trigger.handshake_secrets.iter().any(|s| s.matches(token)) {
+    if crate::config::secret::position_of(&trigger.handshake_secrets, token).is_none() {
         return Err(InboundError::HandshakeRefused(
             "`hub.verify_token` does not match the trigger's handshake secret".into(),
         ));

@@ -1,15 +1,14 @@
 //! Credential checks for triggers: `verify.bearer` and `verify.basic`.
 //!
-//! Both compare in constant time. Each value is hashed with SHA-256 first and
-//! the fixed-size digests are compared with `subtle`, so neither the content
-//! nor the length of a configured token leaks through response timing.
+//! Both compare with the one credential comparison of
+//! [`crate::config::secret::credentials_equal`], so neither the content nor
+//! the length of a configured token leaks through response timing.
 
 use axum::http::HeaderMap;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::VerifyError;
 use super::mac::base64_decode;
+use crate::config::secret::credentials_equal as ct_equal;
 
 /// `verify.basic`: the one user name and password a trigger accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,13 +17,6 @@ pub struct BasicAuth {
     pub user: String,
     /// Expected password bytes (resolved from the secret).
     pub password: Vec<u8>,
-}
-
-/// Constant-time equality of two byte strings of any lengths.
-fn ct_equal(a: &[u8], b: &[u8]) -> bool {
-    let a = Sha256::digest(a);
-    let b = Sha256::digest(b);
-    bool::from(a.as_slice().ct_eq(b.as_slice()))
 }
 
 /// The credentials after `Authorization: <scheme> `, scheme case-insensitive.
