@@ -231,7 +231,11 @@ async fn serve(
     app: App,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    let router = routes.merge(health_routes(&app));
+    // Every answer is JSON, also for paths and methods no route serves.
+    let router = routes
+        .merge(health_routes(&app))
+        .fallback(crate::inbound::errors::no_route)
+        .method_not_allowed_fallback(crate::inbound::errors::method_not_allowed);
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),

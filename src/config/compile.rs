@@ -141,6 +141,12 @@ pub(crate) fn compile(
         .map(|i| i.value.clone())
         .unwrap_or_default();
     let idempotency_window = ctx.duration(&idem.window, Duration::from_secs(86_400));
+    let rd = set
+        .render
+        .as_ref()
+        .map(|i| i.value.clone())
+        .unwrap_or_default();
+    let max_output = ctx.size(&rd.max_output, templates::DEFAULT_MAX_OUTPUT as u64);
     let r = set
         .reload
         .as_ref()
@@ -205,7 +211,7 @@ pub(crate) fn compile(
         workflows,
         subscriptions,
         egress,
-        templates: Templates::new(env),
+        templates: Templates::new(env, usize::try_from(max_output).unwrap_or(usize::MAX)),
         sources: set.sources,
         warnings: diags.warnings.clone(),
         trigger_ids,

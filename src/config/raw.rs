@@ -33,6 +33,8 @@ pub struct RawConfig {
     pub history: Option<RawHistory>,
     /// Duplicate detection of inbound events.
     pub idempotency: Option<RawIdempotency>,
+    /// Bounds on every template render.
+    pub render: Option<RawRender>,
     /// Hot reload of the config files.
     pub reload: Option<RawReload>,
     /// Named secrets, read from the environment or a file at load time.
@@ -197,6 +199,18 @@ pub struct RawHistory {
 pub struct RawIdempotency {
     /// How long an idempotency key is remembered (default `24h`).
     pub window: Option<Sp<String>>,
+}
+
+/// Bounds on every template render (outbound requests, inbound mappings,
+/// `respond` bodies): a template is code run on event data.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Render")]
+pub struct RawRender {
+    /// Longest output of one template, e.g. `1MiB` (default). Past it the
+    /// delivery is dead-lettered with reason `render_limit`, and an inbound
+    /// mapping answers 422.
+    pub max_output: Option<Sp<String>>,
 }
 
 /// Hot reload.

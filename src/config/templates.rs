@@ -15,18 +15,36 @@
 //! evaluated with `render_captured`, whose state holds the value; this keeps the value's type (a number
 //! stays a number in a JSON body). Undefined variables render empty
 //! (minijinja's lenient default); `strict` handling is the renderer's job.
+//!
+//! Templates are code run on data a sender controls, so every render is
+//! bounded (SPEC §11): minijinja's fuel caps the instructions one render may
+//! execute ([`FUEL`]), and the output is written into a [`Bounded`] buffer
+//! that fails the render as soon as it passes `render.max_output`, instead
+//! of building the whole string and measuring it afterwards. An expression's
+//! value never passes through a writer, so [`value_fits`] measures it with
+//! the same budget before it is turned into JSON. [`is_limit`] tells such a
+//! failure from an ordinary template error.
 
 use std::sync::Arc;
 
-use minijinja::{Environment, Value};
+use minijinja::{Environment, ErrorKind, Value};
 use serde::Serialize;
 
 const VALUE_VAR: &str = "__value";
+
+/// Default `render.max_output`: 1 MiB per template.
+pub const DEFAULT_MAX_OUTPUT: usize = 1024 * 1024;
+
+/// Instructions one render may execute. A loop over a few thousand items
+/// with a dozen instructions each uses well under a tenth of it; nested
+/// `range(100000)` loops run out within milliseconds.
+pub const FUEL: u64 = 2_000_000;
 
 /// The shared template environment of one config.
 #[derive(Clone)]
 pub struct Templates {
     env: Arc<Environment<'static>>,
+    max_output: usize,
 }
 
 impl std::fmt::Debug for Templates {
@@ -41,8 +59,125 @@ impl Templates {
         &self.env
     }
 
-    pub(crate) fn new(env: Environment<'static>) -> Templates {
-        Templates { env: Arc::new(env) }
+    /// `render.max_output`: the longest output of one template.
+    pub fn max_output(&self) -> usize {
+        self.max_output
+    }
+
+    pub(crate) fn new(env: Environment<'static>, max_output: usize) -> Templates {
+        Templates {
+            env: Arc::new(env),
+            max_output,
+        }
+    }
+}
+
+/// Render `tmpl` into a buffer that refuses to grow past `max_output`.
+pub fn render_bounded<S: Serialize>(
+    tmpl: &minijinja::Template<'_, '_>,
+    ctx: S,
+    max_output: usize,
+) -> Result<String, minijinja::Error> {
+    let mut out = Bounded {
+        buf: Vec::new(),
+        max: max_output,
+    };
+    match tmpl.render_captured_to(ctx, &mut out) {
+        Ok(_) => String::from_utf8(out.buf).map_err(|_| {
+            // minijinja writes only whole `str`s, so this cannot happen;
+            // an error is still better than a panic.
+            minijinja::Error::new(ErrorKind::BadSerialization, "template output is not UTF-8")
+        }),
+        Err(e) if e.kind() == ErrorKind::WriteFailure => Err(output_limit(max_output)),
+        Err(e) => Err(e),
+    }
+}
+
+/// The error of a render whose output passed `render.max_output`.
+fn output_limit(max_output: usize) -> minijinja::Error {
+    minijinja::Error::new(
+        ErrorKind::WriteFailure,
+        format!("the output is longer than render.max_output ({max_output} bytes)"),
+    )
+}
+
+/// Whether a render failed on one of the bounds of SPEC §11 (fuel or
+/// output), rather than on the template itself.
+pub fn is_limit(e: &minijinja::Error) -> bool {
+    matches!(e.kind(), ErrorKind::OutOfFuel | ErrorKind::WriteFailure)
+}
+
+/// Check that an expression's value would fit in `max_output` bytes of
+/// JSON, walking it only until the budget is spent (a value like
+/// `[body] * 100000` is a lazy sequence that would be huge once written).
+pub fn value_fits(value: &Value, max_output: usize) -> Result<(), minijinja::Error> {
+    let mut budget = max_output;
+    if spend(value, &mut budget, 0) {
+        Ok(())
+    } else {
+        Err(output_limit(max_output))
+    }
+}
+
+/// Take `value`'s approximate JSON size from `budget`; false when it runs out.
+fn spend(value: &Value, budget: &mut usize, depth: usize) -> bool {
+    use minijinja::value::ValueKind;
+    let cost = match value.kind() {
+        ValueKind::String | ValueKind::Bytes => value.len().unwrap_or(0) + 2,
+        ValueKind::Seq | ValueKind::Map | ValueKind::Iterable | ValueKind::Plain => 2,
+        _ => 8,
+    };
+    let Some(left) = budget.checked_sub(cost) else {
+        return false;
+    };
+    *budget = left;
+    let nested = matches!(
+        value.kind(),
+        ValueKind::Seq | ValueKind::Map | ValueKind::Iterable
+    );
+    if !nested {
+        return true;
+    }
+    // minijinja refuses to nest values deeper than this when serializing.
+    if depth > 500 {
+        return false;
+    }
+    let Ok(items) = value.try_iter() else {
+        return true;
+    };
+    let is_map = value.kind() == ValueKind::Map;
+    for item in items {
+        if is_map {
+            let Ok(v) = value.get_item(&item) else {
+                return false;
+            };
+            if !spend(&item, budget, depth + 1) || !spend(&v, budget, depth + 1) {
+                return false;
+            }
+        } else if !spend(&item, budget, depth + 1) {
+            return false;
+        }
+    }
+    true
+}
+
+/// A `Write` into memory that fails once more than `max` bytes were written.
+struct Bounded {
+    buf: Vec<u8>,
+    max: usize,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > self.max {
+            return Err(std::io::Error::other("render.max_output reached"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -52,6 +187,7 @@ pub(crate) fn new_environment() -> Environment<'static> {
     // Output goes into JSON, headers and URLs, never HTML.
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.set_keep_trailing_newline(true);
+    env.set_fuel(Some(FUEL));
     env
 }
 
@@ -67,7 +203,7 @@ pub struct Template {
 impl Template {
     /// Render with `ctx` (any `Serialize`, typically a `minijinja::Value`).
     pub fn render<S: Serialize>(&self, t: &Templates, ctx: S) -> Result<String, minijinja::Error> {
-        t.env.get_template(&self.name)?.render(ctx)
+        render_bounded(&t.env.get_template(&self.name)?, ctx, t.max_output)
     }
 }
 
@@ -85,7 +221,9 @@ impl Expr {
     pub fn eval<S: Serialize>(&self, t: &Templates, ctx: S) -> Result<Value, minijinja::Error> {
         let tmpl = t.env.get_template(&self.name)?;
         let captured = tmpl.render_captured(ctx)?;
-        Ok(captured.state().lookup(VALUE_VAR).unwrap_or_default())
+        let value = captured.state().lookup(VALUE_VAR).unwrap_or_default();
+        value_fits(&value, t.max_output)?;
+        Ok(value)
     }
 
     /// Evaluate as a condition (Jinja truthiness).
@@ -217,7 +355,7 @@ mod tests {
             env.add_template_owned(n.to_string(), s.to_string())
                 .unwrap();
         }
-        Templates::new(env)
+        Templates::new(env, DEFAULT_MAX_OUTPUT)
     }
 
     #[test]

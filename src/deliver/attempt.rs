@@ -41,14 +41,14 @@ pub fn request_json(
 ) -> Value {
     let mut v = json!({
         "method": method.as_str(),
-        "url": super::render::redact_text(url_display, secrets),
+        "url": super::redact::text(url_display, secrets),
         "headers": headers_json(&redact_headers(headers, secrets)),
     });
     if let (Some(body), Value::Object(map)) = (body, &mut v) {
         let text = String::from_utf8_lossy(body);
         map.insert(
             "body".into(),
-            Value::String(super::render::redact_text(&text, secrets)),
+            Value::String(super::redact::text(&text, secrets)),
         );
     }
     v

@@ -13,6 +13,7 @@ pub mod attempt;
 pub mod handshake;
 pub mod limits;
 pub mod preview;
+pub mod redact;
 pub mod render;
 pub mod retry;
 pub mod send;

@@ -81,14 +81,14 @@ fn print_request(
         out,
         "{} {}",
         r.method,
-        render::redact_text(&r.url_display, &secrets)
+        super::redact::text(&r.url_display, &secrets)
     );
     for (k, v) in redact_headers(&headers, &secrets) {
         let _ = writeln!(out, "{k}: {v}");
     }
     let _ = writeln!(out);
     let body = String::from_utf8_lossy(&r.body);
-    let _ = writeln!(out, "{}", render::redact_text(&body, &secrets));
+    let _ = writeln!(out, "{}", super::redact::text(&body, &secrets));
 }
 
 /// What a trigger makes of a request, for `render --trigger`.

@@ -35,11 +35,12 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use url::Url;
 use url::form_urlencoded;
 
+use crate::config::templates;
 use crate::config::{
     Action, Body, DeliveryOptions, JsonTemplate, Method, Secret, Subscription, TargetUrl, Template,
     Templates,
 };
-use crate::deliver::send::{self, REDACTED, UnsafeRequest};
+use crate::deliver::send::{self, UnsafeRequest};
 use crate::queue::{Event, StepResponse};
 use crate::webhooks::ApiSubscription;
 
@@ -58,6 +59,8 @@ const VALUE_VAR: &str = "__value";
 pub struct Envs {
     lenient: Environment<'static>,
     strict: Environment<'static>,
+    /// `render.max_output` of the config they were cloned from.
+    max_output: usize,
 }
 
 impl Envs {
@@ -70,7 +73,11 @@ impl Envs {
         let mut strict = templates.env().clone();
         strict.set_undefined_behavior(UndefinedBehavior::SemiStrict);
         strict.set_formatter(url_formatter);
-        Envs { lenient, strict }
+        Envs {
+            lenient,
+            strict,
+            max_output: templates.max_output(),
+        }
     }
 }
 
@@ -109,6 +116,10 @@ fn url_formatter(
 pub enum RenderError {
     #[error("template {name} failed: {message}")]
     Template { name: String, message: String },
+    #[error(
+        "template {name} stopped: {message}; make the template smaller, or raise render.max_output"
+    )]
+    Limit { name: String, message: String },
     #[error(
         "template {0} refers to a field the event does not have, and the action is `strict: true`; \
          fix the merge tag or give it a `default(...)`"
@@ -226,9 +237,11 @@ impl<'a> Renderer<'a> {
     }
 
     fn template_error(name: &str, e: &Error) -> RenderError {
-        RenderError::Template {
-            name: name.to_owned(),
-            message: e.to_string(),
+        let (name, message) = (name.to_owned(), e.to_string());
+        if templates::is_limit(e) {
+            RenderError::Limit { name, message }
+        } else {
+            RenderError::Template { name, message }
         }
     }
 
@@ -244,7 +257,8 @@ impl<'a> Renderer<'a> {
             .strict
             .get_template(&t.name)
             .map_err(|e| Self::template_error(&t.name, &e))?;
-        match strict.render(self.ctx.get()) {
+        let max = self.envs.max_output;
+        match templates::render_bounded(&strict, self.ctx.get(), max) {
             Ok(s) => return Ok(s),
             Err(e) if e.kind() == ErrorKind::UndefinedError => {}
             Err(e) => return Err(Self::template_error(&t.name, &e)),
@@ -258,8 +272,7 @@ impl<'a> Renderer<'a> {
             .lenient
             .get_template(&t.name)
             .map_err(|e| Self::template_error(&t.name, &e))?;
-        lenient
-            .render(self.ctx.get())
+        templates::render_bounded(&lenient, self.ctx.get(), max)
             .map_err(|e| Self::template_error(&t.name, &e))
     }
 
@@ -279,6 +292,8 @@ impl<'a> Renderer<'a> {
                     .render_captured(self.ctx.get())
                     .map_err(|err| Self::template_error(&e.name, &err))?;
                 let v = captured.state().lookup(VALUE_VAR).unwrap_or_default();
+                templates::value_fits(&v, self.envs.max_output)
+                    .map_err(|err| Self::template_error(&e.name, &err))?;
                 if v.is_undefined() {
                     self.missing = true;
                     if self.strict {
@@ -358,26 +373,6 @@ fn method(m: Method) -> reqwest::Method {
 
 fn has_header(headers: &[(String, String)], name: &str) -> bool {
     headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
-}
-
-/// Replace every secret value in `text` with `[redacted]` (raw and
-/// form-encoded spellings).
-pub fn redact_text(text: &str, secrets: &[&[u8]]) -> String {
-    let mut out = text.to_owned();
-    for s in secrets {
-        let Ok(s) = std::str::from_utf8(s) else {
-            continue;
-        };
-        if s.is_empty() {
-            continue;
-        }
-        out = out.replace(s, REDACTED);
-        let encoded: String = form_urlencoded::byte_serialize(s.as_bytes()).collect();
-        if encoded != s {
-            out = out.replace(&encoded, REDACTED);
-        }
-    }
-    out
 }
 
 /// Render an action's request.

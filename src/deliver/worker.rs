@@ -315,7 +315,11 @@ impl Worker {
                     0,
                     Some(e.to_string()),
                 );
-                return self.dead(job, Some(record), "template_error").await;
+                let reason = match e {
+                    RenderError::Limit { .. } => "render_limit",
+                    _ => "template_error",
+                };
+                return self.dead(job, Some(record), reason).await;
             }
         };
         if rendered.missing {

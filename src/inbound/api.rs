@@ -133,19 +133,24 @@ fn authorize<'c>(config: &'c Config, headers: &HeaderMap) -> Result<&'c Token, I
     Ok(config.authorize_bearer(authorization, Scope::EventsWrite)?)
 }
 
-/// Check one posted event and build it.
-fn prepare(config: &Config, posted: PostedEvent, source: &str) -> Result<Prepared, InboundError> {
-    if posted.event_type.is_empty() || posted.event_type.len() > MAX_ID_LEN {
+/// SPEC §3: an event's `type` and a client `id` are 1 to 256 printable
+/// characters. A control character would end up in logs, metric labels and
+/// header values (`X-Hookyard-Event-Type`), where it does harm.
+pub fn printable(field: &str, text: &str) -> Result<(), InboundError> {
+    let count = text.chars().count();
+    if count == 0 || count > MAX_ID_LEN || text.chars().any(char::is_control) {
         return Err(InboundError::BadBody(format!(
-            "`type` must be 1 to {MAX_ID_LEN} characters"
+            "`{field}` must be 1 to {MAX_ID_LEN} printable characters"
         )));
     }
+    Ok(())
+}
+
+/// Check one posted event and build it.
+fn prepare(config: &Config, posted: PostedEvent, source: &str) -> Result<Prepared, InboundError> {
+    printable("type", &posted.event_type)?;
     if let Some(id) = &posted.id {
-        if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(char::is_control) {
-            return Err(InboundError::BadBody(format!(
-                "`id` must be 1 to {MAX_ID_LEN} printable characters"
-            )));
-        }
+        printable("id", id)?;
     }
     let timestamp = match &posted.timestamp {
         None => Timestamp::now(),

@@ -129,6 +129,33 @@ impl InboundError {
     }
 }
 
+/// The answer for a path no route serves (axum's own is an empty 404).
+pub async fn no_route(uri: axum::http::Uri) -> Response {
+    let shown: String = uri.path().chars().take(200).collect();
+    error_body(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &format!("nothing is served at `{shown}`: check the URL"),
+    )
+}
+
+/// The answer for a method a route does not take (axum's own is empty).
+pub async fn method_not_allowed(method: axum::http::Method) -> Response {
+    error_body(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &format!("method {method} is not accepted at this path"),
+    )
+}
+
+fn error_body(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
 impl From<TokenError> for InboundError {
     /// 403 for a missing scope, 401 otherwise (as on every `/v1` route).
     fn from(e: TokenError) -> InboundError {

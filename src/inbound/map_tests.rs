@@ -34,7 +34,7 @@ fn templates(defs: &[(&str, &str)]) -> Templates {
         env.add_template_owned(n.to_string(), s.to_string())
             .unwrap();
     }
-    Templates::new(env)
+    Templates::new(env, crate::config::templates::DEFAULT_MAX_OUTPUT)
 }
 
 fn run(

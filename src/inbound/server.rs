@@ -2,7 +2,8 @@
 //! in the CURRENT config snapshot on each request, so a reload never
 //! rebuilds the router, and walks the stages in order:
 //!
-//! 1. find the trigger (404), accept POST (GET only for a Meta handshake);
+//! 1. find the trigger (404), accept POST (GET only for a Meta handshake,
+//!    which counts against the rate limit);
 //! 2. read the body up to `server.max_body` (413);
 //! 3. verify on the raw bytes: `Unverified` → `Verified` (401/403);
 //! 4. rate limit (429): after verification, so forged requests cannot use up
@@ -67,6 +68,9 @@ async fn handle(
 ) -> Result<Response, InboundError> {
     let (parts, body) = req.into_parts();
     if parts.method == Method::GET && trigger.handshake == Some(Handshake::Meta) {
+        // Unsigned by design, so the rate limit is all that stands between
+        // the verify token and someone guessing it.
+        rate_limit(state, trigger)?;
         return super::handshake::meta_get(trigger, parts.uri.query());
     }
     if parts.method != Method::POST {
@@ -88,14 +92,7 @@ async fn handle(
         Timestamp::now(),
     )?;
 
-    if let Some(rate) = &trigger.rate_limit {
-        state
-            .limits
-            .check(&trigger.id, rate, Instant::now())
-            .map_err(|wait| InboundError::RateLimited {
-                retry_after_secs: retry_after_secs(wait),
-            })?;
-    }
+    rate_limit(state, trigger)?;
 
     let request = ParsedRequest::parse(verified, parts.uri.query())?;
     if let Some(answer) = super::handshake::answer_post(trigger, &request.body) {
@@ -133,6 +130,19 @@ async fn handle(
         Some(respond) => custom_answer(config, respond, event_id, duplicate),
         None => accepted(event_id, duplicate),
     })
+}
+
+/// The trigger's `rate_limit` (429 with `Retry-After` past it).
+fn rate_limit(state: &Inbound, trigger: &Trigger) -> Result<(), InboundError> {
+    let Some(rate) = &trigger.rate_limit else {
+        return Ok(());
+    };
+    state
+        .limits
+        .check(&trigger.id, rate, Instant::now())
+        .map_err(|wait| InboundError::RateLimited {
+            retry_after_secs: retry_after_secs(wait),
+        })
 }
 
 /// The standard answer: `202 {"event_id", "duplicate"}`.

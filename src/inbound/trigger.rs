@@ -96,7 +96,12 @@ pub fn event_type(
         (None, _) => None,
     };
     match (resolved, otherwise) {
-        (Some(t), _) => Ok(EventTypeOutcome::Type(t)),
+        (Some(t), _) => {
+            // Without a `map` the sender names the type: hold it to the
+            // event API's rule.
+            super::api::printable("type", &t)?;
+            Ok(EventTypeOutcome::Type(t))
+        }
         (None, Otherwise::Ignore) => Ok(EventTypeOutcome::Ignore),
         (None, Otherwise::Reject) => Err(InboundError::UnknownEventType(match found {
             Some(v) => format!("{what} is `{v}`, which this trigger does not map to an event type"),

@@ -15,6 +15,8 @@ mod faults;
 mod faults_receiver;
 mod faults_twin;
 mod faulty_receiver;
+mod hardening;
+mod hostile;
 mod inbound;
 mod inbound_answers;
 mod inbound_api;

@@ -173,10 +173,8 @@ pub fn redact_headers(
             let credential = CREDENTIAL_HEADERS
                 .iter()
                 .any(|c| name.eq_ignore_ascii_case(c));
-            let holds_secret = secret_values
-                .iter()
-                .filter(|s| !s.is_empty())
-                .any(|s| contains(value.as_bytes(), s));
+            // Any spelling: a header may carry a percent-encoded value.
+            let holds_secret = crate::deliver::redact::text(value, secret_values) != *value;
             if credential || holds_secret {
                 (name.clone(), REDACTED.to_owned())
             } else {
@@ -184,10 +182,6 @@ pub fn redact_headers(
             }
         })
         .collect()
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[cfg(test)]
