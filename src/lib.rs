@@ -36,6 +36,6 @@ pub mod json;
 pub mod metrics;
 pub mod queue;
 pub mod ratelimit;
-pub mod serve;
 pub mod route;
+pub mod serve;
 pub mod webhooks;

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::{Diagnostics, Pos};
-use super::node::Sp;
 pub use super::leaf::parse_cidr;
 pub(crate) use super::leaf::{Ctx, Ids};
 use super::load::{Item, RawSet};
+use super::node::Sp;
 use super::raw::*;
 use super::runtime::*;
 use super::secret::Secret;

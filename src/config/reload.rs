@@ -153,10 +153,16 @@ pub fn restart_changes(old: &Config, new: &Config) -> Vec<String> {
     }
     // The connection limits are handed to the listeners when they start.
     let limits = [
-        ("server.header_timeout", o.header_timeout != n.header_timeout),
+        (
+            "server.header_timeout",
+            o.header_timeout != n.header_timeout,
+        ),
         ("server.body_timeout", o.body_timeout != n.body_timeout),
         ("server.idle_timeout", o.idle_timeout != n.idle_timeout),
-        ("server.max_connections", o.max_connections != n.max_connections),
+        (
+            "server.max_connections",
+            o.max_connections != n.max_connections,
+        ),
     ];
     for (key, changed) in limits {
         if changed {

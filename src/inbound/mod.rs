@@ -86,7 +86,8 @@ pub async fn read_body(body: Body, limit: u64) -> Result<Bytes, InboundError> {
 fn body_timed_out<'a>(
     err: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a errors::BodyTimedOut> {
-    std::iter::successors(Some(err), |e| e.source()).find_map(|e| e.downcast_ref::<errors::BodyTimedOut>())
+    std::iter::successors(Some(err), |e| e.source())
+        .find_map(|e| e.downcast_ref::<errors::BodyTimedOut>())
 }
 
 /// Whether `event_type` may be accepted (`event_catalog: strict` → 422 when

@@ -112,7 +112,10 @@ pub async fn serve(
 }
 
 /// The next connection, or None once `stop` is cancelled.
-async fn accept(listener: &TcpListener, stop: &CancellationToken) -> Option<(TcpStream, SocketAddr)> {
+async fn accept(
+    listener: &TcpListener,
+    stop: &CancellationToken,
+) -> Option<(TcpStream, SocketAddr)> {
     loop {
         let res = tokio::select! {
             _ = stop.cancelled() => return None,

@@ -224,7 +224,10 @@ mod tests {
     async fn expires(w: &Watch, from: Instant, want: Expired, after: Duration) {
         assert_eq!(w.expired().await, want);
         let took = from.elapsed();
-        assert!(took >= after && took < after + SLACK, "{want:?} after {took:?}");
+        assert!(
+            took >= after && took < after + SLACK,
+            "{want:?} after {took:?}"
+        );
     }
 
     #[tokio::test]

@@ -212,6 +212,7 @@ async fn sigterm_with_slow_clients_open_exits_0_within_delay_grace_and_a_second(
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let took = sent.elapsed();
+    eprintln!("hookyard exited {took:?} after SIGTERM (bound {bound:?})");
     assert!(took <= bound, "exited after {took:?}, bound {bound:?}");
     assert_eq!(status.code(), Some(0), "{}", d.log());
     drop(conns);

@@ -77,7 +77,10 @@ async fn a_stalled_body_gets_408_and_the_connection_closes() {
         let answer = read_to_close(&mut s, sent + body_timeout + Duration::from_secs(5))
             .await
             .unwrap_or_else(|| panic!("{path}: no answer and still open"));
-        assert!(sent.elapsed() >= body_timeout, "{path}: answered before body_timeout");
+        assert!(
+            sent.elapsed() >= body_timeout,
+            "{path}: answered before body_timeout"
+        );
         let text = String::from_utf8_lossy(&answer);
         assert!(text.starts_with("HTTP/1.1 408"), "{path}: {text}");
         let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
@@ -118,7 +121,11 @@ async fn an_idle_keep_alive_connection_is_closed_after_idle_timeout() {
 /// request unanswered) until one of the 3 closes.
 #[tokio::test]
 async fn the_connection_past_max_connections_waits_until_one_closes() {
-    let d = daemon("max_connections: 3, header_timeout: 60s, idle_timeout: 60s", "").await;
+    let d = daemon(
+        "max_connections: 3, header_timeout: 60s, idle_timeout: 60s",
+        "",
+    )
+    .await;
     // The readiness probe's keep-alive connection holds a slot: the pool
     // closing it frees it, but not in any set time, so fill all 3 here
     // once it has gone.
