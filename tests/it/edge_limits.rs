@@ -234,3 +234,105 @@ async fn a_scrape_serves_the_housekeeping_gauges_and_queries_nothing() {
     wait_pending(&d, 2).await;
     d.stop().await;
 }
+
+/// HTTP/2 with prior knowledge (h2c) is still served, bodies included.
+#[tokio::test]
+async fn http2_prior_knowledge_is_served() {
+    let d = daemon("body_timeout: 5s", "").await;
+    let _ = http(); // installs the TLS provider reqwest needs
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let health = h2.get(d.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.version(), reqwest::Version::HTTP_2);
+    let posted = h2
+        .post(d.url("/v1/events"))
+        .bearer_auth(TOKEN)
+        .header("Content-Type", "application/json")
+        .body(r#"{"type":"edge.test","data":{}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 202);
+    d.stop().await;
+}
+
+/// The `server:` connection keys: defaults, values, and 0 refused with
+/// its position and what to write instead.
+#[test]
+fn connection_settings_have_defaults_and_refuse_zero() {
+    use hookyard::config::{self, LoadOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let load = |yaml: &str| {
+        let path = dir.path().join("hookyard.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let opts = LoadOptions {
+            no_env: false,
+            env: Some(HashMap::new()),
+        };
+        config::load(&path, opts)
+    };
+    let Ok(c) = load("server: { listen: \"127.0.0.1:0\" }\n") else {
+        panic!("defaults do not load")
+    };
+    let s = &c.server;
+    assert_eq!(
+        (
+            s.header_timeout,
+            s.body_timeout,
+            s.idle_timeout,
+            s.max_connections
+        ),
+        (
+            Duration::from_secs(10),
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+            10_000
+        )
+    );
+    let Ok(c) = load(
+        "server: { header_timeout: 2s, body_timeout: 1m, idle_timeout: 500ms, max_connections: 3 }\n",
+    ) else {
+        panic!("values do not load")
+    };
+    let s = &c.server;
+    assert_eq!(
+        (
+            s.header_timeout,
+            s.body_timeout,
+            s.idle_timeout,
+            s.max_connections
+        ),
+        (
+            Duration::from_secs(2),
+            Duration::from_secs(60),
+            Duration::from_millis(500),
+            3
+        )
+    );
+    let Err(errs) = load("server:\n  header_timeout: 0s\n  max_connections: 0\n") else {
+        panic!("zero limits loaded")
+    };
+    let found: Vec<(u32, String)> = errs
+        .errors
+        .iter()
+        .map(|e| (e.pos.line, e.message.clone()))
+        .collect();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[0].0, 2, "{found:?}");
+    assert!(
+        found[0]
+            .1
+            .contains("server.header_timeout must be longer than 0s"),
+        "{found:?}"
+    );
+    assert_eq!(found[1].0, 3, "{found:?}");
+    assert!(
+        found[1]
+            .1
+            .contains("server.max_connections must be at least 1"),
+        "{found:?}"
+    );
+}
