@@ -5,11 +5,21 @@
 //! `server.api_listen` is set, and `/metrics` unless `server.metrics_listen`
 //! is set; `/healthz` and `/readyz` answer on every listener.
 //!
-//! Shutdown (SPEC §7), when `shutdown` is cancelled: readiness turns 503,
-//! after `server.shutdown_delay` the listeners stop accepting, workers stop
-//! leasing new jobs and in-flight deliveries get `server.shutdown_grace` to
-//! finish; whatever is unfinished stays in the queue (its lease lapses, or
-//! the embedded backend returns it to ready at the next start).
+//! Each listener is served by [`crate::serve`] with the connection limits of
+//! SPEC §11 (header, body and idle timeouts, `max_connections`).
+//!
+//! Shutdown (SPEC §7, §11), when `shutdown` is cancelled: readiness turns
+//! 503; after `server.shutdown_delay` the listeners stop accepting and
+//! workers stop leasing new jobs; requests in progress and in-flight
+//! deliveries then share ONE deadline, `server.shutdown_grace`. What is still
+//! open at the deadline is closed (connections dropped, deliveries
+//! abandoned: unfinished jobs stay in the queue, their lease lapses, or the
+//! embedded backend returns them to ready at the next start), so `run`
+//! returns by delay + grace.
+//!
+//! `/metrics` serves the queue gauges housekeeping refreshes every 5s (and
+//! once before the listeners open): a scrape, which anyone who reaches the
+//! listener can send, runs no queue query (SPEC §11).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,8 +52,8 @@ pub enum DaemonError {
     Queue(#[from] QueueError),
     #[error("cannot build the HTTP client: {0}")]
     Sender(String),
-    #[error("server error: {0}")]
-    Serve(std::io::Error),
+    #[error("a listener stopped unexpectedly: {0}")]
+    Serve(String),
 }
 
 /// The bound listeners (tests bind `127.0.0.1:0` and read the ports).
@@ -160,88 +170,84 @@ pub async fn run(
             "delivery workers are off (--no-deliver): events are queued here and delivered by replicas that share the queue"
         );
     }
+    // Before the listeners open, so the first scrape has the queue gauges.
+    refresh_queue_gauges(&app).await;
     tracker.spawn(housekeeping(app.clone(), workers_stop.clone()));
     crate::config::reload::spawn(&app, &tracker, workers_stop.clone());
 
+    let limits = crate::serve::Limits::of(&app.config().server);
     let listeners_stop = CancellationToken::new();
+    let connections_kill = CancellationToken::new();
     let mut servers = tokio::task::JoinSet::new();
-    let split_api = listeners.api.is_some();
-    let split_metrics = listeners.metrics.is_some();
+    let mut listen = |listener: TcpListener, routes: Router| {
+        // Every answer is JSON, also for paths and methods no route serves.
+        let router = routes
+            .merge(health_routes(&app))
+            .fallback(crate::inbound::errors::no_route)
+            .method_not_allowed_fallback(crate::inbound::errors::method_not_allowed);
+        servers.spawn(crate::serve::serve(
+            listener,
+            router,
+            limits,
+            listeners_stop.clone(),
+            connections_kill.clone(),
+        ));
+    };
     let mut main = crate::inbound::routes(&app);
-    if !split_api {
+    if listeners.api.is_none() {
         main = main.merge(api_routes(&app));
     }
-    if !split_metrics {
+    if listeners.metrics.is_none() {
         main = main.merge(metrics_routes(&app));
     }
-    servers.spawn(serve(
-        listeners.main,
-        main,
-        app.clone(),
-        listeners_stop.clone(),
-    ));
+    listen(listeners.main, main);
     if let Some(l) = listeners.api {
-        servers.spawn(serve(
-            l,
-            api_routes(&app),
-            app.clone(),
-            listeners_stop.clone(),
-        ));
+        listen(l, api_routes(&app));
     }
     if let Some(l) = listeners.metrics {
-        servers.spawn(serve(
-            l,
-            metrics_routes(&app),
-            app.clone(),
-            listeners_stop.clone(),
-        ));
+        listen(l, metrics_routes(&app));
     }
     tracing::info!("hookyard ready");
 
     let mut failure = None;
     tokio::select! {
         _ = shutdown.cancelled() => {}
+        // A listener only ends on shutdown, unless its task panicked.
         Some(res) = servers.join_next() => {
-            if let Ok(Err(e)) = res { failure = Some(e); }
+            let why = match res {
+                Ok(()) => "it ended".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            tracing::error!("a listener stopped unexpectedly ({why}): shutting down");
+            failure = Some(why);
         }
     }
     // Cancelling (again, when a signal did it) is what turns readiness 503.
     shutdown.cancel();
     tracing::info!("shutting down: readiness is now 503");
     tokio::time::sleep(delay).await;
+    let deadline = tokio::time::Instant::now() + grace;
     listeners_stop.cancel();
-    while servers.join_next().await.is_some() {}
     workers_stop.cancel();
     tracker.close();
-    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+    let drained = tokio::time::timeout_at(deadline, async {
+        while servers.join_next().await.is_some() {}
+        tracker.wait().await;
+    })
+    .await;
+    if drained.is_err() {
         tracing::warn!(
-            "shutdown grace of {grace:?} ran out; unfinished deliveries stay queued and are retried"
+            "shutdown grace of {grace:?} ran out: open connections are closed now; \
+             unfinished deliveries stay queued and are retried"
         );
+        connections_kill.cancel();
+        while servers.join_next().await.is_some() {}
     }
     tracing::info!("stopped");
     match failure {
         Some(e) => Err(DaemonError::Serve(e)),
         None => Ok(()),
     }
-}
-
-async fn serve(
-    listener: TcpListener,
-    routes: Router,
-    app: App,
-    stop: CancellationToken,
-) -> std::io::Result<()> {
-    // Every answer is JSON, also for paths and methods no route serves.
-    let router = routes
-        .merge(health_routes(&app))
-        .fallback(crate::inbound::errors::no_route)
-        .method_not_allowed_fallback(crate::inbound::errors::method_not_allowed);
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { stop.cancelled().await })
-    .await
 }
 
 /// `/v1/*`: the event API (inbound) and the history/admin API.
@@ -288,17 +294,18 @@ async fn readyz(State(app): State<App>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// `/metrics`: its state is the metrics registry alone, so a scrape cannot
+/// reach the queue (SPEC §11: scrapes are cheap).
 fn metrics_routes(app: &App) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .with_state(app.clone())
+        .with_state(app.metrics().clone())
 }
 
-/// Queue gauges are refreshed on every scrape, so they are never stale.
-async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
-    refresh_queue_gauges(&app).await;
+/// The registry as it is: housekeeping keeps the queue gauges fresh.
+async fn metrics(State(metrics): State<Metrics>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let (content_type, body) = app.metrics().encode_for_accept(accept);
+    let (content_type, body) = metrics.encode_for_accept(accept);
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
@@ -310,9 +317,12 @@ async fn refresh_queue_gauges(app: &App) {
     }
 }
 
-/// Periodic upkeep: queue gauges every 5s, history pruning every minute.
+/// Periodic upkeep: queue gauges every 5s (the only queue query behind
+/// `/metrics`), history pruning every minute. `run` refreshed the gauges
+/// just before, so the first tick comes one period after the start.
 async fn housekeeping(app: App, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    const PERIOD: Duration = Duration::from_secs(5);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + PERIOD, PERIOD);
     let mut n: u64 = 0;
     loop {
         tokio::select! {

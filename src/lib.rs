@@ -23,7 +23,8 @@
 //! - [`ratelimit`]: in-memory rate limits (per trigger, and a target's
 //!   fallback while the queue's shared limiter cannot answer).
 //! - [`app`]: the shared state; [`daemon`]: listeners, workers, shutdown;
-//!   [`admin`]: the history and admin API.
+//!   [`serve`]: the HTTP connections (timeouts, connection cap, bounded
+//!   shutdown); [`admin`]: the history and admin API.
 
 pub mod admin;
 pub mod app;
@@ -36,4 +37,5 @@ pub mod metrics;
 pub mod queue;
 pub mod ratelimit;
 pub mod route;
+pub mod serve;
 pub mod webhooks;

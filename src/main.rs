@@ -286,7 +286,7 @@ fn run(path: &std::path::Path, log_format: LogFormat, deliver: bool) -> anyhow::
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(async {
+    let result = rt.block_on(async {
         let listeners = hookyard::daemon::Listeners::bind(&cfg.server).await?;
         let shutdown = tokio_util::sync::CancellationToken::new();
         let signal = shutdown.clone();
@@ -298,7 +298,13 @@ fn run(path: &std::path::Path, log_format: LogFormat, deliver: bool) -> anyhow::
         });
         let opts = hookyard::daemon::RunOptions { deliver };
         hookyard::daemon::run(cfg, path.to_owned(), listeners, shutdown, opts).await
-    })?;
+    });
+    // `run` returned by shutdown_delay + shutdown_grace; deliveries still
+    // running are abandoned here (their jobs stay queued), and blocking
+    // tasks get a short moment instead of being waited for, so the process
+    // exits within the second SPEC §11 allows after that.
+    rt.shutdown_timeout(std::time::Duration::from_millis(300));
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -16,6 +16,7 @@ use super::error::{Diagnostics, Pos};
 pub use super::leaf::parse_cidr;
 pub(crate) use super::leaf::{Ctx, Ids};
 use super::load::{Item, RawSet};
+use super::node::Sp;
 use super::raw::*;
 use super::runtime::*;
 use super::secret::Secret;
@@ -123,6 +124,10 @@ pub(crate) fn compile(
         trusted_proxies: ctx.cidrs(&s.trusted_proxies),
         shutdown_grace: ctx.duration(&s.shutdown_grace, Duration::from_secs(30)),
         shutdown_delay: ctx.duration(&s.shutdown_delay, Duration::ZERO),
+        header_timeout: positive(&mut ctx, "header_timeout", &s.header_timeout, 10),
+        body_timeout: positive(&mut ctx, "body_timeout", &s.body_timeout, 30),
+        idle_timeout: positive(&mut ctx, "idle_timeout", &s.idle_timeout, 60),
+        max_connections: max_connections(&mut ctx, s.max_connections.as_ref()),
     };
     let queue = compile_queue(set.queue.as_ref(), &mut ctx);
     let h = set
@@ -220,6 +225,34 @@ pub(crate) fn compile(
         workflow_ids,
         subscription_ids,
     })
+}
+
+/// A `server.*_timeout`: zero would close every connection at once, so it
+/// is refused where it is written.
+fn positive(ctx: &mut Ctx<'_>, key: &str, s: &Option<Sp<String>>, default_secs: u64) -> Duration {
+    let value = ctx.duration(s, Duration::from_secs(default_secs));
+    if let (Some(s), true) = (s, value.is_zero()) {
+        ctx.error(
+            &s.pos,
+            format!("server.{key} must be longer than 0s (default {default_secs}s)"),
+        );
+    }
+    value
+}
+
+/// `server.max_connections`: 0 would never accept a connection.
+fn max_connections(ctx: &mut Ctx<'_>, s: Option<&Sp<u32>>) -> u32 {
+    match s {
+        None => 10_000,
+        Some(s) if s.value == 0 => {
+            ctx.error(
+                &s.pos,
+                "server.max_connections must be at least 1 (default 10000)",
+            );
+            10_000
+        }
+        Some(s) => s.value,
+    }
 }
 
 fn compile_queue(q: Option<&Item<RawQueue>>, ctx: &mut Ctx<'_>) -> Queue {

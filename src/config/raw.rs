@@ -80,6 +80,19 @@ pub struct RawServer {
     /// Time between readiness going 503 and listeners closing (default `0s`;
     /// a few seconds behind a load balancer).
     pub shutdown_delay: Option<Sp<String>>,
+    /// A connection whose request headers are not complete this long after
+    /// it opened (or after its first byte following an idle keep-alive) is
+    /// closed (default `10s`).
+    pub header_timeout: Option<Sp<String>>,
+    /// A request body not complete this long after its headers gets 408 and
+    /// the connection closes (default `30s`).
+    pub body_timeout: Option<Sp<String>>,
+    /// A keep-alive connection with no request for this long is closed
+    /// (default `60s`).
+    pub idle_timeout: Option<Sp<String>>,
+    /// Open connections per listener (default `10000`); past it, new
+    /// connections wait unaccepted in the kernel's backlog.
+    pub max_connections: Option<Sp<u32>>,
 }
 
 /// Retry policy of a target.

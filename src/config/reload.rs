@@ -151,6 +151,24 @@ pub fn restart_changes(old: &Config, new: &Config) -> Vec<String> {
     if o.metrics_listen != n.metrics_listen {
         out.push("server.metrics_listen".to_owned());
     }
+    // The connection limits are handed to the listeners when they start.
+    let limits = [
+        (
+            "server.header_timeout",
+            o.header_timeout != n.header_timeout,
+        ),
+        ("server.body_timeout", o.body_timeout != n.body_timeout),
+        ("server.idle_timeout", o.idle_timeout != n.idle_timeout),
+        (
+            "server.max_connections",
+            o.max_connections != n.max_connections,
+        ),
+    ];
+    for (key, changed) in limits {
+        if changed {
+            out.push(key.to_owned());
+        }
+    }
     let (o, n) = (&old.queue, &new.queue);
     if o.backend != n.backend
         || o.path != n.path

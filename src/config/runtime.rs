@@ -135,6 +135,14 @@ pub struct Server {
     pub shutdown_grace: Duration,
     /// Delay between readiness 503 and closing listeners.
     pub shutdown_delay: Duration,
+    /// Time a connection gets to complete its request headers.
+    pub header_timeout: Duration,
+    /// Time a request gets to complete its body (then 408).
+    pub body_timeout: Duration,
+    /// Time a keep-alive connection may stay without a request.
+    pub idle_timeout: Duration,
+    /// Open connections per listener (at least 1).
+    pub max_connections: u32,
 }
 
 /// `queue:`.

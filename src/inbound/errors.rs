@@ -3,8 +3,9 @@
 //! Every failure of `/hooks/*` and `/v1/events` becomes one [`InboundError`],
 //! answered as `{"error": {"code": "...", "message": "..."}}` with the status
 //! SPEC §3 fixes (404 unknown trigger, 401 signature/credentials, 403 IP or
-//! scope, 413 body, 422 input, 429 rate limit, 503 queue). Messages say what
-//! the sender or operator should do and never contain a secret.
+//! scope, 408 body too slow (§11), 413 body, 422 input, 429 rate limit, 503
+//! queue). Messages say what the sender or operator should do and never
+//! contain a secret.
 
 use std::time::Duration;
 
@@ -51,6 +52,16 @@ pub enum InboundError {
     /// The body could not be read or parsed.
     #[error("{0}")]
     BadBody(String),
+    /// The body was not complete within `server.body_timeout`.
+    #[error(
+        "the request body was not complete within server.body_timeout ({}s): send the \
+         whole body without pausing, or raise server.body_timeout",
+        after.as_secs()
+    )]
+    BodyTimeout {
+        /// `server.body_timeout`.
+        after: Duration,
+    },
     /// The event type could not be determined (`otherwise: reject`).
     #[error("{0}")]
     UnknownEventType(String),
@@ -102,6 +113,7 @@ impl InboundError {
             | InboundError::UndeclaredType(_)
             | InboundError::Mapping(_)
             | InboundError::Schema { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            InboundError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             InboundError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             InboundError::QueueUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -118,6 +130,7 @@ impl InboundError {
             InboundError::BodyTooLarge { .. } => "body_too_large",
             InboundError::BatchTooLarge { .. } => "batch_too_large",
             InboundError::BadBody(_) => "invalid_body",
+            InboundError::BodyTimeout { .. } => "body_timeout",
             InboundError::UnknownEventType(_) => "unknown_event_type",
             InboundError::UndeclaredType(_) => "undeclared_event_type",
             InboundError::Mapping(_) => "mapping_failed",
@@ -165,6 +178,16 @@ impl From<TokenError> for InboundError {
             InboundError::Unauthorized(e.to_string())
         }
     }
+}
+
+/// The error a request body yields once `server.body_timeout` has passed
+/// (the listener puts the deadline on every body, see `crate::serve`);
+/// [`super::read_body`] turns it into [`InboundError::BodyTimeout`].
+#[derive(Debug, thiserror::Error)]
+#[error("the request body was not complete within {after:?}")]
+pub struct BodyTimedOut {
+    /// `server.body_timeout`.
+    pub after: Duration,
 }
 
 /// Round a wait up to whole seconds for `Retry-After` (at least 1).
@@ -219,6 +242,13 @@ mod tests {
                 "rate_limited",
             ),
             (InboundError::QueueUnavailable, 503, "queue_unavailable"),
+            (
+                InboundError::BodyTimeout {
+                    after: Duration::from_secs(30),
+                },
+                408,
+                "body_timeout",
+            ),
             (
                 InboundError::Verify(VerifyError::NoSecret),
                 401,

@@ -72,10 +72,22 @@ pub async fn read_body(body: Body, limit: u64) -> Result<Bytes, InboundError> {
         Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
             Err(InboundError::BodyTooLarge { limit })
         }
-        Err(err) => Err(InboundError::BadBody(format!(
-            "the request body could not be read: {err}"
-        ))),
+        Err(err) => match body_timed_out(&*err) {
+            Some(t) => Err(InboundError::BodyTimeout { after: t.after }),
+            None => Err(InboundError::BadBody(format!(
+                "the request body could not be read: {err}"
+            ))),
+        },
     }
+}
+
+/// The listener's body deadline, found under axum's and `Limited`'s
+/// wrappers of the body error.
+fn body_timed_out<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a errors::BodyTimedOut> {
+    std::iter::successors(Some(err), |e| e.source())
+        .find_map(|e| e.downcast_ref::<errors::BodyTimedOut>())
 }
 
 /// Whether `event_type` may be accepted (`event_catalog: strict` → 422 when

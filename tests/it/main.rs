@@ -10,6 +10,8 @@ mod deliver_limits;
 mod deliver_rate_redis;
 mod deliver_support;
 mod e2e;
+mod edge_binary;
+mod edge_limits;
 mod examples;
 mod faults;
 mod faults_receiver;

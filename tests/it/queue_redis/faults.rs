@@ -329,19 +329,31 @@ async fn daemon_rides_out_redis_down_and_restarted_empty() {
     receiver.wait_for(2, Duration::from_secs(20)).await;
     let ready = client.get(d.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
-    let metrics = client
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let resets = metrics
-        .lines()
-        .find(|l| l.starts_with("hookyard_queue_resets_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse::<f64>().ok());
-    assert!(resets >= Some(1.0), "resets not counted: {resets:?}");
+    // Housekeeping refreshes the queue metrics every 5s (a scrape queries
+    // nothing, SPEC §11): wait for a refresh.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let metrics = client
+            .get(d.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let resets = metrics
+            .lines()
+            .find(|l| l.starts_with("hookyard_queue_resets_total"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<f64>().ok());
+        if resets >= Some(1.0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "resets not counted: {resets:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     d.stop().await;
 }
