@@ -58,7 +58,9 @@
 //!   real time. `<p>:idem` (list of `<ingest ms>|<key>` in ingest order)
 //!   lets `prune` drop and count expired keys like the embedded backend.
 //!   A key that is the event's own id (a client id on the event API) has no
-//!   key of its own: the event record's ingest time is the marker. `prune`
+//!   key of its own: the event record is the marker, and while it exists
+//!   the id is a duplicate however old (SPEC §11), so a stored event is
+//!   never overwritten. `prune`
 //!   writes the key only for an event it removes within its window
 //!   (`history.max_events` on a busy gateway), so the id stays a duplicate
 //!   for the whole window, and notes that event's ingest ms in
