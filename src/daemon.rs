@@ -46,6 +46,18 @@ pub enum DaemonError {
     Serve(std::io::Error),
 }
 
+impl DaemonError {
+    /// The exit code of `hookyard run` (SPEC §9): 1 for a setting the
+    /// operator must change, like an invalid config (an unsafe Redis,
+    /// SPEC §11); 2 for a runtime failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DaemonError::Queue(QueueError::Unsafe(_)) => 1,
+            _ => 2,
+        }
+    }
+}
+
 /// The bound listeners (tests bind `127.0.0.1:0` and read the ports).
 pub struct Listeners {
     pub main: TcpListener,
@@ -95,7 +107,13 @@ pub async fn open_queue(config: &Config) -> Result<Queue, QueueError> {
     match config.queue.backend {
         QueueBackend::Embedded => Queue::open_embedded(&config.queue.path, settings).await,
         QueueBackend::Redis => {
-            Queue::open_redis(&config.queue.url, &config.queue.prefix, settings).await
+            Queue::open_redis_allowing_eviction(
+                &config.queue.url,
+                &config.queue.prefix,
+                settings,
+                config.queue.allow_eviction,
+            )
+            .await
         }
     }
 }
@@ -299,6 +317,8 @@ async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
 }
 
 async fn refresh_queue_gauges(app: &App) {
+    // From the last safety check (housekeeping), no query here.
+    app.metrics().queue_unsafe(&app.queue().unsafe_reasons());
     match tokio::time::timeout(Duration::from_secs(2), app.queue().stats()).await {
         Ok(Ok(stats)) => app.metrics().observe_queue(&stats, app.queue().resets()),
         Ok(Err(e)) => tracing::warn!("queue statistics unavailable: {e}"),
@@ -306,7 +326,9 @@ async fn refresh_queue_gauges(app: &App) {
     }
 }
 
-/// Periodic upkeep: queue gauges every 5s, history pruning every minute.
+/// Periodic upkeep: the backend's safety check (SPEC §11: after every
+/// Redis reconnect, which only asking can notice; see `redis/safety.rs`)
+/// and queue gauges every 5s, history pruning every minute.
 async fn housekeeping(app: App, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     let mut n: u64 = 0;
@@ -314,6 +336,9 @@ async fn housekeeping(app: App, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        if let Err(e) = app.queue().recheck_safety().await {
+            tracing::debug!("queue safety check skipped: {e}");
         }
         refresh_queue_gauges(&app).await;
         if n % 12 == 0 {

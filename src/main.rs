@@ -1,7 +1,8 @@
 //! The `hookyard` command line: run | validate | schema | render.
 //!
 //! `validate` and `run` use the same loader, so what validates is what runs.
-//! Exit codes: 0 ok, 1 invalid config, 2 usage or runtime failure.
+//! Exit codes: 0 ok, 1 invalid config (or a Redis that would lose data,
+//! SPEC §11), 2 usage or runtime failure.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -286,7 +287,7 @@ fn run(path: &std::path::Path, log_format: LogFormat, deliver: bool) -> anyhow::
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(async {
+    let result = rt.block_on(async {
         let listeners = hookyard::daemon::Listeners::bind(&cfg.server).await?;
         let shutdown = tokio_util::sync::CancellationToken::new();
         let signal = shutdown.clone();
@@ -298,8 +299,17 @@ fn run(path: &std::path::Path, log_format: LogFormat, deliver: bool) -> anyhow::
         });
         let opts = hookyard::daemon::RunOptions { deliver };
         hookyard::daemon::run(cfg, path.to_owned(), listeners, shutdown, opts).await
-    })?;
-    Ok(ExitCode::SUCCESS)
+    });
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        // A setting the operator must change (an unsafe Redis) exits 1,
+        // like an invalid config; the message says what to change.
+        Err(e) if e.exit_code() == 1 => {
+            tracing::error!("{e}");
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn wait_for_shutdown() -> anyhow::Result<()> {
