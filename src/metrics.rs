@@ -287,7 +287,7 @@ impl Metrics {
         let queue_unsafe = Family::<ReasonLabels, Gauge>::default();
         registry.register(
             "hookyard_queue_unsafe",
-            "1 while the queue backend runs with a setting that can lose data (reason: eviction_policy, redis_version), allowed by queue.allow_eviction; else 0",
+            "1 while the Redis queue runs with a setting that can lose data (reason: eviction_policy, redis_version); new events are refused meanwhile unless queue.allow_eviction is true",
             queue_unsafe.clone(),
         );
         registry.register(

@@ -108,6 +108,10 @@
 //! Blocking reads (XREADGROUP BLOCK) use their own connections without a
 //! response timeout, from a small pool; everything else goes through a
 //! `ConnectionManager`, which reconnects by itself.
+//!
+//! A server that would lose data (a `maxmemory-policy` other than
+//! `noeviction`, a version older than 7.0) is refused at open and checked
+//! again every few seconds (`redis/safety.rs`, SPEC §11).
 
 mod batch;
 mod history;

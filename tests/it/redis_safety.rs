@@ -25,7 +25,8 @@ struct PrivateRedis {
 }
 
 impl PrivateRedis {
-    fn start(policy: &str) -> Option<PrivateRedis> {
+    /// A server with `maxmemory-policy` `policy`, and `extra` arguments.
+    fn start(policy: &str, extra: &[&str]) -> Option<PrivateRedis> {
         if Command::new("redis-server")
             .arg("--version")
             .output()
@@ -45,6 +46,7 @@ impl PrivateRedis {
             .arg(dir.path())
             .args(["--save", "", "--appendonly", "no"])
             .args(["--maxmemory-policy", policy])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -181,7 +183,7 @@ impl Drop for Daemon {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eviction_policy_at_start_exits_1_naming_it() {
-    let Some(redis) = PrivateRedis::start("allkeys-lru") else {
+    let Some(redis) = PrivateRedis::start("allkeys-lru", &[]) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -212,7 +214,7 @@ async fn eviction_policy_at_start_exits_1_naming_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allow_eviction_runs_with_a_warning_and_the_gauge() {
-    let Some(redis) = PrivateRedis::start("allkeys-lru") else {
+    let Some(redis) = PrivateRedis::start("allkeys-lru", &[]) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -253,7 +255,7 @@ async fn allow_eviction_runs_with_a_warning_and_the_gauge() {
 /// events (503, readiness 503) until the policy is put back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eviction_turned_on_while_running_stops_ingestion_until_undone() {
-    let Some(redis) = PrivateRedis::start("noeviction") else {
+    let Some(redis) = PrivateRedis::start("noeviction", &[]) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -298,4 +300,24 @@ async fn eviction_turned_on_while_running_stops_ingestion_until_undone() {
         .wait_ready(200, "ready", Duration::from_secs(20))
         .await;
     assert_eq!(daemon.post_event(3).await.0, 202);
+}
+
+/// Managed Redis often forbids CONFIG: the policy cannot be known, so the
+/// daemon says so once (not on every recheck) and runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_config_get_is_one_warning() {
+    let Some(redis) = PrivateRedis::start("noeviction", &["--rename-command", "CONFIG", ""]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::spawn(dir.path(), &redis, "");
+    daemon
+        .wait_ready(200, "ready", Duration::from_secs(10))
+        .await;
+    assert_eq!(daemon.post_event(1).await.0, 202);
+    // Housekeeping has rechecked by now (its first tick is at start).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stderr = daemon.stderr();
+    let warning = "cannot check its maxmemory-policy";
+    assert_eq!(stderr.matches(warning).count(), 1, "{stderr}");
 }

@@ -30,7 +30,8 @@
 //! and the `hookyard_queue_unsafe{reason}` gauge, and nothing is refused.
 //!
 //! Where `CONFIG GET` is refused (managed Redis renames or forbids CONFIG),
-//! the policy cannot be known: one warning, and the version alone decides.
+//! the policy cannot be known: one warning, and the version alone decides
+//! (likewise for an `INFO` forbidden by an ACL).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,12 +82,15 @@ impl Unsafe {
 }
 
 /// The unsafe settings of a server that reports `version` (`redis_version`
-/// of `INFO server`) and `policy` (`CONFIG GET maxmemory-policy`; `None`
-/// when CONFIG is refused and the policy cannot be known). Empty: safe.
-pub fn check(version: &str, policy: Option<&str>) -> Vec<Unsafe> {
+/// of `INFO server`) and `policy` (`CONFIG GET maxmemory-policy`); either
+/// is `None` when the server refuses the command and it cannot be known.
+/// Empty: safe.
+pub fn check(version: Option<&str>, policy: Option<&str>) -> Vec<Unsafe> {
     let mut found = Vec::new();
-    if !version_ok(version) {
-        found.push(Unsafe::Version(version.to_string()));
+    if let Some(v) = version {
+        if !version_ok(v) {
+            found.push(Unsafe::Version(v.to_string()));
+        }
     }
     if let Some(p) = policy {
         if !p.trim().eq_ignore_ascii_case("noeviction") {
@@ -130,7 +134,8 @@ pub(super) struct Safety {
     refusing: AtomicBool,
     /// The unsafe settings found by the last check.
     found: Mutex<Vec<Unsafe>>,
-    /// CONFIG GET was refused and that was logged (once is enough).
+    /// INFO / CONFIG GET was refused and that was logged (once is enough).
+    info_refused_logged: AtomicBool,
     config_refused_logged: AtomicBool,
 }
 
@@ -140,6 +145,7 @@ impl Safety {
             allow,
             refusing: AtomicBool::new(false),
             found: Mutex::new(Vec::new()),
+            info_refused_logged: AtomicBool::new(false),
             config_refused_logged: AtomicBool::new(false),
         }
     }
@@ -230,38 +236,57 @@ impl RedisQueue {
     /// `INFO server` and `CONFIG GET maxmemory-policy`, checked.
     async fn read_settings(&self) -> Result<Vec<Unsafe>> {
         let mut conn = self.conn();
-        let info: String = redis::cmd("INFO")
+        let safety = &self.inner.safety;
+        let info: std::result::Result<String, _> = redis::cmd("INFO")
             .arg("server")
             .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+            .await;
+        let info = refused_as_none(
+            info,
+            &safety.info_refused_logged,
+            "INFO server",
+            "version (7.0 or newer is needed)",
+        )?;
         let policy: std::result::Result<Value, _> = redis::cmd("CONFIG")
             .arg("GET")
             .arg("maxmemory-policy")
             .query_async(&mut conn)
             .await;
-        let policy = match policy {
-            Ok(v) => config_value(v),
-            // The server answered with an error: CONFIG is renamed or
-            // forbidden (managed Redis). Anything else is Redis being away.
-            Err(e) if matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension) => {
-                if !self
-                    .inner
-                    .safety
-                    .config_refused_logged
-                    .swap(true, Ordering::Relaxed)
-                {
-                    tracing::warn!(
-                        "Redis refused `CONFIG GET maxmemory-policy` ({e}): hookyard cannot check \
-                         that it is noeviction; make sure it is, or queued jobs and idempotency \
-                         keys may be evicted under memory pressure"
-                    );
-                }
-                None
+        let policy = refused_as_none(
+            policy,
+            &safety.config_refused_logged,
+            "CONFIG GET maxmemory-policy",
+            "maxmemory-policy (noeviction is needed, or queued jobs and idempotency keys may be \
+             evicted under memory pressure)",
+        )?;
+        Ok(check(
+            info.as_deref().map(info_version),
+            policy.and_then(config_value).as_deref(),
+        ))
+    }
+}
+
+/// A command's answer; `None` when the server refused it (renamed or
+/// forbidden, as managed Redis does with CONFIG), with one warning per
+/// process. Anything else that fails is Redis being away.
+fn refused_as_none<T>(
+    answer: std::result::Result<T, redis::RedisError>,
+    logged: &AtomicBool,
+    command: &str,
+    what: &str,
+) -> Result<Option<T>> {
+    match answer {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension) => {
+            if !logged.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "Redis refused `{command}` ({e}): hookyard cannot check its {what}; make \
+                     sure of it yourself"
+                );
             }
-            Err(e) => return Err(unavailable(e)),
-        };
-        Ok(check(info_version(&info), policy.as_deref()))
+            Ok(None)
+        }
+        Err(e) => Err(unavailable(e)),
     }
 }
 
@@ -288,7 +313,7 @@ mod tests {
     #[test]
     fn versions_from_7_0_pass() {
         for v in ["7.0.0", "7.0.15", "7.2.4", "8.0.1", "255.255.255"] {
-            assert_eq!(check(v, Some("noeviction")), [], "{v}");
+            assert_eq!(check(Some(v), Some("noeviction")), [], "{v}");
         }
     }
 
@@ -296,7 +321,7 @@ mod tests {
     fn older_or_unreadable_versions_are_refused() {
         for v in ["6.2.14", "6.0.0", "5.0.7", "", "unknown", ".7"] {
             assert_eq!(
-                check(v, Some("noeviction")),
+                check(Some(v), Some("noeviction")),
                 [Unsafe::Version(v.to_string())],
                 "{v:?}"
             );
@@ -305,8 +330,8 @@ mod tests {
 
     #[test]
     fn only_noeviction_passes() {
-        assert_eq!(check("7.2.4", Some("noeviction")), []);
-        assert_eq!(check("7.2.4", Some("NoEviction")), []);
+        assert_eq!(check(Some("7.2.4"), Some("noeviction")), []);
+        assert_eq!(check(Some("7.2.4"), Some("NoEviction")), []);
         for p in [
             "allkeys-lru",
             "volatile-lru",
@@ -317,7 +342,7 @@ mod tests {
             "volatile-ttl",
         ] {
             assert_eq!(
-                check("7.2.4", Some(p)),
+                check(Some("7.2.4"), Some(p)),
                 [Unsafe::EvictionPolicy(p.to_string())],
                 "{p}"
             );
@@ -326,13 +351,25 @@ mod tests {
 
     #[test]
     fn unknown_policy_is_left_to_the_version() {
-        assert_eq!(check("7.0.0", None), []);
-        assert_eq!(check("6.2.14", None), [Unsafe::Version("6.2.14".into())]);
+        assert_eq!(check(Some("7.0.0"), None), []);
+        assert_eq!(
+            check(Some("6.2.14"), None),
+            [Unsafe::Version("6.2.14".into())]
+        );
+    }
+
+    #[test]
+    fn nothing_known_nothing_refused() {
+        assert_eq!(check(None, None), []);
+        assert_eq!(
+            check(None, Some("volatile-lru")),
+            [Unsafe::EvictionPolicy("volatile-lru".into())]
+        );
     }
 
     #[test]
     fn both_found_together() {
-        let found = check("6.2.14", Some("allkeys-lru"));
+        let found = check(Some("6.2.14"), Some("allkeys-lru"));
         let reasons: Vec<&str> = found.iter().map(Unsafe::reason).collect();
         assert_eq!(reasons, ["redis_version", "eviction_policy"]);
         for reason in reasons {
