@@ -56,6 +56,18 @@ pub enum DaemonError {
     Serve(String),
 }
 
+impl DaemonError {
+    /// The exit code of `hookyard run` (SPEC §9): 1 for a setting the
+    /// operator must change, like an invalid config (an unsafe Redis,
+    /// SPEC §11); 2 for a runtime failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DaemonError::Queue(QueueError::Unsafe(_)) => 1,
+            _ => 2,
+        }
+    }
+}
+
 /// The bound listeners (tests bind `127.0.0.1:0` and read the ports).
 pub struct Listeners {
     pub main: TcpListener,
@@ -105,7 +117,13 @@ pub async fn open_queue(config: &Config) -> Result<Queue, QueueError> {
     match config.queue.backend {
         QueueBackend::Embedded => Queue::open_embedded(&config.queue.path, settings).await,
         QueueBackend::Redis => {
-            Queue::open_redis(&config.queue.url, &config.queue.prefix, settings).await
+            Queue::open_redis_allowing_eviction(
+                &config.queue.url,
+                &config.queue.prefix,
+                settings,
+                config.queue.allow_eviction,
+            )
+            .await
         }
     }
 }
@@ -310,6 +328,8 @@ async fn metrics(State(metrics): State<Metrics>, headers: HeaderMap) -> Response
 }
 
 async fn refresh_queue_gauges(app: &App) {
+    // From the last safety check (housekeeping), no query here.
+    app.metrics().queue_unsafe(&app.queue().unsafe_reasons());
     match tokio::time::timeout(Duration::from_secs(2), app.queue().stats()).await {
         Ok(Ok(stats)) => app.metrics().observe_queue(&stats, app.queue().resets()),
         Ok(Err(e)) => tracing::warn!("queue statistics unavailable: {e}"),
@@ -317,9 +337,11 @@ async fn refresh_queue_gauges(app: &App) {
     }
 }
 
-/// Periodic upkeep: queue gauges every 5s (the only queue query behind
-/// `/metrics`), history pruning every minute. `run` refreshed the gauges
-/// just before, so the first tick comes one period after the start.
+/// Periodic upkeep: the backend's safety check (SPEC §11: after every
+/// Redis reconnect, which only asking can notice; see `redis/safety.rs`)
+/// and queue gauges every 5s (the only queue query behind `/metrics`),
+/// history pruning every minute. `run` refreshed the gauges just before,
+/// so the first tick comes one period after the start.
 async fn housekeeping(app: App, stop: CancellationToken) {
     const PERIOD: Duration = Duration::from_secs(5);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + PERIOD, PERIOD);
@@ -328,6 +350,9 @@ async fn housekeeping(app: App, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        if let Err(e) = app.queue().recheck_safety().await {
+            tracing::debug!("queue safety check skipped: {e}");
         }
         refresh_queue_gauges(&app).await;
         if n % 12 == 0 {

@@ -1,7 +1,8 @@
 //! The `hookyard` command line: run | validate | schema | render.
 //!
 //! `validate` and `run` use the same loader, so what validates is what runs.
-//! Exit codes: 0 ok, 1 invalid config, 2 usage or runtime failure.
+//! Exit codes: 0 ok, 1 invalid config (or a Redis that would lose data,
+//! SPEC §11), 2 usage or runtime failure.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -304,8 +305,16 @@ fn run(path: &std::path::Path, log_format: LogFormat, deliver: bool) -> anyhow::
     // tasks get a short moment instead of being waited for, so the process
     // exits within the second SPEC §11 allows after that.
     rt.shutdown_timeout(std::time::Duration::from_millis(300));
-    result?;
-    Ok(ExitCode::SUCCESS)
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        // A setting the operator must change (an unsafe Redis) exits 1,
+        // like an invalid config; the message says what to change.
+        Err(e) if e.exit_code() == 1 => {
+            tracing::error!("{e}");
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn wait_for_shutdown() -> anyhow::Result<()> {

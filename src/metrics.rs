@@ -11,7 +11,7 @@
 //!
 //! Gauges that mirror the queue backend (depth per state, oldest age,
 //! pending per target, resets) are set together by [`Metrics::observe_queue`]
-//! from one [`QueueStats`] snapshot, typically taken on a timer or just
+//! from one [`crate::queue::QueueStats`] snapshot, typically taken on a timer or just
 //! before a scrape.
 //!
 //! Output is OpenMetrics text ([`Metrics::encode`], served with
@@ -29,7 +29,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -39,8 +39,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
-
-use crate::queue::QueueStats;
 
 /// Content type of [`Metrics::encode`]'s output. Prometheus asks for it in
 /// its `Accept` header and parses `# EOF` correctly when it is served so.
@@ -56,6 +54,10 @@ pub const UNKNOWN_TRIGGER: &str = "_unknown";
 
 /// `type` label of events whose type is not in the event catalog.
 pub const UNDECLARED_TYPE: &str = "_undeclared";
+
+/// Every `reason` of `hookyard_queue_unsafe` (SPEC §11): a Redis
+/// `maxmemory-policy` other than `noeviction`, a Redis older than 7.0.
+pub const QUEUE_UNSAFE_REASONS: [&str; 2] = ["eviction_policy", "redis_version"];
 
 /// Buckets of `hookyard_delivery_attempt_duration_seconds`: one HTTP
 /// attempt, from a fast loopback receiver (5 ms) to the longest sensible
@@ -138,6 +140,11 @@ struct ResultLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct VersionLabels {
     version: String,
 }
@@ -165,6 +172,7 @@ struct Inner {
     config_reloads: Family<ResultLabels, Counter>,
     config_last_reload_success: Gauge<i64, AtomicI64>,
     queue_resets: Counter,
+    queue_unsafe: Family<ReasonLabels, Gauge>,
     /// Targets currently exported by `hookyard_target_pending`, so the next
     /// [`Metrics::observe_queue`] can remove the ones that drained. The lock
     /// also serialises concurrent `observe_queue` calls.
@@ -276,6 +284,12 @@ impl Metrics {
             "Times the queue backend was found emptied under the daemon (e.g. Redis restarted without persistence)",
             queue_resets.clone(),
         );
+        let queue_unsafe = Family::<ReasonLabels, Gauge>::default();
+        registry.register(
+            "hookyard_queue_unsafe",
+            "1 while the Redis queue runs with a setting that can lose data (reason: eviction_policy, redis_version); new events are refused meanwhile unless queue.allow_eviction is true",
+            queue_unsafe.clone(),
+        );
         registry.register(
             "hookyard_build",
             "Build information; the value is always 1",
@@ -289,6 +303,9 @@ impl Metrics {
         }
         for result in ["success", "failure"] {
             let _ = config_reloads.get_or_create(&ResultLabels { result });
+        }
+        for reason in QUEUE_UNSAFE_REASONS {
+            let _ = queue_unsafe.get_or_create(&ReasonLabels { reason });
         }
 
         Metrics {
@@ -307,6 +324,7 @@ impl Metrics {
                 config_reloads,
                 config_last_reload_success,
                 queue_resets,
+                queue_unsafe,
                 pending_targets: Mutex::new(BTreeSet::new()),
             }),
         }
@@ -406,61 +424,6 @@ impl Metrics {
         self.inner.circuit_open.remove(&labels);
     }
 
-    /// Mirror a snapshot of the queue backend: depth per state, oldest age,
-    /// pending jobs per target, and the backend's count of queue resets
-    /// (monotonic; the counter follows its maximum).
-    ///
-    /// `hookyard_target_pending` lists exactly the targets present in
-    /// `stats.pending_by_target`: a target that drained since the last call
-    /// has its series *removed* rather than set to 0, so targets deleted
-    /// from the config (or API subscriptions) do not pile up as zero series
-    /// forever. Alert on `hookyard_target_pending > N`, which an absent
-    /// series never fires.
-    pub fn observe_queue(&self, stats: &QueueStats, resets: u64) {
-        let inner = &self.inner;
-        let depth = [
-            ("ready", stats.ready),
-            ("delayed", stats.delayed),
-            ("in_flight", stats.in_flight),
-            ("dead_letter", stats.dead_letter),
-        ];
-        for (state, count) in depth {
-            inner
-                .queue_depth
-                .get_or_create(&StateLabels { state })
-                .set(saturating_i64(count));
-        }
-        inner.queue_oldest_age.set(stats.oldest_age_seconds);
-        inner
-            .queue_resets
-            .inner()
-            .fetch_max(resets, Ordering::Relaxed);
-
-        // A poisoned lock only means another observe_queue panicked midway;
-        // the set is still a usable record of what was exported.
-        let mut exported = inner
-            .pending_targets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for gone in exported.iter() {
-            if !stats.pending_by_target.contains_key(gone) {
-                inner.target_pending.remove(&TargetLabels {
-                    target: gone.clone(),
-                });
-            }
-        }
-        exported.clear();
-        for (target, count) in &stats.pending_by_target {
-            inner
-                .target_pending
-                .get_or_create(&TargetLabels {
-                    target: target.clone(),
-                })
-                .set(saturating_i64(*count));
-            exported.insert(target.clone());
-        }
-    }
-
     /// The whole registry as OpenMetrics text, ending with `# EOF`. Serve it
     /// with [`OPENMETRICS_CONTENT_TYPE`].
     pub fn encode(&self) -> String {
@@ -500,5 +463,6 @@ fn saturating_i64(count: u64) -> i64 {
     i64::try_from(count).unwrap_or(i64::MAX)
 }
 
+mod queue;
 #[cfg(test)]
 mod tests;

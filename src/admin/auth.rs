@@ -63,6 +63,11 @@ impl ApiError {
                 "queue_unavailable",
                 "the queue backend is unavailable; try again shortly (details are in the daemon's log)",
             ),
+            QueueError::Unsafe(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue_unsafe",
+                "the queue refuses new events while its Redis is set to lose data (details are in the daemon's log)",
+            ),
             QueueError::Corrupt(_) | QueueError::LeaseLost => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",

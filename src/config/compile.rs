@@ -266,6 +266,12 @@ fn compile_queue(q: Option<&Item<RawQueue>>, ctx: &mut Ctx<'_>) -> Queue {
                     ctx.error(&v.pos, format!("`queue.{field}` is for `backend: redis`; the embedded queue uses `path`"));
                 }
             }
+            if let Some(v) = &raw.allow_eviction {
+                ctx.error(
+                    &v.pos,
+                    "`queue.allow_eviction` is for `backend: redis`; the embedded queue evicts nothing",
+                );
+            }
         }
         QueueBackend::Redis => {
             if let Some(p) = &raw.path {
@@ -313,6 +319,7 @@ fn compile_queue(q: Option<&Item<RawQueue>>, ctx: &mut Ctx<'_>) -> Queue {
             .map(|p| p.value)
             .unwrap_or_else(|| "hookyard".into()),
         lease: ctx.duration(&raw.lease, Duration::from_secs(60)),
+        allow_eviction: raw.allow_eviction.is_some_and(|a| a.value),
     }
 }
 

@@ -151,6 +151,23 @@ mod tests {
     }
 
     #[test]
+    fn allow_eviction_is_a_redis_setting_off_by_default() {
+        let c = Path::new("c.yaml");
+        let redis = "queue: { backend: redis, url: \"redis://127.0.0.1:6379\" }\n";
+        assert!(!load_str(redis, c, env()).unwrap().queue.allow_eviction);
+        let allowed = "queue: { backend: redis, url: \"redis://127.0.0.1:6379\", \
+            allow_eviction: true }\n";
+        assert!(load_str(allowed, c, env()).unwrap().queue.allow_eviction);
+        let embedded = "queue: { backend: embedded, allow_eviction: true }\n";
+        let text = load_str(embedded, c, env()).unwrap_err().to_string();
+        assert!(
+            text.contains("c.yaml:1:")
+                && text.contains("`queue.allow_eviction` is for `backend: redis`"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn load_str_errors_name_the_given_path() {
         let err = load_str("triggers: 3\n", Path::new("virtual/c.yaml"), env()).unwrap_err();
         let text = err.to_string();

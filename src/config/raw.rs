@@ -190,6 +190,11 @@ pub struct RawQueue {
     /// How long a worker holds a job before another may take it (default
     /// `60s`; renewed while the request is in flight).
     pub lease: Option<Sp<String>>,
+    /// Redis: run even when Redis would lose data (a `maxmemory-policy`
+    /// other than `noeviction`, or a version older than 7.0), with a
+    /// warning and `hookyard_queue_unsafe` = 1, instead of refusing to
+    /// start (default false).
+    pub allow_eviction: Option<Sp<bool>>,
 }
 
 /// Delivery history bounds.

@@ -158,6 +158,9 @@ pub struct Queue {
     pub prefix: String,
     /// Job lease.
     pub lease: Duration,
+    /// Redis: run on a server that would lose data (SPEC §11), warned
+    /// about, instead of refusing it.
+    pub allow_eviction: bool,
 }
 
 /// `history:`.

@@ -212,10 +212,11 @@ async fn ingest_batch(
         ));
         items.push((p.event, key, jobs));
     }
-    let outcomes = app.queue().ingest_many(items).await.map_err(|err| {
-        tracing::warn!(error = %err, "queue refused an event batch");
-        InboundError::QueueUnavailable
-    })?;
+    let outcomes = app
+        .queue()
+        .ingest_many(items)
+        .await
+        .map_err(InboundError::from_queue)?;
     for (outcome, (source, event_type, declared)) in outcomes.iter().zip(&meta) {
         if matches!(outcome, Ingested::Accepted { .. }) {
             app.metrics().event_ingested(source, event_type, *declared);

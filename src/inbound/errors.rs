@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::verify::VerifyError;
 use crate::config::TokenError;
+use crate::queue::QueueError;
 
 /// Why an inbound request was refused. Nothing was enqueued.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +95,25 @@ pub enum InboundError {
     /// The queue did not accept the write; nothing was stored.
     #[error("the queue is unavailable, nothing was stored: retry shortly")]
     QueueUnavailable,
+    /// The queue refuses new events: its Redis was found set to lose data
+    /// after start (SPEC §11). The details (server settings) are in the
+    /// daemon's log, not in an answer to the internet.
+    #[error(
+        "the queue refuses new events while its Redis is set to lose data (see the daemon's log); nothing was stored: retry later"
+    )]
+    QueueUnsafe,
+}
+
+impl InboundError {
+    /// The answer to an event the queue did not take (logged here, since
+    /// the answer carries no backend details).
+    pub fn from_queue(err: QueueError) -> InboundError {
+        tracing::warn!(error = %err, "queue refused an event");
+        match err {
+            QueueError::Unsafe(_) => InboundError::QueueUnsafe,
+            _ => InboundError::QueueUnavailable,
+        }
+    }
 }
 
 impl InboundError {
@@ -115,7 +135,9 @@ impl InboundError {
             | InboundError::Schema { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             InboundError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             InboundError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            InboundError::QueueUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            InboundError::QueueUnavailable | InboundError::QueueUnsafe => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -138,6 +160,7 @@ impl InboundError {
             InboundError::RateLimited { .. } => "rate_limited",
             InboundError::HandshakeRefused(_) => "handshake_refused",
             InboundError::QueueUnavailable => "queue_unavailable",
+            InboundError::QueueUnsafe => "queue_unsafe",
         }
     }
 }
@@ -204,6 +227,9 @@ impl IntoResponse for InboundError {
         let retry_after = match &self {
             InboundError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             InboundError::QueueUnavailable => Some(1),
+            // An operator has to act first; a sender retrying every second
+            // gains nothing.
+            InboundError::QueueUnsafe => Some(30),
             _ => None,
         };
         if let Some(secs) = retry_after {
@@ -242,6 +268,7 @@ mod tests {
                 "rate_limited",
             ),
             (InboundError::QueueUnavailable, 503, "queue_unavailable"),
+            (InboundError::QueueUnsafe, 503, "queue_unsafe"),
             (
                 InboundError::BodyTimeout {
                     after: Duration::from_secs(30),

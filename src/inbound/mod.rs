@@ -137,10 +137,7 @@ pub async fn ingest_one(
         .queue()
         .ingest(event, idempotency, jobs)
         .await
-        .map_err(|err| {
-            tracing::warn!(event_id = %event.id, error = %err, "queue refused an event");
-            InboundError::QueueUnavailable
-        })?;
+        .map_err(InboundError::from_queue)?;
     if matches!(outcome, Ingested::Accepted { .. }) {
         app.metrics()
             .event_ingested(&event.source, &event.event_type, declared);

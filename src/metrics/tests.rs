@@ -2,6 +2,7 @@
 //! lines of the encoded text (names, `_total`, labels, buckets, HELP).
 
 use super::*;
+use crate::queue::QueueStats;
 
 /// Asserts that `text` has `line` as one whole line.
 #[track_caller]
@@ -52,6 +53,7 @@ fn every_family_has_help_type_and_prefix() {
             "gauge",
         ),
         ("hookyard_queue_resets", "counter"),
+        ("hookyard_queue_unsafe", "gauge"),
         // OpenMetrics names the info family without `_info`; its
         // sample (and the Prometheus series) is `hookyard_build_info`.
         ("hookyard_build", "info"),
@@ -315,4 +317,22 @@ fn accept_header_selects_the_format() {
         "hookyard_inbound_requests_total{trigger=\"t\",status=\"202\"} 1",
     );
     has_line(&body, "# TYPE hookyard_inbound_requests_total counter");
+}
+
+#[test]
+fn queue_unsafe_is_one_per_reason_found_and_zero_otherwise() {
+    let m = Metrics::new();
+    let text = m.encode_prometheus();
+    has_line(&text, "hookyard_queue_unsafe{reason=\"eviction_policy\"} 0");
+    has_line(&text, "hookyard_queue_unsafe{reason=\"redis_version\"} 0");
+    m.queue_unsafe(&["eviction_policy", "made_up"]);
+    let text = m.encode_prometheus();
+    has_line(&text, "hookyard_queue_unsafe{reason=\"eviction_policy\"} 1");
+    has_line(&text, "hookyard_queue_unsafe{reason=\"redis_version\"} 0");
+    lacks_prefix(&text, "hookyard_queue_unsafe{reason=\"made_up\"");
+    m.queue_unsafe(&[]);
+    has_line(
+        &m.encode_prometheus(),
+        "hookyard_queue_unsafe{reason=\"eviction_policy\"} 0",
+    );
 }

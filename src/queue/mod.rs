@@ -243,9 +243,15 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-/// Storage errors. `Unavailable` maps to HTTP 503 at ingestion.
+/// Storage errors. `Unavailable` and `Unsafe` map to HTTP 503 at
+/// ingestion.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
+    /// Redis runs with settings that lose data (SPEC §11): at open the
+    /// daemon exits 1 with this message; later, ingestion is refused with
+    /// it until the setting is safe again (`redis/safety.rs`).
+    #[error("{0}")]
+    Unsafe(String),
     #[error(
         "queue backend unavailable: {0}; check that Redis is reachable or that the queue path is writable"
     )]
@@ -294,14 +300,27 @@ impl Queue {
         Ok(Queue::Embedded(EmbeddedQueue::open(path, settings).await?))
     }
 
-    /// Opens the Redis backend at `url`, keys under `prefix`.
+    /// Opens the Redis backend at `url`, keys under `prefix`. A server that
+    /// would lose data is refused (`QueueError::Unsafe`, SPEC §11).
     pub async fn open_redis(
         url: &str,
         prefix: &str,
         settings: StoreSettings,
     ) -> Result<Queue, QueueError> {
+        Self::open_redis_allowing_eviction(url, prefix, settings, false).await
+    }
+
+    /// [`Queue::open_redis`] with `queue.allow_eviction`: when true, a
+    /// server that would lose data is only warned about.
+    pub async fn open_redis_allowing_eviction(
+        url: &str,
+        prefix: &str,
+        settings: StoreSettings,
+        allow_eviction: bool,
+    ) -> Result<Queue, QueueError> {
         Ok(Queue::Redis(
-            redis::RedisQueue::open(url, prefix, settings).await?,
+            redis::RedisQueue::open_with(url, prefix, settings, system_clock(), allow_eviction)
+                .await?,
         ))
     }
 
@@ -427,6 +446,24 @@ impl Queue {
         match self {
             Queue::Embedded(q) => q.resets(),
             Queue::Redis(q) => q.resets(),
+        }
+    }
+
+    /// Check the backend's settings again (Redis: version and eviction
+    /// policy, SPEC §11; see `redis/safety.rs`). Housekeeping calls it.
+    pub async fn recheck_safety(&self) -> Result<(), QueueError> {
+        match self {
+            Queue::Embedded(_) => Ok(()),
+            Queue::Redis(q) => q.recheck_safety().await,
+        }
+    }
+
+    /// The `reason`s of the unsafe backend settings found by the last
+    /// check (for `hookyard_queue_unsafe`); empty when all is well.
+    pub fn unsafe_reasons(&self) -> Vec<&'static str> {
+        match self {
+            Queue::Embedded(_) => Vec::new(),
+            Queue::Redis(q) => q.unsafe_reasons(),
         }
     }
 

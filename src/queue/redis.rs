@@ -58,7 +58,9 @@
 //!   real time. `<p>:idem` (list of `<ingest ms>|<key>` in ingest order)
 //!   lets `prune` drop and count expired keys like the embedded backend.
 //!   A key that is the event's own id (a client id on the event API) has no
-//!   key of its own: the event record's ingest time is the marker. `prune`
+//!   key of its own: the event record is the marker, and while it exists
+//!   the id is a duplicate however old (SPEC §11), so a stored event is
+//!   never overwritten. `prune`
 //!   writes the key only for an event it removes within its window
 //!   (`history.max_events` on a busy gateway), so the id stays a duplicate
 //!   for the whole window, and notes that event's ingest ms in
@@ -106,13 +108,20 @@
 //! Blocking reads (XREADGROUP BLOCK) use their own connections without a
 //! response timeout, from a small pool; everything else goes through a
 //! `ConnectionManager`, which reconnects by itself.
+//!
+//! A server that would lose data (a `maxmemory-policy` other than
+//! `noeviction`, a version older than 7.0) is refused at open and checked
+//! again every few seconds (`redis/safety.rs`, SPEC §11).
 
 mod batch;
 mod history;
 mod ingest;
 mod lease;
 mod rate;
+mod safety;
 mod scripts;
+
+pub use safety::{Unsafe, check as check_settings};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -163,6 +172,8 @@ struct Inner {
     completions: tokio::sync::mpsc::UnboundedSender<batch::Call>,
     /// Times the stream/group were found missing (Redis restarted empty).
     resets: AtomicU64,
+    /// Whether the server's settings lose data (SPEC §11), as last checked.
+    safety: safety::Safety,
     /// XAUTOCLAIM cursor, so reclaim walks the whole pending list over time.
     reclaim_cursor: Mutex<String>,
     /// When this process last looked for lapsed leases.
@@ -216,6 +227,20 @@ impl RedisQueue {
         settings: StoreSettings,
         clock: Clock,
     ) -> Result<Self> {
+        Self::open_with(url, prefix, settings, clock, false).await
+    }
+
+    /// Like [`RedisQueue::open_with_clock`]; `allow_eviction`
+    /// (`queue.allow_eviction`) runs on a server that would lose data with
+    /// a warning, where otherwise the open fails with
+    /// `QueueError::Unsafe` (see `redis/safety.rs`).
+    pub async fn open_with(
+        url: &str,
+        prefix: &str,
+        settings: StoreSettings,
+        clock: Clock,
+        allow_eviction: bool,
+    ) -> Result<Self> {
         let client = redis::Client::open(url).map_err(unavailable)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
@@ -255,39 +280,16 @@ impl RedisQueue {
                 ingests,
                 completions,
                 resets: AtomicU64::new(0),
+                safety: safety::Safety::new(allow_eviction),
                 reclaim_cursor: Mutex::new("0-0".to_string()),
                 last_reclaim: Mutex::new(None),
             }),
         };
+        // Before writing anything: an unsafe server is refused untouched.
+        queue.check_safety(true).await?;
         queue.create_group().await?;
         queue.mark_pruned_ids().await?;
         Ok(queue)
-    }
-
-    /// An older hookyard pruned events without noting it in
-    /// `<p>:idempruned`, so on data it wrote, any client id may still be a
-    /// key of its own: mark "now" (kept if already set), and ingestion
-    /// looks such keys up for one window. Such data has an event history or
-    /// an idempotency log (where prune logs every key it writes, even once
-    /// every event is gone); a new, empty Redis needs nothing.
-    async fn mark_pruned_ids(&self) -> Result<()> {
-        let mut conn = self.conn();
-        let found: u64 = redis::cmd("EXISTS")
-            .arg(self.key("events"))
-            .arg(self.key("idem"))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        if found > 0 {
-            let _: Value = redis::cmd("SET")
-                .arg(self.key("idempruned"))
-                .arg(ms(self.now()))
-                .arg("NX")
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-        }
-        Ok(())
     }
 
     fn now(&self) -> Timestamp {
@@ -475,8 +477,10 @@ impl RedisQueue {
         Ok(total)
     }
 
-    /// Check that Redis answers.
+    /// Check that Redis answers, and that ingestion is not refused (an
+    /// unsafe setting found after start makes readiness 503).
     pub async fn ping(&self) -> Result<()> {
+        self.refusal()?;
         let _: String = redis::cmd("PING")
             .query_async(&mut self.conn())
             .await

@@ -29,6 +29,7 @@ mod no_deliver;
 mod prometheus;
 mod queue_conformance;
 mod queue_redis;
+mod redis_safety;
 mod reload;
 mod reload_load;
 mod render;

@@ -161,6 +161,7 @@ macro_rules! conformance_tests {
             conformance_tests!(@each $make;
                 ingest_lease_complete, duplicate_returns_first_id, concurrent_duplicates,
                 ingest_many_answers_in_order, client_id_is_its_own_key,
+                client_id_past_its_window_is_still_a_duplicate,
                 client_id_outlives_its_pruned_event,
                 delayed_retry_waits_for_its_time,
                 not_before_delays_a_new_job, enqueue_rules,

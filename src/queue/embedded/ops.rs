@@ -71,6 +71,14 @@ impl Batch<'_, '_> {
                 }
             }
         }
+        // An event id names one event (SPEC §11): while its record exists,
+        // the id is a duplicate however old, and the stored event never
+        // changes. The window only bounds ids whose record was pruned.
+        if self.t.events.get(event.id.as_str())?.is_some() {
+            return Ok(Ingested::Duplicate {
+                event_id: event.id.clone(),
+            });
+        }
         if let Some(key) = &key {
             // An expired entry for the same key: drop its time index entry.
             if let Some(raw) = self.t.idempotency.remove(key.as_str())? {
@@ -99,13 +107,8 @@ impl Batch<'_, '_> {
         })
     }
 
+    /// Stores a new event (`ingest` has checked that its id is free).
     fn put_event(&mut self, event: &Event) -> Result<(), QueueError> {
-        // The same id again (a client id past its idempotency window): the
-        // new event replaces the old one and moves to the newest position.
-        if let Some(old) = self.t.events.remove(event.id.as_str())? {
-            let StoredEvent::V1 { seq, .. } = decode(old.value())?;
-            self.t.events_by_seq.remove(seq)?;
-        }
         let seq = self.next_seq();
         let stored = StoredEvent::V1 {
             seq,

@@ -3,6 +3,8 @@
 //! other ingestions running at the same moment (`batch.rs`); `enqueue`
 //! adds jobs to events that exist (replay, manual retry).
 
+use redis::Value;
+
 use super::{RedisQueue, Result, batch, ms, unavailable};
 use crate::queue::{EVENT_ID_SCOPE, Event, IngestItem, Ingested, NewJob, QueueError};
 
@@ -78,8 +80,36 @@ impl RedisQueue {
         }
     }
 
+    /// An older hookyard pruned events without noting it in
+    /// `<p>:idempruned`, so on data it wrote, any client id may still be a
+    /// key of its own: mark "now" (kept if already set), and ingestion
+    /// looks such keys up for one window. Such data has an event history or
+    /// an idempotency log (where prune logs every key it writes, even once
+    /// every event is gone); a new, empty Redis needs nothing.
+    pub(super) async fn mark_pruned_ids(&self) -> Result<()> {
+        let mut conn = self.conn();
+        let found: u64 = redis::cmd("EXISTS")
+            .arg(self.key("events"))
+            .arg(self.key("idem"))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if found > 0 {
+            let _: Value = redis::cmd("SET")
+                .arg(self.key("idempruned"))
+                .arg(ms(self.now()))
+                .arg("NX")
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
     /// Run `items` ingested events' arguments through the ingest batcher.
     async fn run_ingest(&self, items: usize, args: Vec<String>) -> Result<Vec<Ingested>> {
+        // Refused while Redis is found to lose data (`safety.rs`).
+        self.refusal()?;
         let (head, answers) = batch::call(&self.inner.ingests, items, args).await?;
         if head.first().map(String::as_str) == Some("1") {
             self.count_reset();

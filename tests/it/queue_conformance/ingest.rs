@@ -169,8 +169,7 @@ pub async fn ingest_many_answers_in_order(make: Make) {
 }
 
 /// A client's own event id as its idempotency key (the event API): a repeat
-/// within the window is a duplicate that changes nothing; past the window
-/// the id is taken again and the new event replaces the old one.
+/// is a duplicate that changes nothing.
 pub async fn client_id_is_its_own_key(make: Make) {
     let h = open!(make);
     let q = &h.queue;
@@ -204,26 +203,65 @@ pub async fn client_id_is_its_own_key(make: Make) {
     assert_eq!(stored.data, json!({"v": 1}), "a duplicate changes nothing");
     assert_eq!(deliveries.len(), 1);
     assert!(q.delivery("d2").await.unwrap().is_none());
+}
 
-    h.clock.advance(25 * 3600);
+/// An event id names one event (SPEC §11): while the event's record exists,
+/// its id is a duplicate however old, past the idempotency window too. The
+/// stored event never changes and nothing is enqueued (no pending retry can
+/// send a second payload under the first id).
+pub async fn client_id_past_its_window_is_still_a_duplicate(make: Make) {
+    let window = Duration::from_secs(1);
+    let s = StoreSettings {
+        idempotency_window: window,
+        ..settings()
+    };
+    let h = open!(make, s);
+    let q = &h.queue;
+    let key = Some(("event", "c1"));
+    let mut first = event("c1", "t", h.clock.now());
+    first.data = json!({"v": 1});
+    q.ingest(&first, key, vec![sub_job("c1", "d1", "s")])
+        .await
+        .unwrap();
+
+    // Past the window on the queue's clock and in real time (a backend's
+    // real TTLs run out too).
+    h.clock.advance(3600);
+    tokio::time::sleep(window + Duration::from_millis(200)).await;
+    let mut again = event("c1", "t2", h.clock.now());
+    again.data = json!({"v": 2});
     let answer = q
-        .ingest(&again, key, vec![sub_job("c1", "d3", "s")])
+        .ingest(&again, key, vec![sub_job("c1", "d2", "s")])
         .await
         .unwrap();
     assert_eq!(
         answer,
-        Ingested::Accepted {
+        Ingested::Duplicate {
             event_id: "c1".into()
         }
     );
-    let (stored, deliveries) = q.event("c1").await.unwrap().unwrap();
+    let many = q
+        .ingest_many(vec![(
+            again.clone(),
+            Some(("event".into(), "c1".into())),
+            vec![sub_job("c1", "d3", "s")],
+        )])
+        .await
+        .unwrap();
     assert_eq!(
-        stored.data,
-        json!({"v": 2}),
-        "past the window the id is taken again"
+        many,
+        [Ingested::Duplicate {
+            event_id: "c1".into()
+        }]
     );
-    let ids: Vec<&str> = deliveries.iter().map(|d| d.id.as_str()).collect();
-    assert_eq!(ids, ["d1", "d3"], "the old deliveries stay with the event");
+
+    let (stored, deliveries) = q.event("c1").await.unwrap().unwrap();
+    assert_eq!(stored, first, "the stored event never changes");
+    let listed: Vec<&str> = deliveries.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(listed, ["d1"]);
+    assert!(q.delivery("d2").await.unwrap().is_none());
+    assert!(q.delivery("d3").await.unwrap().is_none());
+    assert_eq!(ids(&lease_now(q).await), ["d1"], "no new delivery job");
 }
 
 /// A client id stays a duplicate for the whole window even when its event

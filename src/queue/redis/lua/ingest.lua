@@ -35,16 +35,15 @@ for _ = 1, items do
   local k = k_event(eid)
   local first, existed = nil, nil
   if string.byte(idem, 1) == 61 then -- '='
-    -- A client's own event id is its idempotency key: the event record
-    -- itself tells whether (and when) the id was seen, so no key is
-    -- written. Judged on the queue's clock like the keys below. An event
-    -- pruned within its window (max_events) left its id as a key
-    -- (prune.lua), looked up only when there is no record and some event
-    -- was pruned within the window.
-    local at = rcall('HGET', k, 'at')
-    existed = at ~= false
+    -- A client's own event id is its idempotency key: while the event
+    -- record exists the id is a duplicate, however old (SPEC §11: an event
+    -- id names one event), so no key is written. An event pruned within
+    -- its window (max_events) left its id as a key (prune.lua), looked up
+    -- only when there is no record and some event was pruned within the
+    -- window; past the window a pruned id is free again.
+    existed = rcall('EXISTS', k) == 1
     if existed then
-      if NOW - (tonumber(at) or 0) < window then first = eid end
+      first = eid
     elseif pruned_ids then
       local seen, id = split_stamp(rcall('GET', P .. ':idem:' .. string.sub(idem, 2)))
       if seen and NOW - seen < window then first = id end
@@ -69,36 +68,28 @@ for _ = 1, items do
     end
     if not first then tinsert(idem_log, NOW_S .. '|' .. idem) end
   end
+  if not first and existed == nil and rcall('EXISTS', k) == 1 then
+    -- An event id names one event: a record that exists is never
+    -- overwritten (a client id with idempotency off, window 0).
+    first = eid
+  end
   if first then
     tinsert(out, 'dup')
     tinsert(out, first)
     i = i + 5 * njobs
   else
-    if existed == nil then existed = rcall('EXISTS', k) == 1 end
+    -- A new event: its delivery ids (new ULIDs) cannot exist either.
     local seq = next_seq()
-    local listed = nil
     for _ = 1, njobs do
-      local _, new = create_job(ARGV[i], eid, ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4], not existed)
-      if new and existed then
-        listed = listed or {}
-        tinsert(listed, ARGV[i])
-      end
+      create_job(ARGV[i], eid, ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4], true)
       i = i + 5
     end
-    if not existed then
-      -- A new event lists its first deliveries in its own hash ('ds', the
-      -- list made by the caller: every job of a new event is new), so
-      -- ingestion writes no per-delivery list.
-      if njobs > 0 then
-        rcall('HSET', k, 'json', ejson, 'at', NOW_S, 'ds', dids)
-      else
-        rcall('HSET', k, 'json', ejson, 'at', NOW_S)
-      end
+    -- The event lists its first deliveries in its own hash ('ds', the list
+    -- made by the caller), so ingestion writes no per-delivery list.
+    if njobs > 0 then
+      rcall('HSET', k, 'json', ejson, 'at', NOW_S, 'ds', dids)
     else
-      -- The same id again (a client id past its window): the new event
-      -- replaces the old one, which keeps its deliveries.
       rcall('HSET', k, 'json', ejson, 'at', NOW_S)
-      if listed then rcall('RPUSH', k_event_deliveries(eid), unpack(listed)) end
     end
     local ne, no = #events, #out
     events[ne + 1], events[ne + 2] = seq, eid
