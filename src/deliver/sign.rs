@@ -95,7 +95,8 @@ impl Signing {
 
     /// The HMAC key for each secret, in order.
     fn keys(&self) -> Result<Vec<Vec<u8>>, SignError> {
-        if self.secrets.is_empty() {
+        // A zero-length key is never used: anyone could sign with it.
+        if self.secrets.is_empty() || self.secrets.iter().any(Vec::is_empty) {
             return Err(SignError::NoSecret);
         }
         match self.scheme {

@@ -59,6 +59,7 @@ subscriptions:
     url: "{url}"
     events: ["*"]
     max_in_flight: 8
+    timeout: 1500ms
     retry: {{ schedule: [200ms, 200ms, 500ms, 1s, 1s, 2s, 2s, 5s] }}
 "#,
             url = rx.url("/hook"),

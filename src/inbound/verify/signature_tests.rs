@@ -165,6 +165,72 @@ fn generic_accepts_hookyards_own_multi_signature_header() {
     assert_eq!(check(&preset, &h, GH_BODY, &[b"newer"], 0), Ok(()));
 }
 
+#[test]
+fn generic_default_accepts_sha256_prefix_bare_hex_and_rotation() {
+    let preset = Preset::from_name("hmac-sha256").unwrap();
+    let ok = |value: &str, secrets: &[&[u8]]| {
+        let h = headers(&[("X-Hmac-Signature", value)]);
+        check(&preset, &h, GH_BODY, secrets, 0)
+    };
+    // What hookyard's outbound `hmac-sha256` signing sends (SPEC §5).
+    assert_eq!(ok(GH_SIG, &[GH_SECRET]), Ok(()));
+    assert_eq!(ok(&GH_SIG[7..], &[GH_SECRET]), Ok(()));
+    // Rotation: `sha256=<a>,sha256=<b>`, valid when any matches.
+    let newer = hex_encode(&hmac_sha256(b"newer", &[GH_BODY]).unwrap());
+    let both = format!("sha256={newer},{GH_SIG}");
+    assert_eq!(ok(&both, &[GH_SECRET]), Ok(()));
+    assert_eq!(ok(&both, &[b"newer"]), Ok(()));
+    assert!(matches!(
+        ok(&both, &[b"neither"]),
+        Err(VerifyError::SignatureMismatch { .. })
+    ));
+    // A wrong body under the prefix is a mismatch, not accepted.
+    let h = headers(&[("X-Hmac-Signature", GH_SIG)]);
+    assert!(matches!(
+        check(&preset, &h, b"Hello, World?", &[GH_SECRET], 0),
+        Err(VerifyError::SignatureMismatch { .. })
+    ));
+    // Another scheme's prefix is still malformed.
+    assert!(matches!(
+        ok(&format!("sha1={}", &GH_SIG[7..]), &[GH_SECRET]),
+        Err(VerifyError::MalformedHeader { .. })
+    ));
+}
+
+#[test]
+fn generic_default_verifies_what_hookyard_signs() {
+    use crate::deliver::sign::{Scheme, Signing, sign};
+    let signing = Signing {
+        scheme: Scheme::HmacSha256,
+        secrets: vec![b"newest".to_vec(), GH_SECRET.to_vec()],
+    };
+    let signed = sign(&signing, "evt_1", at(0), GH_BODY).unwrap();
+    let mut h = HeaderMap::new();
+    for (name, value) in signed {
+        h.insert(name, HeaderValue::from_str(&value).unwrap());
+    }
+    let preset = Preset::from_name("hmac-sha256").unwrap();
+    assert_eq!(check(&preset, &h, GH_BODY, &[GH_SECRET], 0), Ok(()));
+    assert_eq!(check(&preset, &h, GH_BODY, &[b"newest"], 0), Ok(()));
+}
+
+#[test]
+fn empty_secrets_are_never_keys() {
+    // HMAC with an empty key is computable by anyone: such a secret must
+    // fail closed, not verify a body "signed" with "".
+    let tag = hex_encode(&hmac_sha256(b"", &[GH_BODY]).unwrap());
+    let h = headers(&[("X-Hmac-Signature", &tag)]);
+    let preset = Preset::from_name("hmac-sha256").unwrap();
+    assert_eq!(
+        check(&preset, &h, GH_BODY, &[b""], 0),
+        Err(VerifyError::NoSecret)
+    );
+    assert!(matches!(
+        check(&preset, &h, GH_BODY, &[b"", b"real"], 0),
+        Err(VerifyError::SignatureMismatch { .. })
+    ));
+}
+
 // ---- Shopify ----------------------------------------------------------------
 
 const SHOPIFY_SECRET: &[u8] = b"shpss_hush";

@@ -288,7 +288,7 @@ async fn daemon_rides_out_redis_down_and_restarted_empty() {
         "queue: {{ backend: redis, url: \"{}\", prefix: \"hyt-daemon\", lease: 2s }}\n\
          secrets: {{ tok: {{ file: \"{}\" }} }}\n\
          tokens: [ {{ name: app, secret: tok, scopes: [events:write] }} ]\n\
-         subscriptions:\n  - {{ id: r, url: \"{}\", events: [\"*\"] }}\n",
+         subscriptions:\n  - {{ id: r, url: \"{}\", events: [\"*\"], timeout: 1500ms }}\n",
         server.url(),
         token_file.display(),
         receiver.url("/hook")
