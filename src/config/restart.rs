@@ -27,9 +27,18 @@ pub fn restart_changes(old: &Config, new: &Config) -> Vec<String> {
     let (o, n) = (&old.server, &new.server);
     changed("server.listen", o.listen != n.listen);
     changed("server.api_listen", o.api_listen != n.api_listen);
-    changed("server.metrics_listen", o.metrics_listen != n.metrics_listen);
-    changed("server.shutdown_grace", o.shutdown_grace != n.shutdown_grace);
-    changed("server.shutdown_delay", o.shutdown_delay != n.shutdown_delay);
+    changed(
+        "server.metrics_listen",
+        o.metrics_listen != n.metrics_listen,
+    );
+    changed(
+        "server.shutdown_grace",
+        o.shutdown_grace != n.shutdown_grace,
+    );
+    changed(
+        "server.shutdown_delay",
+        o.shutdown_delay != n.shutdown_delay,
+    );
     let (o, n) = (&old.queue, &new.queue);
     changed("queue.backend", o.backend != n.backend);
     changed("queue.path", o.path != n.path);
@@ -45,7 +54,10 @@ pub fn restart_changes(old: &Config, new: &Config) -> Vec<String> {
         old.idempotency_window != new.idempotency_window,
     );
     changed("reload.watch", old.reload.watch != new.reload.watch);
-    changed("reload.debounce", old.reload.debounce != new.reload.debounce);
+    changed(
+        "reload.debounce",
+        old.reload.debounce != new.reload.debounce,
+    );
     out.into_iter().map(str::to_owned).collect()
 }
 
@@ -78,7 +90,7 @@ mod tests {
     #[test]
     fn each_start_only_setting_is_named() {
         let new = "server: { listen: \"127.0.0.1:9090\", max_body: 1MiB, shutdown_grace: 5s }\n\
-            queue: { backend: embedded, path: ./other, lease: 30s }\n\
+            queue: { backend: embedded, path: ./other, lease: 90s }\n\
             history: { retention: 1d, max_events: 1000, response_body_limit: 4KiB }\n\
             idempotency: { window: 1h }\n\
             reload: { debounce: 1s }\n";

@@ -159,7 +159,10 @@ async fn a_reload_emptying_a_secret_file_is_refused_and_the_old_key_serves() {
     let key = dir.path().join("hmac");
     std::fs::write(&key, "old-key\n").unwrap();
     // Its own YAML document: the test support appends a `secrets:` of tokens.
-    let body = format!("{}---\n", yaml(&format!("{{ file: \"{}\" }}", key.display())));
+    let body = format!(
+        "{}---\n",
+        yaml(&format!("{{ file: \"{}\" }}", key.display()))
+    );
     let d = start(&body, unwatched).await;
     let post = |sig: String| {
         let url = d.url("/hooks/t");
@@ -186,9 +189,16 @@ async fn a_reload_emptying_a_secret_file_is_refused_and_the_old_key_serves() {
     let answer = body_json(r).await;
     assert_eq!(status, 422, "{answer}");
     let error = &answer["error"]["details"][0];
-    assert!(error["message"].as_str().unwrap().contains("is empty"), "{answer}");
+    assert!(
+        error["message"].as_str().unwrap().contains("is empty"),
+        "{answer}"
+    );
     // At the position of the `file:` value.
-    assert_eq!((&error["line"], &error["column"]), (&1.into(), &23.into()), "{answer}");
+    assert_eq!(
+        (&error["line"], &error["column"]),
+        (&1.into(), &23.into()),
+        "{answer}"
+    );
     // The old key keeps serving; the empty key never verifies.
     assert_eq!(post(signed(b"old-key", "{\"n\":1}")).await, 202);
     assert_eq!(post(signed(b"", "{\"n\":1}")).await, 401);

@@ -11,7 +11,8 @@ use crate::support::{Receiver, http, start_daemon_with_env};
 
 #[tokio::test]
 async fn an_event_signed_by_one_daemon_is_accepted_by_another() {
-    let env: HashMap<String, String> = [("CHAIN_KEY".to_owned(), "chain-secret-1".to_owned())].into();
+    let env: HashMap<String, String> =
+        [("CHAIN_KEY".to_owned(), "chain-secret-1".to_owned())].into();
     let rx = Receiver::start().await;
     // Daemon 2: verifies with the preset's defaults, forwards to `rx`.
     let second = start_daemon_with_env(
@@ -49,7 +50,10 @@ async fn an_event_signed_by_one_daemon_is_accepted_by_another() {
     assert_eq!(r.status(), 202);
 
     let got = rx.wait_for(1, Duration::from_secs(20)).await;
-    assert_eq!(got[0].header("x-hookyard-event-type"), Some("chained.order"));
+    assert_eq!(
+        got[0].header("x-hookyard-event-type"),
+        Some("chained.order")
+    );
     // Daemon 2's event data is the envelope daemon 1 delivered.
     let body = got[0].json();
     assert_eq!(body["data"]["data"]["n"], 7, "{body}");

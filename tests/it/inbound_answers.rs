@@ -105,8 +105,7 @@ triggers:
 
 #[tokio::test]
 async fn rate_limit_answers_429_with_retry_after() {
-    let yaml =
-        "triggers:\n  - { id: slow, verify: none, event: t.e, rate_limit: 2/m }\n  - { id: free, verify: none, event: t.e }\n";
+    let yaml = "triggers:\n  - { id: slow, verify: none, event: t.e, rate_limit: 2/m }\n  - { id: free, verify: none, event: t.e }\n";
     let mut d = start_daemon(yaml).await;
     assert_eq!(post_json(&d, "/hooks/slow", json!({})).await.status(), 202);
     assert_eq!(post_json(&d, "/hooks/slow", json!({})).await.status(), 202);

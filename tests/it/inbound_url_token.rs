@@ -65,7 +65,11 @@ fn a_url_token_must_be_url_safe_and_own_its_paths() {
         triggers:\n  - { id: t, event: t.e, verify: { url_token: tok } }\n";
     let errs = config::load_str(text, Path::new("c.yaml"), opts).unwrap_err();
     assert_eq!(errs.errors.len(), 1, "{errs}");
-    assert_eq!((errs.errors[0].pos.line, errs.errors[0].pos.col), (3, 47), "{errs}");
+    assert_eq!(
+        (errs.errors[0].pos.line, errs.errors[0].pos.col),
+        (3, 47),
+        "{errs}"
+    );
     assert!(errs.errors[0].message.contains("may only hold"), "{errs}");
     assert!(!errs.to_string().contains("has/slash"), "{errs}");
     // A path under a url_token trigger's path would be ambiguous.
@@ -74,7 +78,10 @@ fn a_url_token_must_be_url_safe_and_own_its_paths() {
         - { id: u, event: t.e, verify: none, path: /hooks/t/x }\n";
     let errs = load(text).unwrap_err();
     assert_eq!(errs.errors.len(), 1, "{errs}");
-    assert!(errs.errors[0].message.contains("lies under `/hooks/t`"), "{errs}");
+    assert!(
+        errs.errors[0].message.contains("lies under `/hooks/t`"),
+        "{errs}"
+    );
 }
 
 #[test]
@@ -84,13 +91,25 @@ fn the_lookup_says_whether_the_token_matched() {
         triggers:\n  - { id: t, event: t.e, verify: { url_token: tok } }\n  \
         - { id: o, event: t.e, verify: none }\n";
     let cfg = load(text).unwrap();
-    let check = |path: &str| cfg.trigger_by_path(path).map(|m| (m.trigger.id.clone(), m.token));
-    assert_eq!(check(&format!("/hooks/t/{TOKEN}")), Some(("t".into(), TokenCheck::Matched)));
-    assert_eq!(check("/hooks/t/other"), Some(("t".into(), TokenCheck::Wrong)));
+    let check = |path: &str| {
+        cfg.trigger_by_path(path)
+            .map(|m| (m.trigger.id.clone(), m.token))
+    };
+    assert_eq!(
+        check(&format!("/hooks/t/{TOKEN}")),
+        Some(("t".into(), TokenCheck::Matched))
+    );
+    assert_eq!(
+        check("/hooks/t/other"),
+        Some(("t".into(), TokenCheck::Wrong))
+    );
     assert_eq!(check("/hooks/t"), Some(("t".into(), TokenCheck::Wrong)));
     assert_eq!(check("/hooks/t/"), Some(("t".into(), TokenCheck::Wrong)));
     assert_eq!(check(&format!("/hooks/t/{TOKEN}/x")), None);
-    assert_eq!(check("/hooks/o"), Some(("o".into(), TokenCheck::NotRequired)));
+    assert_eq!(
+        check("/hooks/o"),
+        Some(("o".into(), TokenCheck::NotRequired))
+    );
     assert_eq!(check(&format!("/hooks/o/{TOKEN}")), None);
 }
 
@@ -129,7 +148,11 @@ async fn a_url_token_trigger_is_served_only_at_its_token() {
     assert_eq!(status, 202, "{body}");
     let (status, body) = post(d.url(&format!("/hooks/custom/in/{TOKEN}"))).await;
     assert_eq!(status, 202, "{body}");
-    assert_eq!(post(d.url("/hooks/open")).await.0, 202, "verify: none accepts");
+    assert_eq!(
+        post(d.url("/hooks/open")).await.0,
+        202,
+        "verify: none accepts"
+    );
 
     // Every other path: the unknown-trigger 404, body and all.
     let (_, unknown) = post(d.url("/hooks/nope")).await;
@@ -149,7 +172,14 @@ async fn a_url_token_trigger_is_served_only_at_its_token() {
     }
 
     // Metrics: the trigger's id, the misses under `_unknown`, no token.
-    let metrics = http().get(d.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = http()
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         metrics.contains("hookyard_inbound_requests_total{trigger=\"tok\",status=\"202\"} 1"),
         "{metrics}"
@@ -171,7 +201,10 @@ async fn a_url_token_trigger_is_served_only_at_its_token() {
         .collect();
     assert!(sources.contains(&"trigger:tok"), "{events}");
     assert!(sources.contains(&"trigger:own"), "{events}");
-    assert!(!events.to_string().contains(TOKEN), "the token is in history");
+    assert!(
+        !events.to_string().contains(TOKEN),
+        "the token is in history"
+    );
     d.stop().await;
 }
 
@@ -186,7 +219,11 @@ async fn logs_show_the_path_without_the_token() {
         daemon_yaml(&token_file)
     );
     let path = dir.path().join("hookyard.yaml");
-    std::fs::write(&path, config_text(dir.path(), &body, "reload: { watch: false }")).unwrap();
+    std::fs::write(
+        &path,
+        config_text(dir.path(), &body, "reload: { watch: false }"),
+    )
+    .unwrap();
     let mut p = Proc::start(
         &path,
         port,

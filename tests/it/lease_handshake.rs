@@ -43,7 +43,12 @@ fn every_timeout_must_be_below_the_lease() {
     let at: Vec<(u32, u32)> = got.iter().map(|(l, c, _)| (*l, *c)).collect();
     // defaults.timeout, the action, the inline request, the subscription.
     assert_eq!(at, [(2, 22), (4, 52), (9, 58), (11, 67)], "{got:?}");
-    assert!(got[0].2.contains("timeout 10s is not below queue.lease 10s"), "{got:?}");
+    assert!(
+        got[0]
+            .2
+            .contains("timeout 10s is not below queue.lease 10s"),
+        "{got:?}"
+    );
     assert!(got[1].2.contains("raise `queue.lease`"), "{got:?}");
 }
 
@@ -54,7 +59,12 @@ fn a_short_lease_needs_a_shorter_default_timeout() {
     let got = errors("queue: { lease: 20s }\n");
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!((got[0].0, got[0].1), (1, 17), "{got:?}");
-    assert!(got[0].2.contains("timeout 30s is not below queue.lease 20s"), "{got:?}");
+    assert!(
+        got[0]
+            .2
+            .contains("timeout 30s is not below queue.lease 20s"),
+        "{got:?}"
+    );
     // Below the lease everywhere: fine, also the defaults.
     assert!(errors("queue: { lease: 20s }\ndefaults: { timeout: 19s }\n").is_empty());
     assert!(errors("defaults: { timeout: 59s }\n").is_empty());
@@ -69,11 +79,18 @@ struct Seen {
 
 /// Answers a handshake after 2.5s (echoing its token) and a delivery
 /// after 2s: each below the 2.9s timeout, together past the 3s lease.
-async fn slow(State(seen): State<Arc<Seen>>, headers: axum::http::HeaderMap, body: Bytes) -> String {
+async fn slow(
+    State(seen): State<Arc<Seen>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> String {
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     if json["type"] == "webhook.verification" {
         tokio::time::sleep(Duration::from_millis(2500)).await;
-        return json["data"]["confirmation_token"].as_str().unwrap_or("").to_owned();
+        return json["data"]["confirmation_token"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
     }
     let id = headers
         .get("x-hookyard-delivery-id")
