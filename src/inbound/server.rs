@@ -37,8 +37,8 @@ pub async fn hook(State(state): State<Arc<Inbound>>, req: Request) -> Response {
     let config = state.app.config();
     let path = req.uri().path();
     // A `url_token` trigger at another token (or none) is answered exactly
-    // like an unknown trigger: same status, body and metric label, so a
-    // prober learns nothing about which trigger ids exist.
+    // like an unknown trigger: same status, body and metric label (SPEC
+    // §3), so the answer does not tell a prober that the id exists.
     let found = config
         .trigger_by_path(path)
         .filter(|m| m.token != TokenCheck::Wrong);

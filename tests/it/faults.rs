@@ -50,6 +50,7 @@ impl Setup {
             r#"
 server: {{ listen: "127.0.0.1:{port}", shutdown_grace: 10s }}
 {queue}
+defaults: {{ timeout: 1500ms }}
 reload: {{ watch: false }}
 secrets: {{ app_token: {{ env: FAULT_TOKEN }} }}
 tokens:
@@ -59,7 +60,6 @@ subscriptions:
     url: "{url}"
     events: ["*"]
     max_in_flight: 8
-    timeout: 1500ms
     retry: {{ schedule: [200ms, 200ms, 500ms, 1s, 1s, 2s, 2s, 5s] }}
 "#,
             url = rx.url("/hook"),

@@ -41,6 +41,7 @@ impl Replica {
             r#"
 server: {{ listen: "127.0.0.1:{port}", shutdown_grace: 10s }}
 queue: {{ backend: redis, url: "redis://127.0.0.1:6379", prefix: "{prefix}", lease: 2s }}
+defaults: {{ timeout: 1500ms }}
 reload: {{ watch: false }}
 secrets: {{ app_token: {{ env: TWIN_TOKEN }} }}
 tokens:
@@ -50,7 +51,6 @@ subscriptions:
     url: "{url}"
     events: ["*"]
     max_in_flight: 8
-    timeout: 1500ms
     retry: {{ schedule: [200ms, 200ms, 500ms, 1s, 1s, 2s, 2s, 5s] }}
 "#,
             url = rx.url("/hook"),
