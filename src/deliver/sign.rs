@@ -316,6 +316,12 @@ mod tests {
             secrets: vec![],
         };
         assert_eq!(sign(&none, "e", at(0), b""), Err(SignError::NoSecret));
+        // A zero-length key is never used, even beside a real one.
+        let empty = Signing {
+            scheme: Scheme::HmacSha256,
+            secrets: vec![b"real".to_vec(), Vec::new()],
+        };
+        assert_eq!(sign(&empty, "e", at(0), b""), Err(SignError::NoSecret));
         let broken = Signing {
             scheme: Scheme::StandardWebhooks,
             secrets: vec![SW_SECRET.to_vec(), b"whsec_***".to_vec()],
