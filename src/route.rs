@@ -130,7 +130,7 @@ mod tests {
 
     const YAML: &str = r#"
 triggers:
-  - { id: shop, event: order.created }
+  - { id: shop, verify: none, event: order.created }
 actions:
   - { id: a1, url: "http://127.0.0.1:9/a1" }
   - { id: a2, url: "http://127.0.0.1:9/a2", ordering: fifo }

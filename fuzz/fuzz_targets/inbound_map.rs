@@ -40,6 +40,7 @@ event_types:
   - { name: contact.updated }
 triggers:
   - id: shop
+    verify: none
     handshake: slack
     event: { path: "$.type", map: { order: order.created, contact: contact.updated }, otherwise: reject }
     idempotency_key: "$.id"
@@ -64,6 +65,7 @@ triggers:
         contact.n: { path: "$..n", type: number }
         timestamp: { template: "{{ body.ts }}" }
   - id: form
+    verify: none
     event: { header: X-Event, otherwise: ignore }
     idempotency_key: "header:X-Event"
     mapping:

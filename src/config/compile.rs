@@ -19,7 +19,7 @@ use super::load::{Item, RawSet};
 use super::node::Sp;
 use super::raw::*;
 use super::runtime::*;
-use super::secret::Secret;
+use super::secret::{self, Secret};
 use super::templates::{self, Templates};
 
 fn resolve_secrets(set: &RawSet, ctx: &mut Ctx<'_>, lookup: &dyn Fn(&str) -> Option<String>) {
@@ -45,6 +45,17 @@ fn resolve_secrets(set: &RawSet, ctx: &mut Ctx<'_>, lookup: &dyn Fn(&str) -> Opt
             }
             _ if ctx.no_env => Vec::new(),
             (Some(var), None) => match lookup(&var.value) {
+                Some(v) if v.is_empty() => {
+                    ctx.error(
+                        &var.pos,
+                        format!(
+                            "environment variable `{}` of secret `{}` is set but empty: give it the secret's value (an empty key would accept anything signed with no key)",
+                            var.value, name.value
+                        ),
+                    );
+                    ctx.failed_secrets.insert(name.value.clone());
+                    continue;
+                }
                 Some(v) => v.into_bytes(),
                 None => {
                     ctx.error(
@@ -61,14 +72,21 @@ fn resolve_secrets(set: &RawSet, ctx: &mut Ctx<'_>, lookup: &dyn Fn(&str) -> Opt
             (None, Some(file)) => {
                 let path = dir.join(&file.value);
                 match std::fs::read(&path) {
-                    Ok(mut v) => {
-                        if v.ends_with(b"\n") {
-                            v.pop();
-                            if v.ends_with(b"\r") {
-                                v.pop();
-                            }
+                    Ok(bytes) => {
+                        let value = secret::file_value(bytes);
+                        if value.is_empty() {
+                            ctx.error(
+                                &file.pos,
+                                format!(
+                                    "secret file `{}` of secret `{}` is empty: write the secret's value into it (an empty key would accept anything signed with no key)",
+                                    path.display(),
+                                    name.value
+                                ),
+                            );
+                            ctx.failed_secrets.insert(name.value.clone());
+                            continue;
                         }
-                        v
+                        value
                     }
                     Err(e) => {
                         ctx.error(
@@ -173,8 +191,19 @@ pub(crate) fn compile(
     };
     let tokens = compile_tokens(&set.tokens, &mut ctx);
     let event_types = compile_event_types(&set.event_types, &mut ctx);
-    let defaults =
-        super::compile_items::compile_defaults(set.defaults.as_ref().map(|i| &i.value), &mut ctx);
+    let lease = super::lease::Lease {
+        value: queue.lease,
+        pos: set
+            .queue
+            .as_ref()
+            .and_then(|q| q.value.lease.as_ref())
+            .map(|l| l.pos.clone()),
+    };
+    let defaults = super::compile_items::compile_defaults(
+        set.defaults.as_ref().map(|i| &i.value),
+        lease,
+        &mut ctx,
+    );
 
     let (triggers, trigger_ids, trigger_paths) =
         super::compile_items::compile_triggers(&set.triggers, &mut ctx);

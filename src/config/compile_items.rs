@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::compile::{Ctx, Ids};
+use super::lease::{Lease, check_timeout};
 use super::load::Item;
 use super::node::{Sp, StrOr};
 use super::raw::*;
@@ -21,6 +22,8 @@ pub(crate) struct Defaults {
     max_in_flight: Option<u32>,
     ordering: Ordering,
     paused: bool,
+    /// `queue.lease`: every target timeout must be below it.
+    lease: Lease,
 }
 
 fn default_schedule() -> Vec<Duration> {
@@ -77,15 +80,26 @@ fn headers(
     out
 }
 
-pub(crate) fn compile_defaults(raw: Option<&RawDefaults>, ctx: &mut Ctx<'_>) -> Defaults {
+pub(crate) fn compile_defaults(
+    raw: Option<&RawDefaults>,
+    lease: Lease,
+    ctx: &mut Ctx<'_>,
+) -> Defaults {
     let base = RetryPolicy {
         schedule: default_schedule(),
         max_retry_after: Duration::from_secs(3600),
     };
     let empty = RawDefaults::default();
     let raw = raw.unwrap_or(&empty);
+    let timeout = ctx.duration(&raw.timeout, Duration::from_secs(30));
+    // The effective default is checked where it was written, or, when
+    // both are defaults, where the lease was shortened.
+    if let Some(pos) = raw.timeout.as_ref().map(|t| &t.pos).or(lease.pos.as_ref()) {
+        let pos = pos.clone();
+        check_timeout(timeout, &pos, &lease, ctx);
+    }
     Defaults {
-        timeout: ctx.duration(&raw.timeout, Duration::from_secs(30)),
+        timeout,
         retry: retry(raw.retry.as_ref(), &base, ctx),
         signing: raw.signing.as_ref().map(|s| signing(s, ctx)),
         headers: headers("defaults", &raw.headers, ctx),
@@ -93,6 +107,7 @@ pub(crate) fn compile_defaults(raw: Option<&RawDefaults>, ctx: &mut Ctx<'_>) -> 
         max_in_flight: raw.max_in_flight,
         ordering: raw.ordering.unwrap_or_default(),
         paused: raw.paused.unwrap_or(false),
+        lease,
     }
 }
 
@@ -122,8 +137,12 @@ fn delivery(
         .cloned()
         .collect();
     merged.extend(own);
+    let timeout = ctx.duration(raw.timeout, d.timeout);
+    if let Some(t) = raw.timeout {
+        check_timeout(timeout, &t.pos, &d.lease, ctx);
+    }
     DeliveryOptions {
-        timeout: ctx.duration(raw.timeout, d.timeout),
+        timeout,
         retry: retry(raw.retry.as_ref(), &d.retry, ctx),
         signing: match raw.signing {
             Some(s) => Some(signing(s, ctx)),

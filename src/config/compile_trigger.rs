@@ -10,6 +10,7 @@ use super::load::Item;
 use super::node::{Sp, StrOr};
 use super::raw::*;
 use super::runtime::*;
+use super::secret::Secret;
 
 /// Triggers in order, index by id, index by path.
 pub(crate) type CompiledTriggers = (
@@ -52,6 +53,27 @@ pub(crate) fn compile_triggers(items: &[Item<RawTrigger>], ctx: &mut Ctx<'_>) ->
         by_path.insert(t.path.clone(), out.len());
         out.push(Arc::new(t));
     }
+    // `/hooks/a/b` would be both trigger `/hooks/a/b` and trigger
+    // `/hooks/a` with token `b`: refuse, so a path names one trigger.
+    for t in &out {
+        let Some((parent, _)) = t.path.rsplit_once('/') else {
+            continue;
+        };
+        let Some(owner) = by_path.get(parent).map(|&i| &out[i]) else {
+            continue;
+        };
+        if owner.verify.url_token.is_some() {
+            if let Some(pos) = path_pos.get(&t.path) {
+                ctx.error(
+                    pos,
+                    format!(
+                        "trigger `{}`: path `{}` lies under `{}`, where trigger `{}` takes its url_token: give one of them another path",
+                        t.id, t.path, owner.path, owner.id
+                    ),
+                );
+            }
+        }
+    }
     (out, by_id, by_path)
 }
 
@@ -79,7 +101,7 @@ fn trigger(raw: &RawTrigger, pos: &Pos, ctx: &mut Ctx<'_>) -> Option<Trigger> {
         }
         Some(e) => event_source(&id, e, ctx),
     };
-    let verify = verify(raw.verify.as_ref(), ctx);
+    let verify = verify(&id, raw.verify.as_ref(), pos, ctx);
     let idempotency_key = raw.idempotency_key.as_ref().and_then(|k| {
         if let Some(h) = k.value.strip_prefix("header:") {
             Some(KeySource::Header(h.trim().to_owned()))
@@ -189,9 +211,35 @@ fn event_source(id: &str, e: &Sp<StrOr<RawEventFrom>>, ctx: &mut Ctx<'_>) -> Opt
     }
 }
 
-fn verify(raw: Option<&RawVerify>, ctx: &mut Ctx<'_>) -> Verify {
+/// The checks of a trigger. `verify` is required so an open trigger is
+/// always a decision someone wrote down (`verify: none`), never an
+/// omission (SPEC §11).
+fn verify(id: &str, raw: Option<&Sp<StrOr<RawVerify>>>, pos: &Pos, ctx: &mut Ctx<'_>) -> Verify {
+    const CHECKS: &str = "`signature`, `bearer`, `basic`, `ip_allow`, `url_token`";
     let Some(raw) = raw else {
+        ctx.error(
+            pos,
+            format!("trigger `{id}` needs `verify`: write `verify: none` for an open trigger, or one or more checks ({CHECKS})"),
+        );
         return Verify::default();
+    };
+    let raw = match &raw.value {
+        StrOr::Str(s) if s == "none" => return Verify::default(),
+        StrOr::Str(s) => {
+            ctx.error(
+                &raw.pos,
+                format!("trigger `{id}`: `verify: {s}` is not understood: write `verify: none` for an open trigger, or a map of checks ({CHECKS})"),
+            );
+            return Verify::default();
+        }
+        StrOr::Map(m) if m.is_empty() => {
+            ctx.error(
+                &raw.pos,
+                format!("trigger `{id}`: `verify` lists no check: write `verify: none` for an open trigger, or add one of {CHECKS}"),
+            );
+            return Verify::default();
+        }
+        StrOr::Map(m) => m,
     };
     let signature = raw.signature.as_ref().map(|s| {
         let generic = s.preset == SignaturePreset::HmacSha256;
@@ -228,7 +276,27 @@ fn verify(raw: Option<&RawVerify>, ctx: &mut Ctx<'_>) -> Verify {
                 password,
             })
         }),
+        url_token: raw.url_token.as_ref().and_then(|t| url_token(id, t, ctx)),
     }
+}
+
+/// The `url_token` secret. Its value is compared with the last path
+/// segment as sent, so it must be made of characters a URL carries as
+/// they are (RFC 3986 unreserved); anything else could never match.
+fn url_token(id: &str, name: &Sp<String>, ctx: &mut Ctx<'_>) -> Option<Secret> {
+    let secret = ctx.secret(name)?;
+    let url_safe = secret
+        .expose()
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    if !url_safe {
+        ctx.error(
+            &name.pos,
+            format!("trigger `{id}`: the value of url_token secret `{}` may only hold letters, digits, `-`, `.`, `_` and `~` (it is sent as a URL path segment); generate one with e.g. `openssl rand -hex 32`", name.value),
+        );
+        return None;
+    }
+    Some(secret)
 }
 
 fn compile_mapping(

@@ -7,8 +7,9 @@
 //! its `file:line:col`, and `hookyard_config_reloads_total{result="failure"}`
 //! counts it. On success the new config is swapped in (handlers and workers
 //! pick it up at their next request or job), the HTTP sender is rebuilt if
-//! `egress:` changed, and changes that need a restart (listeners, queue,
-//! watcher settings) are logged as warnings.
+//! `egress:` changed, and every changed setting that needs a restart
+//! (`restart.rs`: listeners, queue, history limits, idempotency window,
+//! watcher) is named in a warning.
 //!
 //! The watcher watches the config path's *directory* (the parent of a file,
 //! or the directory itself, recursively), not the file: editors save by
@@ -27,6 +28,7 @@ use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use super::restart::restart_changes;
 use super::{Config, ConfigError, ConfigErrors, LoadOptions, Pos};
 use crate::app::App;
 
@@ -72,9 +74,15 @@ pub fn reload(app: &App) -> Result<Reloaded, ConfigErrors> {
             }
         }
     }
+    // The reload goes on (everything else applies), but say which changes
+    // it cannot apply rather than report a success that changed nothing.
     let needs_restart = restart_changes(&old, &new);
-    for change in &needs_restart {
-        tracing::warn!(target: "hookyard::config", "{change} changed: this takes effect only after a restart");
+    for setting in &needs_restart {
+        tracing::warn!(
+            target: "hookyard::config",
+            setting = %setting,
+            "{setting} changed, but it is read only at start: the old value stays in effect until hookyard is restarted"
+        );
     }
     for w in &new.warnings {
         tracing::warn!(target: "hookyard::config", "{w}");
@@ -136,52 +144,6 @@ pub async fn reload_async(app: &App) -> Result<Reloaded, ConfigErrors> {
 
 fn egress_changed(old: &Config, new: &Config) -> bool {
     old.egress.allow != new.egress.allow || old.egress.deny != new.egress.deny
-}
-
-/// Settings read once at start: what changed among them.
-pub fn restart_changes(old: &Config, new: &Config) -> Vec<String> {
-    let mut out = Vec::new();
-    let (o, n) = (&old.server, &new.server);
-    if o.listen != n.listen {
-        out.push("server.listen".to_owned());
-    }
-    if o.api_listen != n.api_listen {
-        out.push("server.api_listen".to_owned());
-    }
-    if o.metrics_listen != n.metrics_listen {
-        out.push("server.metrics_listen".to_owned());
-    }
-    // The connection limits are handed to the listeners when they start.
-    let limits = [
-        (
-            "server.header_timeout",
-            o.header_timeout != n.header_timeout,
-        ),
-        ("server.body_timeout", o.body_timeout != n.body_timeout),
-        ("server.idle_timeout", o.idle_timeout != n.idle_timeout),
-        (
-            "server.max_connections",
-            o.max_connections != n.max_connections,
-        ),
-    ];
-    for (key, changed) in limits {
-        if changed {
-            out.push(key.to_owned());
-        }
-    }
-    let (o, n) = (&old.queue, &new.queue);
-    if o.backend != n.backend
-        || o.path != n.path
-        || o.url != n.url
-        || o.prefix != n.prefix
-        || o.lease != n.lease
-    {
-        out.push("queue".to_owned());
-    }
-    if old.reload.watch != new.reload.watch || old.reload.debounce != new.reload.debounce {
-        out.push("reload.watch/reload.debounce".to_owned());
-    }
-    out
 }
 
 /// Start the SIGHUP handler and (when `reload.watch`) the file watcher;

@@ -74,9 +74,30 @@ impl Config {
         self.trigger_ids.get(id).map(|&i| &self.triggers[i])
     }
 
-    /// The trigger serving a request path (e.g. `/hooks/shop-order`).
-    pub fn trigger_by_path(&self, path: &str) -> Option<&Arc<Trigger>> {
-        self.trigger_paths.get(path).map(|&i| &self.triggers[i])
+    /// The trigger a request path names, and whether its URL token (if it
+    /// has one) matched. A plain trigger is served at its path; a
+    /// `url_token` trigger only at `{path}/{token}` (its bare path, or any
+    /// other token, is [`TokenCheck::Wrong`], which callers answer like an
+    /// unknown trigger). Runs per request: at most two hash lookups and
+    /// one constant-time comparison.
+    pub fn trigger_by_path(&self, path: &str) -> Option<PathMatch<'_>> {
+        if let Some(&i) = self.trigger_paths.get(path) {
+            let trigger = &self.triggers[i];
+            let token = match trigger.verify.url_token {
+                None => TokenCheck::NotRequired,
+                Some(_) => TokenCheck::Wrong,
+            };
+            return Some(PathMatch { trigger, token });
+        }
+        let (parent, presented) = path.rsplit_once('/')?;
+        let trigger = &self.triggers[*self.trigger_paths.get(parent)?];
+        let secret = trigger.verify.url_token.as_ref()?;
+        let token = if secret.matches(presented.as_bytes()) {
+            TokenCheck::Matched
+        } else {
+            TokenCheck::Wrong
+        };
+        Some(PathMatch { trigger, token })
     }
 
     /// A named action by id.

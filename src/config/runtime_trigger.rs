@@ -40,6 +40,16 @@ pub struct Trigger {
 }
 
 impl Trigger {
+    /// The path to show in logs: a `url_token` trigger's token is itself
+    /// a credential, so it shows as `{path}/…`, never its value.
+    pub fn shown_path(&self) -> String {
+        if self.verify.url_token.is_some() {
+            format!("{}/…", self.path)
+        } else {
+            self.path.clone()
+        }
+    }
+
     /// The mapping for an event type: per-type, else the default.
     pub fn mapping_for(&self, event_type: &str) -> Option<&Mapping> {
         self.mappings.get(event_type).or(self.mapping.as_ref())
@@ -82,6 +92,8 @@ pub struct Verify {
     pub bearer: Option<Secret>,
     /// Expected basic credentials.
     pub basic: Option<Basic>,
+    /// The URL token: the trigger is served only at `{path}/{token}`.
+    pub url_token: Option<Secret>,
 }
 
 /// A signature check, with the preset's defaults filled in.
@@ -167,4 +179,25 @@ pub struct Respond {
     pub body: Option<Template>,
     /// Headers.
     pub headers: Vec<(String, String)>,
+}
+
+/// A trigger found by request path ([`super::Config::trigger_by_path`]).
+#[derive(Clone, Copy, Debug)]
+pub struct PathMatch<'a> {
+    /// The trigger the path names.
+    pub trigger: &'a std::sync::Arc<Trigger>,
+    /// The outcome of its URL token check.
+    pub token: TokenCheck,
+}
+
+/// The URL token check of a request path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenCheck {
+    /// The trigger has no `url_token`.
+    NotRequired,
+    /// The last path segment is the trigger's token.
+    Matched,
+    /// The trigger has a `url_token` and the path's token is missing or
+    /// another: answer exactly like an unknown trigger (404).
+    Wrong,
 }

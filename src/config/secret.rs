@@ -32,9 +32,26 @@ impl Secret {
 
     /// Whether a presented credential equals this secret, by
     /// [`credentials_equal`] (constant time, blind to length and position).
+    /// An empty secret matches nothing (config refuses empty secrets; this
+    /// holds whatever built the value).
     pub fn matches(&self, presented: &[u8]) -> bool {
-        credentials_equal(&self.value, presented)
+        let equal = credentials_equal(&self.value, presented);
+        equal && !self.value.is_empty()
     }
+}
+
+/// The value of a secret file: its bytes with ONE trailing line ending
+/// (`\n` or `\r\n`) cut, since editors and `echo` add one that is not part
+/// of the secret. Anything before it is kept, even a second newline.
+/// An empty result is refused by the loader (SPEC §11).
+pub fn file_value(mut bytes: Vec<u8>) -> Vec<u8> {
+    if bytes.ends_with(b"\n") {
+        bytes.pop();
+        if bytes.ends_with(b"\r") {
+            bytes.pop();
+        }
+    }
+    bytes
 }
 
 /// The one comparison for every credential hookyard checks (API tokens,
@@ -93,6 +110,20 @@ mod tests {
         assert!(!s.matches(b"hunter3"));
         assert!(!s.matches(b"hunter"));
         assert_eq!(s.expose_str(), Some("hunter2"));
+        assert!(!Secret::new("empty", "").matches(b""));
+    }
+
+    #[test]
+    fn file_value_cuts_one_trailing_newline() {
+        assert_eq!(file_value(b"key\n".to_vec()), b"key");
+        assert_eq!(file_value(b"key\r\n".to_vec()), b"key");
+        assert_eq!(file_value(b"key".to_vec()), b"key");
+        assert_eq!(file_value(b"key\n\n".to_vec()), b"key\n");
+        // Files that hold nothing but a newline are empty secrets.
+        assert_eq!(file_value(b"\n".to_vec()), b"");
+        assert_eq!(file_value(b"\r\n".to_vec()), b"");
+        assert_eq!(file_value(Vec::new()), b"");
+        assert_eq!(file_value(b"\n\n".to_vec()), b"\n");
     }
 
     #[test]

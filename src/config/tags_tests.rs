@@ -124,9 +124,11 @@ event_types:
     schema: { type: object, properties: { a: { type: object, properties: { b: { type: string } } } } }
 triggers:
   - id: mapped
+    verify: none
     event: order.created
     mapping: { contact.email: \"$.email\" }
   - id: raw
+    verify: none
     event: order.created
 ";
 
@@ -161,8 +163,8 @@ fn known_sources_only() {
     }
     // A schema, but a trigger also passes bodies of that type through.
     let with_raw = TRIGGERS.replace(
-        "  - id: raw\n    event: order.created",
-        "  - id: raw\n    event: typed",
+        "  - id: raw\n    verify: none\n    event: order.created",
+        "  - id: raw\n    verify: none\n    event: typed",
     );
     let w = warnings(
         "rawtyped",

@@ -362,6 +362,7 @@ triggers:
       repo: "$.repository.name"
       n: { path: "$.n", type: integer }
   - id: slack
+    verify: none
     event: slack.event
     handshake: slack
 workflows:

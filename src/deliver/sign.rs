@@ -95,7 +95,8 @@ impl Signing {
 
     /// The HMAC key for each secret, in order.
     fn keys(&self) -> Result<Vec<Vec<u8>>, SignError> {
-        if self.secrets.is_empty() {
+        // A zero-length key is never used: anyone could sign with it.
+        if self.secrets.is_empty() || self.secrets.iter().any(Vec::is_empty) {
             return Err(SignError::NoSecret);
         }
         match self.scheme {
@@ -315,6 +316,12 @@ mod tests {
             secrets: vec![],
         };
         assert_eq!(sign(&none, "e", at(0), b""), Err(SignError::NoSecret));
+        // A zero-length key is never used, even beside a real one.
+        let empty = Signing {
+            scheme: Scheme::HmacSha256,
+            secrets: vec![b"real".to_vec(), Vec::new()],
+        };
+        assert_eq!(sign(&empty, "e", at(0), b""), Err(SignError::NoSecret));
         let broken = Signing {
             scheme: Scheme::StandardWebhooks,
             secrets: vec![SW_SECRET.to_vec(), b"whsec_***".to_vec()],

@@ -237,7 +237,13 @@ impl Worker {
         let test_mode = resolved.test_mode();
         if let Resolved::Subscription(s) = &resolved {
             if s.verify {
-                if let Gate::Wait(at) = self.handshakes.gate(&self.app, &config, s).await? {
+                // The handshake is an HTTP request like a delivery (up to
+                // the subscription's timeout), so it runs under the same
+                // lease renewal: a slow endpoint must not let the lease
+                // lapse and hand the job to another worker meanwhile.
+                let gate = self.handshakes.gate(&self.app, &config, s);
+                let gate = self.with_renewal(job, config.queue.lease, gate).await?;
+                if let Gate::Wait(at) = gate {
                     return queue.defer(job, at, None).await;
                 }
             }

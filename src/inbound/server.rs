@@ -27,7 +27,7 @@ use super::map::{self, ParsedRequest};
 use super::trigger::{self, EventTypeOutcome};
 use super::verify::Unverified;
 use super::{Inbound, check_catalog, check_schema, ingest_one, read_body};
-use crate::config::{Config, Handshake, Respond, Trigger};
+use crate::config::{Config, Handshake, Respond, TokenCheck, Trigger};
 use crate::queue::Event;
 
 /// Longest request path echoed back in a 404 message.
@@ -37,7 +37,13 @@ const MAX_ECHOED_PATH: usize = 200;
 pub async fn hook(State(state): State<Arc<Inbound>>, req: Request) -> Response {
     let config = state.app.config();
     let path = req.uri().path();
-    let Some(trigger) = config.trigger_by_path(path).cloned() else {
+    // A `url_token` trigger at another token (or none) is answered exactly
+    // like an unknown trigger: same status, body and metric label (SPEC
+    // §3), so the answer does not tell a prober that the id exists.
+    let found = config
+        .trigger_by_path(path)
+        .filter(|m| m.token != TokenCheck::Wrong);
+    let Some(trigger) = found.map(|m| m.trigger.clone()) else {
         let shown: String = path.chars().take(MAX_ECHOED_PATH).collect();
         state.app.metrics().inbound_request(None, 404);
         return InboundError::UnknownTrigger(shown).into_response();
@@ -45,10 +51,12 @@ pub async fn hook(State(state): State<Arc<Inbound>>, req: Request) -> Response {
     let response = match handle(&state, &config, &trigger, req).await {
         Ok(response) => response,
         Err(err) => {
+            // The path as shown never holds a URL token.
+            let path = trigger.shown_path();
             if err.status().is_server_error() {
-                tracing::warn!(trigger = %trigger.id, error = %err, "inbound request failed");
+                tracing::warn!(trigger = %trigger.id, %path, error = %err, "inbound request failed");
             } else {
-                tracing::debug!(trigger = %trigger.id, error = %err, "inbound request refused");
+                tracing::debug!(trigger = %trigger.id, %path, error = %err, "inbound request refused");
             }
             err.into_response()
         }

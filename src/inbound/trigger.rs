@@ -180,9 +180,11 @@ mod tests {
 secrets: { s: { env: S } }
 triggers:
   - id: gh
+    verify: none
     event: { header: X-GitHub-Event, map: { push: github.push }, otherwise: ignore }
     idempotency_key: "header:X-Delivery"
   - id: crm
+    verify: none
     event: { path: "$.kind", otherwise: reject }
     idempotency_key: "$.id"
   - id: generic

@@ -167,7 +167,7 @@ fn one_bad_trigger_does_not_hide_the_next() {
         .iter()
         .map(|e| (e.pos.line, e.pos.col))
         .collect();
-    assert_eq!(got, vec![(4, 17), (8, 18)], "\n{errs}");
+    assert_eq!(got, vec![(4, 17), (9, 18)], "\n{errs}");
     assert!(errs.errors[0].message.contains("invalid rate `fast`"));
     assert!(errs.errors[1].message.contains("invalid CIDR `nope`"));
 }

@@ -15,7 +15,7 @@ use hookyard::queue::DeliveryState;
 use hookyard::webhooks::ApiSubscription;
 use serde_json::{Value, json};
 
-use crate::deliver_support::{event, harness, load, step, sub};
+use crate::deliver_support::{event, harness, harness_with_store_lease, load, step, sub};
 use crate::support::{Answer, Receiver};
 
 const T: Duration = Duration::from_secs(15);
@@ -220,15 +220,22 @@ async fn api_subscription_to_loopback_is_refused_by_egress() {
 async fn lease_is_renewed_while_a_slow_request_is_in_flight() {
     let rx = Receiver::start().await;
     rx.script([Answer {
-        delay: Duration::from_millis(1500),
+        delay: Duration::from_millis(2500),
         ..Answer::status(200)
     }]);
-    // A 300ms lease: without renewal the job would be reclaimed and sent
-    // again while the first request is still waiting for its answer.
-    let h = harness(&format!(
-        "queue: {{ backend: embedded, path: ./unused, lease: 300ms }}\n{}",
-        sub_yaml(&rx.url("/"), "")
-    ))
+    // Workers renew every 1s (a third of the configured 3s lease) while
+    // the store's lease is 1.5s: without renewal the job would be
+    // reclaimed and sent again while the first request still waits for
+    // its answer. (Config keeps timeouts below `queue.lease`, so a request
+    // cannot outlast the configured lease by itself.)
+    let h = harness_with_store_lease(
+        &format!(
+            "queue: {{ backend: embedded, path: ./unused, lease: 3s }}\n\
+             defaults: {{ timeout: 2900ms }}\n{}",
+            sub_yaml(&rx.url("/"), "")
+        ),
+        Duration::from_millis(1500),
+    )
     .await;
     let ids = h.ingest(&event("a", json!({})), vec![sub("s")]).await;
     h.wait_state(&ids[0], DeliveryState::Succeeded, T).await;

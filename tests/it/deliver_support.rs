@@ -52,19 +52,32 @@ pub fn load(dir: &std::path::Path, yaml: &str, env: &HashMap<String, String>) ->
 /// Start the workers on `yaml` (with `env` for secrets), circuit breaker
 /// opening after 3 failures for 500ms.
 pub async fn harness_env(yaml: &str, env: HashMap<String, String>) -> Harness {
-    harness_on(yaml, env, None).await
+    harness_on(yaml, env, None, None).await
+}
+
+/// As [`harness`], with the queue store's lease set to `store_lease`
+/// instead of `queue.lease`. Config refuses a target timeout at or above
+/// the lease, so a test of renewal during a request uses a store lease
+/// shorter than the request while the workers renew on `queue.lease`.
+pub async fn harness_with_store_lease(yaml: &str, store_lease: Duration) -> Harness {
+    harness_on(yaml, HashMap::new(), None, Some(store_lease)).await
 }
 
 /// As [`harness`], on Redis at 127.0.0.1:6379 under `prefix`.
 pub async fn harness_redis(yaml: &str, prefix: &str) -> Harness {
-    harness_on(yaml, HashMap::new(), Some(prefix)).await
+    harness_on(yaml, HashMap::new(), Some(prefix), None).await
 }
 
-async fn harness_on(yaml: &str, env: HashMap<String, String>, redis: Option<&str>) -> Harness {
+async fn harness_on(
+    yaml: &str,
+    env: HashMap<String, String>,
+    redis: Option<&str>,
+    store_lease: Option<Duration>,
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let cfg = load(dir.path(), yaml, &env);
     let settings = StoreSettings {
-        lease: cfg.queue.lease,
+        lease: store_lease.unwrap_or(cfg.queue.lease),
         history_retention: Duration::from_secs(3600),
         history_max_events: 10_000,
         idempotency_window: Duration::from_secs(3600),

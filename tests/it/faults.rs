@@ -50,6 +50,7 @@ impl Setup {
             r#"
 server: {{ listen: "127.0.0.1:{port}", shutdown_grace: 10s }}
 {queue}
+defaults: {{ timeout: 1500ms }}
 reload: {{ watch: false }}
 secrets: {{ app_token: {{ env: FAULT_TOKEN }} }}
 tokens:

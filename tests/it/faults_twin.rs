@@ -41,6 +41,7 @@ impl Replica {
             r#"
 server: {{ listen: "127.0.0.1:{port}", shutdown_grace: 10s }}
 queue: {{ backend: redis, url: "redis://127.0.0.1:6379", prefix: "{prefix}", lease: 2s }}
+defaults: {{ timeout: 1500ms }}
 reload: {{ watch: false }}
 secrets: {{ app_token: {{ env: TWIN_TOKEN }} }}
 tokens:

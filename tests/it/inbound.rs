@@ -94,6 +94,7 @@ async fn mapping_builds_nested_typed_templated_fields_from_json_form_headers_and
     let yaml = r#"
 triggers:
   - id: shop
+    verify: none
     event: order.created
     mapping:
       contact.email: "$.customer.email"
@@ -108,11 +109,13 @@ triggers:
       order.status: { path: "$.status", default: open }
       timestamp: "$.created_at"
   - id: form
+    verify: none
     event: form.posted
     mapping:
       name: "$.name"
       age: { path: "$.age", type: integer }
   - id: raw
+    verify: none
     event: raw.passed
 "#;
     let mut d = start_daemon(yaml).await;
@@ -205,8 +208,8 @@ triggers:
 async fn idempotency_keys_are_per_trigger_and_return_the_first_event() {
     let yaml = r#"
 triggers:
-  - { id: a, event: t.e, idempotency_key: "$.id" }
-  - { id: b, event: t.e, idempotency_key: "header:Idempotency-Key" }
+  - { id: a, verify: none, event: t.e, idempotency_key: "$.id" }
+  - { id: b, verify: none, event: t.e, idempotency_key: "header:Idempotency-Key" }
 "#;
     let mut d = start_daemon(yaml).await;
     let first = event_id(post_json(&d, "/hooks/a", json!({"id": 7})).await).await;
@@ -234,7 +237,7 @@ triggers:
 
 #[tokio::test]
 async fn body_limit_unknown_trigger_and_method() {
-    let yaml = "server: { listen: \"127.0.0.1:0\", max_body: 1KiB }\ntriggers:\n  - { id: small, event: t.e }\n  - { id: deep, event: t.e, path: /hooks/a/b/c }\n";
+    let yaml = "server: { listen: \"127.0.0.1:0\", max_body: 1KiB }\ntriggers:\n  - { id: small, verify: none, event: t.e }\n  - { id: deep, verify: none, event: t.e, path: /hooks/a/b/c }\n";
     let mut d = start_daemon(yaml).await;
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(2000));
     let r = http()
@@ -303,10 +306,12 @@ async fn event_type_from_header_and_path_with_ignore_and_reject() {
     let yaml = r#"
 triggers:
   - id: gh
+    verify: none
     event: { header: X-GitHub-Event, map: { push: github.push, release: github.release }, otherwise: ignore }
     mappings:
       github.push: { ref: "$.ref" }
   - id: crm
+    verify: none
     event: { path: "$.type", otherwise: reject }
 "#;
     let mut d = start_daemon(yaml).await;
@@ -362,8 +367,8 @@ event_types:
   - name: order.created
     schema: { type: object, required: [total], properties: { total: { type: number } } }
 triggers:
-  - { id: ok, event: order.created, mapping: { total: { path: "$.t", type: number } } }
-  - { id: undeclared, event: other.thing }
+  - { id: ok, verify: none, event: order.created, mapping: { total: { path: "$.t", type: number } } }
+  - { id: undeclared, verify: none, event: other.thing }
 "#;
     let mut d = start_daemon(yaml).await;
     event_id(post_json(&d, "/hooks/ok", json!({"t": "12"})).await).await;
@@ -397,7 +402,7 @@ triggers:
 async fn accepted_events_are_stored_with_their_routed_jobs() {
     let yaml = r#"
 triggers:
-  - { id: shop, event: order.created, mapping: { total: { path: "$.total", type: number } } }
+  - { id: shop, verify: none, event: order.created, mapping: { total: { path: "$.total", type: number } } }
 actions:
   - { id: notify, url: "http://127.0.0.1:9/notify" }
 workflows:

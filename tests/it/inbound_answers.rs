@@ -16,9 +16,9 @@ secrets:
   meta: { env: META_TOKEN }
   zoom: { env: ZOOM_SECRET }
 triggers:
-  - { id: slack, event: slack.event, handshake: slack }
-  - { id: meta, event: meta.event, handshake: meta, handshake_secret: meta }
-  - { id: zoom, event: zoom.event, handshake: zoom, handshake_secret: zoom }
+  - { id: slack, verify: none, event: slack.event, handshake: slack }
+  - { id: meta, verify: none, event: meta.event, handshake: meta, handshake_secret: meta }
+  - { id: zoom, verify: none, event: zoom.event, handshake: zoom, handshake_secret: zoom }
 "#;
     let env = std::collections::HashMap::from([
         ("META_TOKEN".to_owned(), "verify-me".to_owned()),
@@ -76,9 +76,11 @@ async fn respond_overrides_the_answer() {
     let yaml = r#"
 triggers:
   - id: custom
+    verify: none
     event: t.e
     respond: { status: 200, body: '{"ok": true, "id": "{{ event_id }}"}', headers: { X-Handled-By: hookyard } }
   - id: text
+    verify: none
     event: t.e
     respond: { status: 201, body: "thanks {{ event_id }}" }
 "#;
@@ -103,8 +105,7 @@ triggers:
 
 #[tokio::test]
 async fn rate_limit_answers_429_with_retry_after() {
-    let yaml =
-        "triggers:\n  - { id: slow, event: t.e, rate_limit: 2/m }\n  - { id: free, event: t.e }\n";
+    let yaml = "triggers:\n  - { id: slow, verify: none, event: t.e, rate_limit: 2/m }\n  - { id: free, verify: none, event: t.e }\n";
     let mut d = start_daemon(yaml).await;
     assert_eq!(post_json(&d, "/hooks/slow", json!({})).await.status(), 202);
     assert_eq!(post_json(&d, "/hooks/slow", json!({})).await.status(), 202);

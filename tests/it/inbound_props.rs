@@ -17,6 +17,7 @@ event_types:
   - { name: typed, schema: { type: object, required: [n], properties: { n: { type: integer } } } }
 triggers:
   - id: mapped
+    verify: none
     event: { path: "$.type", map: { a: typed, b: other }, otherwise: reject }
     idempotency_key: "$.id"
     mapping:
@@ -25,14 +26,15 @@ triggers:
       t: { template: "{{ body.t }}{{ headers['x-h'] }}{{ query.q }}", type: number }
       timestamp: "$.ts"
   - id: hdr
+    verify: none
     event: { header: X-Event, otherwise: ignore }
     mapping: { b: { path: "$.b", type: boolean, required: true } }
   - { id: signed, event: e, verify: { signature: { preset: stripe, secret: s } } }
-  - { id: slack, event: e, handshake: slack, rate_limit: 1000/s }
-  - { id: zoom, event: e, handshake: zoom, handshake_secret: s }
-  - { id: meta, event: e, handshake: meta, handshake_secret: s }
+  - { id: slack, verify: none, event: e, handshake: slack, rate_limit: 1000/s }
+  - { id: zoom, verify: none, event: e, handshake: zoom, handshake_secret: s }
+  - { id: meta, verify: none, event: e, handshake: meta, handshake_secret: s }
   - { id: ip, event: e, verify: { ip_allow: ["10.0.0.0/8"] } }
-  - { id: respond, event: e, respond: { status: 200, body: "{{ event_id }}" } }
+  - { id: respond, verify: none, event: e, respond: { status: 200, body: "{{ event_id }}" } }
 "#;
 
 fn body() -> impl Strategy<Value = Vec<u8>> {

@@ -28,7 +28,7 @@ secrets:
 tokens:
   - {{ name: app, secret: app, scopes: [events:write] }}
 triggers:
-  - {{ id: t, event: t.e }}
+  - {{ id: t, verify: none, event: t.e }}
 "#
     );
     let env = std::collections::HashMap::from([("APP_TOKEN".to_owned(), "tok".to_owned())]);

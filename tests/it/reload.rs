@@ -198,3 +198,34 @@ async fn sighup_reloads_the_running_binary() {
     assert!(status.success(), "{status}: {}", p.logs());
     assert!(p.logs().contains("SIGHUP received"), "{}", p.logs());
 }
+
+#[tokio::test]
+async fn a_reload_names_the_settings_it_cannot_change() {
+    let unwatched = "reload: { watch: false }";
+    let body = "history: { retention: 7d }\nidempotency: { window: 24h }\n";
+    let d = start(&format!("{body}{}", subs(&["a"])), unwatched).await;
+    let changed = "history: { retention: 1d }\nidempotency: { window: 1h }\n";
+    std::fs::write(
+        config_path(&d),
+        config_text(
+            d.dir.path(),
+            &format!("{changed}{}", subs(&["a", "b"])),
+            unwatched,
+        ),
+    )
+    .unwrap();
+    let r = authed(http().post(d.url("/v1/admin/reload")), &token("operator"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let answer = body_json(r).await;
+    // The reload applies what it can and names what needs a restart.
+    assert_eq!(
+        answer["needs_restart"],
+        serde_json::json!(["history.retention", "idempotency.window"]),
+        "{answer}"
+    );
+    assert_eq!(served_subscriptions(&d).await, ["a", "b"]);
+    d.stop().await;
+}

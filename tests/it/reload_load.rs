@@ -18,10 +18,10 @@ const WATCH: &str = "reload: { watch: true, debounce: 100ms }";
 /// stamps the config generation into every event.
 fn body(generation: u32, with_second: bool) -> String {
     let mut s = format!(
-        "triggers:\n  - id: orders\n    event: order.created\n    mapping:\n      n: \"$.n\"\n      generation: {{ value: {generation} }}\n"
+        "triggers:\n  - id: orders\n    verify: none\n    event: order.created\n    mapping:\n      n: \"$.n\"\n      generation: {{ value: {generation} }}\n"
     );
     if with_second {
-        s.push_str("  - id: refunds\n    event: refund.created\n");
+        s.push_str("  - id: refunds\n    verify: none\n    event: refund.created\n");
     }
     s.push_str("subscriptions:\n");
     s.push_str(&paused_sub("hold", "*"));
@@ -108,7 +108,7 @@ async fn reloads_under_load_fail_no_request() {
         &path,
         config_text(
             d.dir.path(),
-            "triggers:\n  - id: orders\n    event: order.created\n    mapping: { n: \"$.[[\" }\n    bogus_key: 1\n",
+            "triggers:\n  - id: orders\n    verify: none\n    event: order.created\n    mapping: { n: \"$.[[\" }\n    bogus_key: 1\n",
             WATCH,
         ),
     )

@@ -30,16 +30,18 @@ pub use crate::config::Encoding;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Preset {
     /// `hmac-sha256`: HMAC-SHA256 of the raw body in `header`, optionally
-    /// after a literal `prefix` such as `sha256=`. Several comma-separated
-    /// signatures are accepted, which is how hookyard itself signs with
-    /// several secrets.
+    /// after a literal `prefix` such as `sha256=`. Without a configured
+    /// prefix, each signature may be bare or written `sha256=<sig>`, as
+    /// hookyard's own signing writes it. Several comma-separated signatures
+    /// are accepted (any matching passes), which is how hookyard itself
+    /// signs with several secrets.
     HmacSha256 {
         /// Header carrying the signature (default `X-Hmac-Signature`).
         header: HeaderName,
         /// Hex (default) or base64.
         encoding: Encoding,
         /// Literal text before each signature, e.g. `sha256=`; when set it is
-        /// required.
+        /// required. When `None`, `sha256=` is optional.
         prefix: Option<String>,
     },
     /// `github`: `X-Hub-Signature-256: sha256=<hex>` over the body.
@@ -162,7 +164,10 @@ pub fn verify_signature(
     tolerance: Duration,
     now: Timestamp,
 ) -> Result<(), VerifyError> {
-    if secrets.is_empty() {
+    // An empty key is never used: HMAC under "" is a signature anyone can
+    // make. Config refuses empty secrets; this holds whatever the caller.
+    // (`any_key_matches` skips empty keys, also ones derived from secrets.)
+    if secrets.iter().all(Vec::is_empty) {
         return Err(VerifyError::NoSecret);
     }
     match preset {
@@ -174,7 +179,10 @@ pub fn verify_signature(
             headers,
             header.as_str(),
             *encoding,
-            prefix.as_deref(),
+            match prefix {
+                Some(p) => Prefix::Required(p),
+                None => Prefix::Optional(HOOKYARD_PREFIX),
+            },
             body,
             secrets,
         ),
@@ -182,7 +190,7 @@ pub fn verify_signature(
             headers,
             "x-hub-signature-256",
             Encoding::Hex,
-            Some("sha256="),
+            Prefix::Required("sha256="),
             body,
             secrets,
         ),
@@ -190,7 +198,7 @@ pub fn verify_signature(
             headers,
             "x-shopify-hmac-sha256",
             Encoding::Base64,
-            None,
+            Prefix::None,
             body,
             secrets,
         ),
@@ -248,12 +256,28 @@ fn check_timestamp(
     Ok(())
 }
 
+/// What hookyard's own `hmac-sha256` signing writes before each signature
+/// (SPEC §5), accepted by default so hookyard verifies hookyard.
+pub const HOOKYARD_PREFIX: &str = "sha256=";
+
+/// The text before each signature in a header.
+#[derive(Debug, Clone, Copy)]
+enum Prefix<'a> {
+    /// Must be there (a configured `prefix`, GitHub's `sha256=`).
+    Required(&'a str),
+    /// May be there: the generic preset's default, which takes bare hex
+    /// and hookyard's `sha256=<hex>` alike.
+    Optional(&'a str),
+    /// Never there (Shopify).
+    None,
+}
+
 /// Schemes that sign the body alone: generic, GitHub, Shopify.
 fn body_hmac(
     headers: &HeaderMap,
     header: &str,
     encoding: Encoding,
-    prefix: Option<&str>,
+    prefix: Prefix<'_>,
     body: &[u8],
     secrets: &[Vec<u8>],
 ) -> Result<(), VerifyError> {
@@ -264,11 +288,12 @@ fn body_hmac(
     for part in value.split(',') {
         let part = part.trim();
         let digits = match prefix {
-            Some(prefix) => match part.strip_prefix(prefix) {
+            Prefix::Required(prefix) => match part.strip_prefix(prefix) {
                 Some(rest) => rest,
                 None => continue,
             },
-            None => part,
+            Prefix::Optional(prefix) => part.strip_prefix(prefix).unwrap_or(part),
+            Prefix::None => part,
         };
         let decoded = match encoding {
             Encoding::Hex => hex_decode(digits),
@@ -281,11 +306,19 @@ fn body_hmac(
     if tags.is_empty() {
         return Err(malformed(
             header,
-            match (encoding, prefix.is_some()) {
-                (Encoding::Hex, false) => "expected a hex signature",
-                (Encoding::Hex, true) => "expected the configured prefix then a hex signature",
-                (Encoding::Base64, false) => "expected a base64 signature",
-                (Encoding::Base64, true) => {
+            match (encoding, prefix) {
+                (Encoding::Hex, Prefix::None) => "expected a hex signature",
+                (Encoding::Hex, Prefix::Optional(_)) => {
+                    "expected a hex signature, bare or as `sha256=<hex>` (several separated by commas)"
+                }
+                (Encoding::Hex, Prefix::Required(_)) => {
+                    "expected the configured prefix then a hex signature"
+                }
+                (Encoding::Base64, Prefix::None) => "expected a base64 signature",
+                (Encoding::Base64, Prefix::Optional(_)) => {
+                    "expected a base64 signature, bare or after `sha256=`"
+                }
+                (Encoding::Base64, Prefix::Required(_)) => {
                     "expected the configured prefix then a base64 signature"
                 }
             },

@@ -115,55 +115,10 @@ fn no_secret_fails_closed() {
     );
 }
 
-// ---- generic hmac-sha256 --------------------------------------------------
+// ---- generic hmac-sha256: in `signature_hmac_tests.rs` ----------------------
 
-#[test]
-fn generic_default_is_hex_in_x_hmac_signature() {
-    let preset = Preset::from_name("hmac-sha256").unwrap();
-    let h = headers(&[("X-Hmac-Signature", &GH_SIG[7..])]);
-    assert_eq!(check(&preset, &h, GH_BODY, &[GH_SECRET], 0), Ok(()));
-    // Uppercase hex is the same signature.
-    let upper = GH_SIG[7..].to_uppercase();
-    let h = headers(&[("X-Hmac-Signature", &upper)]);
-    assert_eq!(check(&preset, &h, GH_BODY, &[GH_SECRET], 0), Ok(()));
-}
-
-#[test]
-fn generic_prefix_is_required_when_configured() {
-    let preset = generic("x-signature", Encoding::Hex, Some("sha256="));
-    let with = headers(&[("X-Signature", GH_SIG)]);
-    assert_eq!(check(&preset, &with, GH_BODY, &[GH_SECRET], 0), Ok(()));
-    let without = headers(&[("X-Signature", &GH_SIG[7..])]);
-    assert!(matches!(
-        check(&preset, &without, GH_BODY, &[GH_SECRET], 0),
-        Err(VerifyError::MalformedHeader { .. })
-    ));
-}
-
-#[test]
-fn generic_base64_variant() {
-    let preset = generic("x-sig", Encoding::Base64, None);
-    let tag = hmac_sha256(GH_SECRET, &[GH_BODY]).unwrap();
-    let b64 = base64_encode(&tag);
-    let h = headers(&[("x-sig", &b64)]);
-    assert_eq!(check(&preset, &h, GH_BODY, &[GH_SECRET], 0), Ok(()));
-    // Hex text in a base64 slot decodes to other bytes: a mismatch.
-    let h = headers(&[("x-sig", &GH_SIG[7..])]);
-    assert!(matches!(
-        check(&preset, &h, GH_BODY, &[GH_SECRET], 0),
-        Err(VerifyError::SignatureMismatch { .. })
-    ));
-}
-
-#[test]
-fn generic_accepts_hookyards_own_multi_signature_header() {
-    let preset = generic("x-hmac-signature", Encoding::Hex, Some("sha256="));
-    let other = hex_encode(&hmac_sha256(b"newer", &[GH_BODY]).unwrap());
-    let value = format!("sha256={other},{GH_SIG}");
-    let h = headers(&[("x-hmac-signature", &value)]);
-    assert_eq!(check(&preset, &h, GH_BODY, &[GH_SECRET], 0), Ok(()));
-    assert_eq!(check(&preset, &h, GH_BODY, &[b"newer"], 0), Ok(()));
-}
+#[path = "signature_hmac_tests.rs"]
+mod hmac;
 
 // ---- Shopify ----------------------------------------------------------------
 

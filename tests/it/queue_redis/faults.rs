@@ -286,6 +286,7 @@ async fn daemon_rides_out_redis_down_and_restarted_empty() {
     std::fs::write(&token_file, "fault-token").unwrap();
     let d = start_daemon(&format!(
         "queue: {{ backend: redis, url: \"{}\", prefix: \"hyt-daemon\", lease: 2s }}\n\
+         defaults: {{ timeout: 1500ms }}\n\
          secrets: {{ tok: {{ file: \"{}\" }} }}\n\
          tokens: [ {{ name: app, secret: tok, scopes: [events:write] }} ]\n\
          subscriptions:\n  - {{ id: r, url: \"{}\", events: [\"*\"] }}\n",
