@@ -81,6 +81,7 @@ render: { max_output: 4KiB }
 triggers:
   - id: t
     event: e.x
+    verify: none
     mapping:
       copies: { template: "{% for i in range(100) %}{{ body.big }}{% endfor %}" }
 "#,
@@ -155,7 +156,7 @@ async fn the_meta_handshake_counts_against_the_rate_limit() {
         r#"
 secrets: { meta: { env: META_TOKEN } }
 triggers:
-  - { id: meta, event: meta.event, handshake: meta, handshake_secret: meta, rate_limit: 3/m }
+  - { id: meta, event: meta.event, handshake: meta, handshake_secret: meta, rate_limit: 3/m, verify: none }
 "#,
         env,
     )
