@@ -170,6 +170,12 @@ pub(crate) fn compile(
         .map(|i| i.value.clone())
         .unwrap_or_default();
     let max_output = ctx.size(&rd.max_output, templates::DEFAULT_MAX_OUTPUT as u64);
+    if let (Some(s), 0) = (&rd.max_output, max_output) {
+        ctx.error(
+            &s.pos,
+            "render.max_output of 0 would refuse every template: give a size, e.g. 1MiB (default)",
+        );
+    }
     let r = set
         .reload
         .as_ref()

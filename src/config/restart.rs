@@ -57,10 +57,7 @@ pub fn restart_changes(old: &Config, new: &Config) -> Vec<String> {
     changed("queue.url", o.url != n.url);
     changed("queue.prefix", o.prefix != n.prefix);
     changed("queue.lease", o.lease != n.lease);
-    changed(
-        "queue.allow_eviction",
-        o.allow_eviction != n.allow_eviction,
-    );
+    changed("queue.allow_eviction", o.allow_eviction != n.allow_eviction);
     let (o, n) = (&old.history, &new.history);
     changed("history.retention", o.retention != n.retention);
     changed("history.max_events", o.max_events != n.max_events);

@@ -68,15 +68,17 @@ pub fn credentials_equal(a: &[u8], b: &[u8]) -> bool {
     bool::from(a.as_slice().ct_eq(b.as_slice()))
 }
 
-/// The index of the first of `secrets` equal to `presented`. Every secret is
-/// compared whatever matched first, so the time taken does not say which.
-pub fn position_of<'a>(
-    secrets: impl IntoIterator<Item = &'a Secret>,
+/// The index of the first of `values` equal to `presented`, by
+/// [`credentials_equal`]. Every value is compared whatever matched first,
+/// so the time taken does not say which; an empty value matches nothing.
+pub fn position_of<V: AsRef<[u8]>>(
+    values: impl IntoIterator<Item = V>,
     presented: &[u8],
 ) -> Option<usize> {
     let mut found = None;
-    for (index, secret) in secrets.into_iter().enumerate() {
-        if secret.matches(presented) && found.is_none() {
+    for (index, value) in values.into_iter().enumerate() {
+        let value = value.as_ref();
+        if credentials_equal(value, presented) && !value.is_empty() && found.is_none() {
             found = Some(index);
         }
     }
@@ -142,8 +144,14 @@ mod tests {
             Secret::new("b", "two"),
             Secret::new("c", "two"),
         ];
-        assert_eq!(position_of(&list, b"two"), Some(1));
-        assert_eq!(position_of(&list, b"one"), Some(0));
-        assert_eq!(position_of(&list, b"three"), None);
+        assert_eq!(
+            position_of(list.iter().map(Secret::expose), b"two"),
+            Some(1)
+        );
+        assert_eq!(
+            position_of(list.iter().map(Secret::expose), b"one"),
+            Some(0)
+        );
+        assert_eq!(position_of(list.iter().map(Secret::expose), b"three"), None);
     }
 }

@@ -242,7 +242,9 @@ impl Worker {
                 // lease renewal: a slow endpoint must not let the lease
                 // lapse and hand the job to another worker meanwhile.
                 let gate = self.handshakes.gate(&self.app, &config, s);
-                let gate = self.with_renewal(job, config.queue.lease, gate).await?;
+                let gate = self
+                    .with_renewal(job, self.app.queue().lease_duration(), gate)
+                    .await?;
                 if let Gate::Wait(at) = gate {
                     return queue.defer(job, at, None).await;
                 }
@@ -254,7 +256,7 @@ impl Worker {
         } else {
             // Hold the leased job for a slot a little while (never longer
             // than a quarter of its lease) before deferring it.
-            let wait = SLOT_WAIT.min(config.queue.lease / 4);
+            let wait = SLOT_WAIT.min(self.app.queue().lease_duration() / 4);
             let max_waiting = (self.settings.concurrency / 4).max(1);
             match self
                 .limits
@@ -405,7 +407,7 @@ impl Worker {
         let result = self
             .with_renewal(
                 job,
-                config.queue.lease,
+                self.app.queue().lease_duration(),
                 sender.send(req, opts.trust, opts.timeout, limit),
             )
             .await;

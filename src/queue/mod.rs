@@ -441,6 +441,17 @@ impl Queue {
         forward!(self.ping())
     }
 
+    /// The lease the queue was opened with. Workers renew by this, not by
+    /// the current config's `queue.lease`: a reload cannot change how the
+    /// queue reclaims, so renewing by a reloaded value could let a lease
+    /// lapse mid-request and the job be sent twice.
+    pub fn lease_duration(&self) -> Duration {
+        match self {
+            Queue::Embedded(q) => q.lease_duration(),
+            Queue::Redis(q) => q.lease_duration(),
+        }
+    }
+
     /// Times the backend was found reset (Redis restarted empty).
     pub fn resets(&self) -> u64 {
         match self {

@@ -373,6 +373,11 @@ impl RedisQueue {
         ]
     }
 
+    /// How long a lease lasts before another replica may reclaim the job.
+    pub fn lease_duration(&self) -> std::time::Duration {
+        self.inner.settings.lease
+    }
+
     /// Extend the lease by `settings.lease`; `LeaseLost` if it was reclaimed.
     pub async fn renew(&self, job: &LeasedJob) -> Result<()> {
         self.finishing(&self.inner.scripts.renew, self.lease_args(job))

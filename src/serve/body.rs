@@ -66,8 +66,9 @@ impl Body for TimedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         // Checked before reading too, so a client dripping a byte at a time
-        // (every read ready) still meets the deadline.
-        if let Some(sleep) = this.sleep.as_mut() {
+        // (every read ready) still meets the deadline; but not once the
+        // whole body is in, which a late final poll must not turn into 408.
+        if let (Some(sleep), false) = (this.sleep.as_mut(), this.inner.is_end_stream()) {
             if sleep.as_mut().poll(cx).is_ready() {
                 return this.expire();
             }

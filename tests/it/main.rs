@@ -18,6 +18,7 @@ mod faults;
 mod faults_receiver;
 mod faults_twin;
 mod faulty_receiver;
+mod fuzz_corpus;
 mod hardening;
 mod hmac_chain;
 mod hostile;

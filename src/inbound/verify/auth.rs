@@ -49,13 +49,8 @@ fn credentials<'h>(headers: &'h HeaderMap, scheme: &'static str) -> Result<&'h s
 pub fn check_bearer(headers: &HeaderMap, tokens: &[Vec<u8>]) -> Result<usize, VerifyError> {
     const SCHEME: &str = "Bearer";
     let given = credentials(headers, SCHEME)?;
-    let mut found = None;
-    for (index, token) in tokens.iter().enumerate() {
-        if ct_equal(given.as_bytes(), token) && found.is_none() {
-            found = Some(index);
-        }
-    }
-    found.ok_or(VerifyError::BadCredentials { scheme: SCHEME })
+    crate::config::secret::position_of(tokens, given.as_bytes())
+        .ok_or(VerifyError::BadCredentials { scheme: SCHEME })
 }
 
 /// Check `Authorization: Basic base64(user:password)` against `expected`.

@@ -68,6 +68,8 @@ struct Inner {
     /// GCRA state of `rate_limit` per target (in memory: this backend is
     /// single-instance, so the process is the whole cluster).
     rates: Mutex<HashMap<String, f64>>,
+    /// `queue.lease` as opened (the writer thread holds its own copy).
+    lease: Duration,
 }
 
 impl EmbeddedQueue {
@@ -96,6 +98,7 @@ impl EmbeddedQueue {
                 .await
                 .map_err(|e| QueueError::Unavailable(e.to_string()))??
         };
+        let lease = settings.lease;
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let wake = Arc::new(Notify::new());
         let commits = Arc::new(AtomicU64::new(0));
@@ -116,8 +119,14 @@ impl EmbeddedQueue {
                 wake,
                 commits,
                 rates: Mutex::new(HashMap::new()),
+                lease,
             }),
         })
+    }
+
+    /// How long a lease lasts before the job may be leased again.
+    pub fn lease_duration(&self) -> Duration {
+        self.inner.lease
     }
 
     async fn write<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, QueueError> {

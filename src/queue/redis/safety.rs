@@ -36,7 +36,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use redis::{ErrorKind, Value};
+use redis::{ErrorKind, ServerErrorKind, Value};
 
 use super::{RedisQueue, Result, unavailable};
 use crate::queue::QueueError;
@@ -69,7 +69,8 @@ impl Unsafe {
             Unsafe::Version(v) => format!(
                 "Redis redis_version is {v:?}; hookyard needs Redis 7.0 or newer (its scripts use 7.0 \
                  commands, and a script failing part-way would store part of an ingested batch): \
-                 upgrade Redis, or set `queue.allow_eviction: true` to run anyway"
+                 upgrade Redis (`queue.allow_eviction: true` runs anyway, at the risk of \
+                 half-stored batches)"
             ),
             Unsafe::EvictionPolicy(p) => format!(
                 "Redis maxmemory-policy is {p}; hookyard needs noeviction (any other policy lets \
@@ -277,7 +278,7 @@ fn refused_as_none<T>(
 ) -> Result<Option<T>> {
     match answer {
         Ok(v) => Ok(Some(v)),
-        Err(e) if matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension) => {
+        Err(e) if is_refusal(e.kind()) => {
             if !logged.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     "Redis refused `{command}` ({e}): hookyard cannot check its {what}; make \
@@ -288,6 +289,18 @@ fn refused_as_none<T>(
         }
         Err(e) => Err(unavailable(e)),
     }
+}
+
+/// Whether an error means the command itself is refused (renamed away,
+/// unknown to a managed Redis, or denied by an ACL), as opposed to the
+/// server being busy for a moment (LOADING, TRYAGAIN, MASTERDOWN…): only
+/// a refusal may end the check, a passing state must not clear a finding.
+fn is_refusal(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::Server(ServerErrorKind::ResponseError | ServerErrorKind::NoPerm)
+            | ErrorKind::Extension
+    )
 }
 
 /// The value of a one-parameter `CONFIG GET` answer: `[name, value]` in
@@ -420,5 +433,25 @@ mod tests {
             Some("allkeys-lru")
         );
         assert_eq!(config_value(Value::Array(vec![])), None);
+    }
+
+    #[test]
+    fn only_a_refused_command_ends_the_check() {
+        use redis::{ErrorKind, ServerErrorKind};
+        assert!(is_refusal(ErrorKind::Server(
+            ServerErrorKind::ResponseError
+        )));
+        assert!(is_refusal(ErrorKind::Server(ServerErrorKind::NoPerm)));
+        assert!(is_refusal(ErrorKind::Extension));
+        for busy in [
+            ServerErrorKind::BusyLoading,
+            ServerErrorKind::TryAgain,
+            ServerErrorKind::MasterDown,
+            ServerErrorKind::ReadOnly,
+            ServerErrorKind::ClusterDown,
+        ] {
+            assert!(!is_refusal(ErrorKind::Server(busy)), "{busy:?}");
+        }
+        assert!(!is_refusal(ErrorKind::Io));
     }
 }
