@@ -120,8 +120,7 @@ impl Config {
     /// The token whose secret equals the presented bearer value. Every
     /// token is compared in constant time, whatever matched first.
     pub fn token_for(&self, bearer: &[u8]) -> Option<&Token> {
-        let index =
-            super::secret::position_of(self.tokens.iter().map(|t| t.secret.expose()), bearer)?;
+        let index = super::secret::position_of(self.tokens.iter().map(|t| &t.secret), bearer)?;
         self.tokens.get(index)
     }
 

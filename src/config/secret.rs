@@ -9,14 +9,19 @@ pub struct Secret {
     /// The name it is declared under in `secrets:` (safe to show).
     pub name: String,
     value: Arc<[u8]>,
+    /// SHA-256 of the value, hashed once here rather than on every
+    /// comparison (see [`credentials_equal`]).
+    digest: [u8; 32],
 }
 
 impl Secret {
     /// Wrap a value read from the environment or a file.
     pub fn new(name: impl Into<String>, value: impl Into<Vec<u8>>) -> Secret {
+        let value: Arc<[u8]> = Arc::from(value.into());
         Secret {
             name: name.into(),
-            value: Arc::from(value.into()),
+            digest: digest(&value),
+            value,
         }
     }
 
@@ -35,8 +40,7 @@ impl Secret {
     /// An empty secret matches nothing (config refuses empty secrets; this
     /// holds whatever built the value).
     pub fn matches(&self, presented: &[u8]) -> bool {
-        let equal = credentials_equal(&self.value, presented);
-        equal && !self.value.is_empty()
+        position_of([self], presented).is_some()
     }
 }
 
@@ -61,24 +65,58 @@ pub fn file_value(mut bytes: Vec<u8>) -> Vec<u8> {
 /// with `subtle`: comparing the raw bytes would stop at the first difference
 /// (leaking its position) or at a length mismatch (leaking the length).
 pub fn credentials_equal(a: &[u8], b: &[u8]) -> bool {
-    use sha2::{Digest, Sha256};
-    use subtle::ConstantTimeEq;
-    let a = Sha256::digest(a);
-    let b = Sha256::digest(b);
-    bool::from(a.as_slice().ct_eq(b.as_slice()))
+    digests_equal(&digest(a), &digest(b))
 }
 
-/// The index of the first of `values` equal to `presented`, by
-/// [`credentials_equal`]. Every value is compared whatever matched first,
-/// so the time taken does not say which; an empty value matches nothing.
-pub fn position_of<V: AsRef<[u8]>>(
-    values: impl IntoIterator<Item = V>,
+fn digest(value: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(value).into()
+}
+
+fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    use subtle::ConstantTimeEq;
+    bool::from(a.ct_eq(b))
+}
+
+/// A configured credential [`position_of`] compares against: a [`Secret`]
+/// (its digest made once) or plain bytes (hashed per comparison).
+pub trait Credential {
+    /// SHA-256 of the value.
+    fn digest(&self) -> [u8; 32];
+    /// An empty value is never a credential, whatever built it.
+    fn is_blank(&self) -> bool;
+}
+
+impl Credential for Secret {
+    fn digest(&self) -> [u8; 32] {
+        self.digest
+    }
+    fn is_blank(&self) -> bool {
+        self.value.is_empty()
+    }
+}
+
+impl Credential for Vec<u8> {
+    fn digest(&self) -> [u8; 32] {
+        digest(self)
+    }
+    fn is_blank(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+/// The index of the first of `values` equal to `presented`, by the
+/// comparison of [`credentials_equal`]. Every value is compared whatever
+/// matched first, so the time taken does not say which; an empty value
+/// matches nothing.
+pub fn position_of<'a, C: Credential + 'a>(
+    values: impl IntoIterator<Item = &'a C>,
     presented: &[u8],
 ) -> Option<usize> {
+    let presented = digest(presented);
     let mut found = None;
     for (index, value) in values.into_iter().enumerate() {
-        let value = value.as_ref();
-        if credentials_equal(value, presented) && !value.is_empty() && found.is_none() {
+        if digests_equal(&value.digest(), &presented) && !value.is_blank() && found.is_none() {
             found = Some(index);
         }
     }
@@ -144,14 +182,8 @@ mod tests {
             Secret::new("b", "two"),
             Secret::new("c", "two"),
         ];
-        assert_eq!(
-            position_of(list.iter().map(Secret::expose), b"two"),
-            Some(1)
-        );
-        assert_eq!(
-            position_of(list.iter().map(Secret::expose), b"one"),
-            Some(0)
-        );
-        assert_eq!(position_of(list.iter().map(Secret::expose), b"three"), None);
+        assert_eq!(position_of(&list, b"two"), Some(1));
+        assert_eq!(position_of(&list, b"one"), Some(0));
+        assert_eq!(position_of(&list, b"three"), None);
     }
 }

@@ -29,12 +29,7 @@ pub fn meta_get(trigger: &Trigger, query: Option<&str>) -> Result<Response, Inbo
         ));
     }
     let token = text("hub.verify_token").as_bytes();
-    if crate::config::secret::position_of(
-        trigger.handshake_secrets.iter().map(|s| s.expose()),
-        token,
-    )
-    .is_none()
-    {
+    if crate::config::secret::position_of(&trigger.handshake_secrets, token).is_none() {
         return Err(InboundError::HandshakeRefused(
             "`hub.verify_token` does not match the trigger's handshake secret".into(),
         ));
