@@ -12,43 +12,41 @@
 
 use super::send::REDACTED;
 
+/// Whether `text` holds any spelling of any secret.
+pub fn holds(text: &str, secrets: &[&[u8]]) -> bool {
+    !spans(text.as_bytes(), secrets).is_empty()
+}
+
 /// Replace every spelling of every secret in `text` with `[redacted]`.
 pub fn text(text: &str, secrets: &[&[u8]]) -> String {
-    let secrets: Vec<&[u8]> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
-    if secrets.is_empty() {
-        return text.to_owned();
-    }
-    let mut spans: Vec<(usize, usize)> = Vec::new();
-    let mut found = |decoded: &[u8], origin: &[(usize, usize)]| {
-        for secret in &secrets {
-            for start in find_all(decoded, secret) {
-                let end = start + secret.len() - 1;
-                spans.push((origin[start].0, origin[end].1));
-            }
-        }
-    };
-    let mut reading: Vec<u8> = text.as_bytes().to_vec();
-    let mut origin: Vec<(usize, usize)> = (0..reading.len()).map(|i| (i, i + 1)).collect();
-    found(&reading, &origin);
-    // A value encoded twice (an operator's `urlencode` under the URL's own
-    // encoding) decodes twice; three rounds cover any sensible nesting.
-    for _ in 0..3 {
-        let (form, form_origin) = decode(&reading, &origin, true);
-        found(&form, &form_origin);
-        let (next, next_origin) = decode(&reading, &origin, false);
-        if next.len() == reading.len() {
-            break;
-        }
-        found(&next, &next_origin);
-        (reading, origin) = (next, next_origin);
-    }
+    let bytes = text.as_bytes();
+    let spans = spans(bytes, secrets);
     if spans.is_empty() {
         return text.to_owned();
     }
+    replace(bytes, spans)
+}
+
+/// The byte spans of `bytes` that spell a secret, in no order.
+fn spans(bytes: &[u8], secrets: &[&[u8]]) -> Vec<(usize, usize)> {
+    let secrets: Vec<&[u8]> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    for secret in &secrets {
+        spans.extend(find_all(bytes, secret).map(|start| (start, start + secret.len())));
+    }
+    // Every delivery attempt redacts its URL and each header, which rarely
+    // hold an escape: without `%` or `+` the decoded readings are the text.
+    if !secrets.is_empty() && (bytes.contains(&b'%') || bytes.contains(&b'+')) {
+        decoded_spans(bytes, &secrets, &mut spans);
+    }
+    spans
+}
+
+/// `bytes` with every span replaced by `[redacted]` (overlaps merged).
+fn replace(bytes: &[u8], mut spans: Vec<(usize, usize)>) -> String {
     spans.sort_unstable();
     // Bytes, not `str` slices: a span found in a decoded reading may end
     // inside a multi-byte character, and slicing there would panic.
-    let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut at = 0;
     let mut spans = spans.into_iter().peekable();
@@ -66,6 +64,32 @@ pub fn text(text: &str, secrets: &[&[u8]]) -> String {
     }
     out.extend_from_slice(&bytes[at..]);
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Add the original spans of every secret found in a decoded reading.
+fn decoded_spans(bytes: &[u8], secrets: &[&[u8]], spans: &mut Vec<(usize, usize)>) {
+    let mut found = |decoded: &[u8], origin: &[(usize, usize)]| {
+        for secret in secrets {
+            for start in find_all(decoded, secret) {
+                let end = start + secret.len() - 1;
+                spans.push((origin[start].0, origin[end].1));
+            }
+        }
+    };
+    let mut reading: Vec<u8> = bytes.to_vec();
+    let mut origin: Vec<(usize, usize)> = (0..reading.len()).map(|i| (i, i + 1)).collect();
+    // A value encoded twice (an operator's `urlencode` under the URL's own
+    // encoding) decodes twice; three rounds cover any sensible nesting.
+    for _ in 0..3 {
+        let (form, form_origin) = decode(&reading, &origin, true);
+        found(&form, &form_origin);
+        let (next, next_origin) = decode(&reading, &origin, false);
+        if next.len() == reading.len() {
+            break;
+        }
+        found(&next, &next_origin);
+        (reading, origin) = (next, next_origin);
+    }
 }
 
 /// `bytes` with every `%XX` decoded (and `+` read as a space when `form`),
