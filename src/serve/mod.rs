@@ -24,7 +24,10 @@
 //! socket closes) and every connection is asked to finish gracefully
 //! (requests in progress complete, idle connections close). `kill`: the
 //! grace is over and whatever is still open is dropped. [`serve`] returns
-//! once every connection is gone.
+//! once every connection is gone. (hyper runs each HTTP/2 request in a task
+//! of its own, which a dropped connection does not end; those end with the
+//! runtime, which `main` gives 300 ms after `run` returns, inside the
+//! bound's last second.)
 
 mod body;
 mod connection;

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
 
+use crate::support::get_text;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -21,14 +22,7 @@ const BURST: f64 = 5.0;
 
 /// Successful deliveries this daemon made, from its `/metrics`.
 async fn successes(d: &TestDaemon) -> u64 {
-    let text = http()
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(d.url("/metrics")).await;
     text.lines()
         .filter(|l| {
             l.starts_with("hookyard_deliveries_total") && l.contains(r#"outcome="success""#)

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
 
+use crate::support::get_text;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -156,14 +157,7 @@ async fn the_connection_past_max_connections_waits_until_one_closes() {
 }
 
 async fn scrape(d: &TestDaemon) -> String {
-    http()
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    get_text(d.url("/metrics")).await
 }
 
 /// Jobs waiting per target, summed over `hookyard_target_pending`.

@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
 
+use crate::support::get_text;
 use std::time::Duration;
 
 use hookyard::queue::{DeliveryRecord, Event, HistoryQuery, Queue, StoreSettings};
@@ -278,14 +279,7 @@ async fn body_limit_unknown_trigger_and_method() {
         405
     );
 
-    let metrics = http()
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(d.url("/metrics")).await;
     for needle in [
         r#"trigger="small",status="413""#,
         r#"trigger="small",status="202""#,
@@ -384,14 +378,7 @@ triggers:
     assert_eq!(r.status(), 422);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "undeclared_event_type");
-    let metrics = http()
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(d.url("/metrics")).await;
     let needle = r#"hookyard_events_ingested_total{source="trigger:ok",type="order.created"} 1"#;
     assert!(metrics.contains(needle), "{metrics}");
     let q = stopped_queue(&mut d).await;

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
 
+use crate::support::get_text;
 use serde_json::{Value, json};
 
 use crate::inbound::{JsonReq, JsonResp};
@@ -73,14 +74,7 @@ triggers:
         assert_eq!(r.status(), 503, "{body}");
         assert_eq!(r.headers()["retry-after"], "1");
     }
-    let metrics = http()
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(d.url("/metrics")).await;
     assert!(metrics.contains(r#"trigger="t",status="503""#), "{metrics}");
     d.stop().await;
 }

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
+use crate::support::get_text;
 use std::path::Path;
 
 use hookyard::config::{self, LoadOptions};
@@ -172,14 +173,7 @@ async fn a_url_token_trigger_is_served_only_at_its_token() {
     }
 
     // Metrics: the trigger's id, the misses under `_unknown`, no token.
-    let metrics = http()
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(d.url("/metrics")).await;
     assert!(
         metrics.contains("hookyard_inbound_requests_total{trigger=\"tok\",status=\"202\"} 1"),
         "{metrics}"

@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use crate::support::get_text;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -223,14 +224,7 @@ async fn allow_eviction_runs_with_a_warning_and_the_gauge() {
         .wait_ready(200, "ready", Duration::from_secs(10))
         .await;
     assert_eq!(daemon.post_event(1).await.0, 202);
-    let metrics = http()
-        .get(daemon.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(daemon.url("/metrics")).await;
     assert!(
         metrics.contains("# HELP hookyard_queue_unsafe "),
         "{metrics}"

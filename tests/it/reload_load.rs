@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
+use crate::support::get_text;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -120,7 +121,7 @@ async fn reloads_under_load_fail_no_request() {
         || {
             let url = metrics_url.clone();
             async move {
-                let text = http().get(&url).send().await.unwrap().text().await.unwrap();
+                let text = get_text(&url).await;
                 text.contains("hookyard_config_reloads_total{result=\"failure\"} 1")
             }
         },

@@ -30,6 +30,18 @@ pub struct TestDaemon {
     pub handle: Option<JoinHandle<Result<(), daemon::DaemonError>>>,
 }
 
+/// GET `url` and return the body as text (e.g. a `/metrics` scrape).
+pub async fn get_text(url: impl reqwest::IntoUrl) -> String {
+    http()
+        .get(url)
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body")
+}
+
 impl TestDaemon {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
