@@ -190,7 +190,9 @@ pub async fn run(
     }
     // Before the listeners open, so the first scrape has the queue gauges.
     refresh_queue_gauges(&app).await;
-    tracker.spawn(housekeeping(app.clone(), workers_stop.clone()));
+    // Housekeeping reports an unsafe Redis found after start here (SPEC §11).
+    let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<DaemonError>(1);
+    tracker.spawn(housekeeping(app.clone(), workers_stop.clone(), fatal_tx));
     crate::config::reload::spawn(&app, &tracker, workers_stop.clone());
 
     let limits = crate::serve::Limits::of(&app.config().server);
@@ -230,6 +232,10 @@ pub async fn run(
     let mut failure = None;
     tokio::select! {
         _ = shutdown.cancelled() => {}
+        Some(e) = fatal_rx.recv() => {
+            tracing::error!("{e}: shutting down");
+            failure = Some(e);
+        }
         // A listener only ends on shutdown, unless its task panicked.
         Some(res) = servers.join_next() => {
             let why = match res {
@@ -237,7 +243,7 @@ pub async fn run(
                 Err(e) => e.to_string(),
             };
             tracing::error!("a listener stopped unexpectedly ({why}): shutting down");
-            failure = Some(why);
+            failure = Some(DaemonError::Serve(why));
         }
     }
     // Cancelling (again, when a signal did it) is what turns readiness 503.
@@ -263,7 +269,7 @@ pub async fn run(
     }
     tracing::info!("stopped");
     match failure {
-        Some(e) => Err(DaemonError::Serve(e)),
+        Some(e) => Err(e),
         None => Ok(()),
     }
 }
@@ -342,7 +348,12 @@ async fn refresh_queue_gauges(app: &App) {
 /// and queue gauges every 5s (the only queue query behind `/metrics`),
 /// history pruning every minute. `run` refreshed the gauges just before,
 /// so the first tick comes one period after the start.
-async fn housekeeping(app: App, stop: CancellationToken) {
+async fn housekeeping(
+    app: App,
+    stop: CancellationToken,
+    fatal: tokio::sync::mpsc::Sender<DaemonError>,
+) {
+    let allow_eviction = app.config().queue.allow_eviction;
     const PERIOD: Duration = Duration::from_secs(5);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + PERIOD, PERIOD);
     let mut n: u64 = 0;
@@ -353,6 +364,20 @@ async fn housekeeping(app: App, stop: CancellationToken) {
         }
         if let Err(e) = app.queue().recheck_safety().await {
             tracing::debug!("queue safety check skipped: {e}");
+        }
+        let reasons = app.queue().unsafe_reasons();
+        if !reasons.is_empty() && !allow_eviction {
+            // As at open: exit 1 rather than run on a Redis that loses data.
+            // New events are already refused (503) until the process ends.
+            let _ = fatal
+                .send(DaemonError::Queue(QueueError::Unsafe(format!(
+                    "Redis changed under the daemon and now runs with settings that lose data \
+                     ({}); fix them as the error above says and start hookyard again, or set \
+                     `queue.allow_eviction: true`",
+                    reasons.join(", ")
+                ))))
+                .await;
+            return;
         }
         refresh_queue_gauges(&app).await;
         if n % 12 == 0 {

@@ -21,13 +21,14 @@
 //! settings costs Redis no more than asking whether we reconnected; it
 //! also catches a `CONFIG SET` made while we stay connected.
 //!
-//! Found unsafe after start, without `queue.allow_eviction`: the daemon
-//! does not exit (that would drop in-flight deliveries, and a supervisor
-//! restarting it would only loop on the refusal at open). It refuses
-//! ingestion instead (503, readiness 503, an error in the log) and resumes
-//! by itself once the setting is safe again. Queued work keeps being
-//! delivered. With `queue.allow_eviction: true` every finding is a warning
-//! and the `hookyard_queue_unsafe{reason}` gauge, and nothing is refused.
+//! Found unsafe after start, without `queue.allow_eviction`: ingestion is
+//! refused at once (503, readiness 503, an error in the log), and the
+//! daemon then stops and exits 1 as at open (SPEC §11; housekeeping in
+//! `daemon.rs`): deliveries in flight get the shutdown grace, queued work
+//! stays in Redis, and a supervisor's restart fails at open, naming the
+//! setting, until someone fixes it. With `queue.allow_eviction: true`
+//! every finding is a warning and the `hookyard_queue_unsafe{reason}`
+//! gauge, and nothing is refused.
 //!
 //! Where `CONFIG GET` is refused (managed Redis renames or forbids CONFIG),
 //! the policy cannot be known: one warning, and the version alone decides
