@@ -163,7 +163,13 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let metrics = Metrics::new();
     metrics.config_reload(true, jiff::Timestamp::now().as_second());
-    let queue = open_queue(&config).await?;
+    // A signal while starting ends the start: nothing serves yet, so there
+    // is nothing to drain (and opening a Redis that does not answer must
+    // not hold SIGTERM past the shutdown bound).
+    let Some(queue) = unless_stopped(&shutdown, open_queue(&config)).await else {
+        return Ok(());
+    };
+    let queue = queue?;
     let sender = sender_for(&config)?;
     let (grace, delay) = (config.server.shutdown_grace, config.server.shutdown_delay);
     let app = App::new(
@@ -176,7 +182,10 @@ pub async fn run(
     );
     // API-created subscriptions live in the queue backend; the router and
     // workers read them from the App cache.
-    crate::webhooks::load_into(&app).await?;
+    let Some(loaded) = unless_stopped(&shutdown, crate::webhooks::load_into(&app)).await else {
+        return Ok(());
+    };
+    loaded?;
 
     let workers_stop = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -189,7 +198,7 @@ pub async fn run(
         );
     }
     // Before the listeners open, so the first scrape has the queue gauges.
-    refresh_queue_gauges(&app).await;
+    unless_stopped(&shutdown, refresh_queue_gauges(&app)).await;
     // Housekeeping reports an unsafe Redis found after start here (SPEC §11).
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<DaemonError>(1);
     tracker.spawn(housekeeping(app.clone(), workers_stop.clone(), fatal_tx));
@@ -271,6 +280,18 @@ pub async fn run(
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// `fut`'s output, or `None` when `shutdown` comes first.
+async fn unless_stopped<T>(
+    shutdown: &CancellationToken,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => None,
+        out = fut => Some(out),
     }
 }
 

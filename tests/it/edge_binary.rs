@@ -217,3 +217,80 @@ async fn sigterm_with_slow_clients_open_exits_0_within_delay_grace_and_a_second(
     assert_eq!(status.code(), Some(0), "{}", d.log());
     drop(conns);
 }
+
+/// SIGTERM while the daemon is still starting (its Redis accepts the
+/// connection and never answers): the start ends at once, exit 0, well
+/// within delay + grace + 1 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_starting_exits_0_within_the_bound() {
+    // A "Redis" that accepts and then says nothing.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let redis_port = silent.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        for conn in silent.incoming().take(8).flatten() {
+            conns.push(conn);
+        }
+        conns
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("hookyard.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+server: {{ listen: "127.0.0.1:{port}", shutdown_delay: 0s, shutdown_grace: 2s }}
+queue: {{ backend: redis, url: "redis://127.0.0.1:{redis_port}", prefix: "edge-start" }}
+reload: {{ watch: false }}
+"#
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("hookyard.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookyard"))
+        .arg("run")
+        .arg("-c")
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    // Let it reach the queue open, which waits on the silent server.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let sent = Instant::now();
+    let kill = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let bound = Duration::from_secs(3);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if sent.elapsed() > bound {
+            let _ = child.kill();
+            panic!(
+                "still starting {:?} after SIGTERM (bound {bound:?})\n{}",
+                sent.elapsed(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    drop(held);
+}
