@@ -15,6 +15,8 @@
 //! `dead_letter`, or `defer` (paused, pending verification, rate limit,
 //! `max_in_flight`, open circuit, orphaned target: no attempt used).
 
+mod lease;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -496,44 +498,5 @@ impl Worker {
             }
         }
         Ok(())
-    }
-
-    /// Run `fut` while renewing the job's lease every `lease / 3`.
-    async fn with_renewal<F: std::future::Future>(
-        &self,
-        job: &LeasedJob,
-        lease: Duration,
-        fut: F,
-    ) -> F::Output {
-        let every = (lease / 3).max(Duration::from_millis(100));
-        tokio::pin!(fut);
-        loop {
-            tokio::select! {
-                out = &mut fut => return out,
-                _ = tokio::time::sleep(every) => {
-                    if let Err(e) = self.app.queue().renew(job).await {
-                        tracing::warn!(delivery = %job.job.delivery_id, "lease renewal failed: {e}");
-                    }
-                }
-            }
-        }
-    }
-
-    /// The job's target is gone: wait `reload.orphan_grace` from when that
-    /// was first seen (a rename or half-applied `git pull` must not wipe a
-    /// backlog), then dead-letter as `target_removed`.
-    async fn orphan(
-        &self,
-        job: &LeasedJob,
-        config: &Config,
-        now: Timestamp,
-    ) -> Result<(), QueueError> {
-        let since = job.orphaned_since.unwrap_or(now);
-        let end = later(since, config.reload.orphan_grace);
-        if now >= end {
-            return self.dead(job, None, "target_removed").await;
-        }
-        let at = end.min(later(now, ORPHAN_RECHECK));
-        self.app.queue().defer(job, at, Some(since)).await
     }
 }
