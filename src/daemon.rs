@@ -202,6 +202,7 @@ pub async fn run(
     // Housekeeping reports an unsafe Redis found after start here (SPEC §11).
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<DaemonError>(1);
     tracker.spawn(housekeeping(app.clone(), workers_stop.clone(), fatal_tx));
+    tracker.spawn(crate::webhooks::follow(app.clone(), workers_stop.clone()));
     crate::config::reload::spawn(&app, &tracker, workers_stop.clone());
 
     let limits = crate::serve::Limits::of(&app.config().server);

@@ -283,6 +283,37 @@ pub async fn load_into(app: &App) -> Result<(), QueueError> {
     Ok(())
 }
 
+/// How often a replica asks whether another changed the subscriptions.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Keep this replica's copy of the API-created subscriptions in step with
+/// the store: a create or delete on any replica sharing the Redis queue
+/// shows here within about a second (SPEC §12).
+pub async fn follow(app: App, stop: tokio_util::sync::CancellationToken) {
+    let mut seen = app.queue().subscriptions_version().await.ok();
+    let mut tick = tokio::time::interval(FOLLOW_EVERY);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = match app.queue().subscriptions_version().await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!("subscription changes not checked: {e}");
+                continue;
+            }
+        };
+        if seen == Some(now) {
+            continue;
+        }
+        match load_into(&app).await {
+            Ok(()) => seen = Some(now),
+            Err(e) => tracing::warn!("API subscriptions not reloaded: {e}"),
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

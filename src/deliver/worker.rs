@@ -228,8 +228,17 @@ impl Worker {
                 None => return self.dead(job, None, "event_missing").await,
             },
         };
-        let api = self.app.api_subscriptions();
-        let Some(resolved) = target::resolve(&config, &api, &job.job.target) else {
+        let mut api = self.app.api_subscriptions();
+        let mut found = target::resolve(&config, &api, &job.job.target);
+        if found.is_none() && matches!(job.job.target, Target::Subscription { .. }) {
+            // Another replica may have created it a moment ago: ask the
+            // store before the job counts as orphaned.
+            if crate::webhooks::load_into(&self.app).await.is_ok() {
+                api = self.app.api_subscriptions();
+                found = target::resolve(&config, &api, &job.job.target);
+            }
+        }
+        let Some(resolved) = found else {
             return self.orphan(job, &config, now).await;
         };
         let opts = resolved.opts();

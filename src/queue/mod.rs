@@ -486,6 +486,16 @@ impl Queue {
         forward!(self.delete_subscription(id))
     }
 
+    /// A number that changes whenever any process changes the API-created
+    /// subscriptions. The embedded backend serves one process, which
+    /// refreshes its own copy on every change, so it is always 0 there.
+    pub async fn subscriptions_version(&self) -> Result<u64, QueueError> {
+        match self {
+            Queue::Embedded(_) => Ok(0),
+            Queue::Redis(q) => q.subscriptions_version().await,
+        }
+    }
+
     pub async fn subscriptions(&self) -> Result<Vec<Value>, QueueError> {
         forward!(self.subscriptions())
     }

@@ -38,6 +38,7 @@ mod redis_safety;
 mod reload;
 mod reload_load;
 mod render;
+mod replicas;
 mod secrets_leak;
 mod send;
 mod smoke;

@@ -375,25 +375,49 @@ impl RedisQueue {
     }
 
     /// Store an API-created subscription; false if the id already exists.
+    /// The change counter moves in the same transaction, so every replica
+    /// watching it (`subscriptions_version`) reloads the set.
     pub async fn put_subscription(&self, id: &str, doc: &Json) -> Result<bool> {
         let doc = serde_json::to_string(doc).map_err(|e| corrupt("subscription", e))?;
-        redis::cmd("HSETNX")
+        let (added,): (bool,) = redis::pipe()
+            .atomic()
+            .cmd("HSETNX")
             .arg(self.key("subs"))
             .arg(id)
             .arg(doc)
+            .cmd("INCR")
+            .arg(self.key("subsver"))
+            .ignore()
             .query_async(&mut self.conn())
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        Ok(added)
     }
 
     pub async fn delete_subscription(&self, id: &str) -> Result<bool> {
-        let n: u64 = redis::cmd("HDEL")
+        let (n,): (u64,) = redis::pipe()
+            .atomic()
+            .cmd("HDEL")
             .arg(self.key("subs"))
             .arg(id)
+            .cmd("INCR")
+            .arg(self.key("subsver"))
+            .ignore()
             .query_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
         Ok(n > 0)
+    }
+
+    /// How many times the API-created subscriptions changed (0 before the
+    /// first change): one GET, cheap enough to ask every second.
+    pub async fn subscriptions_version(&self) -> Result<u64> {
+        let v: Option<u64> = redis::cmd("GET")
+            .arg(self.key("subsver"))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(v.unwrap_or(0))
     }
 
     /// All API-created subscriptions, ordered by id.
