@@ -29,15 +29,14 @@ pub fn text(text: &str, secrets: &[&[u8]]) -> String {
 
 /// The byte spans of `bytes` that spell a secret, in no order.
 fn spans(bytes: &[u8], secrets: &[&[u8]]) -> Vec<(usize, usize)> {
-    let secrets: Vec<&[u8]> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
     let mut spans: Vec<(usize, usize)> = Vec::new();
-    for secret in &secrets {
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
         spans.extend(find_all(bytes, secret).map(|start| (start, start + secret.len())));
     }
     // Every delivery attempt redacts its URL and each header, which rarely
     // hold an escape: without `%` or `+` the decoded readings are the text.
-    if !secrets.is_empty() && (bytes.contains(&b'%') || bytes.contains(&b'+')) {
-        decoded_spans(bytes, &secrets, &mut spans);
+    if secrets.iter().any(|s| !s.is_empty()) && (bytes.contains(&b'%') || bytes.contains(&b'+')) {
+        decoded_spans(bytes, secrets, &mut spans);
     }
     spans
 }
@@ -69,7 +68,7 @@ fn replace(bytes: &[u8], mut spans: Vec<(usize, usize)>) -> String {
 /// Add the original spans of every secret found in a decoded reading.
 fn decoded_spans(bytes: &[u8], secrets: &[&[u8]], spans: &mut Vec<(usize, usize)>) {
     let mut found = |decoded: &[u8], origin: &[(usize, usize)]| {
-        for secret in secrets {
+        for secret in secrets.iter().filter(|s| !s.is_empty()) {
             for start in find_all(decoded, secret) {
                 let end = start + secret.len() - 1;
                 spans.push((origin[start].0, origin[end].1));

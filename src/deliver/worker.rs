@@ -91,6 +91,7 @@ pub fn spawn_with(app: &App, tracker: &TaskTracker, stop: CancellationToken, set
         handshakes: Handshakes::default(),
         envs: Mutex::new(None),
         slots: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+        store_asked: Mutex::new(None),
     });
     tracker.spawn(lease_loop(worker, tracker.clone(), stop));
 }
@@ -103,6 +104,8 @@ struct Worker {
     /// Delivery template environments of the config snapshot last seen.
     envs: Mutex<Option<(Arc<Config>, Arc<Envs>)>>,
     slots: Arc<Semaphore>,
+    /// When an unknown subscription last sent this process to the store.
+    store_asked: Mutex<Option<std::time::Instant>>,
 }
 
 async fn lease_loop(w: Arc<Worker>, tracker: TaskTracker, stop: CancellationToken) {
@@ -228,16 +231,11 @@ impl Worker {
                 None => return self.dead(job, None, "event_missing").await,
             },
         };
-        let mut api = self.app.api_subscriptions();
-        let mut found = target::resolve(&config, &api, &job.job.target);
-        if found.is_none() && matches!(job.job.target, Target::Subscription { .. }) {
-            // Another replica may have created it a moment ago: ask the
-            // store before the job counts as orphaned.
-            if crate::webhooks::load_into(&self.app).await.is_ok() {
-                api = self.app.api_subscriptions();
-                found = target::resolve(&config, &api, &job.job.target);
-            }
-        }
+        let api = self.app.api_subscriptions();
+        let found = match target::resolve(&config, &api, &job.job.target) {
+            Some(found) => Some(found),
+            None => self.ask_store(&config, &job.job.target).await,
+        };
         let Some(resolved) = found else {
             return self.orphan(job, &config, now).await;
         };

@@ -17,7 +17,8 @@ fn fixture(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-fn env(pairs: &[(&str, &str)]) -> LoadOptions {
+/// Load options with exactly these environment variables.
+pub fn env(pairs: &[(&str, &str)]) -> LoadOptions {
     LoadOptions {
         no_env: false,
         env: Some(

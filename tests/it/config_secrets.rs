@@ -6,12 +6,13 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hookyard::config::{self, LoadOptions};
+
+use crate::config::env;
 use hookyard::inbound::verify::mac::{hex_encode, hmac_sha256};
 
 use crate::admin_support::{authed, body_json, start, token};
@@ -25,18 +26,6 @@ fn yaml(source: &str) -> String {
          triggers:\n  - id: t\n    event: t.e\n    \
          verify: {{ signature: {{ preset: hmac-sha256, secret: s }} }}\n"
     )
-}
-
-fn env(pairs: &[(&str, &str)]) -> LoadOptions {
-    LoadOptions {
-        no_env: false,
-        env: Some(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<HashMap<_, _>>(),
-        ),
-    }
 }
 
 /// The only error of loading `text` from `<dir>/c.yaml`: (line, col, message).

@@ -271,14 +271,8 @@ fn connection_settings_have_defaults_and_refuse_zero() {
     let Ok(c) = load("server: { listen: \"127.0.0.1:0\" }\n") else {
         panic!("defaults do not load")
     };
-    let s = &c.server;
     assert_eq!(
-        (
-            s.header_timeout,
-            s.body_timeout,
-            s.idle_timeout,
-            s.max_connections
-        ),
+        limits(&c),
         (
             Duration::from_secs(10),
             Duration::from_secs(30),
@@ -291,14 +285,8 @@ fn connection_settings_have_defaults_and_refuse_zero() {
     ) else {
         panic!("values do not load")
     };
-    let s = &c.server;
     assert_eq!(
-        (
-            s.header_timeout,
-            s.body_timeout,
-            s.idle_timeout,
-            s.max_connections
-        ),
+        limits(&c),
         (
             Duration::from_secs(2),
             Duration::from_secs(60),
@@ -329,4 +317,15 @@ fn connection_settings_have_defaults_and_refuse_zero() {
             .contains("server.max_connections must be at least 1"),
         "{found:?}"
     );
+}
+
+/// The four connection settings of a loaded config, in SPEC order.
+fn limits(c: &hookyard::config::Config) -> (Duration, Duration, Duration, u32) {
+    let s = &c.server;
+    (
+        s.header_timeout,
+        s.body_timeout,
+        s.idle_timeout,
+        s.max_connections,
+    )
 }

@@ -28,15 +28,7 @@ struct PrivateRedis {
 impl PrivateRedis {
     /// A server with `maxmemory-policy` `policy`, and `extra` arguments.
     fn start(policy: &str, extra: &[&str]) -> Option<PrivateRedis> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("redis-server is required in CI");
-            }
-            eprintln!("SKIPPED: redis-server not installed");
+        if !crate::support::redis_server_installed() {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -291,6 +291,22 @@ async fn record(
 }
 
 /// Whether Redis at 127.0.0.1:6379 answers; in CI it must.
+/// Whether `redis-server` can be started here, for tests that run their
+/// own; in CI its absence is a failure, never a skip.
+pub fn redis_server_installed() -> bool {
+    let found = std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !found {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("redis-server is required in CI");
+        }
+        eprintln!("SKIPPED: redis-server not installed");
+    }
+    found
+}
+
 pub fn redis_available() -> bool {
     let up = std::net::TcpStream::connect_timeout(
         &"127.0.0.1:6379".parse().expect("addr"),

@@ -2,7 +2,8 @@
 //! (or a verification handshake) is in flight, so a slow endpoint never
 //! lets it lapse and hand the job to a second worker; and a job whose
 //! target is gone, held for `reload.orphan_grace` before it is
-//! dead-lettered as `target_removed` (SPEC §6, §7).
+//! dead-lettered as `target_removed`, once the store was asked whether
+//! another replica just made it (SPEC §6, §7, §12).
 
 use std::time::Duration;
 
@@ -10,9 +11,32 @@ use jiff::Timestamp;
 
 use super::{ORPHAN_RECHECK, Worker, later};
 use crate::config::Config;
-use crate::queue::{LeasedJob, QueueError};
+use crate::deliver::target::{self, Resolved};
+use crate::queue::{LeasedJob, QueueError, Target};
+
+/// Least time between two store reads for unknown subscriptions: a backlog
+/// of jobs for a removed target must not read the store once per job.
+const STORE_ASK_EVERY: Duration = Duration::from_secs(1);
 
 impl Worker {
+    /// An API subscription another replica made a moment ago may not be in
+    /// this process's copy yet (`webhooks::follow` looks each second): read
+    /// the store before the job counts as orphaned, at most once a second.
+    pub(super) async fn ask_store(&self, config: &Config, target: &Target) -> Option<Resolved> {
+        if !matches!(target, Target::Subscription { .. }) {
+            return None;
+        }
+        {
+            let mut asked = self.store_asked.lock().unwrap_or_else(|p| p.into_inner());
+            if asked.is_some_and(|at| at.elapsed() < STORE_ASK_EVERY) {
+                return None;
+            }
+            *asked = Some(std::time::Instant::now());
+        }
+        crate::webhooks::load_into(&self.app).await.ok()?;
+        target::resolve(config, &self.app.api_subscriptions(), target)
+    }
+
     /// Run `fut` while renewing the job's lease every `lease / 3`.
     pub(super) async fn with_renewal<F: std::future::Future>(
         &self,

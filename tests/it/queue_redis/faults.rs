@@ -25,15 +25,7 @@ struct Server {
 
 impl Server {
     fn start(aof: bool) -> Option<Server> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("redis-server is required in CI");
-            }
-            eprintln!("SKIPPED: redis-server not installed");
+        if !crate::support::redis_server_installed() {
             return None;
         }
         let mut s = Server {
