@@ -12,11 +12,12 @@
 
 use axum::Router;
 
-use crate::app::App;
+use crate::runtime::App;
 
 pub mod auth;
 pub mod control;
 pub mod history;
+pub mod webhook_request;
 pub mod webhooks;
 
 pub use auth::{ApiError, Caller, authorize};

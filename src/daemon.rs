@@ -34,11 +34,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::app::App;
 use crate::config::{Config, QueueBackend};
-use crate::deliver::send::{EgressPolicy, Sender};
 use crate::metrics::Metrics;
 use crate::queue::{Queue, QueueError, StoreSettings};
+use crate::runtime::App;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -128,15 +127,6 @@ pub async fn open_queue(config: &Config) -> Result<Queue, QueueError> {
     }
 }
 
-/// The HTTP sender for a config's egress policy.
-pub fn sender_for(config: &Config) -> Result<Sender, DaemonError> {
-    Sender::new(EgressPolicy {
-        allow: config.egress.allow.clone(),
-        deny: config.egress.deny.clone(),
-    })
-    .map_err(|e| DaemonError::Sender(e.to_string()))
-}
-
 /// How this process takes part (`hookyard run` flags).
 #[derive(Debug, Clone, Copy)]
 pub struct RunOptions {
@@ -170,7 +160,7 @@ pub async fn run(
         return Ok(());
     };
     let queue = queue?;
-    let sender = sender_for(&config)?;
+    let sender = crate::runtime::sender_for(&config).map_err(DaemonError::Sender)?;
     let (grace, delay) = (config.server.shutdown_grace, config.server.shutdown_delay);
     let app = App::new(
         config,
@@ -182,7 +172,9 @@ pub async fn run(
     );
     // API-created subscriptions live in the queue backend; the router and
     // workers read them from the App cache.
-    let Some(loaded) = unless_stopped(&shutdown, crate::webhooks::load_into(&app)).await else {
+    let Some(loaded) =
+        unless_stopped(&shutdown, crate::runtime::subscriptions::load_into(&app)).await
+    else {
         return Ok(());
     };
     loaded?;
@@ -202,8 +194,11 @@ pub async fn run(
     // Housekeeping reports an unsafe Redis found after start here (SPEC §11).
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<DaemonError>(1);
     tracker.spawn(housekeeping(app.clone(), workers_stop.clone(), fatal_tx));
-    tracker.spawn(crate::webhooks::follow(app.clone(), workers_stop.clone()));
-    crate::config::reload::spawn(&app, &tracker, workers_stop.clone());
+    tracker.spawn(crate::runtime::subscriptions::follow(
+        app.clone(),
+        workers_stop.clone(),
+    ));
+    crate::runtime::reload::spawn(&app, &tracker, workers_stop.clone());
 
     let limits = crate::serve::Limits::of(&app.config().server);
     let listeners_stop = CancellationToken::new();
@@ -213,8 +208,8 @@ pub async fn run(
         // Every answer is JSON, also for paths and methods no route serves.
         let router = routes
             .merge(health_routes(&app))
-            .fallback(crate::inbound::errors::no_route)
-            .method_not_allowed_fallback(crate::inbound::errors::method_not_allowed);
+            .fallback(crate::serve::answer::no_route)
+            .method_not_allowed_fallback(crate::serve::answer::method_not_allowed);
         servers.spawn(crate::serve::serve(
             listener,
             router,

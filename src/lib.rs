@@ -27,15 +27,15 @@
 //!   shutdown); [`admin`]: the history and admin API.
 
 pub mod admin;
-pub mod app;
 pub mod config;
 pub mod daemon;
 pub mod deliver;
 pub mod inbound;
-pub mod json;
 pub mod metrics;
+pub mod model;
+pub mod preview;
 pub mod queue;
-pub mod ratelimit;
 pub mod route;
+pub mod runtime;
+pub mod send;
 pub mod serve;
-pub mod webhooks;

@@ -175,7 +175,7 @@ enum RenderInput {
 }
 
 fn render(path: &std::path::Path, input: RenderInput) -> ExitCode {
-    use hookyard::deliver::preview::{self, TriggerOutcome};
+    use hookyard::preview::{self, TriggerOutcome};
     let cfg = match config::load(path, LoadOptions::default()) {
         Ok(c) => c,
         Err(errs) => {

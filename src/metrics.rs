@@ -11,7 +11,7 @@
 //!
 //! Gauges that mirror the queue backend (depth per state, oldest age,
 //! pending per target, resets) are set together by [`Metrics::observe_queue`]
-//! from one [`crate::queue::QueueStats`] snapshot, typically taken on a timer or just
+//! from one [`crate::model::QueueStats`] snapshot, typically taken on a timer or just
 //! before a scrape.
 //!
 //! Output is OpenMetrics text ([`Metrics::encode`], served with

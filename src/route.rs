@@ -18,8 +18,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::config::{Config, Expr, Ordering};
-use crate::queue::{Event, NewJob, Target};
-use crate::webhooks::ApiSubscription;
+use crate::model::ApiSubscription;
+use crate::model::{Event, NewJob, Target};
 
 /// Delivery jobs for a new event: the first step of every published or
 /// test workflow whose `when` matches and whose `if` holds, and every YAML

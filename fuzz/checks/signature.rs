@@ -18,8 +18,8 @@
 use std::time::Duration;
 
 use hookyard::deliver::sign::{Scheme, Signing, sign};
-use hookyard::inbound::verify::mac::{base64_encode, hex_encode, hmac_sha256};
 use hookyard::inbound::verify::{Encoding, Preset, SignatureRule};
+use hookyard::model::mac::{base64_encode, hex_encode, hmac_sha256};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use jiff::Timestamp;
 

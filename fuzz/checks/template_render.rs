@@ -21,8 +21,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use hookyard::config::{Body, Config, LoadOptions, load_str};
-use hookyard::deliver::preview::preview;
 use hookyard::deliver::render;
+use hookyard::preview::preview;
 use hookyard::queue::Event;
 
 const BODIES: &str = r#"

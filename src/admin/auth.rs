@@ -7,10 +7,8 @@
 //! values are compared in constant time ([`crate::config::Secret::matches`])
 //! and never logged; only the token's name is.
 
-use axum::Json;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::config::{Config, Scope, TokenError};
 
@@ -84,11 +82,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if let Some(d) = self.details {
-            error["details"] = d;
-        }
-        let mut resp = (self.status, Json(json!({ "error": error }))).into_response();
+        let mut resp = crate::serve::answer::error_response(
+            self.status,
+            self.code,
+            &self.message,
+            self.details,
+        );
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

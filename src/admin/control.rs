@@ -14,8 +14,8 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::auth::{ApiError, authorize};
-use crate::app::App;
 use crate::config::{ConfigError, Scope};
+use crate::runtime::App;
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -37,7 +37,7 @@ fn error_json(e: &ConfigError) -> Value {
 async fn reload(State(app): State<App>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let caller = authorize(&app.config(), &headers, Scope::Admin)?;
     tracing::info!(token = %caller.token, "config reload requested through the API");
-    match crate::config::reload::reload_async(&app).await {
+    match crate::runtime::reload::reload_async(&app).await {
         Ok(done) => Ok(Json(json!({
             "status": "reloaded",
             "warnings": done.warnings.iter().map(error_json).collect::<Vec<_>>(),

@@ -17,9 +17,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::{ApiError, authorize};
-use crate::app::App;
 use crate::config::Scope;
 use crate::queue::{DeliveryState, HistoryQuery};
+use crate::runtime::App;
 
 /// Page size when `limit` is not given, and the largest accepted.
 const DEFAULT_LIMIT: usize = 50;

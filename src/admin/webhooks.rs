@@ -17,13 +17,12 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::auth::{ApiError, authorize};
-use crate::app::App;
+use super::webhook_request::{CreateRequest, WebhookError, validate_create};
 use crate::config::{EventPattern, Scope, Subscription, TargetUrl};
+use crate::model::{ApiSubscription, Handshake, Verification};
 use crate::queue::Target;
-use crate::webhooks::{
-    ApiSubscription, CreateRequest, WebhookError, validate_create, verification_state,
-    verify_state_key,
-};
+use crate::runtime::App;
+use crate::runtime::subscriptions::change_and_reload;
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -44,7 +43,7 @@ pub fn yaml_view(s: &Subscription) -> Value {
     let url = match &s.url {
         TargetUrl::Secret(secret) => json!({ "secret": secret.name }),
         TargetUrl::Template { template, .. } => {
-            match crate::deliver::send::literal_origin(&template.source) {
+            match crate::send::literal_origin(&template.source) {
                 Ok(origin) => json!(origin.origin().ascii_serialization()),
                 Err(_) => Value::Null,
             }
@@ -63,11 +62,10 @@ pub fn yaml_view(s: &Subscription) -> Value {
 
 /// An API subscription as the API shows it (no signing secret).
 pub fn api_view(s: &ApiSubscription) -> Value {
-    let headers: serde_json::Map<String, Value> =
-        crate::deliver::send::redact_headers(&s.headers, &[])
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect();
+    let headers: serde_json::Map<String, Value> = crate::send::redact_headers(&s.headers, &[])
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
     json!({
         "id": s.id,
         "source": "api",
@@ -103,15 +101,17 @@ async fn show(
     } else {
         return Err(ApiError::not_found(format!("subscription {id:?}")));
     };
-    let stored = if required {
-        app.queue()
-            .state(&verify_state_key(&id))
+    let handshake = if required {
+        let stored = app
+            .queue()
+            .state(&Handshake::key(&id))
             .await
-            .map_err(ApiError::queue)?
+            .map_err(ApiError::queue)?;
+        Handshake::from_stored(stored)
     } else {
-        None
+        Handshake::default()
     };
-    view["verification"] = json!(verification_state(required, stored.as_ref()));
+    view["verification"] = json!(handshake.verification(required));
     Ok(Json(json!({ "webhook": view })))
 }
 
@@ -146,10 +146,9 @@ async fn create(
     let doc = serde_json::to_value(&sub)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     let id = sub.id.clone();
-    let stored =
-        crate::webhooks::change_and_reload(&app, async |q| q.put_subscription(&id, &doc).await)
-            .await
-            .map_err(ApiError::queue)?;
+    let stored = change_and_reload(&app, async |q| q.put_subscription(&id, &doc).await)
+        .await
+        .map_err(ApiError::queue)?;
     if !stored {
         return Err(ApiError::conflict(
             WebhookError::IdTaken(sub.id.clone()).to_string(),
@@ -157,7 +156,7 @@ async fn create(
     }
     tracing::info!(subscription = %sub.id, token = %caller.token, "subscription created through the API");
     let mut view = api_view(&sub);
-    view["verification"] = json!(verification_state(false, None));
+    view["verification"] = json!(Verification::NotRequired);
     let secret = sub.secrets.first().cloned();
     Ok((
         StatusCode::CREATED,
@@ -179,10 +178,9 @@ async fn remove(
              remove it from the config files instead"
         )));
     }
-    let deleted =
-        crate::webhooks::change_and_reload(&app, async |q| q.delete_subscription(&id).await)
-            .await
-            .map_err(ApiError::queue)?;
+    let deleted = change_and_reload(&app, async |q| q.delete_subscription(&id).await)
+        .await
+        .map_err(ApiError::queue)?;
     if !deleted {
         return Err(ApiError::not_found(format!("subscription {id:?}")));
     }

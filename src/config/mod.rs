@@ -30,8 +30,9 @@ mod node_de;
 pub mod raw;
 pub mod raw_items;
 mod raw_trigger;
-pub mod reload;
+
 mod restart;
+pub use restart::restart_changes;
 pub mod runtime;
 mod runtime_trigger;
 pub mod schema;

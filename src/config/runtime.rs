@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+pub use crate::model::EventPattern;
+
 use super::error::ConfigError;
 use super::raw::{EventCatalog, QueueBackend, Scope, SigningScheme};
 use super::raw_items::{Method, WorkflowMode};
@@ -340,39 +342,6 @@ pub struct Step {
     pub action: Arc<Action>,
     /// True for an inline `request`.
     pub inline: bool,
-}
-
-/// An event type pattern: `name`, `prefix.*`, `*`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EventPattern {
-    /// Every type.
-    All,
-    /// Types starting with this (the `prefix.` including the dot).
-    Prefix(String),
-    /// This type.
-    Exact(String),
-}
-
-impl EventPattern {
-    /// Parse `*`, `a.*`, `a.b`.
-    pub fn parse(s: &str) -> EventPattern {
-        if s == "*" {
-            EventPattern::All
-        } else if let Some(p) = s.strip_suffix('*') {
-            EventPattern::Prefix(p.to_owned())
-        } else {
-            EventPattern::Exact(s.to_owned())
-        }
-    }
-
-    /// Whether `event_type` matches.
-    pub fn matches(&self, event_type: &str) -> bool {
-        match self {
-            EventPattern::All => true,
-            EventPattern::Prefix(p) => event_type.starts_with(p.as_str()),
-            EventPattern::Exact(e) => e == event_type,
-        }
-    }
 }
 
 /// A workflow.

@@ -6,21 +6,7 @@
 
 use std::time::Duration;
 
-/// A rate limit: at most `count` events per `per`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rate {
-    /// How many requests/deliveries may pass per period (at least 1).
-    pub count: u32,
-    /// The period (1s, 1m or 1h).
-    pub per: Duration,
-}
-
-impl Rate {
-    /// The steady interval between two admissions (`per / count`).
-    pub fn interval(&self) -> Duration {
-        self.per / self.count.max(1)
-    }
-}
+pub use crate::model::Rate;
 
 /// Parse a duration: one or more `<integer><unit>` groups, units `ms`, `s`,
 /// `m`, `h`, `d` (e.g. `500ms`, `30s`, `1h30m`, `7d`). `0` alone is zero.

@@ -9,8 +9,8 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
 use crate::deliver::retry::{Outcome, TransportError};
-use crate::deliver::send::{Response, SendError, redact_headers};
 use crate::queue::{Attempt, StepResponse};
+use crate::send::{Response, SendError, redact_headers};
 
 /// Headers as a JSON object; repeated names are joined with `, `.
 pub fn headers_json(headers: &[(String, String)]) -> Value {
@@ -41,14 +41,14 @@ pub fn request_json(
 ) -> Value {
     let mut v = json!({
         "method": method.as_str(),
-        "url": super::redact::text(url_display, secrets),
+        "url": crate::send::redact::text(url_display, secrets),
         "headers": headers_json(&redact_headers(headers, secrets)),
     });
     if let (Some(body), Value::Object(map)) = (body, &mut v) {
         let text = String::from_utf8_lossy(body);
         map.insert(
             "body".into(),
-            Value::String(super::redact::text(&text, secrets)),
+            Value::String(crate::send::redact::text(&text, secrets)),
         );
     }
     v

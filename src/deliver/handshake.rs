@@ -20,18 +20,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use jiff::Timestamp;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::app::App;
 use crate::config::{Config, Subscription, TargetUrl};
-use crate::deliver::send::{OutboundRequest, Trust};
 use crate::deliver::sign;
+use crate::model::{Handshake, Verification};
 use crate::queue::QueueError;
-
-/// The state key of a subscription.
-pub fn state_key(subscription_id: &str) -> String {
-    format!("verify:{subscription_id}")
-}
+use crate::runtime::App;
+use crate::send::{OutboundRequest, Trust};
 
 /// Whether deliveries to a subscription may go now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,14 +74,14 @@ impl Handshakes {
         if lock(&self.verified).contains(&sub.id) {
             return Ok(Gate::Open);
         }
-        let key = state_key(&sub.id);
-        let state = app.queue().state(&key).await?.unwrap_or(Value::Null);
-        if state["state"] == "verified" {
+        let key = Handshake::key(&sub.id);
+        let state = Handshake::from_stored(app.queue().state(&key).await?);
+        if state.verified() {
             lock(&self.verified).insert(sub.id.clone());
             return Ok(Gate::Open);
         }
         let now = Timestamp::now();
-        if let Some(next) = state["next_at"].as_str().and_then(|s| s.parse().ok()) {
+        if let Some(next) = state.next_at {
             if next > now {
                 return Ok(Gate::Wait(next));
             }
@@ -99,14 +95,15 @@ impl Handshakes {
             Ok(()) => (true, None),
             Err(e) => (false, Some(e)),
         };
-        let attempts = state["attempts"].as_u64().unwrap_or(0) + 1;
+        let attempts = state.attempts + 1;
         if verified {
-            app.queue()
-                .put_state(
-                    &key,
-                    &json!({"state": "verified", "attempts": attempts, "verified_at": now.to_string()}),
-                )
-                .await?;
+            let done = Handshake {
+                state: Verification::Verified,
+                attempts,
+                verified_at: Some(now),
+                ..Handshake::default()
+            };
+            app.queue().put_state(&key, &done.to_value()).await?;
             lock(&self.verified).insert(sub.id.clone());
             tracing::info!(subscription = %sub.id, "subscription verified");
             return Ok(Gate::Open);
@@ -121,13 +118,14 @@ impl Handshakes {
         let next = later(Timestamp::now(), wait);
         let error = error.unwrap_or_default();
         tracing::warn!(subscription = %sub.id, attempts, "verification handshake failed: {error}");
-        app.queue()
-            .put_state(
-                &key,
-                &json!({"state": "pending_verification", "attempts": attempts,
-                        "next_at": next.to_string(), "last_error": error}),
-            )
-            .await?;
+        let pending = Handshake {
+            state: Verification::PendingVerification,
+            attempts,
+            next_at: Some(next),
+            last_error: Some(error),
+            verified_at: None,
+        };
+        app.queue().put_state(&key, &pending.to_value()).await?;
         Ok(Gate::Wait(next))
     }
 
@@ -137,7 +135,7 @@ impl Handshakes {
         app: &App,
         config: &Config,
         sub: &Subscription,
-        state: &Value,
+        state: &Handshake,
     ) -> Result<(), String> {
         let token = ulid::Ulid::new().to_string().to_ascii_lowercase();
         let id = format!("verify_{}", ulid::Ulid::new());
@@ -154,7 +152,7 @@ impl Handshakes {
                 .map_err(|e| e.to_string())?,
         };
         let url = url::Url::parse(&url).map_err(|e| format!("invalid URL: {e}"))?;
-        let attempt = u32::try_from(state["attempts"].as_u64().unwrap_or(0) + 1).unwrap_or(1);
+        let attempt = u32::try_from(state.attempts + 1).unwrap_or(1);
         let mut headers: Vec<(String, String)> =
             sign::delivery_headers(&id, "webhook.verification", &id, attempt)
                 .into_iter()

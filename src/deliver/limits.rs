@@ -6,7 +6,7 @@
 //! `max_in_flight` and the circuit are per replica, in memory. `rate_limit`
 //! is asked of the queue ([`Limits::rate_shared`] → `Queue::rate_limit`, a
 //! GCRA shared by every replica on Redis); this replica's own in-memory
-//! limit ([`crate::ratelimit`]) is only the fallback while the queue cannot
+//! limit ([`crate::model::rate_limits`]) is only the fallback while the queue cannot
 //! answer, so a Redis hiccup
 //! never fails a delivery because of the limiter.
 
@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Rate;
+use crate::model::rate_limits::RateLimits;
 use crate::queue::Queue;
-use crate::ratelimit::RateLimits;
 
 /// Circuit breaker settings.
 #[derive(Debug, Clone, Copy)]

@@ -40,9 +40,9 @@ use crate::config::{
     Action, Body, DeliveryOptions, JsonTemplate, Method, Secret, Subscription, TargetUrl, Template,
     Templates,
 };
-use crate::deliver::send::{self, UnsafeRequest};
-use crate::queue::{Event, StepResponse};
-use crate::webhooks::ApiSubscription;
+use crate::model::ApiSubscription;
+use crate::model::{Event, StepResponse};
+use crate::send::{self, UnsafeRequest};
 
 /// Everything but RFC 3986 unreserved characters is encoded.
 const URL_VALUE: &AsciiSet = &NON_ALPHANUMERIC
@@ -447,7 +447,7 @@ pub fn action<'a>(
 pub fn envelope(event: &Event) -> Bytes {
     // `Event` is exactly the envelope, in that field order, with the
     // timestamp in RFC 3339.
-    Bytes::from(crate::json::event(event))
+    Bytes::from(crate::model::envelope::event(event))
 }
 
 /// Render a YAML subscription's request: POST of the envelope.

@@ -103,7 +103,7 @@ fn secrets_pass_unencoded_and_dots_are_refused() {
     let r = action(&envs, b, &LazyContext::ready(ctx.clone())).unwrap();
     assert_eq!(r.url.as_str(), "https://h.example/a/b/y%2Fz");
     assert_eq!(
-        crate::deliver::redact::text(&r.url_display, &[b"a/b"]),
+        crate::send::redact::text(&r.url_display, &[b"a/b"]),
         "https://h.example/[redacted]/y%2Fz"
     );
     assert!(!r.missing);

@@ -15,16 +15,16 @@
 //!   `id.timestamp.body`, space-separated when there are several secrets.
 //!
 //! The HMAC and key handling are shared with inbound verification
-//! ([`crate::inbound::verify::mac`]), so hookyard verifies what it signs.
+//! ([`crate::model::mac`]), so hookyard verifies what it signs.
 
 use jiff::Timestamp;
 
-use crate::inbound::verify::mac::{
+use crate::model::mac::{
     WhsecError, base64_encode, hex_encode, hmac_sha256, standard_webhooks_key,
 };
 
 /// `User-Agent` of every delivery.
-pub use super::send::USER_AGENT;
+pub use crate::send::USER_AGENT;
 
 /// Header of the `hmac-sha256` scheme.
 pub const HMAC_SIGNATURE_HEADER: &str = "X-Hmac-Signature";
@@ -198,6 +198,28 @@ mod tests {
     const SW_SECRET: &[u8] = b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     const SW_ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
     const SW_BODY: &[u8] = br#"{"test": 2432232314}"#;
+
+    #[test]
+    fn the_generic_inbound_default_verifies_what_hookyard_signs() {
+        let body: &[u8] = br#"{"action":"opened"}"#;
+        let signing = Signing {
+            scheme: Scheme::HmacSha256,
+            secrets: vec![b"newest".to_vec(), b"older".to_vec()],
+        };
+        let signed = sign(&signing, "evt_1", at(0), body).unwrap();
+        let preset = Preset::from_name("hmac-sha256").unwrap();
+        for secret in [b"older".to_vec(), b"newest".to_vec()] {
+            let verified = verify_signature(
+                &preset,
+                &to_map(&signed),
+                body,
+                &[secret],
+                Duration::ZERO,
+                at(0),
+            );
+            assert_eq!(verified, Ok(()));
+        }
+    }
 
     #[test]
     fn standard_webhooks_published_vector() {

@@ -10,10 +10,10 @@ use crate::config::{
     self, Action, Config, Ordering, Rate, SigningScheme, Subscription, Workflow, WorkflowMode,
 };
 use crate::deliver::retry::RetryPolicy;
-use crate::deliver::send::Trust;
 use crate::deliver::sign::{self, Scheme};
-use crate::queue::{NewJob, StepResponse, Target};
-use crate::webhooks::ApiSubscription;
+use crate::model::ApiSubscription;
+use crate::model::{NewJob, StepResponse, Target};
+use crate::send::Trust;
 
 /// What a job delivers to, as the current config defines it.
 #[derive(Clone)]

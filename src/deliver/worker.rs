@@ -26,18 +26,18 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::app::App;
 use crate::config::Config;
 use crate::deliver::attempt;
 use crate::deliver::handshake::{Gate, Handshakes};
 use crate::deliver::limits::{CircuitChange, CircuitSettings, InFlight, Limits};
 use crate::deliver::render::{self, Envs, RenderError};
 use crate::deliver::retry::{self, Decision, Outcome};
-use crate::deliver::send::OutboundRequest;
 use crate::deliver::sign;
 use crate::deliver::target::{self, Resolved};
 use crate::metrics::Outcome as Metric;
 use crate::queue::{DeliveryState, LeasedJob, QueueError, Target};
+use crate::runtime::App;
+use crate::send::OutboundRequest;
 
 /// How long one `lease` call waits for work when the queue is empty.
 const LEASE_WAIT: Duration = Duration::from_millis(500);

@@ -22,9 +22,9 @@ use serde_json::{Value, json};
 
 use super::errors::InboundError;
 use super::{check_catalog, check_schema, ingest_one, read_body};
-use crate::app::App;
 use crate::config::{Config, Scope, Token};
 use crate::queue::{Event, IngestItem, Ingested};
+use crate::runtime::App;
 
 /// Most events in one batch.
 pub const MAX_BATCH: usize = 500;

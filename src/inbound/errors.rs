@@ -9,14 +9,13 @@
 
 use std::time::Duration;
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use super::verify::VerifyError;
 use crate::config::TokenError;
 use crate::queue::QueueError;
+use crate::serve::answer::{error_response, with_retry_after};
 
 /// Why an inbound request was refused. Nothing was enqueued.
 #[derive(Debug, thiserror::Error)]
@@ -54,11 +53,7 @@ pub enum InboundError {
     #[error("{0}")]
     BadBody(String),
     /// The body was not complete within `server.body_timeout`.
-    #[error(
-        "the request body was not complete within server.body_timeout ({}s): send the \
-         whole body without pausing, or raise server.body_timeout",
-        after.as_secs()
-    )]
+    #[error("{}", crate::serve::answer::body_timeout_message(.after))]
     BodyTimeout {
         /// `server.body_timeout`.
         after: Duration,
@@ -165,33 +160,6 @@ impl InboundError {
     }
 }
 
-/// The answer for a path no route serves (axum's own is an empty 404).
-pub async fn no_route(uri: axum::http::Uri) -> Response {
-    let shown: String = uri.path().chars().take(200).collect();
-    error_body(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        &format!("nothing is served at `{shown}`: check the URL"),
-    )
-}
-
-/// The answer for a method a route does not take (axum's own is empty).
-pub async fn method_not_allowed(method: axum::http::Method) -> Response {
-    error_body(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        &format!("method {method} is not accepted at this path"),
-    )
-}
-
-fn error_body(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        Json(json!({"error": {"code": code, "message": message}})),
-    )
-        .into_response()
-}
-
 impl From<TokenError> for InboundError {
     /// 403 for a missing scope, 401 otherwise (as on every `/v1` route).
     fn from(e: TokenError) -> InboundError {
@@ -203,16 +171,6 @@ impl From<TokenError> for InboundError {
     }
 }
 
-/// The error a request body yields once `server.body_timeout` has passed
-/// (the listener puts the deadline on every body, see `crate::serve`);
-/// [`super::read_body`] turns it into [`InboundError::BodyTimeout`].
-#[derive(Debug, thiserror::Error)]
-#[error("the request body was not complete within {after:?}")]
-pub struct BodyTimedOut {
-    /// `server.body_timeout`.
-    pub after: Duration,
-}
-
 /// Round a wait up to whole seconds for `Retry-After` (at least 1).
 pub fn retry_after_secs(wait: Duration) -> u64 {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -221,9 +179,7 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
 
 impl IntoResponse for InboundError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let body = json!({"error": {"code": self.code(), "message": self.to_string()}});
-        let mut response = (status, Json(body)).into_response();
+        let response = error_response(self.status(), self.code(), &self.to_string(), None);
         let retry_after = match &self {
             InboundError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             InboundError::QueueUnavailable => Some(1),
@@ -232,12 +188,10 @@ impl IntoResponse for InboundError {
             InboundError::QueueUnsafe => Some(30),
             _ => None,
         };
-        if let Some(secs) = retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        match retry_after {
+            Some(secs) => with_retry_after(response, secs),
+            None => response,
         }
-        response
     }
 }
 
@@ -302,9 +256,9 @@ mod tests {
             retry_after_secs: 4,
         }
         .into_response();
-        assert_eq!(r.headers()[header::RETRY_AFTER], "4");
+        assert_eq!(r.headers()[axum::http::header::RETRY_AFTER], "4");
         let r = InboundError::QueueUnavailable.into_response();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(r.headers()[axum::http::header::RETRY_AFTER], "1");
     }
 }

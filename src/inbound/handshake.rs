@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 
 use super::errors::InboundError;
 use super::map::form_object;
-use super::verify::mac::{hex_encode, hmac_sha256};
 use crate::config::{Handshake, Trigger};
+use crate::model::mac::{hex_encode, hmac_sha256};
 
 /// Answer a Meta subscription check (`GET ?hub.mode=subscribe&
 /// hub.verify_token=…&hub.challenge=…`): the challenge as plain text when

@@ -6,7 +6,7 @@
 //! - [`verify`]: signature presets, IP allow lists, bearer/basic
 //!   (`Unverified` → `Verified`); [`trigger`] adapts the config to it and
 //!   finds the event type and idempotency key;
-//! - per-trigger rate limits: [`crate::ratelimit`]; [`handshake`]: Slack, Meta,
+//! - per-trigger rate limits: [`crate::model::rate_limits`]; [`handshake`]: Slack, Meta,
 //!   Zoom handshakes;
 //! - [`map`]: body parsing and mappings; [`api`]: `/v1/events`;
 //! - [`errors`]: the error enum and its JSON answer.
@@ -23,9 +23,9 @@ use axum::routing::{any, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::Value;
 
-use crate::app::App;
 use crate::config::Config;
 use crate::queue::{Event, Ingested};
+use crate::runtime::App;
 
 pub mod api;
 pub mod errors;
@@ -35,7 +35,7 @@ pub mod server;
 pub mod trigger;
 pub mod verify;
 
-use crate::ratelimit::RateLimits;
+use crate::model::rate_limits::RateLimits;
 use errors::InboundError;
 
 /// State of the inbound handlers.
@@ -85,9 +85,9 @@ pub async fn read_body(body: Body, limit: u64) -> Result<Bytes, InboundError> {
 /// wrappers of the body error.
 fn body_timed_out<'a>(
     err: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a errors::BodyTimedOut> {
+) -> Option<&'a crate::serve::answer::BodyTimedOut> {
     std::iter::successors(Some(err), |e| e.source())
-        .find_map(|e| e.downcast_ref::<errors::BodyTimedOut>())
+        .find_map(|e| e.downcast_ref::<crate::serve::answer::BodyTimedOut>())
 }
 
 /// Whether `event_type` may be accepted (`event_catalog: strict` → 422 when

@@ -177,7 +177,7 @@ pub fn accepted_body(event_id: &str, duplicate: bool) -> String {
     } else {
         "{\"duplicate\":false,\"event_id\":"
     });
-    crate::json::string(&mut out, event_id);
+    crate::model::envelope::string(&mut out, event_id);
     out.push('}');
     out
 }

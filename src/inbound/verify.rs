@@ -12,12 +12,11 @@
 //! [`VerifyError`]s, which map to 401 (signature or credentials) or 403 (IP),
 //! and never contain a secret or the signature we expected.
 //!
-//! Files: [`mac`] (HMAC, hex, base64, `whsec_` keys), [`signature`] (the
+//! Files: [`crate::model::mac`] (HMAC, hex, base64, `whsec_` keys), [`signature`] (the
 //! presets), [`auth`] (bearer, basic), [`ip`] (client address, allow list).
 
 pub mod auth;
 pub mod ip;
-pub mod mac;
 pub mod signature;
 
 use std::net::IpAddr;
@@ -236,6 +235,7 @@ impl<'a> Verified<'a> {
 #[allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
 mod tests {
     use super::*;
+    use crate::model::mac;
     use axum::http::HeaderValue;
 
     const NOW: i64 = 1_700_000_000;

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use super::{
     Metrics, QUEUE_UNSAFE_REASONS, ReasonLabels, StateLabels, TargetLabels, saturating_i64,
 };
-use crate::queue::QueueStats;
+use crate::model::QueueStats;
 
 impl Metrics {
     /// Mirror a snapshot of the queue backend: depth per state, oldest age,

@@ -2,7 +2,7 @@
 //! lines of the encoded text (names, `_total`, labels, buckets, HELP).
 
 use super::*;
-use crate::queue::QueueStats;
+use crate::model::QueueStats;
 
 /// Asserts that `text` has `line` as one whole line.
 #[track_caller]

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::inbound::errors::BodyTimedOut;
+use super::answer::BodyTimedOut;
 
 /// A request body that fails once `deadline` passed before its end.
 pub(super) struct TimedBody {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::{HeaderValue, Request, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -23,7 +23,6 @@ use tower_service::Service;
 use super::Limits;
 use super::body::TimedBody;
 use super::watch::{Watch, Watched};
-use crate::inbound::errors::InboundError;
 
 /// Everything a connection task needs.
 pub(super) struct Connection {
@@ -103,10 +102,7 @@ async fn handle(
     if !timed_out.load(Ordering::Acquire) {
         return Ok(response);
     }
-    let mut response = InboundError::BodyTimeout {
-        after: body_timeout,
-    }
-    .into_response();
+    let mut response = super::answer::body_timeout(body_timeout);
     if version < http::Version::HTTP_2 {
         // The rest of the body may still come: the connection cannot carry
         // another request. (HTTP/2 ends only the stream.)

@@ -29,6 +29,7 @@
 //! runtime, which `main` gives 300 ms after `run` returns, inside the
 //! bound's last second.)
 
+pub mod answer;
 mod body;
 mod connection;
 mod watch;

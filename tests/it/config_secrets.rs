@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use hookyard::config::{self, LoadOptions};
 
 use crate::config::env;
-use hookyard::inbound::verify::mac::{hex_encode, hmac_sha256};
+use hookyard::model::mac::{hex_encode, hmac_sha256};
 
 use crate::admin_support::{authed, body_json, start, token};
 use crate::support::http;

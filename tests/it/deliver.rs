@@ -7,9 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use hookyard::inbound::verify::mac::{
-    base64_encode, hex_encode, hmac_sha256, standard_webhooks_key,
-};
+use hookyard::model::mac::{base64_encode, hex_encode, hmac_sha256, standard_webhooks_key};
 use hookyard::queue::DeliveryState;
 use serde_json::json;
 

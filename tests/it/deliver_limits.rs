@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use hookyard::model::ApiSubscription;
 use hookyard::queue::DeliveryState;
-use hookyard::webhooks::ApiSubscription;
 use serde_json::{Value, json};
 
 use crate::deliver_support::{event, harness, harness_with_store_lease, load, step, sub};

@@ -8,12 +8,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use hookyard::app::App;
 use hookyard::config::{self, LoadOptions};
 use hookyard::deliver::limits::CircuitSettings;
 use hookyard::deliver::worker::{self, Settings};
 use hookyard::metrics::Metrics;
 use hookyard::queue::{DeliveryRecord, DeliveryState, Event, NewJob, Queue, StoreSettings, Target};
+use hookyard::runtime::App;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -91,7 +91,7 @@ async fn harness_on(
             .await
             .unwrap(),
     };
-    let sender = hookyard::daemon::sender_for(&cfg).unwrap();
+    let sender = hookyard::runtime::sender_for(&cfg).unwrap();
     let app = App::new(
         cfg,
         dir.path().join("hookyard.yaml"),

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use hookyard::inbound::verify::mac::{base64_encode, hex_encode, hmac_sha256};
+use hookyard::model::mac::{base64_encode, hex_encode, hmac_sha256};
 use serde_json::{Value, json};
 
 use crate::support::{

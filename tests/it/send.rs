@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response as AxumResponse};
 use bytes::Bytes;
 use hookyard::deliver::attempt::transport_outcome;
 use hookyard::deliver::retry::Outcome;
-use hookyard::deliver::send::{
+use hookyard::send::{
     EgressPolicy, EgressReason, OutboundRequest, SendError, Sender, Trust, UnsafeRequest,
 };
 use reqwest::Method;
@@ -114,7 +114,7 @@ fn policy(allow: &[&str], deny: &[&str]) -> EgressPolicy {
     }
 }
 
-fn egress_reason(result: Result<hookyard::deliver::send::Response, SendError>) -> EgressReason {
+fn egress_reason(result: Result<hookyard::send::Response, SendError>) -> EgressReason {
     match result {
         Err(SendError::Egress(err)) => err.reason,
         other => panic!("expected an egress refusal, got {other:?}"),

@@ -20,7 +20,7 @@ const STORE_ASK_EVERY: Duration = Duration::from_secs(1);
 
 impl Worker {
     /// An API subscription another replica made a moment ago may not be in
-    /// this process's copy yet (`webhooks::follow` looks each second): read
+    /// this process's copy yet (`runtime::subscriptions::follow` looks each second): read
     /// the store before the job counts as orphaned, at most once a second.
     pub(super) async fn ask_store(&self, config: &Config, target: &Target) -> Option<Resolved> {
         if !matches!(target, Target::Subscription { .. }) {
@@ -33,7 +33,9 @@ impl Worker {
             }
             *asked = Some(std::time::Instant::now());
         }
-        crate::webhooks::load_into(&self.app).await.ok()?;
+        crate::runtime::subscriptions::load_into(&self.app)
+            .await
+            .ok()?;
         target::resolve(config, &self.app.api_subscriptions(), target)
     }
 

@@ -7,8 +7,8 @@
 use axum::http::HeaderMap;
 
 use super::VerifyError;
-use super::mac::base64_decode;
 use crate::config::secret::credentials_equal as ct_equal;
+use crate::model::mac::base64_decode;
 
 /// `verify.basic`: the one user name and password a trigger accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]

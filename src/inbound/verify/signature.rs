@@ -2,7 +2,7 @@
 //! bytes before anything parses them.
 //!
 //! Each preset knows which headers its provider sends and what exactly was
-//! signed; the math is in [`super::mac`]. Several secrets may be configured
+//! signed; the math is in [`crate::model::mac`]. Several secrets may be configured
 //! (rotation): any of them matching passes. Timestamped schemes (Stripe,
 //! Slack, Standard Webhooks) also reject a timestamp further than `tolerance`
 //! from `now`, in either direction, which is what stops a captured request
@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderName};
 use jiff::Timestamp;
 
 use super::VerifyError;
-use super::mac::{any_key_matches, base64_decode, hex_decode, standard_webhooks_key};
+use crate::model::mac::{any_key_matches, base64_decode, hex_decode, standard_webhooks_key};
 
 /// How far a signed timestamp may be from our clock unless configured.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);

@@ -7,7 +7,7 @@
 //! with Python's standard `hmac`/`base64` modules, independently of this code.
 
 use super::*;
-use crate::inbound::verify::mac::{base64_encode, hex_encode, hmac_sha256};
+use crate::model::mac::{base64_encode, hex_encode, hmac_sha256};
 use axum::http::HeaderValue;
 use proptest::prelude::*;
 

@@ -25,7 +25,7 @@ use redb::{Database, ReadableDatabase};
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::queue::gcra::{Gcra, gcra_ms};
+use crate::model::gcra::{Gcra, gcra_ms};
 use crate::queue::{
     Attempt, Clock, DeliveryRecord, DeliveryState, Event, HistoryQuery, IngestItem, Ingested,
     LeasedJob, NewJob, Page, QueueError, QueueStats, StoreSettings, system_clock,

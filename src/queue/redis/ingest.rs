@@ -62,7 +62,7 @@ impl RedisQueue {
             None => args.push(String::new()),
         }
         args.push(event.id.clone());
-        args.push(crate::json::event(event));
+        args.push(crate::model::envelope::event(event));
         // The JSON list of the delivery ids.
         let mut dids = String::with_capacity(2 + jobs.len() * 30);
         dids.push('[');
@@ -70,7 +70,7 @@ impl RedisQueue {
             if n > 0 {
                 dids.push(',');
             }
-            crate::json::string(&mut dids, &job.delivery_id);
+            crate::model::envelope::string(&mut dids, &job.delivery_id);
         }
         dids.push(']');
         args.push(dids);
@@ -155,7 +155,7 @@ pub(super) fn job_args(job: &NewJob, out: &mut Vec<String>, with_event: bool) {
     // `jobs_decode_with_lease_handle`).
     let mut stored = String::with_capacity(256);
     stored.push_str("{\"V1\":{\"job\":");
-    crate::json::job(&mut stored, job);
+    crate::model::envelope::job(&mut stored, job);
     stored.push_str("}}");
     out.push(job.delivery_id.clone());
     if with_event {

@@ -29,6 +29,7 @@
 
 mod egress;
 mod net;
+pub mod redact;
 mod safety;
 
 use std::sync::{Arc, Once};

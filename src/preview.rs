@@ -23,7 +23,6 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::{Config, WorkflowMode};
 use crate::deliver::render::{self, Envs, Rendered};
-use crate::deliver::send::redact_headers;
 use crate::deliver::sign;
 use crate::deliver::target::signing;
 use crate::inbound::errors::InboundError;
@@ -32,6 +31,7 @@ use crate::inbound::map::{self, ParsedRequest};
 use crate::inbound::trigger::{self as inbound_trigger, EventTypeOutcome};
 use crate::inbound::{check_catalog, check_schema};
 use crate::queue::{Event, Target};
+use crate::send::redact_headers;
 
 /// An event file for `--event`: `{type, data, id?, timestamp?, source?}`.
 #[derive(Debug, serde::Deserialize)]
@@ -81,14 +81,14 @@ fn print_request(
         out,
         "{} {}",
         r.method,
-        super::redact::text(&r.url_display, &secrets)
+        crate::send::redact::text(&r.url_display, &secrets)
     );
     for (k, v) in redact_headers(&headers, &secrets) {
         let _ = writeln!(out, "{k}: {v}");
     }
     let _ = writeln!(out);
     let body = String::from_utf8_lossy(&r.body);
-    let _ = writeln!(out, "{}", super::redact::text(&body, &secrets));
+    let _ = writeln!(out, "{}", crate::send::redact::text(&body, &secrets));
 }
 
 /// What a trigger makes of a request, for `render --trigger`.

@@ -1,57 +1,17 @@
-//! Subscriptions created at runtime through `POST /v1/webhooks` (SPEC §4).
-//!
-//! They are stored as JSON documents in the queue backend (so they survive
-//! restarts and are shared by replicas) and cached in memory in
-//! [`crate::app::App`] for the router and the workers. Unlike YAML
-//! subscriptions their URL and headers are plain values, never templates
-//! (a client must not be able to run template code in the daemon), and they
-//! are untrusted targets: the egress policy refuses internal addresses.
-//!
-//! This file holds the pure part: the stored type, checking a create
-//! request ([`validate_create`]), secrets, verification state; and loading
-//! the stored ones into the cache ([`load_into`], at start and after every
-//! change through the API).
+//! Checking a `POST /v1/webhooks` request (SPEC §4) and building the
+//! subscription to store: its id, URL, event patterns, `whsec_` secret and
+//! literal headers. API subscriptions are untrusted targets, so an IP literal
+//! the egress policy would refuse at delivery is refused here already.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Deserialize;
 
-use crate::app::App;
-use crate::config::EventPattern;
-use crate::deliver::send::EgressPolicy;
-use crate::queue::{Queue, QueueError};
-
-/// A runtime-created subscription, as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ApiSubscription {
-    /// Unique across YAML and API subscriptions.
-    pub id: String,
-    pub url: url::Url,
-    /// Event type patterns: exact names, `prefix.*`, or `*`.
-    pub events: Vec<String>,
-    /// Signing secrets (`whsec_…`, Standard Webhooks), newest first; the
-    /// first is generated at creation when none is given.
-    #[serde(default)]
-    pub secrets: Vec<String>,
-    /// Literal extra headers.
-    #[serde(default)]
-    pub headers: Vec<(String, String)>,
-    /// Name of the token that created it.
-    pub created_by: String,
-    pub created_at: Timestamp,
-}
-
-impl ApiSubscription {
-    /// Whether an event of `event_type` goes to this subscription.
-    pub fn matches(&self, event_type: &str) -> bool {
-        self.events
-            .iter()
-            .any(|p| EventPattern::parse(p).matches(event_type))
-    }
-}
+use crate::model::ApiSubscription;
+use crate::model::mac::{WHSEC_PREFIX, standard_webhooks_key};
+use crate::send::{EgressPolicy, Trust, check_headers};
 
 /// The body of `POST /v1/webhooks`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -149,8 +109,7 @@ pub fn validate_create(
         None => generate_secret(),
     };
     let headers: Vec<(String, String)> = req.headers.into_iter().collect();
-    crate::deliver::send::check_headers(&headers)
-        .map_err(|e| WebhookError::Invalid(e.to_string()))?;
+    check_headers(&headers).map_err(|e| WebhookError::Invalid(e.to_string()))?;
     Ok(ApiSubscription {
         id,
         url,
@@ -171,7 +130,7 @@ fn check_ip_literal(policy: &EgressPolicy, url: &url::Url) -> Result<(), Webhook
         _ => return Ok(()),
     };
     policy
-        .check(ip, crate::deliver::send::Trust::Api)
+        .check(ip, Trust::Api)
         .map_err(|e| WebhookError::Egress(e.to_string()))
 }
 
@@ -184,11 +143,10 @@ fn check_secret(s: &str) -> Result<(), WebhookError> {
                 .to_owned(),
         )
     };
-    if !s.starts_with(crate::inbound::verify::mac::WHSEC_PREFIX) {
+    if !s.starts_with(WHSEC_PREFIX) {
         return Err(bad());
     }
-    let key =
-        crate::inbound::verify::mac::standard_webhooks_key(s.as_bytes()).map_err(|_| bad())?;
+    let key = standard_webhooks_key(s.as_bytes()).map_err(|_| bad())?;
     if (16..=64).contains(&key.len()) {
         Ok(())
     } else {
@@ -202,116 +160,9 @@ pub fn generate_secret() -> String {
     let bytes: [u8; 32] = rand::random();
     format!(
         "{}{}",
-        crate::inbound::verify::mac::WHSEC_PREFIX,
+        WHSEC_PREFIX,
         base64::engine::general_purpose::STANDARD.encode(bytes)
     )
-}
-
-/// Verification state shown by `GET /v1/webhooks/{id}` (SPEC §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verification {
-    NotRequired,
-    PendingVerification,
-    Verified,
-}
-
-/// The queue state key holding a subscription's handshake state.
-pub fn verify_state_key(id: &str) -> String {
-    format!("verify:{id}")
-}
-
-/// Read the stored handshake state. Accepted shapes (written by the
-/// delivery worker): `"verified"`, `{"state": "verified"}`,
-/// `{"verified": true}`; anything else means not verified yet.
-pub fn verification_state(required: bool, stored: Option<&Value>) -> Verification {
-    if !required {
-        return Verification::NotRequired;
-    }
-    let verified = match stored {
-        Some(Value::String(s)) => s == "verified",
-        Some(Value::Object(m)) => {
-            m.get("state").and_then(Value::as_str) == Some("verified")
-                || m.get("verified").and_then(Value::as_bool) == Some(true)
-        }
-        _ => false,
-    };
-    if verified {
-        Verification::Verified
-    } else {
-        Verification::PendingVerification
-    }
-}
-
-/// Every stored API subscription. A document that no longer decodes is
-/// logged and skipped (one bad record must not stop the daemon).
-pub async fn load(queue: &Queue) -> Result<Vec<Arc<ApiSubscription>>, QueueError> {
-    let docs = queue.subscriptions().await?;
-    let mut subs = Vec::with_capacity(docs.len());
-    for doc in docs {
-        match serde_json::from_value::<ApiSubscription>(doc) {
-            Ok(s) => subs.push(Arc::new(s)),
-            Err(e) => {
-                tracing::warn!("skipping a stored API subscription that does not decode: {e}")
-            }
-        }
-    }
-    subs.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(subs)
-}
-
-/// Serializes "change the store, then refresh the cache" so two concurrent
-/// API calls cannot leave the cache without one of their changes.
-static CACHE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Run `change` on the store, then reload the cache from the store, as one
-/// step with respect to other API changes.
-pub async fn change_and_reload<T, F>(app: &App, change: F) -> Result<T, QueueError>
-where
-    F: AsyncFnOnce(&Queue) -> Result<T, QueueError>,
-{
-    let _guard = CACHE_LOCK.lock().await;
-    let out = change(app.queue()).await?;
-    load_into(app).await?;
-    Ok(out)
-}
-
-/// Load the stored API subscriptions into `app`'s cache (at start).
-pub async fn load_into(app: &App) -> Result<(), QueueError> {
-    let subs = load(app.queue()).await?;
-    app.set_api_subscriptions(subs);
-    Ok(())
-}
-
-/// How often a replica asks whether another changed the subscriptions.
-const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Keep this replica's copy of the API-created subscriptions in step with
-/// the store: a create or delete on any replica sharing the Redis queue
-/// shows here within about a second (SPEC §12).
-pub async fn follow(app: App, stop: tokio_util::sync::CancellationToken) {
-    let mut seen = app.queue().subscriptions_version().await.ok();
-    let mut tick = tokio::time::interval(FOLLOW_EVERY);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let now = match app.queue().subscriptions_version().await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::debug!("subscription changes not checked: {e}");
-                continue;
-            }
-        };
-        if seen == Some(now) {
-            continue;
-        }
-        match load_into(&app).await {
-            Ok(()) => seen = Some(now),
-            Err(e) => tracing::warn!("API subscriptions not reloaded: {e}"),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -362,7 +213,7 @@ mod tests {
         assert!(s.id.starts_with("sub_"), "{}", s.id);
         assert_eq!(s.secrets.len(), 1);
         assert!(s.secrets[0].starts_with("whsec_"));
-        let key = crate::inbound::verify::mac::standard_webhooks_key(s.secrets[0].as_bytes());
+        let key = standard_webhooks_key(s.secrets[0].as_bytes());
         assert_eq!(key.unwrap().len(), 32);
         assert_eq!(s.created_by, "ci");
         assert!(s.matches("order.created") && !s.matches("contact.created"));
@@ -446,27 +297,5 @@ mod tests {
         );
         assert!(s.is_ok());
         assert!(check(req("http://93.184.216.34/")).is_ok());
-    }
-
-    #[test]
-    fn verification_state_reads_the_stored_shapes() {
-        use serde_json::json;
-        assert_eq!(verification_state(false, None), Verification::NotRequired);
-        assert_eq!(
-            verification_state(true, None),
-            Verification::PendingVerification
-        );
-        for v in [
-            json!("verified"),
-            json!({"state": "verified"}),
-            json!({"verified": true}),
-        ] {
-            assert_eq!(verification_state(true, Some(&v)), Verification::Verified);
-        }
-        let pending = json!({"state": "pending_verification"});
-        assert_eq!(
-            verification_state(true, Some(&pending)),
-            Verification::PendingVerification
-        );
     }
 }

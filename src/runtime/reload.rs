@@ -8,7 +8,7 @@
 //! counts it. On success the new config is swapped in (handlers and workers
 //! pick it up at their next request or job), the HTTP sender is rebuilt if
 //! `egress:` changed, and every changed setting that needs a restart
-//! (`restart.rs`: listeners, queue, history limits, idempotency window,
+//! (`config::restart_changes`: listeners, queue, history limits, idempotency window,
 //! watcher) is named in a warning.
 //!
 //! The watcher watches the config path's *directory* (the parent of a file,
@@ -20,7 +20,6 @@
 //! one `git pull` is one reload.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use notify::RecursiveMode;
@@ -28,12 +27,8 @@ use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use super::restart::restart_changes;
-use super::{Config, ConfigError, ConfigErrors, LoadOptions, Pos};
-use crate::app::App;
-
-/// Only one reload at a time (watcher, signal and API may coincide).
-static RELOADING: Mutex<()> = Mutex::new(());
+use super::App;
+use crate::config::{self, Config, ConfigError, ConfigErrors, LoadOptions, Pos, restart_changes};
 
 /// What a successful reload reports.
 #[derive(Debug, Clone, Default)]
@@ -45,12 +40,12 @@ pub struct Reloaded {
 }
 
 /// Load and compile the config again and swap it in, or keep the old one.
-/// Blocking (reads files): call it from `spawn_blocking` in async code.
-pub fn reload(app: &App) -> Result<Reloaded, ConfigErrors> {
-    let _one_at_a_time = RELOADING.lock().unwrap_or_else(|p| p.into_inner());
+/// Blocking (reads files): [`reload_async`] runs it off the async threads,
+/// holding the snapshot's writer lock.
+fn reload(app: &App) -> Result<Reloaded, ConfigErrors> {
     let path = app.config_path();
     let now = || jiff::Timestamp::now().as_second();
-    let new = match super::load(path, LoadOptions::default()) {
+    let new = match config::load(path, LoadOptions::default()) {
         Ok(c) => c,
         Err(errs) => {
             fail(app, &errs);
@@ -59,7 +54,7 @@ pub fn reload(app: &App) -> Result<Reloaded, ConfigErrors> {
     };
     let old = app.config();
     if egress_changed(&old, &new) {
-        match crate::daemon::sender_for(&new) {
+        match super::sender_for(&new) {
             Ok(sender) => app.set_sender(sender),
             Err(e) => {
                 let errs = ConfigErrors {
@@ -129,6 +124,9 @@ fn fail(app: &App, errs: &ConfigErrors) {
 
 /// [`reload`] from async code.
 pub async fn reload_async(app: &App) -> Result<Reloaded, ConfigErrors> {
+    // One writer at a time (watcher, signal, API and subscription changes
+    // may coincide).
+    let _writer = app.writer().lock().await;
     let app = app.clone();
     match tokio::task::spawn_blocking(move || reload(&app)).await {
         Ok(r) => r,

@@ -2,7 +2,7 @@
 //! inbound limit, and a target's `rate_limit` on a replica whose queue
 //! cannot answer for the shared one (`deliver::limits`).
 //!
-//! GCRA ([`crate::queue::gcra`], the algorithm governor uses): each key
+//! GCRA ([`super::gcra`], the algorithm governor uses): each key
 //! keeps a "theoretical arrival time" (TAT). A request at `now` passes when
 //! `TAT - now` is within the burst tolerance (`per - interval`, i.e. a full
 //! period's worth of requests may arrive at once), and moves TAT one
@@ -18,8 +18,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::config::units::Rate;
-use crate::queue::gcra::{Gcra, gcra};
+use super::gcra::Rate;
+use super::gcra::{Gcra, gcra};
 
 /// GCRA state of one key.
 #[derive(Debug, Clone, Copy)]

@@ -1,6 +1,6 @@
 //! GCRA (generic cell rate algorithm), the rate limiter behind
-//! [`crate::queue::Queue::rate_limit`] and the in-memory limits of
-//! [`crate::ratelimit`] (per trigger, and a target's fallback). One number
+//! `Queue::rate_limit` and the in-memory limits of
+//! [`super::rate_limits`] (per trigger, and a target's fallback). One number
 //! per target — the theoretical arrival time (TAT) of the next request — is
 //! all the state, which is what
 //! lets the Redis backend keep it in one key and update it atomically in a
@@ -13,6 +13,23 @@
 //! script), the inbound limits in whole nanoseconds (like `Instant`).
 
 use std::ops::{Add, Sub};
+use std::time::Duration;
+
+/// A rate limit: at most `count` events per `per`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    /// How many requests/deliveries may pass per period (at least 1).
+    pub count: u32,
+    /// The period (1s, 1m or 1h).
+    pub per: Duration,
+}
+
+impl Rate {
+    /// The steady interval between two admissions (`per / count`).
+    pub fn interval(&self) -> Duration {
+        self.per / self.count.max(1)
+    }
+}
 
 /// Answer of [`gcra`], in the caller's time unit.
 #[derive(Debug, Clone, Copy, PartialEq)]

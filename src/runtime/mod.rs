@@ -1,9 +1,15 @@
-//! The daemon's shared state: one cheap-to-clone handle that every HTTP
-//! handler and delivery worker holds.
+//! The runtime layer: the daemon's shared state, one cheap-to-clone [`App`]
+//! that every HTTP handler and delivery worker holds, and the only two
+//! things that change it while the daemon runs:
+//! - [`reload`]: the config reloader (file watch, SIGHUP, admin API);
+//! - [`subscriptions`]: the store-change signal for API-created
+//!   subscriptions (a change on any replica reaches every replica).
 //!
-//! The config is behind an `ArcSwap` so a reload swaps it without locks and
-//! without rebuilding the router; handlers and workers read
-//! [`App::config`] once per request or job and keep that snapshot.
+//! Everything a request or job needs is one immutable snapshot behind an
+//! `ArcSwap`: a writer builds the next snapshot and swaps it in whole, and a
+//! reader loads it once per request or job and keeps it, so it never sees
+//! half of a change. Writers take [`App::writer`] in turn, because each
+//! builds on the snapshot before it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,10 +19,13 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::deliver::send::Sender;
 use crate::metrics::Metrics;
+use crate::model::ApiSubscription;
 use crate::queue::Queue;
-use crate::webhooks::ApiSubscription;
+use crate::send::{EgressPolicy, Sender};
+
+pub mod reload;
+pub mod subscriptions;
 
 /// Shared state of one running daemon.
 #[derive(Clone)]
@@ -35,6 +44,8 @@ struct Inner {
     sender: ArcSwap<Sender>,
     /// Subscriptions created through the API (cache of the stored ones).
     api_subscriptions: ArcSwap<Vec<Arc<ApiSubscription>>>,
+    /// Held by the snapshot's writers, one at a time.
+    writer: tokio::sync::Mutex<()>,
     /// `/readyz` needs the file watcher armed (or watching disabled).
     watcher_armed: AtomicBool,
     /// Cancelled when the daemon stops (first thing on SIGTERM, so `/readyz`
@@ -60,6 +71,7 @@ impl App {
                 metrics,
                 sender: ArcSwap::from_pointee(sender),
                 api_subscriptions: ArcSwap::from_pointee(Vec::new()),
+                writer: tokio::sync::Mutex::new(()),
                 watcher_armed: AtomicBool::new(watcher_armed),
                 shutdown,
             }),
@@ -108,6 +120,13 @@ impl App {
         self.inner.api_subscriptions.store(Arc::new(subs));
     }
 
+    /// Taken by whoever builds the next snapshot, so writers go one at a
+    /// time (a reload and a subscription change must not lose each other's
+    /// change).
+    pub fn writer(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.writer
+    }
+
     pub fn set_watcher_armed(&self) {
         self.inner.watcher_armed.store(true, Ordering::SeqCst);
     }
@@ -125,4 +144,13 @@ impl App {
     pub fn shutdown_token(&self) -> &CancellationToken {
         &self.inner.shutdown
     }
+}
+
+/// The HTTP sender for a config's egress policy.
+pub fn sender_for(config: &Config) -> Result<Sender, String> {
+    Sender::new(EgressPolicy {
+        allow: config.egress.allow.clone(),
+        deny: config.egress.deny.clone(),
+    })
+    .map_err(|e| e.to_string())
 }

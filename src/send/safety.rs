@@ -174,7 +174,7 @@ pub fn redact_headers(
                 .iter()
                 .any(|c| name.eq_ignore_ascii_case(c));
             // Any spelling: a header may carry a percent-encoded value.
-            let holds_secret = crate::deliver::redact::holds(value, secret_values);
+            let holds_secret = crate::send::redact::holds(value, secret_values);
             if credential || holds_secret {
                 (name.clone(), REDACTED.to_owned())
             } else {

@@ -10,7 +10,7 @@
 //! are the text as is, then up to three rounds of `%XX` decoding, each also
 //! with `+` read as a space.
 
-use super::send::REDACTED;
+use crate::send::REDACTED;
 
 /// Whether `text` holds any spelling of any secret.
 pub fn holds(text: &str, secrets: &[&[u8]]) -> bool {

@@ -1,9 +1,9 @@
 //! The signature math shared by inbound verification and outbound signing:
 //! HMAC-SHA256, hex and base64 codecs, and the Standard Webhooks key format.
 //!
-//! It lives under `inbound::verify` because verification is where most of it
-//! is used; `deliver::sign` reuses it so both directions compute the very same
-//! bytes (a hookyard can verify what another hookyard sent). Nothing here
+//! It sits in the bottom layer because both directions use it:
+//! `inbound::verify` checks with it and `deliver::sign` signs with it, so both
+//! compute the very same bytes (a hookyard can verify what another hookyard sent). Nothing here
 //! panics on any input, and nothing here ever formats a key into an error.
 
 use base64::Engine as _;

@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use crate::queue::{Event, NewJob, Target};
+use super::event::{Event, NewJob, Target};
 
 /// The event as `{id, type, timestamp, source, data}`: the stored form and
 /// the standard delivery envelope; the same bytes as `serde_json`'s.
@@ -292,7 +292,7 @@ mod tests {
 
     #[test]
     fn a_job_is_written_as_serde_writes_it() {
-        use crate::queue::StepResponse;
+        use crate::model::StepResponse;
         let mut jobs = vec![NewJob {
             delivery_id: "01JDELIVERY".into(),
             event_id: "ev \"1\"".into(),

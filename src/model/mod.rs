@@ -1,0 +1,17 @@
+//! The shared vocabulary, at the bottom of the layers: what an event, a
+//! delivery job, a target and a subscription are, how an event is written as
+//! JSON, the HMAC math both directions sign and verify with, and the one rate
+//! limiting algorithm (GCRA). Everything above (config, queue, routing, the
+//! runtime, inbound, delivery, admin) speaks these words; nothing here
+//! imports from the rest of the crate.
+
+pub mod envelope;
+pub mod event;
+pub mod gcra;
+pub mod mac;
+pub mod rate_limits;
+pub mod subscription;
+
+pub use event::*;
+pub use gcra::Rate;
+pub use subscription::{ApiSubscription, EventPattern, Handshake, Verification};
