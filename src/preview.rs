@@ -24,7 +24,6 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use crate::config::{Config, WorkflowMode};
 use crate::deliver::render::{self, Envs, Rendered};
 use crate::deliver::sign;
-use crate::deliver::target::signing;
 use crate::inbound::errors::InboundError;
 use crate::inbound::handshake::answer_post;
 use crate::inbound::map::{self, ParsedRequest};
@@ -71,7 +70,7 @@ fn print_request(
         headers.push((k.to_owned(), v));
     }
     if let Some(s) = sig {
-        match sign::sign(&signing(s), &event.id, Timestamp::now(), &r.body) {
+        match sign::sign(&s.keys, &event.id, Timestamp::now(), &r.body) {
             Ok(h) => headers.extend(h.into_iter().map(|(k, v)| (k.to_owned(), v))),
             Err(e) => headers.push(("X-Signing-Error".to_owned(), e.to_string())),
         }
@@ -193,7 +192,7 @@ pub fn preview(config: &Config, event: &Event, trigger: Option<&str>) -> String 
     let mut requests = String::new();
     let mut matched = Vec::new();
     // The router's own decision; API subscriptions are not loaded here.
-    let jobs = crate::route::jobs_for(config, &[], event, trigger);
+    let jobs = crate::route::jobs_for(config, [], event, trigger);
     for job in &jobs {
         match &job.target {
             Target::WorkflowStep { workflow, .. } => {

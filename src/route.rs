@@ -13,7 +13,6 @@
 //! the queue releases their jobs one at a time in order.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -25,9 +24,9 @@ use crate::model::{Event, NewJob, Target};
 /// test workflow whose `when` matches and whose `if` holds, and every YAML
 /// or API subscription matching the type whose `if` holds. `trigger` is the
 /// trigger id the event came through (`None` for the event API).
-pub fn jobs_for(
+pub fn jobs_for<'a>(
     config: &Config,
-    api_subs: &[Arc<ApiSubscription>],
+    api_subs: impl IntoIterator<Item = &'a ApiSubscription>,
     event: &Event,
     trigger: Option<&str>,
 ) -> Vec<NewJob> {
@@ -179,7 +178,7 @@ subscriptions:
             json!({"order": {"total": 150}}),
             "trigger:shop",
         );
-        let jobs = jobs_for(&c, &[], &e, Some("shop"));
+        let jobs = jobs_for(&c, [], &e, Some("shop"));
         assert_eq!(
             labels(&jobs),
             [
@@ -207,7 +206,7 @@ subscriptions:
 
         // `if` false, other trigger, API source.
         let e = event("order.created", json!({"order": {"total": 5}}), "api:app");
-        let jobs = jobs_for(&c, &[], &e, None);
+        let jobs = jobs_for(&c, [], &e, None);
         assert_eq!(
             labels(&jobs),
             [
@@ -222,7 +221,7 @@ subscriptions:
     fn fifo_targets_get_their_label_as_ordering_key() {
         let c = config(YAML);
         let e = event("order.created", json!({}), "api:app");
-        let jobs = jobs_for(&c, &[], &e, None);
+        let jobs = jobs_for(&c, [], &e, None);
         for j in &jobs {
             let fifo = matches!(
                 j.target.label().as_str(),
@@ -238,16 +237,14 @@ subscriptions:
     #[test]
     fn api_subscriptions_match_by_pattern() {
         let c = config("subscriptions: []\n");
-        let sub = |id: &str, events: &[&str]| {
-            Arc::new(ApiSubscription {
-                id: id.into(),
-                url: "http://127.0.0.1:9/x".parse().unwrap(),
-                events: events.iter().map(|s| s.to_string()).collect(),
-                secrets: vec![],
-                headers: vec![],
-                created_by: "t".into(),
-                created_at: Timestamp::from_second(0).unwrap(),
-            })
+        let sub = |id: &str, events: &[&str]| ApiSubscription {
+            id: id.into(),
+            url: "http://127.0.0.1:9/x".parse().unwrap(),
+            events: events.iter().map(|s| s.to_string()).collect(),
+            secrets: vec![],
+            headers: vec![],
+            created_by: "t".into(),
+            created_at: Timestamp::from_second(0).unwrap(),
         };
         let subs = vec![sub("p", &["pay.*"]), sub("x", &["other"])];
         let jobs = jobs_for(&c, &subs, &event("pay.done", json!({}), "api:a"), None);

@@ -58,7 +58,8 @@ async fn reload(State(app): State<App>, headers: HeaderMap) -> Result<Json<Value
 }
 
 async fn config(State(app): State<App>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let c = app.config();
+    let snapshot = app.snapshot();
+    let c = &snapshot.config;
     authorize(&c, &headers, Scope::Admin)?;
     let files: Vec<Value> = c
         .sources
@@ -86,7 +87,7 @@ async fn config(State(app): State<App>, headers: HeaderMap) -> Result<Json<Value
             "actions": c.actions.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
             "workflows": c.workflows.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(),
             "subscriptions": c.subscriptions.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
-            "api_subscriptions": app.api_subscriptions().len(),
+            "api_subscriptions": snapshot.subscriptions.len(),
             "event_types": c.event_types.len(),
             "secrets": secrets,
             "tokens": tokens,

@@ -223,15 +223,15 @@ async fn replay(
     Path(id): Path<String>,
     q: Result<Query<TargetParam>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let config = app.config();
-    let caller = authorize(&config, &headers, Scope::DeliveriesWrite)?;
+    let snapshot = app.snapshot();
+    let config = &snapshot.config;
+    let caller = authorize(config, &headers, Scope::DeliveriesWrite)?;
     let target = target_param(q)?;
     let Some((event, _)) = app.queue().event(&id).await.map_err(ApiError::queue)? else {
         return Err(ApiError::not_found(format!("event {id:?}")));
     };
     let trigger = event.source.strip_prefix("trigger:");
-    let api_subs = app.api_subscriptions();
-    let mut jobs = crate::route::jobs_for(&config, &api_subs, &event, trigger);
+    let mut jobs = crate::route::jobs_for(config, snapshot.api_subscriptions(), &event, trigger);
     if let Some(t) = &target {
         jobs.retain(|j| &j.target.label() == t);
         if jobs.is_empty() {

@@ -4,7 +4,6 @@
 //! the egress policy would refuse at delivery is refused here already.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::Deserialize;
@@ -46,13 +45,12 @@ pub enum WebhookError {
 /// Longest id accepted.
 const MAX_ID: usize = 64;
 
-/// Check a create request against the subscriptions that exist (YAML ids
-/// by `yaml_has`, the API ones in `api`) and the egress policy, and build
-/// the subscription to store.
+/// Check a create request against the subscriptions that exist (`taken`
+/// says whether a YAML or API subscription has an id) and the egress
+/// policy, and build the subscription to store.
 pub fn validate_create(
     req: CreateRequest,
-    yaml_has: impl Fn(&str) -> bool,
-    api: &[Arc<ApiSubscription>],
+    taken: impl Fn(&str) -> bool,
     policy: &EgressPolicy,
     created_by: &str,
     now: Timestamp,
@@ -71,7 +69,7 @@ pub fn validate_create(
         }
         None => format!("sub_{}", ulid::Ulid::new().to_string().to_lowercase()),
     };
-    if yaml_has(&id) || api.iter().any(|s| s.id == id) {
+    if taken(&id) {
         return Err(WebhookError::IdTaken(id));
     }
     let url = url::Url::parse(&req.url)
@@ -169,6 +167,7 @@ pub fn generate_secret() -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn req(url: &str) -> CreateRequest {
         CreateRequest {
@@ -190,7 +189,6 @@ mod tests {
                     ..req("https://example.com/a")
                 },
                 |_| false,
-                &[],
                 &EgressPolicy::default(),
                 "t",
                 now(),
@@ -199,8 +197,7 @@ mod tests {
         )];
         validate_create(
             r,
-            |id| id == "yaml-one",
-            &existing,
+            |id| id == "yaml-one" || existing.iter().any(|s| s.id == id),
             &EgressPolicy::default(),
             "ci",
             now(),
@@ -287,14 +284,7 @@ mod tests {
             allow: vec!["127.0.0.0/8".parse().unwrap()],
             deny: vec![],
         };
-        let s = validate_create(
-            req("http://127.0.0.1:9/"),
-            |_| false,
-            &[],
-            &allow,
-            "t",
-            now(),
-        );
+        let s = validate_create(req("http://127.0.0.1:9/"), |_| false, &allow, "t", now());
         assert!(s.is_ok());
         assert!(check(req("http://93.184.216.34/")).is_ok());
     }

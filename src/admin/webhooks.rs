@@ -80,10 +80,15 @@ pub fn api_view(s: &ApiSubscription) -> Value {
 }
 
 async fn list(State(app): State<App>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let config = app.config();
-    authorize(&config, &headers, Scope::WebhooksRead)?;
-    let mut out: Vec<Value> = config.subscriptions.iter().map(|s| yaml_view(s)).collect();
-    out.extend(app.api_subscriptions().iter().map(|s| api_view(s)));
+    let snapshot = app.snapshot();
+    authorize(&snapshot.config, &headers, Scope::WebhooksRead)?;
+    let mut out: Vec<Value> = snapshot
+        .config
+        .subscriptions
+        .iter()
+        .map(|s| yaml_view(s))
+        .collect();
+    out.extend(snapshot.api_subscriptions().map(api_view));
     Ok(Json(json!({ "webhooks": out })))
 }
 
@@ -92,12 +97,12 @@ async fn show(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let config = app.config();
-    authorize(&config, &headers, Scope::WebhooksRead)?;
-    let (mut view, required) = if let Some(s) = config.subscription(&id) {
+    let snapshot = app.snapshot();
+    authorize(&snapshot.config, &headers, Scope::WebhooksRead)?;
+    let (mut view, required) = if let Some(s) = snapshot.config.subscription(&id) {
         (yaml_view(s), s.verify)
-    } else if let Some(s) = app.api_subscriptions().iter().find(|s| s.id == id) {
-        (api_view(s), false)
+    } else if let Some(t) = snapshot.api_subscription(&id) {
+        (api_view(&t.subscription), false)
     } else {
         return Err(ApiError::not_found(format!("subscription {id:?}")));
     };
@@ -120,8 +125,9 @@ async fn create(
     headers: HeaderMap,
     body: Result<Json<CreateRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let config = app.config();
-    let caller = authorize(&config, &headers, Scope::WebhooksWrite)?;
+    let snapshot = app.snapshot();
+    let config = &snapshot.config;
+    let caller = authorize(config, &headers, Scope::WebhooksWrite)?;
     let Json(req) = body.map_err(|e| {
         ApiError::invalid(format!(
             "bad request body: {}; expected {{\"url\", \"events\": [...], \"id\"?, \"secret\"?, \"headers\"?}}",
@@ -130,9 +136,8 @@ async fn create(
     })?;
     let sub = validate_create(
         req,
-        |id| config.subscription(id).is_some(),
-        &app.api_subscriptions(),
-        app.sender().policy(),
+        |id| config.subscription(id).is_some() || snapshot.api_subscription(id).is_some(),
+        snapshot.sender.policy(),
         &caller.token,
         jiff::Timestamp::now(),
     )

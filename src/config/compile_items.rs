@@ -26,13 +26,6 @@ pub(crate) struct Defaults {
     lease: Lease,
 }
 
-fn default_schedule() -> Vec<Duration> {
-    [5, 300, 1800, 7200, 18_000, 36_000, 36_000]
-        .into_iter()
-        .map(Duration::from_secs)
-        .collect()
-}
-
 fn retry(raw: Option<&RawRetry>, base: &RetryPolicy, ctx: &mut Ctx<'_>) -> RetryPolicy {
     let Some(raw) = raw else { return base.clone() };
     let schedule = match &raw.schedule {
@@ -52,10 +45,7 @@ fn retry(raw: Option<&RawRetry>, base: &RetryPolicy, ctx: &mut Ctx<'_>) -> Retry
 }
 
 fn signing(raw: &RawSigning, ctx: &mut Ctx<'_>) -> Signing {
-    Signing {
-        scheme: raw.scheme,
-        secrets: ctx.secret_list(&raw.secret),
-    }
+    Signing::new(raw.scheme, ctx.secret_list(&raw.secret))
 }
 
 fn headers(
@@ -85,10 +75,7 @@ pub(crate) fn compile_defaults(
     lease: Lease,
     ctx: &mut Ctx<'_>,
 ) -> Defaults {
-    let base = RetryPolicy {
-        schedule: default_schedule(),
-        max_retry_after: Duration::from_secs(3600),
-    };
+    let base = RetryPolicy::default();
     let empty = RawDefaults::default();
     let raw = raw.unwrap_or(&empty);
     let timeout = ctx.duration(&raw.timeout, Duration::from_secs(30));

@@ -162,6 +162,7 @@ fn trigger(raw: &RawTrigger, pos: &Pos, ctx: &mut Ctx<'_>) -> Option<Trigger> {
     Some(Trigger {
         path,
         event: event?,
+        rules: super::verify_rules::compile(&verify),
         verify,
         idempotency_key,
         mapping: default_mapping,

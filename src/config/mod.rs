@@ -32,6 +32,7 @@ pub mod raw_items;
 mod raw_trigger;
 
 mod restart;
+pub mod verify_rules;
 pub use restart::restart_changes;
 pub mod runtime;
 mod runtime_trigger;

@@ -268,15 +268,61 @@ pub struct Signing {
     pub scheme: SigningScheme,
     /// Secrets, newest first.
     pub secrets: Vec<Secret>,
+    /// The same, compiled for the signer (each delivery borrows it).
+    pub keys: crate::model::signing::Signing,
 }
 
-/// Retry policy.
-#[derive(Clone, Debug, PartialEq)]
+impl Signing {
+    /// Compile `secrets` for `scheme`.
+    pub fn new(scheme: SigningScheme, secrets: Vec<Secret>) -> Signing {
+        let keys = crate::model::signing::Signing {
+            scheme: match scheme {
+                SigningScheme::HmacSha256 => crate::model::signing::Scheme::HmacSha256,
+                SigningScheme::StandardWebhooks => crate::model::signing::Scheme::StandardWebhooks,
+            },
+            secrets: secrets.iter().map(|s| s.expose().to_vec()).collect(),
+        };
+        Signing {
+            scheme,
+            secrets,
+            keys,
+        }
+    }
+}
+
+const MINUTE: u64 = 60;
+const HOUR: u64 = 60 * MINUTE;
+
+/// The default `retry.schedule`: waits after attempts 1..=7.
+pub const DEFAULT_SCHEDULE: [Duration; 7] = [
+    Duration::from_secs(5),
+    Duration::from_secs(5 * MINUTE),
+    Duration::from_secs(30 * MINUTE),
+    Duration::from_secs(2 * HOUR),
+    Duration::from_secs(5 * HOUR),
+    Duration::from_secs(10 * HOUR),
+    Duration::from_secs(10 * HOUR),
+];
+
+/// The default `retry.max_retry_after`: the longest `Retry-After` honoured.
+pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(HOUR);
+
+/// A target's `retry:` block, compiled.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Waits between attempts; attempts = `schedule.len() + 1`.
     pub schedule: Vec<Duration>,
     /// Longest `Retry-After` honoured.
     pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            schedule: DEFAULT_SCHEDULE.to_vec(),
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
+        }
+    }
 }
 
 /// Delivery options of one target, defaults applied.

@@ -23,6 +23,8 @@ pub struct Trigger {
     pub event: EventSource,
     /// Checks.
     pub verify: Verify,
+    /// The same checks, compiled for the inbound handler.
+    pub rules: super::verify_rules::VerifyRules,
     /// Where the idempotency key is read.
     pub idempotency_key: Option<KeySource>,
     /// Default mapping; `None` passes the body through as `data`.

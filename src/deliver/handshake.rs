@@ -22,11 +22,11 @@ use bytes::Bytes;
 use jiff::Timestamp;
 use serde_json::json;
 
-use crate::config::{Config, Subscription, TargetUrl};
+use crate::config::{Subscription, TargetUrl};
 use crate::deliver::sign;
 use crate::model::{Handshake, Verification};
 use crate::queue::QueueError;
-use crate::runtime::App;
+use crate::runtime::{App, Snapshot};
 use crate::send::{OutboundRequest, Trust};
 
 /// Whether deliveries to a subscription may go now.
@@ -68,7 +68,7 @@ impl Handshakes {
     pub async fn gate(
         &self,
         app: &App,
-        config: &Config,
+        snapshot: &Snapshot,
         sub: &Subscription,
     ) -> Result<Gate, QueueError> {
         if lock(&self.verified).contains(&sub.id) {
@@ -89,7 +89,7 @@ impl Handshakes {
         if !lock(&self.busy).insert(sub.id.clone()) {
             return Ok(Gate::Wait(later(now, Duration::from_millis(500))));
         }
-        let result = self.run(app, config, sub, &state).await;
+        let result = self.run(snapshot, sub, &state).await;
         lock(&self.busy).remove(&sub.id);
         let (verified, error) = match result {
             Ok(()) => (true, None),
@@ -132,8 +132,7 @@ impl Handshakes {
     /// One handshake request; `Err` says why it did not verify.
     async fn run(
         &self,
-        app: &App,
-        config: &Config,
+        snapshot: &Snapshot,
         sub: &Subscription,
         state: &Handshake,
     ) -> Result<(), String> {
@@ -148,7 +147,7 @@ impl Handshakes {
             // Merge tags need an event; a handshake has none, so they
             // render with an empty context.
             TargetUrl::Template { template, .. } => template
-                .render(&config.templates, minijinja::context! {})
+                .render(&snapshot.config.templates, minijinja::context! {})
                 .map_err(|e| e.to_string())?,
         };
         let url = url::Url::parse(&url).map_err(|e| format!("invalid URL: {e}"))?;
@@ -160,8 +159,8 @@ impl Handshakes {
                 .collect();
         headers.push(("Content-Type".into(), "application/json".into()));
         if let Some(s) = &sub.delivery.signing {
-            let signed = sign::sign(&super::target::signing(s), &id, Timestamp::now(), &body)
-                .map_err(|e| e.to_string())?;
+            let signed =
+                sign::sign(&s.keys, &id, Timestamp::now(), &body).map_err(|e| e.to_string())?;
             headers.extend(signed.into_iter().map(|(k, v)| (k.to_owned(), v)));
         }
         let req = OutboundRequest {
@@ -170,9 +169,9 @@ impl Handshakes {
             headers,
             body,
         };
-        let limit = usize::try_from(config.history.response_body_limit).unwrap_or(4096);
-        match app
-            .sender()
+        let limit = usize::try_from(snapshot.config.history.response_body_limit).unwrap_or(4096);
+        match snapshot
+            .sender
             .send(req, Trust::Config, sub.delivery.timeout, limit)
             .await
         {

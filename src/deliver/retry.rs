@@ -19,22 +19,7 @@ use axum::http::StatusCode;
 use jiff::Timestamp;
 use rand::Rng;
 
-const MINUTE: u64 = 60;
-const HOUR: u64 = 60 * MINUTE;
-
-/// The default `retry.schedule`: waits after attempts 1..=7.
-pub const DEFAULT_SCHEDULE: [Duration; 7] = [
-    Duration::from_secs(5),
-    Duration::from_secs(5 * MINUTE),
-    Duration::from_secs(30 * MINUTE),
-    Duration::from_secs(2 * HOUR),
-    Duration::from_secs(5 * HOUR),
-    Duration::from_secs(10 * HOUR),
-    Duration::from_secs(10 * HOUR),
-];
-
-/// The default `retry.max_retry_after`: the longest `Retry-After` honoured.
-pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(HOUR);
+pub use crate::config::{DEFAULT_MAX_RETRY_AFTER, DEFAULT_SCHEDULE, RetryPolicy};
 
 /// Jitter applied to each schedule step, in percent either way.
 pub const JITTER_PERCENT: u64 = 20;
@@ -161,24 +146,6 @@ pub fn next_delay<R: Rng + ?Sized>(
     match retry_after {
         Some(asked) => Some(delay.max(asked.min(max_retry_after))),
         None => Some(delay),
-    }
-}
-
-/// A target's `retry:` block, compiled.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Waits after attempts 1, 2, …; its length + 1 is the attempt limit.
-    pub schedule: Vec<Duration>,
-    /// Upper bound on a receiver's `Retry-After`.
-    pub max_retry_after: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> RetryPolicy {
-        RetryPolicy {
-            schedule: DEFAULT_SCHEDULE.to_vec(),
-            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
-        }
     }
 }
 

@@ -19,100 +19,14 @@
 
 use jiff::Timestamp;
 
-use crate::model::mac::{
-    WhsecError, base64_encode, hex_encode, hmac_sha256, standard_webhooks_key,
-};
+use crate::model::mac::{base64_encode, hex_encode, hmac_sha256};
+pub use crate::model::signing::{Scheme, SignError, Signing};
 
 /// `User-Agent` of every delivery.
 pub use crate::send::USER_AGENT;
 
 /// Header of the `hmac-sha256` scheme.
 pub const HMAC_SIGNATURE_HEADER: &str = "X-Hmac-Signature";
-
-/// A signing scheme (SPEC §5 `signing.scheme`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    /// `hmac-sha256`.
-    HmacSha256,
-    /// `standard-webhooks`.
-    StandardWebhooks,
-}
-
-impl Scheme {
-    /// Every scheme name accepted in config.
-    pub const NAMES: [&'static str; 2] = ["hmac-sha256", "standard-webhooks"];
-
-    /// The scheme called `name` in config.
-    pub fn from_name(name: &str) -> Option<Scheme> {
-        match name {
-            "hmac-sha256" => Some(Scheme::HmacSha256),
-            "standard-webhooks" => Some(Scheme::StandardWebhooks),
-            _ => None,
-        }
-    }
-
-    /// The config name of this scheme.
-    pub fn name(self) -> &'static str {
-        match self {
-            Scheme::HmacSha256 => "hmac-sha256",
-            Scheme::StandardWebhooks => "standard-webhooks",
-        }
-    }
-}
-
-/// A target's `signing:` block, compiled.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Signing {
-    /// Which scheme to sign with.
-    pub scheme: Scheme,
-    /// Secret bytes as configured, newest first (that is the order the
-    /// signatures are sent in).
-    pub secrets: Vec<Vec<u8>>,
-}
-
-/// Why a delivery could not be signed. Both are config mistakes, which
-/// config load can catch up front with [`Signing::check`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SignError {
-    /// No secret to sign with.
-    #[error("signing is configured without a secret; name at least one secret")]
-    NoSecret,
-    /// The secret at `index` (0 = first listed) is a broken `whsec_` value.
-    #[error("signing secret #{number}: {source}", number = .index + 1)]
-    BadSecret {
-        /// Position of the secret in the configured list, from 0.
-        index: usize,
-        /// What is wrong with it.
-        source: WhsecError,
-    },
-}
-
-impl Signing {
-    /// Check the secrets once, at config load: same errors as [`sign`].
-    pub fn check(&self) -> Result<(), SignError> {
-        self.keys().map(|_| ())
-    }
-
-    /// The HMAC key for each secret, in order.
-    fn keys(&self) -> Result<Vec<Vec<u8>>, SignError> {
-        // A zero-length key is never used: anyone could sign with it.
-        if self.secrets.is_empty() || self.secrets.iter().any(Vec::is_empty) {
-            return Err(SignError::NoSecret);
-        }
-        match self.scheme {
-            Scheme::HmacSha256 => Ok(self.secrets.clone()),
-            Scheme::StandardWebhooks => self
-                .secrets
-                .iter()
-                .enumerate()
-                .map(|(index, secret)| {
-                    standard_webhooks_key(secret)
-                        .map_err(|source| SignError::BadSecret { index, source })
-                })
-                .collect(),
-        }
-    }
-}
 
 /// The signature headers for sending `body` as (one attempt of) event
 /// `event_id` at time `now`, as `(header name, value)` pairs.
@@ -177,6 +91,7 @@ pub fn delivery_headers(
 mod tests {
     use super::*;
     use crate::inbound::verify::{Preset, verify_signature};
+    use crate::model::mac::{WhsecError, standard_webhooks_key};
     use axum::http::{HeaderMap, HeaderName, HeaderValue};
     use std::time::Duration;
 

@@ -1,18 +1,18 @@
-//! Resolving a job's target in the CURRENT config (SPEC §7: queued jobs
+//! Resolving a job's target in the CURRENT snapshot (SPEC §7: queued jobs
 //! name targets by id and render with the config current at delivery
-//! time), and the delivery options that apply to it.
+//! time), and the delivery options that apply to it, borrowed from the
+//! snapshot (compiled once there, never copied per job).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{
-    self, Action, Config, Ordering, Rate, SigningScheme, Subscription, Workflow, WorkflowMode,
+    self, Action, Config, Ordering, Rate, RetryPolicy, Subscription, Workflow, WorkflowMode,
 };
-use crate::deliver::retry::RetryPolicy;
-use crate::deliver::sign::{self, Scheme};
-use crate::model::ApiSubscription;
+use crate::deliver::sign;
 use crate::model::{NewJob, StepResponse, Target};
+use crate::runtime::{ApiTarget, Snapshot};
 use crate::send::Trust;
 
 /// What a job delivers to, as the current config defines it.
@@ -27,65 +27,40 @@ pub enum Resolved {
     /// A YAML subscription.
     Subscription(Arc<Subscription>),
     /// A subscription created through the API (untrusted).
-    Api(Arc<ApiSubscription>),
+    Api(Arc<ApiTarget>),
 }
 
-/// Delivery options with the defaults of targets that have none (API
-/// subscriptions: 30s timeout, the default retry schedule, Standard
-/// Webhooks signing with their own secrets).
-pub struct Opts {
+/// The delivery options of a resolved target, borrowed from the snapshot
+/// (API subscriptions have theirs compiled there: a 30s timeout, the default
+/// retry schedule, Standard Webhooks signing with their own secrets).
+pub struct Opts<'a> {
     pub timeout: Duration,
-    pub retry: RetryPolicy,
-    pub signing: Option<sign::Signing>,
+    pub retry: &'a RetryPolicy,
+    pub signing: Option<&'a sign::Signing>,
     pub rate_limit: Option<Rate>,
     pub max_in_flight: Option<u32>,
     pub paused: bool,
     pub trust: Trust,
 }
 
-/// Compile a config `signing:` block into the signer's form.
-pub fn signing(s: &config::Signing) -> sign::Signing {
-    sign::Signing {
-        scheme: match s.scheme {
-            SigningScheme::HmacSha256 => Scheme::HmacSha256,
-            SigningScheme::StandardWebhooks => Scheme::StandardWebhooks,
-        },
-        secrets: s.secrets.iter().map(|x| x.expose().to_vec()).collect(),
-    }
-}
-
-fn from_options(d: &config::DeliveryOptions) -> Opts {
+fn from_options(d: &config::DeliveryOptions, trust: Trust) -> Opts<'_> {
     Opts {
         timeout: d.timeout,
-        retry: RetryPolicy {
-            schedule: d.retry.schedule.clone(),
-            max_retry_after: d.retry.max_retry_after,
-        },
-        signing: d.signing.as_ref().map(signing),
+        retry: &d.retry,
+        signing: d.signing.as_ref().map(|s| &s.keys),
         rate_limit: d.rate_limit,
         max_in_flight: d.max_in_flight,
         paused: d.paused,
-        trust: Trust::Config,
+        trust,
     }
 }
 
 impl Resolved {
-    pub fn opts(&self) -> Opts {
+    pub fn opts(&self) -> Opts<'_> {
         match self {
-            Resolved::Step { action, .. } => from_options(&action.delivery),
-            Resolved::Subscription(s) => from_options(&s.delivery),
-            Resolved::Api(a) => Opts {
-                timeout: Duration::from_secs(30),
-                retry: RetryPolicy::default(),
-                signing: (!a.secrets.is_empty()).then(|| sign::Signing {
-                    scheme: Scheme::StandardWebhooks,
-                    secrets: a.secrets.iter().map(|s| s.as_bytes().to_vec()).collect(),
-                }),
-                rate_limit: None,
-                max_in_flight: None,
-                paused: false,
-                trust: Trust::Api,
-            },
+            Resolved::Step { action, .. } => from_options(&action.delivery, Trust::Config),
+            Resolved::Subscription(s) => from_options(&s.delivery, Trust::Config),
+            Resolved::Api(a) => from_options(&a.delivery, Trust::Api),
         }
     }
 
@@ -95,16 +70,17 @@ impl Resolved {
     }
 }
 
-/// The job's target in `config`, or `None` when it no longer exists (a
+/// The job's target in `snapshot`, or `None` when it no longer exists (a
 /// removed subscription, workflow or step, or a disabled workflow).
-pub fn resolve(config: &Config, api: &[Arc<ApiSubscription>], target: &Target) -> Option<Resolved> {
+pub fn resolve(snapshot: &Snapshot, target: &Target) -> Option<Resolved> {
+    let config = &snapshot.config;
     match target {
         Target::Subscription { id } => {
             if let Some(s) = config.subscription(id) {
                 return Some(Resolved::Subscription(Arc::clone(s)));
             }
-            api.iter()
-                .find(|a| &a.id == id)
+            snapshot
+                .api_subscription(id)
                 .map(|a| Resolved::Api(Arc::clone(a)))
         }
         Target::WorkflowStep {

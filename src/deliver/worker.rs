@@ -215,7 +215,9 @@ impl Worker {
     }
 
     async fn try_deliver(&self, job: &LeasedJob) -> Result<(), QueueError> {
-        let config = self.app.config();
+        // One snapshot for the whole job (SPEC §12); replaced only by a
+        // fresher one from the store when the target is not in it.
+        let mut snapshot = self.app.snapshot();
         let queue = self.app.queue();
         let label = job.job.target.label();
         let now = Timestamp::now();
@@ -231,13 +233,16 @@ impl Worker {
                 None => return self.dead(job, None, "event_missing").await,
             },
         };
-        let api = self.app.api_subscriptions();
-        let found = match target::resolve(&config, &api, &job.job.target) {
-            Some(found) => Some(found),
-            None => self.ask_store(&config, &job.job.target).await,
-        };
+        let mut found = target::resolve(&snapshot, &job.job.target);
+        if found.is_none() {
+            if let Some(fresh) = self.ask_store(&job.job.target).await {
+                found = target::resolve(&fresh, &job.job.target);
+                snapshot = fresh;
+            }
+        }
+        let config = &snapshot.config;
         let Some(resolved) = found else {
-            return self.orphan(job, &config, now).await;
+            return self.orphan(job, config, now).await;
         };
         let opts = resolved.opts();
         if opts.paused {
@@ -250,7 +255,7 @@ impl Worker {
                 // the subscription's timeout), so it runs under the same
                 // lease renewal: a slow endpoint must not let the lease
                 // lapse and hand the job to another worker meanwhile.
-                let gate = self.handshakes.gate(&self.app, &config, s);
+                let gate = self.handshakes.gate(&self.app, &snapshot, s);
                 let gate = self
                     .with_renewal(job, self.app.queue().lease_duration(), gate)
                     .await?;
@@ -304,18 +309,23 @@ impl Worker {
             .values()
             .map(|s| s.expose())
             .chain(match &resolved {
-                Resolved::Api(a) => a.secrets.iter().map(|s| s.as_bytes()).collect(),
+                Resolved::Api(a) => a
+                    .subscription
+                    .secrets
+                    .iter()
+                    .map(|s| s.as_bytes())
+                    .collect(),
                 _ => Vec::new(),
             })
             .collect();
-        let envs = self.envs(&config);
+        let envs = self.envs(config);
         let rendered = {
             let build = || render::context(event, &job.job.steps, &config.secrets);
             let ctx = render::LazyContext::new(&build);
             match &resolved {
                 Resolved::Step { action, .. } => render::action(&envs, action, &ctx),
                 Resolved::Subscription(s) => render::subscription(&envs, s, event, &ctx),
-                Resolved::Api(a) => render::api_subscription(a, event),
+                Resolved::Api(a) => render::api_subscription(&a.subscription, event),
             }
         };
         let rendered = match rendered {
@@ -412,12 +422,11 @@ impl Worker {
         let limit = usize::try_from(config.history.response_body_limit).unwrap_or(usize::MAX);
         let started = Instant::now();
         let at = Timestamp::now();
-        let sender = self.app.sender();
         let result = self
             .with_renewal(
                 job,
                 self.app.queue().lease_duration(),
-                sender.send(req, opts.trust, opts.timeout, limit),
+                snapshot.sender.send(req, opts.trust, opts.timeout, limit),
             )
             .await;
         let elapsed = started.elapsed();
@@ -473,7 +482,7 @@ impl Worker {
                     ) => {
                         let mut steps = job.job.steps.clone();
                         steps.insert(action.clone(), attempt::step_response(resp));
-                        let next = target::next_step(&config, workflow, action, &event.id, steps);
+                        let next = target::next_step(config, workflow, action, &event.id, steps);
                         if next.is_none() {
                             tracing::debug!(workflow = %workflow, "workflow chain finished");
                         }

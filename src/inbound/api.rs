@@ -24,7 +24,7 @@ use super::errors::InboundError;
 use super::{check_catalog, check_schema, ingest_one, read_body};
 use crate::config::{Config, Scope, Token};
 use crate::queue::{Event, IngestItem, Ingested};
-use crate::runtime::App;
+use crate::runtime::{App, Snapshot};
 
 /// Most events in one batch.
 pub const MAX_BATCH: usize = 500;
@@ -69,9 +69,11 @@ pub async fn post_events(State(app): State<App>, req: Request) -> Response {
 }
 
 async fn handle(app: &App, req: Request) -> Result<Response, InboundError> {
-    let config = app.config();
+    // One snapshot for the whole request (SPEC §12).
+    let snapshot = app.snapshot();
+    let config = &snapshot.config;
     let (parts, body) = req.into_parts();
-    let token = authorize(&config, &parts.headers)?;
+    let token = authorize(config, &parts.headers)?;
     let bytes = read_body(body, config.server.max_body).await?;
     let source = format!("api:{}", token.name);
     // One event (the common case) is read straight into its struct; an
@@ -85,11 +87,12 @@ async fn handle(app: &App, req: Request) -> Result<Response, InboundError> {
                     not_json(e)
                 }
             })?;
-            let p = prepare(&config, posted, &source)?;
+            let p = prepare(config, posted, &source)?;
             let idempotency = p
                 .client_id
                 .then_some((CLIENT_ID_SCOPE, p.event.id.as_str()));
-            let outcome = ingest_one(app, &config, &p.event, idempotency, None, p.declared).await?;
+            let outcome =
+                ingest_one(app, &snapshot, &p.event, idempotency, None, p.declared).await?;
             let (event_id, duplicate) = outcome.parts();
             Ok(super::server::accepted(event_id, duplicate))
         }
@@ -105,11 +108,11 @@ async fn handle(app: &App, req: Request) -> Result<Response, InboundError> {
             for (i, item) in items.into_iter().enumerate() {
                 let p = serde_json::from_value(item)
                     .map_err(|e| InboundError::BadBody(format!("not an event: {e}")))
-                    .and_then(|posted| prepare(&config, posted, &source))
+                    .and_then(|posted| prepare(config, posted, &source))
                     .map_err(|e| at_index(i, e))?;
                 prepared.push(p);
             }
-            ingest_batch(app, &config, prepared).await
+            ingest_batch(app, &snapshot, prepared).await
         }
         _ => {
             // Tell invalid JSON from JSON of the wrong shape.
@@ -194,14 +197,18 @@ fn at_index(i: usize, err: InboundError) -> InboundError {
 
 async fn ingest_batch(
     app: &App,
-    config: &Config,
+    snapshot: &Snapshot,
     prepared: Vec<Prepared>,
 ) -> Result<Response, InboundError> {
-    let subs = app.api_subscriptions();
     let mut meta = Vec::with_capacity(prepared.len());
     let mut items: Vec<IngestItem> = Vec::with_capacity(prepared.len());
     for p in prepared {
-        let jobs = crate::route::jobs_for(config, &subs, &p.event, None);
+        let jobs = crate::route::jobs_for(
+            &snapshot.config,
+            snapshot.api_subscriptions(),
+            &p.event,
+            None,
+        );
         let key = p
             .client_id
             .then(|| (CLIENT_ID_SCOPE.to_owned(), p.event.id.clone()));

@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::queue::{Event, Ingested};
-use crate::runtime::App;
+use crate::runtime::{App, Snapshot};
 
 pub mod api;
 pub mod errors;
@@ -126,13 +126,18 @@ pub fn check_schema(config: &Config, event_type: &str, data: &Value) -> Result<(
 /// when accepted. Queue errors become 503 (nothing was stored).
 pub async fn ingest_one(
     app: &App,
-    config: &Config,
+    snapshot: &Snapshot,
     event: &Event,
     idempotency: Option<(&str, &str)>,
     trigger: Option<&str>,
     declared: bool,
 ) -> Result<Ingested, InboundError> {
-    let jobs = crate::route::jobs_for(config, &app.api_subscriptions(), event, trigger);
+    let jobs = crate::route::jobs_for(
+        &snapshot.config,
+        snapshot.api_subscriptions(),
+        event,
+        trigger,
+    );
     let outcome = app
         .queue()
         .ingest(event, idempotency, jobs)

@@ -29,13 +29,16 @@ use super::verify::Unverified;
 use super::{Inbound, check_catalog, check_schema, ingest_one, read_body};
 use crate::config::{Config, Handshake, Respond, TokenCheck, Trigger};
 use crate::queue::Event;
+use crate::runtime::Snapshot;
 
 /// Longest request path echoed back in a 404 message.
 const MAX_ECHOED_PATH: usize = 200;
 
 /// The `/hooks/*` handler.
 pub async fn hook(State(state): State<Arc<Inbound>>, req: Request) -> Response {
-    let config = state.app.config();
+    // One snapshot for the whole request (SPEC §12).
+    let snapshot = state.app.snapshot();
+    let config = &snapshot.config;
     let path = req.uri().path();
     // A `url_token` trigger at another token (or none) is answered exactly
     // like an unknown trigger: same status, body and metric label (SPEC
@@ -48,7 +51,7 @@ pub async fn hook(State(state): State<Arc<Inbound>>, req: Request) -> Response {
         state.app.metrics().inbound_request(None, 404);
         return InboundError::UnknownTrigger(shown).into_response();
     };
-    let response = match handle(&state, &config, &trigger, req).await {
+    let response = match handle(&state, &snapshot, &trigger, req).await {
         Ok(response) => response,
         Err(err) => {
             // The path as shown never holds a URL token.
@@ -70,10 +73,11 @@ pub async fn hook(State(state): State<Arc<Inbound>>, req: Request) -> Response {
 
 async fn handle(
     state: &Inbound,
-    config: &Config,
+    snapshot: &Snapshot,
     trigger: &Trigger,
     req: Request,
 ) -> Result<Response, InboundError> {
+    let config = &snapshot.config;
     let (parts, body) = req.into_parts();
     if parts.method == Method::GET && trigger.handshake == Some(Handshake::Meta) {
         // Unsigned by design, so the rate limit is all that stands between
@@ -93,9 +97,8 @@ async fn handle(
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let bytes = read_body(body, config.server.max_body).await?;
 
-    let rules = trigger::verify_rules(&trigger.verify);
     let verified = Unverified::new(&parts.headers, &bytes, peer).verify(
-        &rules,
+        &trigger.rules,
         &config.server.trusted_proxies,
         Timestamp::now(),
     )?;
@@ -126,7 +129,7 @@ async fn handle(
     let idempotency = key.as_deref().map(|k| (event.source.as_str(), k));
     let outcome = ingest_one(
         &state.app,
-        config,
+        snapshot,
         &event,
         idempotency,
         Some(&trigger.id),

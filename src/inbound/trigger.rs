@@ -1,56 +1,12 @@
-//! Trigger pieces that read the config: the compiled `verify:` block as the
-//! verify module's [`VerifyRules`], the event type of a request, and its
-//! idempotency key.
-//!
-//! The config has its own signature types (`SignatureCheck`, with the
-//! preset's header/encoding/prefix filled in); [`verify_rules`] adapts them
-//! to [`super::verify`]'s types, which do the checking.
+//! Trigger pieces that read the config: the event type of a request and its
+//! idempotency key. (The `verify:` block is compiled with the config, in
+//! `config::verify_rules`, into the rules [`super::verify`] checks.)
 
-use axum::http::HeaderName;
 use serde_json::Value;
 
 use super::errors::InboundError;
 use super::map::ParsedRequest;
-use super::verify::{self, BasicAuth, Preset, SignatureRule, VerifyRules};
-use crate::config::{self, EventSource, KeySource, Otherwise, SignaturePreset, Trigger};
-
-/// The verify module's rules for a trigger's `verify:` block.
-pub fn verify_rules(v: &config::Verify) -> VerifyRules {
-    VerifyRules {
-        signature: v.signature.as_ref().map(signature_rule),
-        // The config's empty list means "not configured".
-        ip_allow: (!v.ip_allow.is_empty()).then(|| v.ip_allow.clone()),
-        bearer: v.bearer.as_ref().map(|s| vec![s.expose().to_vec()]),
-        basic: v.basic.as_ref().map(|b| BasicAuth {
-            user: b.user.clone(),
-            password: b.password.expose().to_vec(),
-        }),
-    }
-}
-
-fn signature_rule(check: &config::SignatureCheck) -> SignatureRule {
-    let preset = match check.preset {
-        SignaturePreset::HmacSha256 => Preset::HmacSha256 {
-            // A header name the config accepted but HTTP does not cannot
-            // match any request: fall back to the default so the check
-            // still fails closed rather than panicking.
-            header: HeaderName::try_from(check.header.to_ascii_lowercase())
-                .unwrap_or_else(|_| HeaderName::from_static(verify::DEFAULT_HMAC_HEADER)),
-            encoding: check.encoding,
-            prefix: (!check.prefix.is_empty()).then(|| check.prefix.clone()),
-        },
-        SignaturePreset::Github => Preset::Github,
-        SignaturePreset::Stripe => Preset::Stripe,
-        SignaturePreset::Shopify => Preset::Shopify,
-        SignaturePreset::Slack => Preset::Slack,
-        SignaturePreset::StandardWebhooks => Preset::StandardWebhooks,
-    };
-    SignatureRule {
-        preset,
-        secrets: check.secrets.iter().map(|s| s.expose().to_vec()).collect(),
-        tolerance: check.tolerance,
-    }
-}
+use crate::config::{EventSource, KeySource, Otherwise, Trigger};
 
 /// What the event type source said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +92,10 @@ fn scalar_text(v: &Value) -> Option<String> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
 mod tests {
+    use axum::http::HeaderName;
+
+    use crate::config;
+    use crate::inbound::verify::{self, Preset, VerifyRules};
     use std::net::{IpAddr, Ipv4Addr};
 
     use axum::http::{HeaderMap, HeaderValue};
@@ -241,7 +201,7 @@ triggers:
     #[test]
     fn config_verify_block_becomes_verify_rules() {
         let c = config(YAML);
-        let rules = verify_rules(&c.trigger("generic").unwrap().verify);
+        let rules = c.trigger("generic").unwrap().rules.clone();
         let sig = rules.signature.unwrap();
         assert_eq!(
             sig.preset,
@@ -258,7 +218,7 @@ triggers:
         );
         assert!(rules.bearer.is_none() && rules.basic.is_none());
         // No verify block: nothing is checked.
-        let none = verify_rules(&c.trigger("gh").unwrap().verify);
+        let none = c.trigger("gh").unwrap().rules.clone();
         assert_eq!(none, VerifyRules::default());
     }
 }

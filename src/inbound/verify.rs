@@ -120,20 +120,7 @@ impl VerifyError {
     }
 }
 
-/// A trigger's `verify:` block, compiled. Every rule that is set must pass;
-/// with none set, every request passes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct VerifyRules {
-    /// `signature: {preset, secret, tolerance}`.
-    pub signature: Option<SignatureRule>,
-    /// `ip_allow: [CIDR]`, matched against [`client_ip`]. An empty list
-    /// allows nobody (fail closed), unlike `None`, which checks nothing.
-    pub ip_allow: Option<Vec<IpNet>>,
-    /// `bearer: SECRET`: accepted tokens (several for rotation).
-    pub bearer: Option<Vec<Vec<u8>>>,
-    /// `basic: {user, password}`.
-    pub basic: Option<BasicAuth>,
-}
+pub use crate::config::verify_rules::VerifyRules;
 
 /// A request as received, not yet checked. Deliberately neither `Clone`
 /// nor `Copy`: [`Unverified::verify`] consumes it.

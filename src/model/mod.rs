@@ -10,6 +10,7 @@ pub mod event;
 pub mod gcra;
 pub mod mac;
 pub mod rate_limits;
+pub mod signing;
 pub mod subscription;
 
 pub use event::*;

@@ -91,6 +91,18 @@ pub struct StoreSettings {
     pub consumer_name: String,
 }
 
+/// A stream of "the API-created subscriptions changed" announcements.
+pub struct SubscriptionChanges(::redis::aio::PubSubStream);
+
+impl SubscriptionChanges {
+    /// Wait for the next announcement; false once the connection is lost
+    /// (subscribe again).
+    pub async fn next(&mut self) -> bool {
+        use futures_util::StreamExt as _;
+        self.0.next().await.is_some()
+    }
+}
+
 /// The queue the daemon uses: one of the two backends, chosen by
 /// `queue.backend`. A cheap handle (each backend is an `Arc` inside), so clone
 /// it freely. Every method forwards to the backend; see the backends for how.
@@ -309,6 +321,16 @@ impl Queue {
         match self {
             Queue::Embedded(_) => Ok(0),
             Queue::Redis(q) => q.subscriptions_version().await,
+        }
+    }
+
+    /// Announcements of changes to the API-created subscriptions made by any
+    /// replica (Redis pub/sub). `None` on the embedded backend, which serves
+    /// one process.
+    pub async fn subscription_changes(&self) -> Result<Option<SubscriptionChanges>, QueueError> {
+        match self {
+            Queue::Embedded(_) => Ok(None),
+            Queue::Redis(q) => Ok(Some(SubscriptionChanges(q.subscription_changes().await?))),
         }
     }
 

@@ -20,12 +20,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::model::ApiSubscription;
 use crate::queue::Queue;
 use crate::send::{EgressPolicy, Sender};
 
 pub mod reload;
+pub mod snapshot;
 pub mod subscriptions;
+
+pub use snapshot::{ApiTarget, Snapshot};
 
 /// Shared state of one running daemon.
 #[derive(Clone)]
@@ -34,16 +36,12 @@ pub struct App {
 }
 
 struct Inner {
-    /// The config currently serving.
-    config: ArcSwap<Config>,
+    /// What requests and jobs read; replaced whole by the writers.
+    snapshot: ArcSwap<Snapshot>,
     /// Where the config was loaded from (reloads read it again).
     config_path: PathBuf,
     queue: Queue,
     metrics: Metrics,
-    /// Rebuilt when `egress:` changes on reload.
-    sender: ArcSwap<Sender>,
-    /// Subscriptions created through the API (cache of the stored ones).
-    api_subscriptions: ArcSwap<Vec<Arc<ApiSubscription>>>,
     /// Held by the snapshot's writers, one at a time.
     writer: tokio::sync::Mutex<()>,
     /// `/readyz` needs the file watcher armed (or watching disabled).
@@ -65,12 +63,14 @@ impl App {
         let watcher_armed = !config.reload.watch;
         App {
             inner: Arc::new(Inner {
-                config: ArcSwap::from_pointee(config),
+                snapshot: ArcSwap::from_pointee(Snapshot {
+                    config: Arc::new(config),
+                    subscriptions: Arc::from(Vec::new()),
+                    sender: Arc::new(sender),
+                }),
                 config_path,
                 queue,
                 metrics,
-                sender: ArcSwap::from_pointee(sender),
-                api_subscriptions: ArcSwap::from_pointee(Vec::new()),
                 writer: tokio::sync::Mutex::new(()),
                 watcher_armed: AtomicBool::new(watcher_armed),
                 shutdown,
@@ -78,14 +78,23 @@ impl App {
         }
     }
 
-    /// A snapshot of the current config.
-    pub fn config(&self) -> Arc<Config> {
-        self.inner.config.load_full()
+    /// The snapshot serving now: load it once per request or job and use
+    /// it to the end.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.inner.snapshot.load_full()
     }
 
-    /// Replace the config (after a successful reload).
-    pub fn set_config(&self, config: Config) {
-        self.inner.config.store(Arc::new(config));
+    /// The config of the snapshot serving now (for code that needs nothing
+    /// else from it).
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.inner.snapshot.load().config)
+    }
+
+    /// Swap in the snapshot `next` builds from the current one. Only the
+    /// writers call it, holding [`App::writer`].
+    fn replace(&self, next: impl FnOnce(&Snapshot) -> Snapshot) {
+        let current = self.inner.snapshot.load_full();
+        self.inner.snapshot.store(Arc::new(next(&current)));
     }
 
     pub fn config_path(&self) -> &std::path::Path {
@@ -98,26 +107,6 @@ impl App {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
-    }
-
-    /// The HTTP sender for deliveries (snapshot).
-    pub fn sender(&self) -> Arc<Sender> {
-        self.inner.sender.load_full()
-    }
-
-    pub fn set_sender(&self, sender: Sender) {
-        self.inner.sender.store(Arc::new(sender));
-    }
-
-    /// Subscriptions created through the API (snapshot).
-    pub fn api_subscriptions(&self) -> Arc<Vec<Arc<ApiSubscription>>> {
-        self.inner.api_subscriptions.load_full()
-    }
-
-    /// Replace the cached API subscriptions (after a create or delete, or
-    /// when loaded from the queue at start).
-    pub fn set_api_subscriptions(&self, subs: Vec<Arc<ApiSubscription>>) {
-        self.inner.api_subscriptions.store(Arc::new(subs));
     }
 
     /// Taken by whoever builds the next snapshot, so writers go one at a

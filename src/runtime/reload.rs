@@ -52,10 +52,12 @@ fn reload(app: &App) -> Result<Reloaded, ConfigErrors> {
             return Err(errs);
         }
     };
-    let old = app.config();
-    if egress_changed(&old, &new) {
+    let current = app.snapshot();
+    let old = &current.config;
+    let mut sender = None;
+    if egress_changed(old, &new) {
         match super::sender_for(&new) {
-            Ok(sender) => app.set_sender(sender),
+            Ok(s) => sender = Some(s),
             Err(e) => {
                 let errs = ConfigErrors {
                     errors: vec![ConfigError {
@@ -71,7 +73,7 @@ fn reload(app: &App) -> Result<Reloaded, ConfigErrors> {
     }
     // The reload goes on (everything else applies), but say which changes
     // it cannot apply rather than report a success that changed nothing.
-    let needs_restart = restart_changes(&old, &new);
+    let needs_restart = restart_changes(old, &new);
     for setting in &needs_restart {
         tracing::warn!(
             target: "hookyard::config",
@@ -82,7 +84,7 @@ fn reload(app: &App) -> Result<Reloaded, ConfigErrors> {
     for w in &new.warnings {
         tracing::warn!(target: "hookyard::config", "{w}");
     }
-    for s in app.api_subscriptions().iter() {
+    for s in current.api_subscriptions() {
         if new.subscription(&s.id).is_some() {
             tracing::warn!(
                 target: "hookyard::config",
@@ -100,7 +102,9 @@ fn reload(app: &App) -> Result<Reloaded, ConfigErrors> {
         "config reloaded from {}",
         path.display()
     );
-    app.set_config(new);
+    // The writer lock is held (reload_async), so nothing changed the
+    // snapshot since `current` was read.
+    app.replace(|current| current.with_config(new, sender));
     app.metrics().config_reload(true, now());
     Ok(Reloaded {
         warnings,

@@ -129,12 +129,14 @@ async fn paused_holds_until_unpaused() {
     assert_eq!(rec.state, DeliveryState::Pending);
     assert!(rec.attempts.is_empty());
     // Reload without `paused`: the held job goes out.
-    let cfg = load(
+    load(
         h.dir.path(),
         &sub_yaml(&rx.url("/"), ""),
         &Default::default(),
     );
-    h.app.set_config(cfg);
+    hookyard::runtime::reload::reload_async(&h.app)
+        .await
+        .unwrap();
     h.wait_state(&ids[0], DeliveryState::Succeeded, T).await;
     assert_eq!(rx.received().len(), 1);
 }
@@ -201,7 +203,7 @@ async fn verification_handshake_gates_delivery() {
 async fn api_subscription_to_loopback_is_refused_by_egress() {
     let rx = Receiver::start().await;
     let h = harness("reload: { watch: false }\n").await;
-    h.app.set_api_subscriptions(vec![Arc::new(ApiSubscription {
+    let api = ApiSubscription {
         id: "api1".into(),
         url: url::Url::parse(&rx.url("/steal")).unwrap(),
         events: vec!["*".into()],
@@ -209,7 +211,12 @@ async fn api_subscription_to_loopback_is_refused_by_egress() {
         headers: vec![],
         created_by: "t".into(),
         created_at: jiff::Timestamp::now(),
-    })]);
+    };
+    let doc = serde_json::to_value(&api).unwrap();
+    h.app.queue().put_subscription("api1", &doc).await.unwrap();
+    hookyard::runtime::subscriptions::load_into(&h.app)
+        .await
+        .unwrap();
     let ids = h.ingest(&event("a", json!({})), vec![sub("api1")]).await;
     let rec = h.wait_state(&ids[0], DeliveryState::DeadLetter, T).await;
     assert_eq!(rec.reason.as_deref(), Some("egress_denied"));

@@ -5,14 +5,15 @@
 //! dead-lettered as `target_removed`, once the store was asked whether
 //! another replica just made it (SPEC §6, §7, §12).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
 
 use super::{ORPHAN_RECHECK, Worker, later};
 use crate::config::Config;
-use crate::deliver::target::{self, Resolved};
 use crate::queue::{LeasedJob, QueueError, Target};
+use crate::runtime::Snapshot;
 
 /// Least time between two store reads for unknown subscriptions: a backlog
 /// of jobs for a removed target must not read the store once per job.
@@ -20,9 +21,11 @@ const STORE_ASK_EVERY: Duration = Duration::from_secs(1);
 
 impl Worker {
     /// An API subscription another replica made a moment ago may not be in
-    /// this process's copy yet (`runtime::subscriptions::follow` looks each second): read
-    /// the store before the job counts as orphaned, at most once a second.
-    pub(super) async fn ask_store(&self, config: &Config, target: &Target) -> Option<Resolved> {
+    /// this process's snapshot yet (a missed change notification is caught
+    /// by the version check within a second): read the store before the job
+    /// counts as orphaned, at most once a second, and answer with the
+    /// snapshot that read made.
+    pub(super) async fn ask_store(&self, target: &Target) -> Option<Arc<Snapshot>> {
         if !matches!(target, Target::Subscription { .. }) {
             return None;
         }
@@ -36,7 +39,7 @@ impl Worker {
         crate::runtime::subscriptions::load_into(&self.app)
             .await
             .ok()?;
-        target::resolve(config, &self.app.api_subscriptions(), target)
+        Some(self.app.snapshot())
     }
 
     /// Run `fut` while renewing the job's lease every `lease / 3`.

@@ -10,14 +10,7 @@ use super::VerifyError;
 use crate::config::secret::credentials_equal as ct_equal;
 use crate::model::mac::base64_decode;
 
-/// `verify.basic`: the one user name and password a trigger accepts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BasicAuth {
-    /// Expected user name.
-    pub user: String,
-    /// Expected password bytes (resolved from the secret).
-    pub password: Vec<u8>,
-}
+pub use crate::config::verify_rules::BasicAuth;
 
 /// The credentials after `Authorization: <scheme> `, scheme case-insensitive.
 fn credentials<'h>(headers: &'h HeaderMap, scheme: &'static str) -> Result<&'h str, VerifyError> {

@@ -19,46 +19,11 @@ use crate::model::mac::{any_key_matches, base64_decode, hex_decode, standard_web
 /// How far a signed timestamp may be from our clock unless configured.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 
-/// The header the generic `hmac-sha256` preset reads unless configured.
-pub const DEFAULT_HMAC_HEADER: &str = "x-hmac-signature";
+pub use crate::config::verify_rules::{DEFAULT_HMAC_HEADER, Preset, SignatureRule};
 
 /// How the generic `hmac-sha256` preset's signature is written: the config's
 /// `encoding`. Hex digits are accepted in either case, base64 padded or not.
 pub use crate::config::Encoding;
-
-/// A signature scheme, one per provider (SPEC §3 `verify.signature.preset`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Preset {
-    /// `hmac-sha256`: HMAC-SHA256 of the raw body in `header`, optionally
-    /// after a literal `prefix` such as `sha256=`. Without a configured
-    /// prefix, each signature may be bare or written `sha256=<sig>`, as
-    /// hookyard's own signing writes it. Several comma-separated signatures
-    /// are accepted (any matching passes), which is how hookyard itself
-    /// signs with several secrets.
-    HmacSha256 {
-        /// Header carrying the signature (default `X-Hmac-Signature`).
-        header: HeaderName,
-        /// Hex (default) or base64.
-        encoding: Encoding,
-        /// Literal text before each signature, e.g. `sha256=`; when set it is
-        /// required. When `None`, `sha256=` is optional.
-        prefix: Option<String>,
-    },
-    /// `github`: `X-Hub-Signature-256: sha256=<hex>` over the body.
-    Github,
-    /// `stripe`: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>…]` over
-    /// `t.body`. Stripe's `whsec_…` secret is the raw key, as Stripe uses it.
-    Stripe,
-    /// `shopify`: `X-Shopify-Hmac-Sha256: <base64>` over the body.
-    Shopify,
-    /// `slack`: `X-Slack-Signature: v0=<hex>` over `v0:<ts>:body`, with `ts`
-    /// from `X-Slack-Request-Timestamp`.
-    Slack,
-    /// `standard-webhooks`: `webhook-signature: v1,<base64> [v1,<base64>…]`
-    /// over `webhook-id.webhook-timestamp.body`; a `whsec_` secret is base64
-    /// after the prefix.
-    StandardWebhooks,
-}
 
 impl Preset {
     /// Every preset name accepted in config, for error messages and schema.
@@ -108,19 +73,6 @@ impl Preset {
             Preset::Stripe | Preset::Slack | Preset::StandardWebhooks
         )
     }
-}
-
-/// A trigger's `verify.signature`: the scheme, its secrets and tolerance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignatureRule {
-    /// Which provider's scheme to check.
-    pub preset: Preset,
-    /// Secret bytes as configured (already resolved from env or file),
-    /// newest first; any one matching passes. Empty means nothing can pass.
-    pub secrets: Vec<Vec<u8>>,
-    /// Largest allowed distance between the signed timestamp and our clock
-    /// (timestamped presets only; [`DEFAULT_TOLERANCE`] is 5 minutes).
-    pub tolerance: Duration,
 }
 
 impl SignatureRule {

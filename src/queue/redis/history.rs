@@ -19,6 +19,10 @@ use crate::queue::{
     QueueStats,
 };
 
+/// The channel (under the prefix) a change of the API-created subscriptions
+/// is announced on.
+pub const SUBSCRIPTION_CHANNEL: &str = "subs-changed";
+
 /// How many index entries one round trip looks at while filtering.
 const SCAN_BATCH: usize = 200;
 /// Page size when the query gives none.
@@ -375,8 +379,10 @@ impl RedisQueue {
     }
 
     /// Store an API-created subscription; false if the id already exists.
-    /// The change counter moves in the same transaction, so every replica
-    /// watching it (`subscriptions_version`) reloads the set.
+    /// In the same transaction the change counter moves and the change is
+    /// announced, so every replica reloads the set: at once on the
+    /// announcement, or within a second from the counter
+    /// (`subscriptions_version`) if it missed the announcement.
     pub async fn put_subscription(&self, id: &str, doc: &Json) -> Result<bool> {
         let doc = serde_json::to_string(doc).map_err(|e| corrupt("subscription", e))?;
         let (added,): (bool,) = redis::pipe()
@@ -387,6 +393,10 @@ impl RedisQueue {
             .arg(doc)
             .cmd("INCR")
             .arg(self.key("subsver"))
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(self.key(SUBSCRIPTION_CHANNEL))
+            .arg(id)
             .ignore()
             .query_async(&mut self.conn())
             .await
@@ -403,6 +413,10 @@ impl RedisQueue {
             .cmd("INCR")
             .arg(self.key("subsver"))
             .ignore()
+            .cmd("PUBLISH")
+            .arg(self.key(SUBSCRIPTION_CHANNEL))
+            .arg(id)
+            .ignore()
             .query_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
@@ -418,6 +432,23 @@ impl RedisQueue {
             .await
             .map_err(unavailable)?;
         Ok(v.unwrap_or(0))
+    }
+
+    /// A connection that hears every announced change of the API-created
+    /// subscriptions (a Redis pub/sub channel under the prefix). It ends
+    /// when the connection is lost; subscribe again then.
+    pub async fn subscription_changes(&self) -> Result<redis::aio::PubSubStream> {
+        let mut pubsub = self
+            .inner
+            .client
+            .get_async_pubsub()
+            .await
+            .map_err(unavailable)?;
+        pubsub
+            .subscribe(self.key(SUBSCRIPTION_CHANNEL))
+            .await
+            .map_err(unavailable)?;
+        Ok(pubsub.into_on_message())
     }
 
     /// All API-created subscriptions, ordered by id.
