@@ -9,6 +9,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
+# Not built here, but cargo needs every workspace member's manifest.
+COPY bench/hookyard-bench ./bench/hookyard-bench
 RUN cargo build --release --locked --bin hookyard
 
 FROM debian:bookworm-slim

@@ -1,4 +1,7 @@
-//! `hookyard-bench`: the whole-daemon benchmark tool of SPEC §10.
+//! `hookyard-bench`: the whole-daemon benchmark tool of SPEC §10, the load
+//! generator, receiver and ceiling server the scripts in bench/* build and
+//! run. A workspace member of its own (bench/hookyard-bench), not shipped:
+//! `cargo install --path .` and the Docker image carry only `hookyard`.
 //!
 //! Three pieces, each a subcommand, all loopback-only:
 //! - `load`: POST load generator over keep-alive connections (closed loop
@@ -9,7 +12,7 @@
 //!   latency from the envelope's `timestamp`.
 //!
 //! Figures are only meaningful from a release build
-//! (`cargo build --release --bin hookyard-bench`) and as ratios against the
+//! (`cargo build --release -p hookyard-bench`) and as ratios against the
 //! ceilings measured in the same run, on the same machine.
 
 use clap::{Parser, Subcommand};
