@@ -335,9 +335,9 @@ mod tests {
             ordering_key: None,
             not_before: None,
         };
-        // Written the way ingestion writes it (by hand), read by serde.
+        // Written the way ingestion writes it, read by serde.
         let mut args = Vec::new();
-        super::super::job_args(&job, &mut args, false);
+        super::super::job_args(&job, &mut args, false).unwrap();
         let stored = args.pop().unwrap();
         assert_eq!(
             stored,
