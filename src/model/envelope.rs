@@ -1,15 +1,16 @@
-//! Writing events (and delivery jobs) as JSON, fast. Every ingested event
-//! is written once to the queue and every delivery sends it again, and an
-//! event's data is mostly long strings (a 1 KiB event is ~1 KiB of string).
-//! serde_json checks each byte of a string for escapes one at a time, which
-//! was the daemon's largest single cost per ingested event. This writer
-//! checks sixteen bytes per step and copies clean runs whole, and writes
-//! exactly what `serde_json::to_string` writes (a test compares the two on
-//! random values), so readers cannot tell which one wrote an event.
+//! Writing events as JSON, fast. Every ingested event is written once to
+//! the queue and every delivery sends it again, and an event's data is
+//! mostly long strings (a 1 KiB event is ~1 KiB of string). serde_json
+//! checks each byte of a string for escapes one at a time, which was the
+//! daemon's largest single cost per ingested event. This writer checks
+//! sixteen bytes per step and copies clean runs whole, and writes exactly
+//! what `serde_json::to_string` writes (a test compares the two on random
+//! values), so readers cannot tell which one wrote an event. Delivery jobs
+//! (ids and short strings) are written by serde itself.
 
 use serde_json::Value;
 
-use super::event::{Event, NewJob, Target};
+use super::event::Event;
 
 /// The event as `{id, type, timestamp, source, data}`: the stored form and
 /// the standard delivery envelope; the same bytes as `serde_json`'s.
@@ -28,55 +29,6 @@ pub fn event(event: &Event) -> String {
     value(&mut out, &event.data);
     out.push('}');
     out
-}
-
-/// A delivery job as serde writes it: the queue stores one per job, so the
-/// ids and target are written here directly; workflow step responses (rare,
-/// and nested) go through serde.
-pub fn job(out: &mut String, job: &NewJob) {
-    out.push_str("{\"delivery_id\":");
-    string(out, &job.delivery_id);
-    out.push_str(",\"event_id\":");
-    string(out, &job.event_id);
-    match &job.target {
-        Target::Subscription { id } => {
-            out.push_str(",\"target\":{\"kind\":\"subscription\",\"id\":");
-            string(out, id);
-        }
-        Target::WorkflowStep {
-            workflow,
-            step,
-            action,
-        } => {
-            out.push_str(",\"target\":{\"kind\":\"workflow_step\",\"workflow\":");
-            string(out, workflow);
-            out.push_str(",\"step\":");
-            out.push_str(&step.to_string());
-            out.push_str(",\"action\":");
-            string(out, action);
-        }
-    }
-    out.push_str("},\"steps\":");
-    if job.steps.is_empty() {
-        out.push_str("{}");
-    } else {
-        out.push_str(&serde_json::to_string(&job.steps).unwrap_or_else(|_| "{}".into()));
-    }
-    out.push_str(",\"ordering_key\":");
-    match &job.ordering_key {
-        Some(k) => string(out, k),
-        None => out.push_str("null"),
-    }
-    out.push_str(",\"not_before\":");
-    match &job.not_before {
-        Some(t) => {
-            out.push('"');
-            out.push_str(&t.to_string());
-            out.push('"');
-        }
-        None => out.push_str("null"),
-    }
-    out.push('}');
 }
 
 /// Append one JSON value.
@@ -288,41 +240,6 @@ mod tests {
             data: json!({"n": 1, "note": "x\ny", "list": ["é", 2.25]}),
         };
         assert_eq!(super::event(&event), serde_json::to_string(&event).unwrap());
-    }
-
-    #[test]
-    fn a_job_is_written_as_serde_writes_it() {
-        use crate::model::StepResponse;
-        let mut jobs = vec![NewJob {
-            delivery_id: "01JDELIVERY".into(),
-            event_id: "ev \"1\"".into(),
-            target: Target::Subscription { id: "crm".into() },
-            steps: Default::default(),
-            ordering_key: None,
-            not_before: None,
-        }];
-        let mut step = jobs[0].clone();
-        step.target = Target::WorkflowStep {
-            workflow: "onboard".into(),
-            step: 2,
-            action: "notify".into(),
-        };
-        step.steps.insert(
-            "create".into(),
-            StepResponse {
-                status: 201,
-                headers: [("x-id".to_string(), "7".to_string())].into(),
-                body: json!({"id": 7}),
-            },
-        );
-        step.ordering_key = Some("customer-9".into());
-        step.not_before = Some("2026-11-27T05:30:00.5Z".parse().unwrap());
-        jobs.push(step);
-        for j in &jobs {
-            let mut out = String::new();
-            job(&mut out, j);
-            assert_eq!(out, serde_json::to_string(j).unwrap());
-        }
     }
 
     fn any_value() -> impl Strategy<Value = Value> {

@@ -140,11 +140,14 @@ use scripts::Scripts;
 
 type Result<T> = std::result::Result<T, QueueError>;
 
-/// A job as stored in its delivery record. Versioned so jobs queued by an
-/// older hookyard still decode after an upgrade.
+/// A job as stored in its delivery record and stream entry. Versioned so
+/// jobs queued by an older hookyard still decode after an upgrade: add `V2`
+/// next to `V1`, never change `V1`'s fields. Read as `StoredJob` (owning its
+/// [`NewJob`]); written as `StoredJob<&NewJob>`, which serde writes with the
+/// same bytes, so writing needs no copy of the job.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) enum StoredJob {
-    V1 { job: NewJob },
+pub(crate) enum StoredJob<J = NewJob> {
+    V1 { job: J },
 }
 
 /// Handle to the Redis queue; cheap to clone.
@@ -417,7 +420,7 @@ impl RedisQueue {
         match &next {
             Some(n) => {
                 args.push("1".into());
-                job_args(n, &mut args, true);
+                job_args(n, &mut args, true)?;
             }
             None => args.push("0".into()),
         }

@@ -5,7 +5,7 @@
 
 use redis::Value;
 
-use super::{RedisQueue, Result, batch, ms, unavailable};
+use super::{RedisQueue, Result, StoredJob, batch, ms, unavailable};
 use crate::queue::{EVENT_ID_SCOPE, Event, IngestItem, Ingested, NewJob, QueueError};
 
 impl RedisQueue {
@@ -17,7 +17,7 @@ impl RedisQueue {
         jobs: Vec<NewJob>,
     ) -> Result<Ingested> {
         let mut args = Vec::new();
-        self.ingest_args(event, idempotency, &jobs, &mut args);
+        self.ingest_args(event, idempotency, &jobs, &mut args)?;
         let mut answers = self.run_ingest(1, args).await?;
         answers
             .pop()
@@ -34,7 +34,7 @@ impl RedisQueue {
         let mut args = Vec::new();
         for (event, idem, jobs) in &items {
             let idem = idem.as_ref().map(|(s, k)| (s.as_str(), k.as_str()));
-            self.ingest_args(event, idem, jobs, &mut args);
+            self.ingest_args(event, idem, jobs, &mut args)?;
         }
         self.run_ingest(items.len(), args).await
     }
@@ -46,7 +46,7 @@ impl RedisQueue {
         idempotency: Option<(&str, &str)>,
         jobs: &[NewJob],
         args: &mut Vec<String>,
-    ) {
+    ) -> Result<()> {
         // A zero window means idempotency is off (PX 0 is invalid).
         match idempotency {
             Some(_) if self.inner.settings.idempotency_window.as_millis() == 0 => {
@@ -76,8 +76,9 @@ impl RedisQueue {
         args.push(dids);
         args.push(jobs.len().to_string());
         for job in jobs {
-            job_args(job, args, false);
+            job_args(job, args, false)?;
         }
+        Ok(())
     }
 
     /// An older hookyard pruned events without noting it in
@@ -132,7 +133,7 @@ impl RedisQueue {
         }
         let mut args = vec![jobs.len().to_string()];
         for job in &jobs {
-            job_args(job, &mut args, true);
+            job_args(job, &mut args, true)?;
         }
         let reply: Vec<String> = self
             .run(&self.inner.scripts.enqueue, &args)
@@ -149,14 +150,17 @@ impl RedisQueue {
 }
 
 /// The script arguments of one job: delivery id, event id, target label,
-/// ordering key, due ms, stored job JSON.
-pub(super) fn job_args(job: &NewJob, out: &mut Vec<String>, with_event: bool) {
-    // The stored form is `StoredJob::V1`, as serde writes it (checked by
-    // `jobs_decode_with_lease_handle`).
-    let mut stored = String::with_capacity(256);
-    stored.push_str("{\"V1\":{\"job\":");
-    crate::model::envelope::job(&mut stored, job);
-    stored.push_str("}}");
+/// ordering key, due ms, stored job JSON (a [`StoredJob::V1`]).
+pub(super) fn job_args(job: &NewJob, out: &mut Vec<String>, with_event: bool) -> Result<()> {
+    // A job is ids and a few short strings, so serde's own string escaping
+    // costs little here; the event, mostly long strings, goes through the
+    // faster `envelope::event`.
+    let stored = serde_json::to_string(&StoredJob::V1 { job }).map_err(|e| {
+        QueueError::Corrupt(format!(
+            "encoding the job of delivery {}: {e}",
+            job.delivery_id
+        ))
+    })?;
     out.push(job.delivery_id.clone());
     if with_event {
         out.push(job.event_id.clone());
@@ -165,4 +169,76 @@ pub(super) fn job_args(job: &NewJob, out: &mut Vec<String>, with_event: bool) {
     out.push(job.ordering_key.clone().unwrap_or_default());
     out.push(job.not_before.map(ms).unwrap_or(0).to_string());
     out.push(stored);
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::model::StepResponse;
+    use crate::queue::Target;
+
+    /// A subscription job and a workflow step job with every field set.
+    fn jobs() -> Vec<NewJob> {
+        let mut jobs = vec![NewJob {
+            delivery_id: "01JDELIVERY".into(),
+            event_id: "ev \"1\"".into(),
+            target: Target::Subscription { id: "crm".into() },
+            steps: Default::default(),
+            ordering_key: None,
+            not_before: None,
+        }];
+        let mut step = jobs[0].clone();
+        step.target = Target::WorkflowStep {
+            workflow: "onboard".into(),
+            step: 2,
+            action: "notify".into(),
+        };
+        step.steps.insert(
+            "create".into(),
+            StepResponse {
+                status: 201,
+                headers: [("x-id".to_string(), "7".to_string())].into(),
+                body: serde_json::json!({"id": 7}),
+            },
+        );
+        step.ordering_key = Some("customer-9".into());
+        step.not_before = Some("2026-11-27T05:30:00.5Z".parse().unwrap());
+        jobs.push(step);
+        jobs
+    }
+
+    /// The stored job is the last script argument of a job.
+    fn stored(job: &NewJob) -> String {
+        let mut args = Vec::new();
+        job_args(job, &mut args, true).unwrap();
+        args.pop().unwrap()
+    }
+
+    #[test]
+    fn a_job_is_stored_as_serde_writes_the_owned_stored_job() {
+        for j in &jobs() {
+            assert_eq!(
+                stored(j),
+                serde_json::to_string(&StoredJob::V1 { job: j.clone() }).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn jobs_keep_the_stored_form_earlier_versions_wrote_and_read() {
+        // Byte for byte what the hand-written writer of earlier versions
+        // stored for this job, so stored jobs read the same both ways.
+        let old = concat!(
+            r#"{"V1":{"job":{"delivery_id":"01JDELIVERY","event_id":"ev \"1\"","#,
+            r#""target":{"kind":"workflow_step","workflow":"onboard","step":2,"action":"notify"},"#,
+            r#""steps":{"create":{"status":201,"headers":{"x-id":"7"},"body":{"id":7}}},"#,
+            r#""ordering_key":"customer-9","not_before":"2026-11-27T05:30:00.5Z"}}}"#
+        );
+        let job = jobs().pop().unwrap();
+        assert_eq!(stored(&job), old);
+        let StoredJob::V1 { job: read } = serde_json::from_str::<StoredJob>(old).unwrap();
+        assert_eq!(read, job);
+    }
 }

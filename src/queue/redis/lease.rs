@@ -5,7 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use redis::{AsyncConnectionConfig, RedisError, Value};
+use redis::streams::{StreamId, StreamReadReply};
+use redis::{AsyncConnectionConfig, FromRedisValue, RedisError, Value};
 
 use super::StoredJob;
 use super::{RedisQueue, Result, is_nogroup, ms, unavailable};
@@ -59,45 +60,30 @@ fn parse_jobs(fields: &[String]) -> (Vec<LeasedJob>, Vec<Undecodable>) {
     (jobs, bad)
 }
 
-/// Entry ids and fields of an XREADGROUP reply (RESP2 or RESP3).
-fn parse_read_reply(v: Value) -> Vec<(String, Vec<(String, String)>)> {
-    fn text(v: &Value) -> Option<String> {
-        match v {
-            Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-            Value::SimpleString(s) => Some(s.clone()),
-            _ => None,
+/// The entries of an XREADGROUP reply (RESP2 or RESP3; nil when the BLOCK
+/// ran out), read by redis-rs. A reply it cannot read (Redis sends none)
+/// yields no entries rather than failing the lease: whatever it handed out
+/// stays pending, and the lease script reclaims and judges it once its
+/// lease lapses.
+fn parse_read_reply(v: Value) -> Vec<StreamId> {
+    match StreamReadReply::from_redis_value(v) {
+        Ok(reply) => reply.keys.into_iter().flat_map(|key| key.ids).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "XREADGROUP reply not understood; its entries are reclaimed once their lease lapses");
+            Vec::new()
         }
     }
-    let streams: Vec<Value> = match v {
-        Value::Array(a) => a
-            .into_iter()
-            .filter_map(|s| match s {
-                Value::Array(mut kv) if kv.len() == 2 => kv.pop(),
-                _ => None,
-            })
-            .collect(),
-        Value::Map(m) => m.into_iter().map(|(_, v)| v).collect(),
-        _ => Vec::new(),
-    };
-    let mut out = Vec::new();
-    for entries in streams {
-        let Value::Array(entries) = entries else {
-            continue;
-        };
-        for entry in entries {
-            let Value::Array(parts) = entry else { continue };
-            let (Some(id), Some(Value::Array(fields))) = (parts.first(), parts.get(1)) else {
-                continue;
-            };
-            let Some(id) = text(id) else { continue };
-            let fields = fields
-                .chunks_exact(2)
-                .filter_map(|kv| Some((text(&kv[0])?, text(&kv[1])?)))
-                .collect();
-            out.push((id, fields));
-        }
+}
+
+/// A text field of a stream entry (`None`: absent, or not text). Bytes
+/// that are not UTF-8 are kept (replaced), so a damaged job still reaches
+/// `parse_jobs` and is dead-lettered with a reason.
+fn field(entry: &StreamId, name: &str) -> Option<String> {
+    match entry.map.get(name)? {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
     }
-    out
 }
 
 /// Split freshly read entries into job rows (the fields `parse_jobs`
@@ -105,27 +91,26 @@ fn parse_read_reply(v: Value) -> Vec<(String, Vec<(String, String)>)> {
 /// and the ids of entries the `load` script must emit: those whose delivery
 /// record is written at first lease (they carry their target, `t`), those
 /// without their job (written by an older hookyard) and those not ours.
-fn split_entries(entries: Vec<(String, Vec<(String, String)>)>) -> (Vec<String>, Vec<String>) {
+fn split_entries(entries: Vec<StreamId>) -> (Vec<String>, Vec<String>) {
     let mut rows = Vec::new();
     let mut to_load = Vec::new();
-    for (id, fields) in entries {
-        let get = |name: &str| {
-            fields
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
-        match (get("d"), get("j")) {
-            (Some(did), Some(job)) if get("t").is_none() => rows.extend([
-                id,
-                "1".to_string(),
-                did,
-                job,
-                get("n").unwrap_or_else(|| "0".to_string()),
-                get("o").unwrap_or_default(),
-                String::new(),
-            ]),
-            _ => to_load.push(id),
+    for entry in entries {
+        let target = field(&entry, "t");
+        match (field(&entry, "d"), field(&entry, "j")) {
+            (Some(did), Some(job)) if target.is_none() => {
+                let attempts = field(&entry, "n").unwrap_or_else(|| "0".to_string());
+                let orphaned_since = field(&entry, "o").unwrap_or_default();
+                rows.extend([
+                    entry.id,
+                    "1".to_string(),
+                    did,
+                    job,
+                    attempts,
+                    orphaned_since,
+                    String::new(),
+                ]);
+            }
+            _ => to_load.push(entry.id),
         }
     }
     (rows, to_load)
@@ -259,7 +244,7 @@ impl RedisQueue {
         &self,
         max: usize,
         block: Duration,
-    ) -> std::result::Result<Vec<(String, Vec<(String, String)>)>, RedisError> {
+    ) -> std::result::Result<Vec<StreamId>, RedisError> {
         let pooled = self.inner.blocking.lock().ok().and_then(|mut p| p.pop());
         let mut conn = match pooled {
             Some(c) => c,
@@ -326,6 +311,25 @@ mod tests {
     }
 
     #[test]
+    fn read_reply_in_resp3_and_unreadable_replies() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        // RESP3: a map of stream name to entries.
+        let reply = Value::Map(vec![(
+            bulk("p:ready"),
+            Value::Array(vec![Value::Array(vec![
+                bulk("1-0"),
+                Value::Array(vec![bulk("d"), bulk("D1"), bulk("j"), bulk("{}")]),
+            ])]),
+        )]);
+        let (rows, to_load) = split_entries(parse_read_reply(reply));
+        assert_eq!(rows, ["1-0", "1", "D1", "{}", "0", "", ""]);
+        assert!(to_load.is_empty());
+        // Not stream entries: nothing, and no panic.
+        assert!(parse_read_reply(Value::Int(3)).is_empty());
+        assert!(parse_read_reply(Value::Array(vec![Value::Int(3)])).is_empty());
+    }
+
+    #[test]
     fn jobs_decode_with_lease_handle() {
         let job = crate::queue::NewJob {
             delivery_id: "D1".into(),
@@ -335,9 +339,9 @@ mod tests {
             ordering_key: None,
             not_before: None,
         };
-        // Written the way ingestion writes it (by hand), read by serde.
+        // Written the way ingestion writes it, read by serde.
         let mut args = Vec::new();
-        super::super::job_args(&job, &mut args, false);
+        super::super::job_args(&job, &mut args, false).unwrap();
         let stored = args.pop().unwrap();
         assert_eq!(
             stored,
