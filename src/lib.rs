@@ -12,19 +12,27 @@
 //!                                          │ failure: retry on schedule, then dead-letter
 //! ```
 //!
-//! Modules follow that picture top to bottom:
-//! - [`config`]: YAML files → checked, compiled runtime config (all errors
-//!   with `file:line:column`), hot reload.
-//! - [`inbound`]: the HTTP server: triggers (verify → map) and the event API.
+//! Modules are layers that follow that picture; each imports only from the
+//! layers below it (no import cycles, no process-wide statics), top first:
+//! - [`daemon`]: the lifecycle: listeners, workers, signals, shutdown.
+//! - [`admin`]: the history and admin API; [`preview`]: `hookyard render`,
+//!   an event's whole path without sending.
+//! - [`inbound`]: triggers (verify → map) and the event API, ending in one
+//!   enqueue; [`deliver`]: workers that render, sign, send and record each
+//!   attempt.
+//! - [`serve`]: the HTTP connections (timeouts, connection cap, bounded
+//!   shutdown) and the one JSON error body both APIs answer with.
+//! - [`runtime`]: the immutable snapshot every request and job reads once
+//!   (compiled config, API subscriptions, sender), and its only writers:
+//!   the config reloader and the subscription follower.
+//! - [`send`]: the outbound HTTP client under the egress policy.
+//! - [`route`]: which workflows and subscriptions an event goes to.
 //! - [`queue`]: the durable queue and store (Redis Streams or embedded redb).
-//! - [`deliver`]: workers that render, sign, send and record each attempt.
 //! - [`metrics`]: every Prometheus metric, defined in one place.
-//! - [`json`]: events written as JSON without serde_json's per-byte scan.
-//! - [`ratelimit`]: in-memory rate limits (per trigger, and a target's
-//!   fallback while the queue's shared limiter cannot answer).
-//! - [`app`]: the shared state; [`daemon`]: listeners, workers, shutdown;
-//!   [`serve`]: the HTTP connections (timeouts, connection cap, bounded
-//!   shutdown); [`admin`]: the history and admin API.
+//! - [`config`]: YAML files → checked, compiled `Config` (all errors with
+//!   `file:line:column`); pure: it imports nothing from the running daemon.
+//! - [`model`]: the shared vocabulary: event, job, target, subscription, the
+//!   event envelope codec, HMAC, the one rate limiter (GCRA).
 
 pub mod admin;
 pub mod config;

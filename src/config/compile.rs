@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::error::{Diagnostics, Pos};
 pub use super::leaf::parse_cidr;
-pub(crate) use super::leaf::{Ctx, Ids};
+use super::leaf::{Ctx, Ids};
 use super::load::{Item, RawSet};
 use super::node::Sp;
 use super::raw::*;

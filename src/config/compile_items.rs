@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::compile::{Ctx, Ids};
+use super::leaf::{Ctx, Ids};
 use super::lease::{Lease, check_timeout};
 use super::load::Item;
 use super::node::{Sp, StrOr};

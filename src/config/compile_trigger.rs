@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::compile::{Ctx, Ids};
 use super::error::Pos;
+use super::leaf::{Ctx, Ids};
 use super::load::Item;
 use super::node::{Sp, StrOr};
 use super::raw::*;

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use super::compile::Ctx;
 use super::error::Pos;
+use super::leaf::Ctx;
 
 /// `queue.lease` and where it was written (`None`: the default).
 pub(crate) struct Lease {
