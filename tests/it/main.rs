@@ -29,6 +29,7 @@ mod inbound_props;
 mod inbound_queue;
 mod inbound_url_token;
 mod inbound_verify;
+mod layers;
 mod lease_handshake;
 mod no_deliver;
 mod prometheus;
