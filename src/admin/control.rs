@@ -60,7 +60,7 @@ async fn reload(State(app): State<App>, headers: HeaderMap) -> Result<Json<Value
 async fn config(State(app): State<App>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let snapshot = app.snapshot();
     let c = &snapshot.config;
-    authorize(&c, &headers, Scope::Admin)?;
+    authorize(c, &headers, Scope::Admin)?;
     let files: Vec<Value> = c
         .sources
         .iter()

@@ -182,7 +182,7 @@ mod tests {
     }
 
     fn check(r: CreateRequest) -> Result<ApiSubscription, WebhookError> {
-        let existing = vec![Arc::new(
+        let existing = [Arc::new(
             validate_create(
                 CreateRequest {
                     id: Some("api-one".into()),

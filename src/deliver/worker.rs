@@ -396,7 +396,7 @@ impl Worker {
             let next = match &job.job.target {
                 Target::WorkflowStep {
                     workflow, action, ..
-                } => target::next_step(&config, workflow, action, &event.id, job.job.steps.clone()),
+                } => target::next_step(config, workflow, action, &event.id, job.job.steps.clone()),
                 Target::Subscription { .. } => None,
             };
             queue
