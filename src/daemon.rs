@@ -293,7 +293,9 @@ async fn unless_stopped<T>(
 
 /// `/v1/*`: the event API (inbound) and the history/admin API.
 fn api_routes(app: &App) -> Router {
-    crate::inbound::api_routes(app).merge(crate::admin::routes(app))
+    crate::inbound::api_routes(app)
+        .merge(crate::admin::routes(app))
+        .merge(crate::console::routes(app))
 }
 
 fn health_routes(app: &App) -> Router {

@@ -15,6 +15,7 @@
 //! Modules are layers that follow that picture; each imports only from the
 //! layers below it (no import cycles, no process-wide statics), top first:
 //! - [`daemon`]: the lifecycle: listeners, workers, signals, shutdown.
+//! - [`console`]: the HTML console at `/ui/` (sessions, pages, forms).
 //! - [`admin`]: the history and admin API; [`preview`]: `hookyard render`,
 //!   an event's whole path without sending.
 //! - [`inbound`]: triggers (verify → map) and the event API, ending in one
@@ -36,6 +37,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod deliver;
 pub mod inbound;

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::auth::{ApiError, authorize};
 use crate::config::{ConfigError, Scope};
-use crate::runtime::App;
+use crate::runtime::{App, Snapshot};
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -59,8 +59,15 @@ async fn reload(State(app): State<App>, headers: HeaderMap) -> Result<Json<Value
 
 async fn config(State(app): State<App>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let snapshot = app.snapshot();
+    authorize(&snapshot.config, &headers, Scope::Admin)?;
+    Ok(Json(config_view(&app, &snapshot)))
+}
+
+/// The config as `GET /v1/admin/config` shows it: the files as written
+/// (secrets by name and `${VAR}` reference, never values) and a summary.
+/// Shared by the API and the console.
+pub fn config_view(app: &App, snapshot: &Snapshot) -> Value {
     let c = &snapshot.config;
-    authorize(c, &headers, Scope::Admin)?;
     let files: Vec<Value> = c
         .sources
         .iter()
@@ -79,7 +86,7 @@ async fn config(State(app): State<App>, headers: HeaderMap) -> Result<Json<Value
             })
         })
         .collect();
-    Ok(Json(json!({
+    json!({
         "path": app.config_path().display().to_string(),
         "files": files,
         "summary": {
@@ -94,5 +101,5 @@ async fn config(State(app): State<App>, headers: HeaderMap) -> Result<Json<Value
             "queue": format!("{:?}", c.queue.backend).to_lowercase(),
             "reload": {"watch": c.reload.watch, "debounce_ms": c.reload.debounce.as_millis() as u64},
         },
-    })))
+    })
 }

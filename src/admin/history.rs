@@ -180,8 +180,15 @@ async fn retry(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let caller = authorize(&app.config(), &headers, Scope::DeliveriesWrite)?;
+    let answer = retry_delivery(&app, &id, &caller.token).await?;
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+}
+
+/// Retry delivery `id` (see `POST /v1/deliveries/{id}/retry`); `by` names
+/// the token for the log. Shared by the API and the console.
+pub async fn retry_delivery(app: &App, id: &str, by: &str) -> Result<Value, ApiError> {
     let queue = app.queue();
-    let Some(record) = queue.delivery(&id).await.map_err(ApiError::queue)? else {
+    let Some(record) = queue.delivery(id).await.map_err(ApiError::queue)? else {
         return Err(ApiError::not_found(format!("delivery {id:?}")));
     };
     if record.state == DeliveryState::Pending {
@@ -189,17 +196,13 @@ async fn retry(
             "delivery {id:?} is still pending (queued for its next attempt); nothing to retry"
         )));
     }
-    let Some(mut job) = queue.job_of(&id).await.map_err(ApiError::queue)? else {
+    let Some(mut job) = queue.job_of(id).await.map_err(ApiError::queue)? else {
         return Err(ApiError::not_found(format!("the job of delivery {id:?}")));
     };
     job.not_before = None;
     queue.enqueue(vec![job]).await.map_err(ApiError::queue)?;
-    tracing::info!(delivery = %id, token = %caller.token, "delivery retried through the API");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"delivery_id": id, "target": record.target, "state": "pending"})),
-    )
-        .into_response())
+    tracing::info!(delivery = %id, token = %by, "delivery retried");
+    Ok(json!({"delivery_id": id, "target": record.target, "state": "pending"}))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -223,17 +226,29 @@ async fn replay(
     Path(id): Path<String>,
     q: Result<Query<TargetParam>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let caller = authorize(&app.config(), &headers, Scope::DeliveriesWrite)?;
+    let target = target_param(q)?;
+    let answer = replay_event(&app, &id, target.as_deref(), &caller.token).await?;
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+}
+
+/// Replay event `id` (see `POST /v1/events/{id}/replay`); `by` names the
+/// token for the log. Shared by the API and the console.
+pub async fn replay_event(
+    app: &App,
+    id: &str,
+    target: Option<&str>,
+    by: &str,
+) -> Result<Value, ApiError> {
     let snapshot = app.snapshot();
     let config = &snapshot.config;
-    let caller = authorize(config, &headers, Scope::DeliveriesWrite)?;
-    let target = target_param(q)?;
-    let Some((event, _)) = app.queue().event(&id).await.map_err(ApiError::queue)? else {
+    let Some((event, _)) = app.queue().event(id).await.map_err(ApiError::queue)? else {
         return Err(ApiError::not_found(format!("event {id:?}")));
     };
     let trigger = event.source.strip_prefix("trigger:");
     let mut jobs = crate::route::jobs_for(config, snapshot.api_subscriptions(), &event, trigger);
-    if let Some(t) = &target {
-        jobs.retain(|j| &j.target.label() == t);
+    if let Some(t) = target {
+        jobs.retain(|j| j.target.label() == t);
         if jobs.is_empty() {
             return Err(ApiError::invalid(format!(
                 "target {t:?} does not match event {id:?} under the current config; \
@@ -248,12 +263,8 @@ async fn replay(
     if !jobs.is_empty() {
         app.queue().enqueue(jobs).await.map_err(ApiError::queue)?;
     }
-    tracing::info!(event = %id, token = %caller.token, count = deliveries.len(), "event replayed through the API");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"event_id": id, "deliveries": deliveries})),
-    )
-        .into_response())
+    tracing::info!(event = %id, token = %by, count = deliveries.len(), "event replayed");
+    Ok(json!({"event_id": id, "deliveries": deliveries}))
 }
 
 /// Dead letters (of one target, or all) back to the queue, attempts reset.
@@ -264,13 +275,21 @@ async fn redrive(
 ) -> Result<Json<Value>, ApiError> {
     let caller = authorize(&app.config(), &headers, Scope::DeliveriesWrite)?;
     let target = target_param(q)?;
-    let n = app
-        .queue()
-        .redrive(target.as_deref())
-        .await
-        .map_err(ApiError::queue)?;
-    tracing::info!(target = ?target, token = %caller.token, redriven = n, "dead letters redriven through the API");
-    Ok(Json(json!({"redriven": n, "target": target})))
+    Ok(Json(
+        redrive_dead_letters(&app, target.as_deref(), &caller.token).await?,
+    ))
+}
+
+/// Redrive the dead letters of `target`, or all (see
+/// `POST /v1/dead-letter/redrive`). Shared by the API and the console.
+pub async fn redrive_dead_letters(
+    app: &App,
+    target: Option<&str>,
+    by: &str,
+) -> Result<Value, ApiError> {
+    let n = app.queue().redrive(target).await.map_err(ApiError::queue)?;
+    tracing::info!(target = ?target, token = %by, redriven = n, "dead letters redriven");
+    Ok(json!({"redriven": n, "target": target}))
 }
 
 #[cfg(test)]

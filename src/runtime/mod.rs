@@ -44,6 +44,8 @@ struct Inner {
     metrics: Metrics,
     /// Held by the snapshot's writers, one at a time.
     writer: tokio::sync::Mutex<()>,
+    /// What the last reload did (the console shows it).
+    last_reload: std::sync::Mutex<Option<reload::LastReload>>,
     /// `/readyz` needs the file watcher armed (or watching disabled).
     watcher_armed: AtomicBool,
     /// Cancelled when the daemon stops (first thing on SIGTERM, so `/readyz`
@@ -72,6 +74,7 @@ impl App {
                 queue,
                 metrics,
                 writer: tokio::sync::Mutex::new(()),
+                last_reload: std::sync::Mutex::new(None),
                 watcher_armed: AtomicBool::new(watcher_armed),
                 shutdown,
             }),
@@ -114,6 +117,23 @@ impl App {
     /// change).
     pub fn writer(&self) -> &tokio::sync::Mutex<()> {
         &self.inner.writer
+    }
+
+    /// What the last reload did, if there was one since the start.
+    pub fn last_reload(&self) -> Option<reload::LastReload> {
+        self.inner
+            .last_reload
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_last_reload(&self, last: reload::LastReload) {
+        *self
+            .inner
+            .last_reload
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(last);
     }
 
     pub fn set_watcher_armed(&self) {

@@ -39,6 +39,15 @@ pub struct Reloaded {
     pub needs_restart: Vec<String>,
 }
 
+/// The outcome of the last reload: when, whether it applied, and every
+/// error with its `file:line:col` when it did not.
+#[derive(Debug, Clone)]
+pub struct LastReload {
+    pub at: jiff::Timestamp,
+    pub ok: bool,
+    pub errors: Vec<String>,
+}
+
 /// Load and compile the config again and swap it in, or keep the old one.
 /// Blocking (reads files): [`reload_async`] runs it off the async threads,
 /// holding the snapshot's writer lock.
@@ -105,6 +114,11 @@ fn reload(app: &App) -> Result<Reloaded, ConfigErrors> {
     // The writer lock is held (reload_async), so nothing changed the
     // snapshot since `current` was read.
     app.replace(|current| current.with_config(new, sender));
+    app.set_last_reload(LastReload {
+        at: jiff::Timestamp::now(),
+        ok: true,
+        errors: Vec::new(),
+    });
     app.metrics().config_reload(true, now());
     Ok(Reloaded {
         warnings,
@@ -114,6 +128,11 @@ fn reload(app: &App) -> Result<Reloaded, ConfigErrors> {
 
 /// Log every error and count the failure; the old config keeps serving.
 fn fail(app: &App, errs: &ConfigErrors) {
+    app.set_last_reload(LastReload {
+        at: jiff::Timestamp::now(),
+        ok: false,
+        errors: errs.errors.iter().map(ToString::to_string).collect(),
+    });
     for e in &errs.errors {
         tracing::error!(target: "hookyard::config", "{e}");
     }

@@ -1,0 +1,346 @@
+//! The console's pages. Each reads one snapshot, checks the visitor's
+//! session and scope, asks the queue (never a scan of all history: lists
+//! are pages of the same cursor queries `/v1` serves) and renders a
+//! template. Values shown are the API's: attempts were redacted when they
+//! were recorded, and the config shows secrets by name only.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Console, Visitor, visitor};
+use crate::admin::history::{ListParams, history_query};
+use crate::config::{Config, Scope, Verify};
+use crate::model::{DeliveryState, Target};
+use crate::queue::HistoryQuery;
+
+/// Dead letters shown per page of `/ui/dead-letter`.
+const DEAD_LETTER_PAGE: usize = 200;
+
+/// A page's guard: the visitor, or the answer for one who may not see it
+/// (the login form at `/ui/`, a redirect there elsewhere, 403 without the
+/// scope).
+fn guard<'c>(
+    console: &Console,
+    config: &'c Config,
+    headers: &HeaderMap,
+    scope: Scope,
+) -> Result<Visitor<'c>, Response> {
+    let Some(who) = visitor(config, headers) else {
+        return Err(Redirect::to("/ui/").into_response());
+    };
+    if !who.allows(scope) {
+        return Err(console.message(
+            StatusCode::FORBIDDEN,
+            Some(&who),
+            "Not allowed",
+            &format!(
+                "Token `{}` lacks the scope `{}` this page needs.",
+                who.session.token.name,
+                scope.name()
+            ),
+        ));
+    }
+    Ok(who)
+}
+
+/// Messages a page shows after a change (`?done=` from the redirect).
+#[derive(Debug, Default, Deserialize)]
+pub struct Notice {
+    done: Option<String>,
+    failed: Option<String>,
+}
+
+/// `/ui/`: the login form without a session, the overview with one.
+pub async fn overview(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let snapshot = console.app.snapshot();
+    let config = &snapshot.config;
+    let Some(who) = visitor(config, &headers) else {
+        return console.html(StatusCode::OK, "login.html", minijinja::context! {});
+    };
+    let stats = match console.app.queue().stats().await {
+        Ok(s) => s,
+        Err(e) => return queue_problem(&console, &who, e),
+    };
+    let mut targets: Vec<Value> = Vec::new();
+    for s in &config.subscriptions {
+        let label = Target::Subscription { id: s.id.clone() }.label();
+        targets.push(target_row(
+            &label,
+            &stats.pending_by_target,
+            s.delivery.paused,
+        ));
+    }
+    for w in &config.workflows {
+        for (i, step) in w.steps.iter().enumerate() {
+            let label = Target::WorkflowStep {
+                workflow: w.id.clone(),
+                step: i,
+                action: step.action.id.clone(),
+            }
+            .label();
+            targets.push(target_row(
+                &label,
+                &stats.pending_by_target,
+                step.action.delivery.paused,
+            ));
+        }
+    }
+    for s in snapshot.api_subscriptions() {
+        let label = Target::Subscription { id: s.id.clone() }.label();
+        targets.push(target_row(&label, &stats.pending_by_target, false));
+    }
+    let triggers: Vec<Value> = config
+        .triggers
+        .iter()
+        .map(|t| json!({"id": t.id, "path": t.shown_path(), "verify": verify_summary(&t.verify)}))
+        .collect();
+    let ctx = minijinja::context! {
+        page => "overview",
+        stats => json!({
+            "ready": stats.ready, "delayed": stats.delayed, "in_flight": stats.in_flight,
+            "dead_letter": stats.dead_letter,
+            "oldest": format!("{:.0} s", stats.oldest_age_seconds),
+        }),
+        targets => targets,
+        triggers => triggers,
+        ..who.context()
+    };
+    console.html(StatusCode::OK, "overview.html", ctx)
+}
+
+fn target_row(label: &str, pending: &BTreeMap<String, u64>, paused: bool) -> Value {
+    json!({"label": label, "pending": pending.get(label).copied().unwrap_or(0), "paused": paused})
+}
+
+/// A trigger's checks in words (never a secret).
+fn verify_summary(v: &Verify) -> String {
+    let mut parts = Vec::new();
+    if let Some(s) = &v.signature {
+        parts.push(format!("signature ({:?})", s.preset).to_lowercase());
+    }
+    if v.bearer.is_some() {
+        parts.push("bearer token".to_owned());
+    }
+    if v.basic.is_some() {
+        parts.push("basic auth".to_owned());
+    }
+    if !v.ip_allow.is_empty() {
+        parts.push(format!("IP allow list ({} networks)", v.ip_allow.len()));
+    }
+    if v.url_token.is_some() {
+        parts.push("URL token".to_owned());
+    }
+    if parts.is_empty() {
+        "none (open)".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The events page's query string.
+#[derive(Debug, Default, Deserialize)]
+pub struct EventFilters {
+    id: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    since: Option<String>,
+    state: Option<String>,
+    target: Option<String>,
+    cursor: Option<String>,
+}
+
+/// `/ui/events`: filter by id, type, time, delivery state and target; paged.
+pub async fn events(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Query(f): Query<EventFilters>,
+) -> Response {
+    let snapshot = console.app.snapshot();
+    let who = match guard(&console, &snapshot.config, &headers, Scope::DeliveriesRead) {
+        Ok(w) => w,
+        Err(answer) => return answer,
+    };
+    if let Some(id) = f.id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        let to = format!("/ui/events/{}", percent(id));
+        return Redirect::to(&to).into_response();
+    }
+    let params = ListParams {
+        event_type: f.event_type.clone(),
+        since: f.since.clone(),
+        state: f.state.clone(),
+        target: f.target.clone(),
+        limit: Some(50),
+        cursor: f.cursor.clone(),
+    };
+    let filters = json!({
+        "id": "", "type": f.event_type.clone().unwrap_or_default(),
+        "since": f.since.clone().unwrap_or_default(), "state": f.state.clone().unwrap_or_default(),
+        "target": f.target.clone().unwrap_or_default(),
+    });
+    let query: HistoryQuery = match history_query(params, Timestamp::now()) {
+        Ok(q) => q,
+        Err(e) => {
+            let ctx = minijinja::context! {
+                page => "events", filters => filters, events => Vec::<Value>::new(),
+                problem => e.message, ..who.context()
+            };
+            return console.html(StatusCode::UNPROCESSABLE_ENTITY, "events.html", ctx);
+        }
+    };
+    let page = match console.app.queue().events(&query).await {
+        Ok(p) => p,
+        Err(e) => return queue_problem(&console, &who, e),
+    };
+    let next = page.next_cursor.map(|c| {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("type", &f.event_type),
+            ("since", &f.since),
+            ("state", &f.state),
+            ("target", &f.target),
+        ] {
+            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                q.append_pair(k, v);
+            }
+        }
+        q.append_pair("cursor", &c);
+        q.finish()
+    });
+    let ctx = minijinja::context! {
+        page => "events",
+        filters => filters,
+        events => page.items,
+        next => next,
+        ..who.context()
+    };
+    console.html(StatusCode::OK, "events.html", ctx)
+}
+
+/// `/ui/events/{id}`: the payload and every delivery's attempts.
+pub async fn event(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(notice): Query<Notice>,
+) -> Response {
+    let snapshot = console.app.snapshot();
+    let who = match guard(&console, &snapshot.config, &headers, Scope::DeliveriesRead) {
+        Ok(w) => w,
+        Err(answer) => return answer,
+    };
+    let (event, deliveries) = match console.app.queue().event(&id).await {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return console.message(
+                StatusCode::NOT_FOUND,
+                Some(&who),
+                "Not found",
+                &format!("There is no event {id:?} in history (it may have been pruned)."),
+            );
+        }
+        Err(e) => return queue_problem(&console, &who, e),
+    };
+    let payload = serde_json::to_string_pretty(&event.data).unwrap_or_default();
+    let ctx = minijinja::context! {
+        page => "events",
+        event => event,
+        payload => payload,
+        deliveries => deliveries,
+        notice => notice.done,
+        problem => notice.failed,
+        ..who.context()
+    };
+    console.html(StatusCode::OK, "event.html", ctx)
+}
+
+/// `/ui/dead-letter`: dead-lettered deliveries by target, with reasons.
+pub async fn dead_letter(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Query(notice): Query<DeadLetterQuery>,
+) -> Response {
+    let snapshot = console.app.snapshot();
+    let who = match guard(&console, &snapshot.config, &headers, Scope::DeliveriesRead) {
+        Ok(w) => w,
+        Err(answer) => return answer,
+    };
+    let query = HistoryQuery {
+        state: Some(DeliveryState::DeadLetter),
+        limit: DEAD_LETTER_PAGE,
+        ..Default::default()
+    };
+    let page = match console.app.queue().deliveries(&query).await {
+        Ok(p) => p,
+        Err(e) => return queue_problem(&console, &who, e),
+    };
+    let mut groups: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for d in page.items {
+        let target = d.target.clone();
+        groups.entry(target).or_default().push(json!(d));
+    }
+    let more = page.next_cursor.is_some();
+    let groups: Vec<Value> = groups
+        .into_iter()
+        .map(|(target, deliveries)| json!({"target": target, "deliveries": deliveries, "more": more}))
+        .collect();
+    let ctx = minijinja::context! {
+        page => "dead-letter",
+        groups => groups,
+        confirm_all => notice.confirm.as_deref() == Some("all"),
+        notice => notice.done,
+        problem => notice.failed,
+        ..who.context()
+    };
+    console.html(StatusCode::OK, "dead_letter.html", ctx)
+}
+
+/// `/ui/dead-letter`'s query: a notice, or the second step of "redrive all".
+#[derive(Debug, Default, Deserialize)]
+pub struct DeadLetterQuery {
+    done: Option<String>,
+    failed: Option<String>,
+    confirm: Option<String>,
+}
+
+/// `/ui/config` (scope `admin`): the files as written and the last reload.
+pub async fn config(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let snapshot = console.app.snapshot();
+    let who = match guard(&console, &snapshot.config, &headers, Scope::Admin) {
+        Ok(w) => w,
+        Err(answer) => return answer,
+    };
+    let view = crate::admin::control::config_view(&console.app, &snapshot);
+    let reload = console
+        .app
+        .last_reload()
+        .map(|r| json!({"at": r.at.to_string(), "ok": r.ok, "errors": r.errors}));
+    let ctx = minijinja::context! {
+        page => "config",
+        view => view,
+        reload => reload,
+        ..who.context()
+    };
+    console.html(StatusCode::OK, "config.html", ctx)
+}
+
+fn queue_problem(console: &Console, who: &Visitor<'_>, e: crate::queue::QueueError) -> Response {
+    tracing::warn!("console page failed on the queue backend: {e}");
+    console.message(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Some(who),
+        "Queue unavailable",
+        "The queue backend did not answer; try again shortly (details are in the daemon's log).",
+    )
+}
+
+/// `text` as one path segment.
+pub fn percent(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
