@@ -171,13 +171,13 @@ pub async fn run(
         shutdown.clone(),
     );
     // API-created subscriptions live in the queue backend; the router and
-    // workers read them from the App cache.
-    let Some(loaded) =
-        unless_stopped(&shutdown, crate::runtime::subscriptions::load_into(&app)).await
+    // workers read them from the snapshot, which the follower keeps current.
+    let Some(follower) =
+        unless_stopped(&shutdown, crate::runtime::subscriptions::start(&app)).await
     else {
         return Ok(());
     };
-    loaded?;
+    let follower = follower?;
 
     let workers_stop = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -194,10 +194,7 @@ pub async fn run(
     // Housekeeping reports an unsafe Redis found after start here (SPEC §11).
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<DaemonError>(1);
     tracker.spawn(housekeeping(app.clone(), workers_stop.clone(), fatal_tx));
-    tracker.spawn(crate::runtime::subscriptions::follow(
-        app.clone(),
-        workers_stop.clone(),
-    ));
+    tracker.spawn(follower.run(app.clone(), workers_stop.clone()));
     crate::runtime::reload::spawn(&app, &tracker, workers_stop.clone());
 
     let limits = crate::serve::Limits::of(&app.config().server);

@@ -25,7 +25,8 @@
 //!   shutdown) and the one JSON error body both APIs answer with.
 //! - [`runtime`]: the immutable snapshot every request and job reads once
 //!   (compiled config, API subscriptions, sender), and its only writers:
-//!   the config reloader and the subscription follower.
+//!   the config reloader and the store-change writer (API subscription
+//!   changes made here, or announced by other replicas).
 //! - [`send`]: the outbound HTTP client under the egress policy.
 //! - [`route`]: which workflows and subscriptions an event goes to.
 //! - [`queue`]: the durable queue and store (Redis Streams or embedded redb).

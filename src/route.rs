@@ -1,7 +1,7 @@
 //! Routing: a new event → its delivery jobs (SPEC §4).
 //!
-//! Pure functions of the config snapshot, the cached API subscriptions and
-//! the event. A workflow contributes a job for its FIRST step when its
+//! Pure functions of the snapshot (the config and the API subscriptions
+//! with their patterns) and the event. A workflow contributes a job for its FIRST step when its
 //! `when` matches (`Workflow::matches`: event patterns, triggers, not
 //! `disabled`; `test` workflows are routed, the worker records instead of
 //! sending) and its `if` holds; a YAML subscription when its patterns match
@@ -17,8 +17,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::config::{Config, Expr, Ordering};
-use crate::model::ApiSubscription;
-use crate::model::{Event, NewJob, Target};
+use crate::model::{Event, EventPattern, NewJob, Target};
 
 /// Delivery jobs for a new event: the first step of every published or
 /// test workflow whose `when` matches and whose `if` holds, and every YAML
@@ -26,7 +25,7 @@ use crate::model::{Event, NewJob, Target};
 /// trigger id the event came through (`None` for the event API).
 pub fn jobs_for<'a>(
     config: &Config,
-    api_subs: impl IntoIterator<Item = &'a ApiSubscription>,
+    api_subs: impl IntoIterator<Item = (&'a str, &'a [EventPattern])>,
     event: &Event,
     trigger: Option<&str>,
 ) -> Vec<NewJob> {
@@ -65,9 +64,9 @@ pub fn jobs_for<'a>(
             jobs.push(new_job(event, target, sub.delivery.ordering));
         }
     }
-    for sub in api_subs {
-        if sub.matches(&event.event_type) {
-            let target = Target::Subscription { id: sub.id.clone() };
+    for (id, patterns) in api_subs {
+        if patterns.iter().any(|p| p.matches(&event.event_type)) {
+            let target = Target::Subscription { id: id.to_owned() };
             jobs.push(new_job(event, target, Ordering::Parallel));
         }
     }
@@ -237,17 +236,10 @@ subscriptions:
     #[test]
     fn api_subscriptions_match_by_pattern() {
         let c = config("subscriptions: []\n");
-        let sub = |id: &str, events: &[&str]| ApiSubscription {
-            id: id.into(),
-            url: "http://127.0.0.1:9/x".parse().unwrap(),
-            events: events.iter().map(|s| s.to_string()).collect(),
-            secrets: vec![],
-            headers: vec![],
-            created_by: "t".into(),
-            created_at: Timestamp::from_second(0).unwrap(),
-        };
-        let subs = vec![sub("p", &["pay.*"]), sub("x", &["other"])];
-        let jobs = jobs_for(&c, &subs, &event("pay.done", json!({}), "api:a"), None);
+        let p = vec![EventPattern::parse("pay.*")];
+        let x = vec![EventPattern::parse("other")];
+        let subs = [("p", &p[..]), ("x", &x[..])];
+        let jobs = jobs_for(&c, subs, &event("pay.done", json!({}), "api:a"), None);
         assert_eq!(labels(&jobs), ["subscription/p"]);
         assert_eq!(jobs[0].ordering_key, None);
     }

@@ -32,7 +32,7 @@ mod net;
 pub mod redact;
 mod safety;
 
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -120,14 +120,13 @@ pub struct Sender {
     policy: Arc<EgressPolicy>,
 }
 
-/// rustls needs one process-wide crypto provider; reqwest is built with
-/// `rustls-no-provider`, so install `ring` before the first client.
+/// rustls needs a crypto provider installed (its own process default);
+/// reqwest is built with `rustls-no-provider`, so install `ring` before a
+/// client is built. Clients are built at start and when `egress:` changes,
+/// so trying each time costs nothing; after the first it answers Err, which
+/// means one is installed already.
 fn install_crypto_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // Err means another part of the process installed one first: fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 fn build_client(policy: &Arc<EgressPolicy>, trust: Trust) -> Result<reqwest::Client, BuildError> {

@@ -246,7 +246,7 @@ pub async fn replay_event(
         return Err(ApiError::not_found(format!("event {id:?}")));
     };
     let trigger = event.source.strip_prefix("trigger:");
-    let mut jobs = crate::route::jobs_for(config, snapshot.api_subscriptions(), &event, trigger);
+    let mut jobs = crate::route::jobs_for(config, snapshot.api_routes(), &event, trigger);
     if let Some(t) = target {
         jobs.retain(|j| j.target.label() == t);
         if jobs.is_empty() {

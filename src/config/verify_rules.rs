@@ -23,7 +23,7 @@ pub const DEFAULT_HMAC_HEADER: &str = "x-hmac-signature";
 pub struct VerifyRules {
     /// `signature: {preset, secret, tolerance}`.
     pub signature: Option<SignatureRule>,
-    /// `ip_allow: [CIDR]`, matched against [`client_ip`]. An empty list
+    /// `ip_allow: [CIDR]`, matched against the client address (`inbound::verify`). An empty list
     /// allows nobody (fail closed), unlike `None`, which checks nothing.
     pub ip_allow: Option<Vec<IpNet>>,
     /// `bearer: SECRET`: accepted tokens (several for rotation).
@@ -41,7 +41,7 @@ pub struct SignatureRule {
     /// newest first; any one matching passes. Empty means nothing can pass.
     pub secrets: Vec<Vec<u8>>,
     /// Largest allowed distance between the signed timestamp and our clock
-    /// (timestamped presets only; [`DEFAULT_TOLERANCE`] is 5 minutes).
+    /// (timestamped presets only; `DEFAULT_TOLERANCE` is 5 minutes).
     pub tolerance: Duration,
 }
 

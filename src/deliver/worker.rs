@@ -91,7 +91,7 @@ pub fn spawn_with(app: &App, tracker: &TaskTracker, stop: CancellationToken, set
         handshakes: Handshakes::default(),
         envs: Mutex::new(None),
         slots: Arc::new(Semaphore::new(settings.concurrency.max(1))),
-        store_asked: Mutex::new(None),
+        store_asked: tokio::sync::Mutex::new(None),
     });
     tracker.spawn(lease_loop(worker, tracker.clone(), stop));
 }
@@ -105,7 +105,7 @@ struct Worker {
     envs: Mutex<Option<(Arc<Config>, Arc<Envs>)>>,
     slots: Arc<Semaphore>,
     /// When an unknown subscription last sent this process to the store.
-    store_asked: Mutex<Option<std::time::Instant>>,
+    store_asked: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 async fn lease_loop(w: Arc<Worker>, tracker: TaskTracker, stop: CancellationToken) {

@@ -203,12 +203,7 @@ async fn ingest_batch(
     let mut meta = Vec::with_capacity(prepared.len());
     let mut items: Vec<IngestItem> = Vec::with_capacity(prepared.len());
     for p in prepared {
-        let jobs = crate::route::jobs_for(
-            &snapshot.config,
-            snapshot.api_subscriptions(),
-            &p.event,
-            None,
-        );
+        let jobs = crate::route::jobs_for(&snapshot.config, snapshot.api_routes(), &p.event, None);
         let key = p
             .client_id
             .then(|| (CLIENT_ID_SCOPE.to_owned(), p.event.id.clone()));

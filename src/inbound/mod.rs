@@ -132,12 +132,7 @@ pub async fn ingest_one(
     trigger: Option<&str>,
     declared: bool,
 ) -> Result<Ingested, InboundError> {
-    let jobs = crate::route::jobs_for(
-        &snapshot.config,
-        snapshot.api_subscriptions(),
-        event,
-        trigger,
-    );
+    let jobs = crate::route::jobs_for(&snapshot.config, snapshot.api_routes(), event, trigger);
     let outcome = app
         .queue()
         .ingest(event, idempotency, jobs)

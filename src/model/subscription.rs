@@ -43,8 +43,9 @@ impl EventPattern {
     }
 }
 
-/// A runtime-created subscription, as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A runtime-created subscription, as stored. `Debug` shows how many
+/// secrets it has and its header names, never their values.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiSubscription {
     /// Unique across YAML and API subscriptions.
     pub id: String,
@@ -61,6 +62,21 @@ pub struct ApiSubscription {
     /// Name of the token that created it.
     pub created_by: String,
     pub created_at: Timestamp,
+}
+
+impl std::fmt::Debug for ApiSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("ApiSubscription")
+            .field("id", &self.id)
+            .field("url", &self.url.origin().ascii_serialization())
+            .field("events", &self.events)
+            .field("secrets", &self.secrets.len())
+            .field("headers", &header_names)
+            .field("created_by", &self.created_by)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
 }
 
 impl ApiSubscription {
@@ -108,12 +124,43 @@ impl Handshake {
         format!("verify:{id}")
     }
 
-    /// The stored state; nothing stored, or a document that does not decode,
-    /// is a handshake not yet made (pending, no attempts).
+    /// The stored state, read field by field: a field that does not decode
+    /// is left at its default rather than losing the others. Nothing stored
+    /// is a handshake not yet made (pending, no attempts). Documents written
+    /// before the shape was fixed (`"verified"`, `{"verified": true}`) still
+    /// read as verified.
     pub fn from_stored(stored: Option<serde_json::Value>) -> Handshake {
-        stored
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default()
+        use serde_json::Value;
+        let Some(v) = stored else {
+            return Handshake::default();
+        };
+        let time = |key: &str| {
+            v.get(key)
+                .and_then(Value::as_str)
+                .and_then(|t| t.parse().ok())
+        };
+        let verified = match &v {
+            Value::String(s) => s == "verified",
+            Value::Object(m) => {
+                m.get("state").and_then(Value::as_str) == Some("verified")
+                    || m.get("verified").and_then(Value::as_bool) == Some(true)
+            }
+            _ => false,
+        };
+        Handshake {
+            state: if verified {
+                Verification::Verified
+            } else {
+                Verification::PendingVerification
+            },
+            attempts: v.get("attempts").and_then(Value::as_u64).unwrap_or(0),
+            next_at: time("next_at"),
+            verified_at: time("verified_at"),
+            last_error: v
+                .get("last_error")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        }
     }
 
     /// The stored form.
@@ -166,6 +213,15 @@ mod tests {
         // Something else under the key is a handshake not yet made.
         let h = Handshake::from_stored(Some(json!("garbage")));
         assert_eq!(h, Handshake::default());
+        // Shapes written before this one still read as verified.
+        for old in [json!("verified"), json!({"verified": true})] {
+            let h = Handshake::from_stored(Some(old));
+            assert_eq!(h.verification(true), Verification::Verified);
+        }
+        // A bad field loses only itself.
+        let h = Handshake::from_stored(Some(json!({"state": "pending_verification",
+                                                   "attempts": 3, "next_at": "soon"})));
+        assert_eq!((h.attempts, h.next_at), (3, None));
         assert_eq!(Handshake::key("s1"), "verify:s1");
     }
 }

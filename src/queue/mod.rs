@@ -101,6 +101,13 @@ impl SubscriptionChanges {
         use futures_util::StreamExt as _;
         self.0.next().await.is_some()
     }
+
+    /// Take every announcement already received, without waiting (one
+    /// reload covers them all).
+    pub fn drain_ready(&mut self) {
+        use futures_util::{FutureExt as _, StreamExt as _};
+        while let Some(Some(_)) = self.0.next().now_or_never() {}
+    }
 }
 
 /// The queue the daemon uses: one of the two backends, chosen by

@@ -114,6 +114,7 @@
 //! again every few seconds (`redis/safety.rs`, SPEC §11).
 
 mod batch;
+mod documents;
 mod history;
 mod ingest;
 mod lease;

@@ -29,6 +29,9 @@ pub mod subscriptions;
 
 pub use snapshot::{ApiTarget, Snapshot};
 
+/// The snapshot writers' lock, held.
+struct Writer(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>);
+
 /// Shared state of one running daemon.
 #[derive(Clone)]
 pub struct App {
@@ -43,7 +46,7 @@ struct Inner {
     queue: Queue,
     metrics: Metrics,
     /// Held by the snapshot's writers, one at a time.
-    writer: tokio::sync::Mutex<()>,
+    writer: Arc<tokio::sync::Mutex<()>>,
     /// What the last reload did (the console shows it).
     last_reload: std::sync::Mutex<Option<reload::LastReload>>,
     /// `/readyz` needs the file watcher armed (or watching disabled).
@@ -73,7 +76,7 @@ impl App {
                 config_path,
                 queue,
                 metrics,
-                writer: tokio::sync::Mutex::new(()),
+                writer: Arc::new(tokio::sync::Mutex::new(())),
                 last_reload: std::sync::Mutex::new(None),
                 watcher_armed: AtomicBool::new(watcher_armed),
                 shutdown,
@@ -93,9 +96,9 @@ impl App {
         Arc::clone(&self.inner.snapshot.load().config)
     }
 
-    /// Swap in the snapshot `next` builds from the current one. Only the
-    /// writers call it, holding [`App::writer`].
-    fn replace(&self, next: impl FnOnce(&Snapshot) -> Snapshot) {
+    /// Swap in the snapshot `next` builds from the current one. Only a
+    /// writer holding the lock ([`App::writer`]) can call it.
+    fn replace(&self, _held: &Writer, next: impl FnOnce(&Snapshot) -> Snapshot) {
         let current = self.inner.snapshot.load_full();
         self.inner.snapshot.store(Arc::new(next(&current)));
     }
@@ -114,9 +117,11 @@ impl App {
 
     /// Taken by whoever builds the next snapshot, so writers go one at a
     /// time (a reload and a subscription change must not lose each other's
-    /// change).
-    pub fn writer(&self) -> &tokio::sync::Mutex<()> {
-        &self.inner.writer
+    /// change). The guard is owned, so a writer that moves its work to a
+    /// blocking thread takes the lock along: a cancelled caller cannot
+    /// release it while that work still runs.
+    async fn writer(&self) -> Writer {
+        Writer(Arc::clone(&self.inner.writer).lock_owned().await)
     }
 
     /// What the last reload did, if there was one since the start.

@@ -51,7 +51,7 @@ pub struct LastReload {
 /// Load and compile the config again and swap it in, or keep the old one.
 /// Blocking (reads files): [`reload_async`] runs it off the async threads,
 /// holding the snapshot's writer lock.
-fn reload(app: &App) -> Result<Reloaded, ConfigErrors> {
+fn reload(app: &App, held: &super::Writer) -> Result<Reloaded, ConfigErrors> {
     let path = app.config_path();
     let now = || jiff::Timestamp::now().as_second();
     let new = match config::load(path, LoadOptions::default()) {
@@ -113,7 +113,7 @@ fn reload(app: &App) -> Result<Reloaded, ConfigErrors> {
     );
     // The writer lock is held (reload_async), so nothing changed the
     // snapshot since `current` was read.
-    app.replace(|current| current.with_config(new, sender));
+    app.replace(held, |current| current.with_config(new, sender));
     app.set_last_reload(LastReload {
         at: jiff::Timestamp::now(),
         ok: true,
@@ -149,9 +149,9 @@ fn fail(app: &App, errs: &ConfigErrors) {
 pub async fn reload_async(app: &App) -> Result<Reloaded, ConfigErrors> {
     // One writer at a time (watcher, signal, API and subscription changes
     // may coincide).
-    let _writer = app.writer().lock().await;
+    let held = app.writer().await;
     let app = app.clone();
-    match tokio::task::spawn_blocking(move || reload(&app)).await {
+    match tokio::task::spawn_blocking(move || reload(&app, &held)).await {
         Ok(r) => r,
         Err(e) => Err(ConfigErrors {
             errors: vec![ConfigError {

@@ -19,13 +19,15 @@ use std::time::Duration;
 use crate::config::{
     Config, DeliveryOptions, Ordering, RetryPolicy, Secret, Signing, SigningScheme,
 };
-use crate::model::ApiSubscription;
+use crate::model::{ApiSubscription, EventPattern};
 use crate::send::Sender;
 
-/// An API-created subscription with its delivery options compiled.
+/// An API-created subscription with its event patterns and delivery
+/// options compiled.
 #[derive(Debug)]
 pub struct ApiTarget {
     pub subscription: ApiSubscription,
+    pub patterns: Vec<EventPattern>,
     pub delivery: DeliveryOptions,
 }
 
@@ -42,6 +44,11 @@ impl ApiTarget {
         let signing =
             (!secrets.is_empty()).then(|| Signing::new(SigningScheme::StandardWebhooks, secrets));
         ApiTarget {
+            patterns: subscription
+                .events
+                .iter()
+                .map(|p| EventPattern::parse(p))
+                .collect(),
             delivery: DeliveryOptions {
                 timeout: API_TIMEOUT,
                 retry: RetryPolicy::default(),
@@ -77,6 +84,14 @@ impl Snapshot {
     /// The API subscriptions as stored.
     pub fn api_subscriptions(&self) -> impl Iterator<Item = &ApiSubscription> {
         self.subscriptions.iter().map(|t| &t.subscription)
+    }
+
+    /// Each API subscription's id and event patterns, as the router reads
+    /// them.
+    pub fn api_routes(&self) -> impl Iterator<Item = (&str, &[EventPattern])> {
+        self.subscriptions
+            .iter()
+            .map(|t| (t.subscription.id.as_str(), &t.patterns[..]))
     }
 
     /// This snapshot with another config (and sender, when given).

@@ -3,9 +3,15 @@
 //! queue sees them. This is the snapshot's store-change writer:
 //! - a change through this replica's API writes the store and reloads the
 //!   snapshot's copy as one step ([`change_and_reload`]);
-//! - a change on another replica is noticed by [`follow`], which checks the
-//!   store's change counter every second and reloads when it moved.
+//! - a change on another replica is noticed by the [`Follower`]: at once
+//!   from its announcement (Redis pub/sub), or within a second from the
+//!   store's change counter if the announcement was missed;
+//! - a job naming a subscription this snapshot lacks reloads it too
+//!   (`deliver::worker`), before the job counts as orphaned.
 
+use std::time::{Duration, Instant};
+
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::ApiSubscription;
@@ -29,15 +35,15 @@ pub async fn load(queue: &Queue) -> Result<Vec<ApiSubscription>, QueueError> {
     Ok(subs)
 }
 
-/// Run `change` on the store, then reload the cache from the store, as one
-/// step with respect to other API changes.
+/// Run `change` on the store, then reload the snapshot's subscriptions from
+/// the store, as one step with respect to the other writers.
 pub async fn change_and_reload<T, F>(app: &App, change: F) -> Result<T, QueueError>
 where
     F: AsyncFnOnce(&Queue) -> Result<T, QueueError>,
 {
-    let _writer = app.writer().lock().await;
+    let held = app.writer().await;
     let out = change(app.queue()).await?;
-    refresh(app).await?;
+    refresh(app, &held).await?;
     Ok(out)
 }
 
@@ -45,59 +51,120 @@ where
 /// another replica changed them, and when a job names one this snapshot
 /// does not have).
 pub async fn load_into(app: &App) -> Result<(), QueueError> {
-    let _writer = app.writer().lock().await;
-    refresh(app).await
+    let held = app.writer().await;
+    refresh(app, &held).await
 }
 
 /// [`load_into`] for a caller that holds the writer lock.
-async fn refresh(app: &App) -> Result<(), QueueError> {
+async fn refresh(app: &App, held: &super::Writer) -> Result<(), QueueError> {
     let subs = load(app.queue()).await?;
-    app.replace(|current| current.with_subscriptions(subs));
+    app.replace(held, |current| current.with_subscriptions(subs));
     Ok(())
 }
 
 /// How often a replica asks whether another changed the subscriptions, in
-/// case it missed an announcement (or none can be heard).
-const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// case it missed an announcement (or none can be heard), and the least
+/// time between two attempts to subscribe to announcements.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
-/// Keep this replica's snapshot of the API-created subscriptions in step
+/// Keeps this replica's snapshot of the API-created subscriptions in step
 /// with the store (SPEC §12): a create or delete on any replica sharing the
 /// Redis queue shows here at once, when its announcement is heard, and
 /// within a second from the change counter when it is not (a lost pub/sub
 /// connection, or a change made while resubscribing).
-pub async fn follow(app: App, stop: CancellationToken) {
-    let mut seen = app.queue().subscriptions_version().await.ok();
-    let mut changes: Option<SubscriptionChanges> = None;
-    // The embedded backend has no announcements (one process).
-    let mut announced = matches!(app.queue(), Queue::Redis(_));
-    let mut tick = tokio::time::interval(FOLLOW_EVERY);
-    loop {
-        if announced && changes.is_none() {
-            match app.queue().subscription_changes().await {
-                Ok(Some(c)) => changes = Some(c),
-                Ok(None) => announced = false,
-                Err(e) => tracing::debug!("not subscribed to subscription changes: {e}"),
+pub struct Follower {
+    /// The change counter the snapshot's subscriptions were loaded at.
+    seen: Option<u64>,
+    changes: Option<SubscriptionChanges>,
+    /// Whether the backend announces changes at all (not the embedded one,
+    /// which serves one process).
+    announced: bool,
+    last_subscribe: Option<Instant>,
+}
+
+/// Load the stored subscriptions into the snapshot at start. The change
+/// counter is read and announcements are subscribed to first, so a change
+/// another replica makes meanwhile is either in what was loaded or caught
+/// by the follower right after.
+pub async fn start(app: &App) -> Result<Follower, QueueError> {
+    let mut follower = Follower {
+        seen: None,
+        changes: None,
+        announced: matches!(app.queue(), Queue::Redis(_)),
+        last_subscribe: None,
+    };
+    follower.seen = app.queue().subscriptions_version().await.ok();
+    follower.subscribe(app).await;
+    load_into(app).await?;
+    Ok(follower)
+}
+
+impl Follower {
+    /// Subscribe to announcements unless subscribed, or tried less than
+    /// [`FOLLOW_EVERY`] ago (a stream that keeps ending must not spin).
+    async fn subscribe(&mut self, app: &App) {
+        if !self.announced || self.changes.is_some() {
+            return;
+        }
+        if self
+            .last_subscribe
+            .is_some_and(|at| at.elapsed() < FOLLOW_EVERY)
+        {
+            return;
+        }
+        self.last_subscribe = Some(Instant::now());
+        match app.queue().subscription_changes().await {
+            Ok(Some(c)) => self.changes = Some(c),
+            Ok(None) => self.announced = false,
+            Err(e) => tracing::debug!("not subscribed to subscription changes: {e}"),
+        }
+    }
+
+    /// Follow the store until `stop`.
+    pub async fn run(mut self, app: App, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(FOLLOW_EVERY);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let heard = tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => false,
+                heard = next_change(&mut self.changes) => heard,
+            };
+            if heard {
+                // A burst of announcements is one reload.
+                if let Some(changes) = self.changes.as_mut() {
+                    changes.drain_ready();
+                }
+            }
+            // Redis calls race the stop, so a hung Redis never holds up
+            // the shutdown.
+            let step = async {
+                self.subscribe(&app).await;
+                self.check(&app, heard).await;
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = step => {}
             }
         }
-        let heard = tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => false,
-            heard = next_change(&mut changes) => heard,
-        };
+    }
+
+    /// Reload when an announcement was heard or the counter moved.
+    async fn check(&mut self, app: &App, heard: bool) {
         let version = match app.queue().subscriptions_version().await {
             Ok(v) => v,
             Err(e) => {
                 tracing::debug!("subscription changes not checked: {e}");
-                continue;
+                return;
             }
         };
-        if !heard && seen == Some(version) {
-            continue;
+        if !heard && self.seen == Some(version) {
+            return;
         }
         // The counter is read before the store, so a change made while
         // loading moves it past `seen` and is loaded next time.
-        match load_into(&app).await {
-            Ok(()) => seen = Some(version),
+        match load_into(app).await {
+            Ok(()) => self.seen = Some(version),
             Err(e) => tracing::warn!("API subscriptions not reloaded: {e}"),
         }
     }

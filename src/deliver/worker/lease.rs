@@ -24,18 +24,18 @@ impl Worker {
     /// this process's snapshot yet (a missed change notification is caught
     /// by the version check within a second): read the store before the job
     /// counts as orphaned, at most once a second, and answer with the
-    /// snapshot that read made.
+    /// snapshot that read made. Jobs asking meanwhile wait for that read
+    /// and get its snapshot, so a batch of jobs for a new subscription all
+    /// find it.
     pub(super) async fn ask_store(&self, target: &Target) -> Option<Arc<Snapshot>> {
         if !matches!(target, Target::Subscription { .. }) {
             return None;
         }
-        {
-            let mut asked = self.store_asked.lock().unwrap_or_else(|p| p.into_inner());
-            if asked.is_some_and(|at| at.elapsed() < STORE_ASK_EVERY) {
-                return None;
-            }
-            *asked = Some(std::time::Instant::now());
+        let mut asked = self.store_asked.lock().await;
+        if asked.is_some_and(|at| at.elapsed() < STORE_ASK_EVERY) {
+            return Some(self.app.snapshot());
         }
+        *asked = Some(std::time::Instant::now());
         crate::runtime::subscriptions::load_into(&self.app)
             .await
             .ok()?;

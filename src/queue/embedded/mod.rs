@@ -316,7 +316,7 @@ impl EmbeddedQueue {
         self.inner.commits.load(Ordering::Relaxed)
     }
 
-    /// Admit one request to `key` (see [`crate::queue::gcra`]): None = go,
+    /// Admit one request to `key` (see [`crate::model::gcra`]): None = go,
     /// Some(wait) = defer that long.
     pub async fn rate_limit(
         &self,

@@ -11,17 +11,12 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use redis::Value;
-use serde_json::Value as Json;
 
 use super::{RedisQueue, Result, StoredJob, corrupt, ms, unavailable};
 use crate::queue::{
     Attempt, DeliveryRecord, DeliveryState, Event, HistoryQuery, NewJob, Page, QueueError,
     QueueStats,
 };
-
-/// The channel (under the prefix) a change of the API-created subscriptions
-/// is announced on.
-pub const SUBSCRIPTION_CHANNEL: &str = "subs-changed";
 
 /// How many index entries one round trip looks at while filtering.
 const SCAN_BATCH: usize = 200;
@@ -376,114 +371,6 @@ impl RedisQueue {
                 return Ok(removed);
             }
         }
-    }
-
-    /// Store an API-created subscription; false if the id already exists.
-    /// In the same transaction the change counter moves and the change is
-    /// announced, so every replica reloads the set: at once on the
-    /// announcement, or within a second from the counter
-    /// (`subscriptions_version`) if it missed the announcement.
-    pub async fn put_subscription(&self, id: &str, doc: &Json) -> Result<bool> {
-        let doc = serde_json::to_string(doc).map_err(|e| corrupt("subscription", e))?;
-        let (added,): (bool,) = redis::pipe()
-            .atomic()
-            .cmd("HSETNX")
-            .arg(self.key("subs"))
-            .arg(id)
-            .arg(doc)
-            .cmd("INCR")
-            .arg(self.key("subsver"))
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(self.key(SUBSCRIPTION_CHANNEL))
-            .arg(id)
-            .ignore()
-            .query_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        Ok(added)
-    }
-
-    pub async fn delete_subscription(&self, id: &str) -> Result<bool> {
-        let (n,): (u64,) = redis::pipe()
-            .atomic()
-            .cmd("HDEL")
-            .arg(self.key("subs"))
-            .arg(id)
-            .cmd("INCR")
-            .arg(self.key("subsver"))
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(self.key(SUBSCRIPTION_CHANNEL))
-            .arg(id)
-            .ignore()
-            .query_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        Ok(n > 0)
-    }
-
-    /// How many times the API-created subscriptions changed (0 before the
-    /// first change): one GET, cheap enough to ask every second.
-    pub async fn subscriptions_version(&self) -> Result<u64> {
-        let v: Option<u64> = redis::cmd("GET")
-            .arg(self.key("subsver"))
-            .query_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        Ok(v.unwrap_or(0))
-    }
-
-    /// A connection that hears every announced change of the API-created
-    /// subscriptions (a Redis pub/sub channel under the prefix). It ends
-    /// when the connection is lost; subscribe again then.
-    pub async fn subscription_changes(&self) -> Result<redis::aio::PubSubStream> {
-        let mut pubsub = self
-            .inner
-            .client
-            .get_async_pubsub()
-            .await
-            .map_err(unavailable)?;
-        pubsub
-            .subscribe(self.key(SUBSCRIPTION_CHANNEL))
-            .await
-            .map_err(unavailable)?;
-        Ok(pubsub.into_on_message())
-    }
-
-    /// All API-created subscriptions, ordered by id.
-    pub async fn subscriptions(&self) -> Result<Vec<Json>> {
-        let all: BTreeMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.key("subs"))
-            .query_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        all.values()
-            .map(|d| serde_json::from_str(d).map_err(|e| corrupt("subscription", e)))
-            .collect()
-    }
-
-    pub async fn put_state(&self, key: &str, value: &Json) -> Result<()> {
-        let value = serde_json::to_string(value).map_err(|e| corrupt("state", e))?;
-        let _: Value = redis::cmd("HSET")
-            .arg(self.key("state"))
-            .arg(key)
-            .arg(value)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    pub async fn state(&self, key: &str) -> Result<Option<Json>> {
-        let v: Option<String> = redis::cmd("HGET")
-            .arg(self.key("state"))
-            .arg(key)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        v.map(|v| serde_json::from_str(&v).map_err(|e| corrupt("state", e)))
-            .transpose()
     }
 }
 
