@@ -10,34 +10,33 @@
 //! While a request is in flight its lease is renewed every lease/3, so a
 //! slow delivery is never taken twice.
 //!
+//! One delivery runs as stages, lease → resolve → gate → render → send →
+//! record (worker/stages.rs); the held lease's renewal and orphan handling
+//! are in worker/lease.rs.
+//!
 //! Every lease ends in exactly one of: `complete` (success or test mode;
 //! a workflow step enqueues the next step atomically), `retry_at`,
 //! `dead_letter`, or `defer` (paused, pending verification, rate limit,
 //! `max_in_flight`, open circuit, orphaned target: no attempt used).
 
 mod lease;
+mod stages;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jiff::Timestamp;
-use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::deliver::attempt;
-use crate::deliver::handshake::{Gate, Handshakes};
-use crate::deliver::limits::{CircuitChange, CircuitSettings, InFlight, Limits};
-use crate::deliver::render::{self, Envs, RenderError};
-use crate::deliver::retry::{self, Decision, Outcome};
-use crate::deliver::sign;
-use crate::deliver::target::{self, Resolved};
+use crate::deliver::handshake::Handshakes;
+use crate::deliver::limits::{CircuitSettings, Limits};
+use crate::deliver::render::Envs;
 use crate::metrics::Outcome as Metric;
-use crate::queue::{DeliveryState, LeasedJob, QueueError, Target};
+use crate::queue::{LeasedJob, QueueError};
 use crate::runtime::App;
-use crate::send::OutboundRequest;
 
 /// How long one `lease` call waits for work when the queue is empty.
 const LEASE_WAIT: Duration = Duration::from_millis(500);
@@ -45,14 +44,6 @@ const LEASE_WAIT: Duration = Duration::from_millis(500);
 /// leasing (the pool is nearly full, so the wait costs no throughput).
 const LEASE_GATHER: usize = 8;
 const LEASE_GATHER_WAIT: Duration = Duration::from_millis(2);
-/// How soon a paused target's jobs are looked at again (each look
-/// rewrites the job, so not too often: a paused backlog is polled).
-const PAUSED_RECHECK: Duration = Duration::from_secs(5);
-/// Longest a leased job waits for a free `max_in_flight` slot before it is
-/// deferred (see `Limits::in_flight`).
-const SLOT_WAIT: Duration = Duration::from_secs(1);
-/// How soon a job held back by `max_in_flight` is tried again.
-const IN_FLIGHT_RECHECK: Duration = Duration::from_millis(50);
 /// Longest single wait of an orphaned job before it is looked at again.
 const ORPHAN_RECHECK: Duration = Duration::from_secs(30);
 
@@ -170,10 +161,6 @@ fn later(now: Timestamp, d: Duration) -> Timestamp {
         .unwrap_or(now)
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 impl Worker {
     async fn deliver(&self, job: LeasedJob) {
         if let Err(e) = self.try_deliver(&job).await {
@@ -185,6 +172,7 @@ impl Worker {
         }
     }
 
+    /// The template environments of `config`, built once per snapshot.
     fn envs(&self, config: &Arc<Config>) -> Arc<Envs> {
         let mut guard = match self.envs.lock() {
             Ok(g) => g,
@@ -200,6 +188,7 @@ impl Worker {
         e
     }
 
+    /// End the lease with `dead_letter` for `reason`, counted and logged.
     async fn dead(
         &self,
         job: &LeasedJob,
@@ -211,308 +200,6 @@ impl Worker {
             .metrics()
             .delivery_outcome(&job.job.target.label(), Metric::DeadLetter);
         tracing::info!(target = %job.job.target.label(), delivery = %job.job.delivery_id, reason, "dead-lettered");
-        Ok(())
-    }
-
-    async fn try_deliver(&self, job: &LeasedJob) -> Result<(), QueueError> {
-        // One snapshot for the whole job (SPEC §12); replaced only by a
-        // fresher one from the store when the target is not in it.
-        let mut snapshot = self.app.snapshot();
-        let queue = self.app.queue();
-        let label = job.job.target.label();
-        let now = Timestamp::now();
-        // The Redis lease usually brings the event along; otherwise read it.
-        let fetched;
-        let event = match &job.event {
-            Some(e) => e,
-            None => match queue.event_only(&job.job.event_id).await? {
-                Some(e) => {
-                    fetched = e;
-                    &fetched
-                }
-                None => return self.dead(job, None, "event_missing").await,
-            },
-        };
-        let mut found = target::resolve(&snapshot, &job.job.target);
-        if found.is_none() {
-            if let Some(fresh) = self.ask_store(&job.job.target).await {
-                found = target::resolve(&fresh, &job.job.target);
-                snapshot = fresh;
-            }
-        }
-        let config = &snapshot.config;
-        let Some(resolved) = found else {
-            return self.orphan(job, config, now).await;
-        };
-        let opts = resolved.opts();
-        if opts.paused {
-            return queue.defer(job, later(now, PAUSED_RECHECK), None).await;
-        }
-        let test_mode = resolved.test_mode();
-        if let Resolved::Subscription(s) = &resolved {
-            if s.verify {
-                // The handshake is an HTTP request like a delivery (up to
-                // the subscription's timeout), so it runs under the same
-                // lease renewal: a slow endpoint must not let the lease
-                // lapse and hand the job to another worker meanwhile.
-                let gate = self.handshakes.gate(&self.app, &snapshot, s);
-                let gate = self
-                    .with_renewal(job, self.app.queue().lease_duration(), gate)
-                    .await?;
-                if let Gate::Wait(at) = gate {
-                    return queue.defer(job, at, None).await;
-                }
-            }
-        }
-        // Per-target gates (a test-mode step sends nothing, so none apply).
-        let _slot = if test_mode {
-            None
-        } else {
-            // Hold the leased job for a slot a little while (never longer
-            // than a quarter of its lease) before deferring it.
-            let wait = SLOT_WAIT.min(self.app.queue().lease_duration() / 4);
-            let max_waiting = (self.settings.concurrency / 4).max(1);
-            match self
-                .limits
-                .in_flight(&label, opts.max_in_flight, wait, max_waiting)
-                .await
-            {
-                InFlight::Full => {
-                    // Jitter spreads the waiting jobs' returns.
-                    let wait =
-                        IN_FLIGHT_RECHECK + Duration::from_millis(rand::random_range(0..100));
-                    return queue.defer(job, later(now, wait), None).await;
-                }
-                slot => Some(slot),
-            }
-        };
-        // Set when this request is the open circuit's probe; dropped unsent
-        // (render or signing fails below) it lets the next job probe.
-        let mut probe = None;
-        if !test_mode {
-            if let Some(wait) = self
-                .limits
-                .rate_shared(queue, &label, opts.rate_limit)
-                .await
-            {
-                return queue.defer(job, later(now, wait), None).await;
-            }
-            match self.limits.circuit_allows(&label, Instant::now()) {
-                Ok(p) => probe = p,
-                Err(wait) => return queue.defer(job, later(now, wait), None).await,
-            }
-        }
-
-        let attempt_no = job.attempts.saturating_add(1);
-        let secret_values: Vec<&[u8]> = config
-            .secrets
-            .values()
-            .map(|s| s.expose())
-            .chain(match &resolved {
-                Resolved::Api(a) => a
-                    .subscription
-                    .secrets
-                    .iter()
-                    .map(|s| s.as_bytes())
-                    .collect(),
-                _ => Vec::new(),
-            })
-            .collect();
-        let envs = self.envs(config);
-        let rendered = {
-            let build = || render::context(event, &job.job.steps, &config.secrets);
-            let ctx = render::LazyContext::new(&build);
-            match &resolved {
-                Resolved::Step { action, .. } => render::action(&envs, action, &ctx),
-                Resolved::Subscription(s) => render::subscription(&envs, s, event, &ctx),
-                Resolved::Api(a) => render::api_subscription(&a.subscription, event),
-            }
-        };
-        let rendered = match rendered {
-            Ok(r) => r,
-            Err(e) => {
-                if matches!(e, RenderError::Missing(_)) {
-                    self.app.metrics().template_missing(&label);
-                }
-                let record = attempt::record(
-                    attempt_no,
-                    now,
-                    json!({"method": null, "url": null, "headers": {}}),
-                    None,
-                    0,
-                    Some(e.to_string()),
-                );
-                let reason = match e {
-                    RenderError::Limit { .. } => "render_limit",
-                    _ => "template_error",
-                };
-                return self.dead(job, Some(record), reason).await;
-            }
-        };
-        if rendered.missing {
-            self.app.metrics().template_missing(&label);
-        }
-
-        let mut headers = rendered.headers.clone();
-        let has_agent = headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("user-agent"));
-        for (k, v) in sign::delivery_headers(
-            &event.id,
-            &event.event_type,
-            &job.job.delivery_id,
-            attempt_no,
-        ) {
-            if !(has_agent && k == "User-Agent") {
-                headers.push((k.to_owned(), v));
-            }
-        }
-        if let Some(signing) = &opts.signing {
-            match sign::sign(signing, &event.id, Timestamp::now(), &rendered.body) {
-                Ok(sig) => headers.extend(sig.into_iter().map(|(k, v)| (k.to_owned(), v))),
-                Err(e) => {
-                    let record = attempt::record(
-                        attempt_no,
-                        now,
-                        json!({"method": rendered.method.as_str(), "url": null, "headers": {}}),
-                        None,
-                        0,
-                        Some(e.to_string()),
-                    );
-                    return self.dead(job, Some(record), "signing_error").await;
-                }
-            }
-        }
-
-        if test_mode {
-            let request = attempt::request_json(
-                &rendered.method,
-                &rendered.url_display,
-                &headers,
-                &secret_values,
-                Some(&rendered.body),
-            );
-            let record = attempt::record(attempt_no, now, request, None, 0, None);
-            let next = match &job.job.target {
-                Target::WorkflowStep {
-                    workflow, action, ..
-                } => target::next_step(config, workflow, action, &event.id, job.job.steps.clone()),
-                Target::Subscription { .. } => None,
-            };
-            queue
-                .complete(job, Some(record), DeliveryState::Test, next)
-                .await?;
-            self.app.metrics().delivery_outcome(&label, Metric::Test);
-            return Ok(());
-        }
-
-        let request_record = attempt::request_json(
-            &rendered.method,
-            &rendered.url_display,
-            &headers,
-            &secret_values,
-            None,
-        );
-        let req = OutboundRequest {
-            method: rendered.method.clone(),
-            url: rendered.url.clone(),
-            headers,
-            body: rendered.body.clone(),
-        };
-        let limit = usize::try_from(config.history.response_body_limit).unwrap_or(usize::MAX);
-        let started = Instant::now();
-        let at = Timestamp::now();
-        let result = self
-            .with_renewal(
-                job,
-                self.app.queue().lease_duration(),
-                snapshot.sender.send(req, opts.trust, opts.timeout, limit),
-            )
-            .await;
-        let elapsed = started.elapsed();
-        self.app
-            .metrics()
-            .attempt_duration(&label, elapsed.as_secs_f64());
-
-        let outcome = match &result {
-            Ok(r) => Outcome::from_status(r.status),
-            Err(e) => attempt::transport_outcome(e),
-        };
-        let retryable = matches!(outcome, Outcome::Retryable(_));
-        match self.limits.record(&label, retryable, Instant::now()) {
-            CircuitChange::Opened => {
-                tracing::warn!(target = %label, "circuit opened after consecutive failures");
-                self.app.metrics().circuit(&label, true);
-            }
-            CircuitChange::Closed => self.app.metrics().circuit(&label, false),
-            CircuitChange::Unchanged => {}
-        }
-        if let Some(p) = probe {
-            p.sent();
-        }
-        let error = match (&outcome, &result) {
-            (Outcome::Success, _) => None,
-            (_, Err(e)) => Some(e.to_string()),
-            (Outcome::Retryable(m) | Outcome::Permanent(m), Ok(_)) => Some(m.clone()),
-        };
-        let retry_after = result
-            .as_ref()
-            .ok()
-            .and_then(|r| r.retry_after.as_deref())
-            .and_then(|v| retry::parse_retry_after(v, Timestamp::now()));
-        let decision = opts
-            .retry
-            .decide(outcome, attempt_no, retry_after, &mut rand::rng());
-        let record = attempt::record(
-            attempt_no,
-            at,
-            request_record,
-            result.as_ref().ok(),
-            millis(elapsed),
-            error,
-        );
-        match decision {
-            Decision::Delivered => {
-                let next = match (&job.job.target, &result) {
-                    (
-                        Target::WorkflowStep {
-                            workflow, action, ..
-                        },
-                        Ok(resp),
-                    ) => {
-                        let mut steps = job.job.steps.clone();
-                        steps.insert(action.clone(), attempt::step_response(resp));
-                        let next = target::next_step(config, workflow, action, &event.id, steps);
-                        if next.is_none() {
-                            tracing::debug!(workflow = %workflow, "workflow chain finished");
-                        }
-                        next
-                    }
-                    _ => None,
-                };
-                queue
-                    .complete(job, Some(record), DeliveryState::Succeeded, next)
-                    .await?;
-                let metrics = self.app.metrics();
-                metrics.delivery_outcome(&label, Metric::Success);
-                let age = Timestamp::now().duration_since(event.timestamp);
-                metrics.end_to_end(age.as_secs_f64().max(0.0));
-            }
-            Decision::Retry { after, .. } => {
-                queue
-                    .retry_at(job, record, later(Timestamp::now(), after))
-                    .await?;
-                self.app.metrics().delivery_outcome(&label, Metric::Retry);
-            }
-            Decision::DeadLetter(_) => {
-                let reason = if retryable {
-                    "attempts_exhausted".to_owned()
-                } else {
-                    attempt::permanent_reason(&result)
-                };
-                self.dead(job, Some(record), &reason).await?;
-            }
-        }
         Ok(())
     }
 }

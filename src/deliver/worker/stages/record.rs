@@ -1,0 +1,252 @@
+//! The last two stages of a delivery, send and record: make the one HTTP
+//! request, then let its outcome decide how the lease ends (SPEC §5, §6,
+//! §8). A test-mode step skips the send and records what it rendered.
+//! Split from stages.rs only to keep files short; this is a child module
+//! so it reads the stages' private types ([`Delivery`], [`Held`]) directly.
+
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+
+use super::{Delivery, Held};
+use crate::config::Config;
+use crate::deliver::attempt;
+use crate::deliver::limits::CircuitChange;
+use crate::deliver::render::Rendered;
+use crate::deliver::retry::{self, Decision, Outcome};
+use crate::deliver::target::{self, Resolved};
+use crate::deliver::worker::{Worker, later};
+use crate::metrics::Outcome as Metric;
+use crate::queue::{DeliveryState, NewJob, QueueError, Target};
+use crate::send::{OutboundRequest, Response, SendError};
+
+/// What the send stage brings back for the record.
+pub(super) struct Sent {
+    /// The request as history shows it (redacted, without the body).
+    request: serde_json::Value,
+    /// When the request went out.
+    at: Timestamp,
+    elapsed: Duration,
+    result: Result<Response, SendError>,
+}
+
+impl Worker {
+    /// Record, test mode: the rendered request (body included) is the
+    /// attempt; the job completes as `test` and the workflow goes on to
+    /// its next step. Nothing is sent.
+    pub(super) async fn record_test(
+        &self,
+        job: &Delivery<'_>,
+        target: &Resolved,
+        rendered: &Rendered,
+    ) -> Result<(), QueueError> {
+        let config = &job.snapshot.config;
+        let request = attempt::request_json(
+            &rendered.method,
+            &rendered.url_display,
+            &rendered.headers,
+            &secret_values(config, target),
+            Some(&rendered.body),
+        );
+        let record = attempt::record(job.attempt_no, job.now, request, None, 0, None);
+        let next = match &job.lease.job.target {
+            Target::WorkflowStep {
+                workflow, action, ..
+            } => target::next_step(
+                config,
+                workflow,
+                action,
+                &job.event.id,
+                job.lease.job.steps.clone(),
+            ),
+            Target::Subscription { .. } => None,
+        };
+        self.app
+            .queue()
+            .complete(job.lease, Some(record), DeliveryState::Test, next)
+            .await?;
+        self.app
+            .metrics()
+            .delivery_outcome(&job.label, Metric::Test);
+        Ok(())
+    }
+
+    /// Send: make the request under lease renewal (a slow endpoint must
+    /// not let the lease lapse) and time it.
+    pub(super) async fn send(
+        &self,
+        job: &Delivery<'_>,
+        target: &Resolved,
+        rendered: Rendered,
+    ) -> Sent {
+        let config = &job.snapshot.config;
+        let opts = target.opts();
+        let request = attempt::request_json(
+            &rendered.method,
+            &rendered.url_display,
+            &rendered.headers,
+            &secret_values(config, target),
+            None,
+        );
+        let req = OutboundRequest {
+            method: rendered.method,
+            url: rendered.url,
+            headers: rendered.headers,
+            body: rendered.body,
+        };
+        let limit = usize::try_from(config.history.response_body_limit).unwrap_or(usize::MAX);
+        let started = Instant::now();
+        let at = Timestamp::now();
+        let result = self
+            .with_renewal(
+                job.lease,
+                self.app.queue().lease_duration(),
+                job.snapshot
+                    .sender
+                    .send(req, opts.trust, opts.timeout, limit),
+            )
+            .await;
+        let elapsed = started.elapsed();
+        self.app
+            .metrics()
+            .attempt_duration(&job.label, elapsed.as_secs_f64());
+        Sent {
+            request,
+            at,
+            elapsed,
+            result,
+        }
+    }
+
+    /// Record: count the outcome in the target's circuit, then decide with
+    /// the retry policy and end the lease: `complete` (enqueuing the next
+    /// workflow step), `retry_at`, or `dead_letter`. The gates'
+    /// `max_in_flight` slot is freed only once the lease has ended.
+    pub(super) async fn record(
+        &self,
+        job: &Delivery<'_>,
+        target: &Resolved,
+        held: Held<'_>,
+        sent: Sent,
+    ) -> Result<(), QueueError> {
+        let queue = self.app.queue();
+        let label = &job.label;
+        let outcome = match &sent.result {
+            Ok(r) => Outcome::from_status(r.status),
+            Err(e) => attempt::transport_outcome(e),
+        };
+        let retryable = matches!(outcome, Outcome::Retryable(_));
+        self.count_in_circuit(label, retryable);
+        if let Some(p) = held.probe {
+            p.sent();
+        }
+        let error = match (&outcome, &sent.result) {
+            (Outcome::Success, _) => None,
+            (_, Err(e)) => Some(e.to_string()),
+            (Outcome::Retryable(m) | Outcome::Permanent(m), Ok(_)) => Some(m.clone()),
+        };
+        let retry_after = sent
+            .result
+            .as_ref()
+            .ok()
+            .and_then(|r| r.retry_after.as_deref())
+            .and_then(|v| retry::parse_retry_after(v, Timestamp::now()));
+        let policy = target.opts().retry;
+        let decision = policy.decide(outcome, job.attempt_no, retry_after, &mut rand::rng());
+        let record = attempt::record(
+            job.attempt_no,
+            sent.at,
+            sent.request,
+            sent.result.as_ref().ok(),
+            millis(sent.elapsed),
+            error,
+        );
+        match decision {
+            Decision::Delivered => {
+                let next = next_after_success(job, &sent.result);
+                queue
+                    .complete(job.lease, Some(record), DeliveryState::Succeeded, next)
+                    .await?;
+                let metrics = self.app.metrics();
+                metrics.delivery_outcome(label, Metric::Success);
+                let age = Timestamp::now().duration_since(job.event.timestamp);
+                metrics.end_to_end(age.as_secs_f64().max(0.0));
+            }
+            Decision::Retry { after, .. } => {
+                queue
+                    .retry_at(job.lease, record, later(Timestamp::now(), after))
+                    .await?;
+                self.app.metrics().delivery_outcome(label, Metric::Retry);
+            }
+            Decision::DeadLetter(_) => {
+                let reason = if retryable {
+                    "attempts_exhausted".to_owned()
+                } else {
+                    attempt::permanent_reason(&sent.result)
+                };
+                self.dead(job.lease, Some(record), &reason).await?;
+            }
+        }
+        // The `max_in_flight` slot is freed only now, with the lease ended.
+        drop(held.slot);
+        Ok(())
+    }
+
+    /// Count a sent request's outcome in the target's circuit breaker and
+    /// report a change on the `hookyard_circuit_open` gauge.
+    fn count_in_circuit(&self, label: &str, failed: bool) {
+        match self.limits.record(label, failed, Instant::now()) {
+            CircuitChange::Opened => {
+                tracing::warn!(target = %label, "circuit opened after consecutive failures");
+                self.app.metrics().circuit(label, true);
+            }
+            CircuitChange::Closed => self.app.metrics().circuit(label, false),
+            CircuitChange::Unchanged => {}
+        }
+    }
+}
+
+/// Every secret value a recorded request must not show: the config's
+/// secrets, and an API subscription's own signing secrets.
+fn secret_values<'a>(config: &'a Config, target: &'a Resolved) -> Vec<&'a [u8]> {
+    config
+        .secrets
+        .values()
+        .map(|s| s.expose())
+        .chain(match target {
+            Resolved::Api(a) => a
+                .subscription
+                .secrets
+                .iter()
+                .map(|s| s.as_bytes())
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// The job of the workflow's next step after a delivered step, which sees
+/// this step's response; `None` for a subscription or at the chain's end.
+fn next_after_success(job: &Delivery<'_>, result: &Result<Response, SendError>) -> Option<NewJob> {
+    let (
+        Target::WorkflowStep {
+            workflow, action, ..
+        },
+        Ok(resp),
+    ) = (&job.lease.job.target, result)
+    else {
+        return None;
+    };
+    let mut steps = job.lease.job.steps.clone();
+    steps.insert(action.clone(), attempt::step_response(resp));
+    let next = target::next_step(&job.snapshot.config, workflow, action, &job.event.id, steps);
+    if next.is_none() {
+        tracing::debug!(workflow = %workflow, "workflow chain finished");
+    }
+    next
+}
+
+/// An attempt's duration as history records it.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
