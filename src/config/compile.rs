@@ -157,6 +157,8 @@ pub(crate) fn compile(
         retention: ctx.duration(&h.retention, Duration::from_secs(7 * 86_400)),
         max_events: h.max_events.unwrap_or(100_000),
         response_body_limit: ctx.size(&h.response_body_limit, 4096),
+        request_body: h.request_body.unwrap_or_default(),
+        request_body_limit: ctx.size(&h.request_body_limit, 16 * 1024),
     };
     let idem = set
         .idempotency

@@ -45,7 +45,7 @@ pub mod tokens;
 pub mod units;
 
 pub use error::{ConfigError, ConfigErrors, Pos};
-pub use raw::{EventCatalog, Ordering, QueueBackend, Scope, SigningScheme};
+pub use raw::{EventCatalog, Ordering, QueueBackend, RequestBody, Scope, SigningScheme};
 pub use raw_items::{
     Encoding, Handshake, Method, Otherwise, SignaturePreset, ValueType, WorkflowMode,
 };

@@ -208,6 +208,25 @@ pub struct RawHistory {
     pub max_events: Option<u64>,
     /// Bytes of each response body kept (default `4KiB`).
     pub response_body_limit: Option<Sp<String>>,
+    /// Which attempts keep the body they sent: `always` (default), `test`
+    /// (only `mode: test` workflows) or `never`.
+    pub request_body: Option<RequestBody>,
+    /// Bytes of each request body kept (default `16KiB`).
+    pub request_body_limit: Option<Sp<String>>,
+}
+
+/// Which attempts keep their request body in history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestBody {
+    /// Every attempt (so a published delivery can be inspected like a test
+    /// one).
+    #[default]
+    Always,
+    /// Only the attempts of `mode: test` workflows.
+    Test,
+    /// None.
+    Never,
 }
 
 /// Duplicate detection of inbound events.

@@ -15,7 +15,7 @@ use ipnet::IpNet;
 pub use crate::model::EventPattern;
 
 use super::error::ConfigError;
-use super::raw::{EventCatalog, QueueBackend, Scope, SigningScheme};
+use super::raw::{EventCatalog, QueueBackend, RequestBody, Scope, SigningScheme};
 use super::raw_items::{Method, WorkflowMode};
 pub use super::runtime_trigger::*;
 use super::secret::Secret;
@@ -195,6 +195,10 @@ pub struct History {
     pub max_events: u64,
     /// Bytes of response body kept.
     pub response_body_limit: u64,
+    /// Which attempts keep their request body.
+    pub request_body: RequestBody,
+    /// Bytes of request body kept.
+    pub request_body_limit: u64,
 }
 
 /// `reload:`.

@@ -30,28 +30,62 @@ pub fn headers_json(headers: &[(String, String)]) -> Value {
 }
 
 /// `request` of an attempt: `{method, url, headers}` with credential
-/// headers and secret values redacted (plus `body` in test mode, where
-/// the rendered request is all there is to see).
+/// headers and secret values redacted, plus `body` (as text, at most
+/// `limit` bytes, redacted too) when history keeps this attempt's body
+/// (`history.request_body`); `body_truncated` says a body was cut.
 pub fn request_json(
     method: &reqwest::Method,
     url_display: &str,
     headers: &[(String, String)],
     secrets: &[&[u8]],
-    body: Option<&[u8]>,
+    body: Option<(&[u8], u64)>,
 ) -> Value {
     let mut v = json!({
         "method": method.as_str(),
         "url": crate::send::redact::text(url_display, secrets),
         "headers": headers_json(&redact_headers(headers, secrets)),
     });
-    if let (Some(body), Value::Object(map)) = (body, &mut v) {
-        let text = String::from_utf8_lossy(body);
-        map.insert(
-            "body".into(),
-            Value::String(crate::send::redact::text(&text, secrets)),
-        );
+    if let (Some((body, limit)), Value::Object(map)) = (body, &mut v) {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        // Redact the whole body first: a cut must not split a secret into
+        // a prefix that no longer matches it.
+        let text = crate::send::redact::text(&String::from_utf8_lossy(body), secrets);
+        let (kept, cut) = cut_at(&text, limit);
+        map.insert("body".into(), Value::String(kept.to_owned()));
+        if cut {
+            map.insert("body_truncated".into(), Value::Bool(true));
+        }
     }
     v
+}
+
+/// At most `limit` bytes of `text`, ending on a character boundary, and
+/// whether anything was cut.
+fn cut_at(text: &str, limit: usize) -> (&str, bool) {
+    if text.len() <= limit {
+        return (text, false);
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&text[..end], true)
+}
+
+/// The body an attempt's history keeps under `history.request_body`, with
+/// its limit (`test_mode`: the attempt of a `mode: test` workflow).
+pub fn kept_body<'b>(
+    history: &crate::config::History,
+    test_mode: bool,
+    body: &'b [u8],
+) -> Option<(&'b [u8], u64)> {
+    use crate::config::RequestBody;
+    let keep = match history.request_body {
+        RequestBody::Always => true,
+        RequestBody::Test => test_mode,
+        RequestBody::Never => false,
+    };
+    keep.then_some((body, history.request_body_limit))
 }
 
 /// `response` of an attempt: `{status, headers, body}` (body as text, at
@@ -172,6 +206,48 @@ mod tests {
             json!({"method": "POST", "url": "https://h/[redacted]/x",
                 "headers": {"Authorization": "[redacted]", "X-Key": "[redacted]", "X-A": "1, 2"}})
         );
+    }
+
+    #[test]
+    fn request_bodies_are_kept_redacted_cut_and_only_where_asked() {
+        let body = "{\"token\":\"sekrit\",\"name\":\"Zoë\"}".as_bytes();
+        let v = request_json(
+            &reqwest::Method::POST,
+            "https://h/",
+            &[],
+            &[b"sekrit"],
+            Some((body, 1024)),
+        );
+        assert_eq!(
+            v["body"],
+            json!("{\"token\":\"[redacted]\",\"name\":\"Zoë\"}")
+        );
+        assert!(v.get("body_truncated").is_none());
+        // Cut on a character boundary: "ë" is two bytes.
+        let v = request_json(
+            &reqwest::Method::POST,
+            "https://h/",
+            &[],
+            &[b"sekrit"],
+            Some((body, 37)),
+        );
+        assert_eq!(v["body"], json!("{\"token\":\"[redacted]\",\"name\":\"Zo"));
+        assert_eq!(v["body_truncated"], json!(true));
+
+        use crate::config::{History, RequestBody};
+        let mut h = History {
+            retention: std::time::Duration::from_secs(60),
+            max_events: 10,
+            response_body_limit: 10,
+            request_body: RequestBody::Always,
+            request_body_limit: 16,
+        };
+        assert_eq!(kept_body(&h, false, b"x"), Some((&b"x"[..], 16)));
+        h.request_body = RequestBody::Test;
+        assert_eq!(kept_body(&h, false, b"x"), None);
+        assert!(kept_body(&h, true, b"x").is_some());
+        h.request_body = RequestBody::Never;
+        assert_eq!(kept_body(&h, true, b"x"), None);
     }
 
     #[test]

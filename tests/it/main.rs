@@ -6,6 +6,7 @@ mod admin_support;
 mod config;
 mod config_secrets;
 mod config_tags;
+mod console;
 mod deliver;
 mod deliver_limits;
 mod deliver_rate_redis;

@@ -31,8 +31,8 @@ pub(super) struct Sent {
 }
 
 impl Worker {
-    /// Record, test mode: the rendered request (body included) is the
-    /// attempt; the job completes as `test` and the workflow goes on to
+    /// Record, test mode: the rendered request (its body too, unless
+    /// `history.request_body: never`) is the attempt; the job completes as `test` and the workflow goes on to
     /// its next step. Nothing is sent.
     pub(super) async fn record_test(
         &self,
@@ -46,7 +46,7 @@ impl Worker {
             &rendered.url_display,
             &rendered.headers,
             &secret_values(config, target),
-            Some(&rendered.body),
+            attempt::kept_body(&config.history, true, &rendered.body),
         );
         let record = attempt::record(job.attempt_no, job.now, request, None, 0, None);
         let next = match &job.lease.job.target {
@@ -86,7 +86,7 @@ impl Worker {
             &rendered.url_display,
             &rendered.headers,
             &secret_values(config, target),
-            None,
+            attempt::kept_body(&config.history, false, &rendered.body),
         );
         let req = OutboundRequest {
             method: rendered.method,
