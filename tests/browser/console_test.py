@@ -21,7 +21,9 @@ Not covered: the triggers page with captured samples and "try a mapping"
 Run it with `bash tests/browser/run` (installs what is missing and builds the
 daemon), or directly: `python3 tests/browser/console_test.py`.
 Env: HOOKYARD_BIN, EXPECT_REQUEST_BODY=1 (attempts must show the request
-body in `pre.request-body`), KEEP_TMP=1 (keep the temp dir and daemon log).
+body in `pre.request-body`), KEEP_TMP=1 (keep the temp dir and daemon log),
+BROWSER_QUEUE=redis (the Redis backend at BROWSER_REDIS_URL, default
+redis://127.0.0.1:6379/0, under a fresh key prefix; default: embedded).
 """
 
 import http.client
@@ -44,9 +46,11 @@ from selenium import webdriver
 from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 ROOT = Path(__file__).resolve().parents[2]
+# Never let selenium-manager fetch a browser or driver: Debian's are used.
+os.environ.setdefault("SE_OFFLINE", "true")
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -137,7 +141,7 @@ CONFIG = """\
 server:
   listen: "127.0.0.1:{main_port}"
   api_listen: "127.0.0.1:{api_port}"
-queue: {{ backend: embedded, path: "{queue}" }}
+queue: {queue}
 reload: {{ watch: false }}
 egress: {{ allow: ["127.0.0.0/8"] }}
 secrets:
@@ -168,6 +172,60 @@ subscriptions:
 """
 
 
+REDIS_URL = os.environ.get("BROWSER_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_PREFIX = "hybrowser" + secrets.token_hex(4)
+
+
+def on_redis():
+    return os.environ.get("BROWSER_QUEUE", "embedded") == "redis"
+
+
+def queue_config(tmp):
+    """The embedded queue in the temp dir, or (BROWSER_QUEUE=redis) Redis at
+    BROWSER_REDIS_URL under a prefix of this run's own."""
+    if on_redis():
+        return f'{{ backend: redis, url: "{REDIS_URL}", prefix: "{REDIS_PREFIX}" }}'
+    return f'{{ backend: embedded, path: "{tmp / "queue"}" }}'
+
+
+def redis_cleanup():
+    """Delete this run's keys (SCAN + UNLINK over a bare RESP connection)."""
+    u = urllib.parse.urlsplit(REDIS_URL)
+    with socket.create_connection((u.hostname or "127.0.0.1", u.port or 6379), timeout=10) as s:
+        f = s.makefile("rb")
+
+        def call(*args):
+            s.sendall(f"*{len(args)}\r\n".encode()
+                      + b"".join(f"${len(a.encode())}\r\n{a}\r\n".encode() for a in args))
+            return reply()
+
+        def reply():
+            line = f.readline().rstrip(b"\r\n")
+            kind, rest = line[:1], line[1:]
+            if kind == b"-":
+                raise OSError(rest.decode())
+            if kind in (b"+", b":"):
+                return rest.decode()
+            if kind == b"$":
+                n = int(rest)
+                return None if n < 0 else f.read(n + 2)[:-2].decode()
+            if kind == b"*":
+                return [reply() for _ in range(int(rest))]
+            raise OSError(f"unexpected Redis reply {line!r}")
+
+        if u.password:
+            call("AUTH", *([u.username] if u.username else []), u.password)
+        db = (u.path or "/0").strip("/") or "0"
+        call("SELECT", db)
+        cursor = "0"
+        while True:
+            cursor, keys = call("SCAN", cursor, "MATCH", REDIS_PREFIX + ":*", "COUNT", "1000")
+            if keys:
+                call("UNLINK", *keys)
+            if cursor == "0":
+                break
+
+
 class Daemon:
     def __init__(self, binary, tmp, receiver):
         self.main_port = free_port()
@@ -178,7 +236,7 @@ class Daemon:
             CONFIG.format(
                 main_port=self.main_port,
                 api_port=self.api_port,
-                queue=tmp / "queue",
+                queue=queue_config(tmp),
                 receiver=receiver.url("/hook"),
             )
         )
@@ -515,8 +573,11 @@ def run(tmp, binary):
         check(None, len(d1["attempts"]) == 2, f"schedule [200ms] should make 2 attempts: {d1['attempts']}")
         check(None, receiver.got(d1["id"], 500), "the receiver never got the first delivery")
 
-        step("events list → the event → its attempts and the requests they sent")
+        step("events list (filtered by state) → the event → its attempts and the requests they sent")
         b.get("/ui/events")
+        Select(b.one('form.filters select[name="state"]')).select_by_value("dead_letter")
+        b.submit(b.one('form.filters button[type="submit"]'))
+        check(b, "state=dead_letter" in b.path(), f"the state filter led to {b.path()}")
         link = b.one(f'table.events a[href="/ui/events/{ev1}"]', what=f"link to event {ev1}")
         check(b, len(b.find("table.events a[href^='/ui/events/']")) >= 2, "the events list does not show both events")
         b.screenshot("events.png")
@@ -650,7 +711,7 @@ def run(tmp, binary):
         step("Redrive all takes a second click, then the other delivery succeeds")
         login(b, FULL_TOKEN)
         b.get("/ui/dead-letter")
-        first = [x for x in buttons(b, "Redrive all")]
+        first = buttons(b, "Redrive all")
         check(b, first, "no 'Redrive all…' button")
         b.submit(first[0])
         check(b, "confirm=all" in b.path(), f"the first click on Redrive all led to {b.path()}")
@@ -728,6 +789,11 @@ def run(tmp, binary):
         if daemon is not None:
             daemon.stop()
         receiver.stop()
+        if on_redis():
+            try:
+                redis_cleanup()
+            except OSError as e:
+                print(f"could not delete the Redis keys {REDIS_PREFIX}:*: {e}", file=sys.stderr)
 
 
 def main():
