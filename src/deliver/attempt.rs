@@ -229,7 +229,7 @@ mod tests {
             "https://h/",
             &[],
             &[b"sekrit"],
-            Some((body, 37)),
+            Some((body, 33)),
         );
         assert_eq!(v["body"], json!("{\"token\":\"[redacted]\",\"name\":\"Zo"));
         assert_eq!(v["body_truncated"], json!(true));

@@ -149,6 +149,11 @@ impl Batch<'_, '_> {
             if record.state == DeliveryState::Pending {
                 return Ok(());
             }
+            // A dead letter retried by hand leaves the dead-letter list (as
+            // on Redis), or a redrive would send it again.
+            if record.state == DeliveryState::DeadLetter {
+                self.remove_dead_delivery(&job.delivery_id)?;
+            }
         }
         let stored = StoredJob::V1 {
             job: job.clone(),

@@ -122,6 +122,24 @@ impl Batch<'_, '_> {
     /// Dead letters of pruned events cannot be redriven (the event is
     /// gone), so they go too; this keeps dead letters bounded as well. One
     /// scan of `dead` per prune transaction.
+    /// Take delivery `id` off the dead-letter list (a scan of that list: only
+    /// a manual retry of a dead letter does this).
+    pub(super) fn remove_dead_delivery(&mut self, id: &str) -> Result<(), QueueError> {
+        let mut found = Vec::new();
+        for row in self.t.dead.iter()? {
+            let (seq, raw) = row?;
+            let StoredDead::V1 { job, .. } = decode(raw.value())?;
+            let StoredJob::V1 { job, .. } = job;
+            if job.delivery_id == id {
+                found.push(seq.value());
+            }
+        }
+        for seq in found {
+            self.t.dead.remove(seq)?;
+        }
+        Ok(())
+    }
+
     fn remove_dead_of(&mut self, victims: &[(u64, String)]) -> Result<(), QueueError> {
         if victims.is_empty() {
             return Ok(());

@@ -171,6 +171,33 @@ pub async fn dead_letter_then_redrive(make: Make) {
     assert_eq!(q.redrive(None).await.unwrap(), 0);
 }
 
+/// A dead letter retried by hand (the API's and the console's retry: its
+/// job enqueued again) leaves the dead-letter list, so a later redrive does
+/// not send it a second time.
+pub async fn retried_dead_letter_leaves_the_dead_letter_list(make: Make) {
+    let h = open!(make);
+    let q = &h.queue;
+    let now = h.clock.now();
+    let jobs = vec![sub_job("e1", "da", "a"), sub_job("e1", "db", "b")];
+    q.ingest(&event("e1", "t", now), None, jobs).await.unwrap();
+    for job in lease_now(q).await {
+        q.dead_letter(&job, Some(attempt(1, now, Some(500))), "http_500")
+            .await
+            .unwrap();
+    }
+    assert_eq!(q.stats().await.unwrap().dead_letter, 2);
+    let job = q.job_of("da").await.unwrap().unwrap();
+    q.enqueue(vec![job]).await.unwrap();
+    assert_eq!(q.stats().await.unwrap().dead_letter, 1);
+    let leased = lease_now(q).await;
+    assert_eq!(ids(&leased), ["da"]);
+    q.complete(&leased[0], None, DeliveryState::Succeeded, None)
+        .await
+        .unwrap();
+    assert_eq!(q.redrive(None).await.unwrap(), 1, "only db is still dead");
+    assert_eq!(ids(&lease_now(q).await), ["db"]);
+}
+
 pub fn step_job(event_id: &str, delivery_id: &str, step: usize) -> NewJob {
     NewJob {
         delivery_id: delivery_id.into(),
