@@ -364,6 +364,19 @@ async fn refresh_queue_gauges(app: &App) {
 /// and queue gauges every 5s (the only queue query behind `/metrics`),
 /// history pruning every minute. `run` refreshed the gauges just before,
 /// so the first tick comes one period after the start.
+/// Write the trigger samples taken since the last flush (console).
+async fn flush_captures(app: &App) {
+    let config = app.config();
+    let keep = |id: &str| config.trigger(id).map_or(0, |t| t.capture);
+    if let Err(e) = app
+        .captures()
+        .flush(app.queue(), keep, config.history.retention)
+        .await
+    {
+        tracing::debug!("trigger samples not written: {e}");
+    }
+}
+
 async fn housekeeping(
     app: App,
     stop: CancellationToken,
@@ -396,6 +409,7 @@ async fn housekeeping(
             return;
         }
         refresh_queue_gauges(&app).await;
+        flush_captures(&app).await;
         if n % 12 == 0 {
             match app.queue().prune(jiff::Timestamp::now()).await {
                 Ok(0) => {}

@@ -236,8 +236,8 @@ subscriptions:
     #[test]
     fn api_subscriptions_match_by_pattern() {
         let c = config("subscriptions: []\n");
-        let p = vec![EventPattern::parse("pay.*")];
-        let x = vec![EventPattern::parse("other")];
+        let p = [EventPattern::parse("pay.*")];
+        let x = [EventPattern::parse("other")];
         let subs = [("p", &p[..]), ("x", &x[..])];
         let jobs = jobs_for(&c, subs, &event("pay.done", json!({}), "api:a"), None);
         assert_eq!(labels(&jobs), ["subscription/p"]);

@@ -12,6 +12,12 @@ use super::raw::*;
 use super::runtime::*;
 use super::secret::Secret;
 
+/// Requests kept as samples per trigger unless `capture` says otherwise.
+const DEFAULT_CAPTURE: u32 = 20;
+/// The most samples kept per trigger (each is up to
+/// `history.request_body_limit` of body).
+const MAX_CAPTURE: u32 = 200;
+
 /// Triggers in order, index by id, index by path.
 pub(crate) type CompiledTriggers = (
     Vec<Arc<Trigger>>,
@@ -168,6 +174,7 @@ fn trigger(raw: &RawTrigger, pos: &Pos, ctx: &mut Ctx<'_>) -> Option<Trigger> {
         mapping: default_mapping,
         mappings,
         rate_limit: ctx.rate(&raw.rate_limit),
+        capture: raw.capture.unwrap_or(DEFAULT_CAPTURE).min(MAX_CAPTURE) as usize,
         handshake: raw.handshake,
         handshake_secrets,
         respond,

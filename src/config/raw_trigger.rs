@@ -240,4 +240,7 @@ pub struct RawTrigger {
     pub handshake_secret: Option<Sp<String>>,
     /// Override of the 202 answer.
     pub respond: Option<RawRespond>,
+    /// How many recent requests the console keeps as samples (default 20;
+    /// `0` keeps none).
+    pub capture: Option<u32>,
 }

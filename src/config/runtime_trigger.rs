@@ -33,6 +33,8 @@ pub struct Trigger {
     pub mappings: HashMap<String, Mapping>,
     /// Inbound rate limit.
     pub rate_limit: Option<Rate>,
+    /// Recent requests kept as samples for the console (0: none).
+    pub capture: usize,
     /// Provider handshake.
     pub handshake: Option<Handshake>,
     /// Secrets for the handshake (explicit, else the signature secrets).

@@ -106,25 +106,25 @@ fn change_guard<'c>(
     headers: &HeaderMap,
     form: &Form,
     scope: Scope,
-) -> Result<Visitor<'c>, Response> {
+) -> Result<Visitor<'c>, Box<Response>> {
     let Some(who) = visitor(config, headers) else {
-        return Err(console.message(
+        return Err(Box::new(console.message(
             StatusCode::UNAUTHORIZED,
             None,
             "Not logged in",
             "Your session ended; log in again.",
-        ));
+        )));
     };
     if !who.session.csrf_matches(form.get("csrf").unwrap_or("")) {
-        return Err(console.message(
+        return Err(Box::new(console.message(
             StatusCode::FORBIDDEN,
             Some(&who),
             "Refused",
             "This form is stale or did not come from this console (CSRF token missing or wrong); reload the page and try again.",
-        ));
+        )));
     }
     if !who.allows(scope) {
-        return Err(console.message(
+        return Err(Box::new(console.message(
             StatusCode::FORBIDDEN,
             Some(&who),
             "Not allowed",
@@ -133,7 +133,7 @@ fn change_guard<'c>(
                 who.session.token.name,
                 scope.name()
             ),
-        ));
+        )));
     }
     Ok(who)
 }
@@ -201,7 +201,7 @@ pub async fn retry(
         Scope::DeliveriesWrite,
     ) {
         Ok(w) => w,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let outcome = retry_delivery(&console.app, &id, &who.session.token.name)
         .await
@@ -228,7 +228,7 @@ pub async fn replay(
         Scope::DeliveriesWrite,
     ) {
         Ok(w) => w,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let target = form.get("target").filter(|t| !t.is_empty());
     let outcome = replay_event(&console.app, &id, target, &who.session.token.name)
@@ -258,7 +258,7 @@ pub async fn redrive(
         Scope::DeliveriesWrite,
     ) {
         Ok(w) => w,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let target = form.get("target").filter(|t| !t.is_empty());
     if target.is_none() && form.get("confirmed") != Some("yes") {

@@ -6,7 +6,8 @@
 //! - [`session`]: login with an API token → a signed cookie (no session
 //!   table, so every replica accepts it); the CSRF token; expiry.
 //! - [`pages`]: the pages (overview, events, an event with its attempts,
-//!   dead letter, config), each reading one snapshot.
+//!   dead letter, config), each reading one snapshot; [`triggers`]: each
+//!   trigger, its captured samples and "try a mapping".
 //! - [`actions`]: login, logout, retry, replay and redrive. Each change runs
 //!   the same code as its `/v1` route ([`crate::admin::history`]), under the
 //!   same scope; a control the session's token may not use is not shown,
@@ -30,6 +31,7 @@ use crate::runtime::App;
 mod actions;
 mod pages;
 pub mod session;
+mod triggers;
 
 /// State of the console's handlers.
 pub struct Console {
@@ -40,7 +42,7 @@ pub struct Console {
 }
 
 /// The templates, compiled into the binary.
-const TEMPLATES: [(&str, &str); 8] = [
+const TEMPLATES: [(&str, &str); 10] = [
     ("layout.html", include_str!("templates/layout.html")),
     ("login.html", include_str!("templates/login.html")),
     ("message.html", include_str!("templates/message.html")),
@@ -52,6 +54,8 @@ const TEMPLATES: [(&str, &str); 8] = [
         include_str!("templates/dead_letter.html"),
     ),
     ("config.html", include_str!("templates/config.html")),
+    ("triggers.html", include_str!("templates/triggers.html")),
+    ("trigger.html", include_str!("templates/trigger.html")),
 ];
 
 const STYLESHEET: &str = include_str!("templates/console.css");
@@ -83,6 +87,9 @@ pub fn routes(app: &App) -> Router {
         .route("/ui/dead-letter", get(pages::dead_letter))
         .route("/ui/dead-letter/redrive", post(actions::redrive))
         .route("/ui/config", get(pages::config))
+        .route("/ui/triggers", get(triggers::list))
+        .route("/ui/triggers/{id}", get(triggers::show))
+        .route("/ui/triggers/{id}/try", post(triggers::try_mapping))
         .route("/ui/static/console.css", get(stylesheet))
         .with_state(state)
 }

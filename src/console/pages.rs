@@ -26,17 +26,17 @@ const DEAD_LETTER_PAGE: usize = 200;
 /// A page's guard: the visitor, or the answer for one who may not see it
 /// (the login form at `/ui/`, a redirect there elsewhere, 403 without the
 /// scope).
-fn guard<'c>(
+pub(super) fn guard<'c>(
     console: &Console,
     config: &'c Config,
     headers: &HeaderMap,
     scope: Scope,
-) -> Result<Visitor<'c>, Response> {
+) -> Result<Visitor<'c>, Box<Response>> {
     let Some(who) = visitor(config, headers) else {
-        return Err(Redirect::to("/ui/").into_response());
+        return Err(Box::new(Redirect::to("/ui/").into_response()));
     };
     if !who.allows(scope) {
-        return Err(console.message(
+        return Err(Box::new(console.message(
             StatusCode::FORBIDDEN,
             Some(&who),
             "Not allowed",
@@ -45,7 +45,7 @@ fn guard<'c>(
                 who.session.token.name,
                 scope.name()
             ),
-        ));
+        )));
     }
     Ok(who)
 }
@@ -120,7 +120,7 @@ fn target_row(label: &str, pending: &BTreeMap<String, u64>, paused: bool) -> Val
 }
 
 /// A trigger's checks in words (never a secret).
-fn verify_summary(v: &Verify) -> String {
+pub(super) fn verify_summary(v: &Verify) -> String {
     let mut parts = Vec::new();
     if let Some(s) = &v.signature {
         parts.push(format!("signature ({:?})", s.preset).to_lowercase());
@@ -165,7 +165,7 @@ pub async fn events(
     let snapshot = console.app.snapshot();
     let who = match guard(&console, &snapshot.config, &headers, Scope::DeliveriesRead) {
         Ok(w) => w,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     if let Some(id) = f.id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         let to = format!("/ui/events/{}", percent(id));
@@ -233,7 +233,7 @@ pub async fn event(
     let snapshot = console.app.snapshot();
     let who = match guard(&console, &snapshot.config, &headers, Scope::DeliveriesRead) {
         Ok(w) => w,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let (event, deliveries) = match console.app.queue().event(&id).await {
         Ok(Some(found)) => found,
@@ -269,7 +269,7 @@ pub async fn dead_letter(
     let snapshot = console.app.snapshot();
     let who = match guard(&console, &snapshot.config, &headers, Scope::DeliveriesRead) {
         Ok(w) => w,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let query = HistoryQuery {
         state: Some(DeliveryState::DeadLetter),
@@ -314,7 +314,7 @@ pub async fn config(State(console): State<Arc<Console>>, headers: HeaderMap) -> 
     let snapshot = console.app.snapshot();
     let who = match guard(&console, &snapshot.config, &headers, Scope::Admin) {
         Ok(w) => w,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let view = crate::admin::control::config_view(&console.app, &snapshot);
     let reload = console

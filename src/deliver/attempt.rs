@@ -50,26 +50,13 @@ pub fn request_json(
         // Redact the whole body first: a cut must not split a secret into
         // a prefix that no longer matches it.
         let text = crate::send::redact::text(&String::from_utf8_lossy(body), secrets);
-        let (kept, cut) = cut_at(&text, limit);
+        let (kept, cut) = crate::send::redact::cut_at(&text, limit);
         map.insert("body".into(), Value::String(kept.to_owned()));
         if cut {
             map.insert("body_truncated".into(), Value::Bool(true));
         }
     }
     v
-}
-
-/// At most `limit` bytes of `text`, ending on a character boundary, and
-/// whether anything was cut.
-fn cut_at(text: &str, limit: usize) -> (&str, bool) {
-    if text.len() <= limit {
-        return (text, false);
-    }
-    let mut end = limit;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    (&text[..end], true)
 }
 
 /// The body an attempt's history keeps under `history.request_body`, with

@@ -28,6 +28,7 @@ use crate::queue::{Event, Ingested};
 use crate::runtime::{App, Snapshot};
 
 pub mod api;
+pub mod capture;
 pub mod errors;
 pub mod handshake;
 pub mod map;

@@ -22,6 +22,7 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 
+use super::capture::Seen;
 use super::errors::{InboundError, retry_after_secs};
 use super::map::{self, ParsedRequest};
 use super::trigger::{self, EventTypeOutcome};
@@ -51,9 +52,21 @@ pub async fn hook(State(state): State<Arc<Inbound>>, req: Request) -> Response {
         state.app.metrics().inbound_request(None, 404);
         return InboundError::UnknownTrigger(shown).into_response();
     };
-    let response = match handle(&state, &snapshot, &trigger, req).await {
+    // A request sampled for the console (`trigger.capture`) is noted as it
+    // goes; others note nothing.
+    let method = req.method().as_str().to_owned();
+    let mut seen = state
+        .app
+        .captures()
+        .wants(&trigger.id, trigger.capture, Instant::now())
+        .then(Seen::default);
+    let mut refusal = None;
+    let response = match handle(&state, &snapshot, &trigger, req, seen.as_mut()).await {
         Ok(response) => response,
         Err(err) => {
+            if seen.is_some() {
+                refusal = Some(format!("{}: {err}", err.code()));
+            }
             // The path as shown never holds a URL token.
             let path = trigger.shown_path();
             if err.status().is_server_error() {
@@ -64,10 +77,15 @@ pub async fn hook(State(state): State<Arc<Inbound>>, req: Request) -> Response {
             err.into_response()
         }
     };
+    let status = response.status().as_u16();
     state
         .app
         .metrics()
-        .inbound_request(Some(&trigger.id), response.status().as_u16());
+        .inbound_request(Some(&trigger.id), status);
+    if let Some(seen) = seen {
+        let sample = seen.sample(config, &trigger, &method, status, refusal);
+        state.app.captures().add(&trigger.id, sample);
+    }
     response
 }
 
@@ -76,6 +94,7 @@ async fn handle(
     snapshot: &Snapshot,
     trigger: &Trigger,
     req: Request,
+    mut seen: Option<&mut Seen>,
 ) -> Result<Response, InboundError> {
     let config = &snapshot.config;
     let (parts, body) = req.into_parts();
@@ -96,12 +115,28 @@ async fn handle(
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let bytes = read_body(body, config.server.max_body).await?;
+    if let Some(seen) = seen.as_deref_mut() {
+        seen.headers = Some(parts.headers.clone());
+        seen.body = Some(bytes.clone());
+        seen.query = parts.uri.query().map(str::to_owned);
+    }
 
-    let verified = Unverified::new(&parts.headers, &bytes, peer).verify(
+    let unverified = Unverified::new(&parts.headers, &bytes, peer);
+    if let Some(seen) = seen.as_deref_mut() {
+        seen.client_ip = Some(unverified.client_ip(&config.server.trusted_proxies));
+    }
+    let verified = unverified.verify(
         &trigger.rules,
         &config.server.trusted_proxies,
         Timestamp::now(),
-    )?;
+    );
+    if let Some(seen) = seen.as_deref_mut() {
+        seen.verification = Some(match &verified {
+            Ok(_) => "passed".to_owned(),
+            Err(e) => format!("refused: {e}"),
+        });
+    }
+    let verified = verified?;
 
     rate_limit(state, trigger)?;
 
@@ -126,6 +161,9 @@ async fn handle(
         source,
         data: mapped.data,
     };
+    if let Some(seen) = seen {
+        seen.event = serde_json::to_value(&event).ok();
+    }
     let idempotency = key.as_deref().map(|k| (event.source.as_str(), k));
     let outcome = ingest_one(
         &state.app,

@@ -23,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::send::{EgressPolicy, Sender};
 
+pub mod captures;
 pub mod reload;
 pub mod snapshot;
 pub mod subscriptions;
@@ -47,6 +48,8 @@ struct Inner {
     metrics: Metrics,
     /// Held by the snapshot's writers, one at a time.
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// Trigger samples waiting to be written (the console shows them).
+    captures: captures::Captures,
     /// What the last reload did (the console shows it).
     last_reload: std::sync::Mutex<Option<reload::LastReload>>,
     /// `/readyz` needs the file watcher armed (or watching disabled).
@@ -77,6 +80,7 @@ impl App {
                 queue,
                 metrics,
                 writer: Arc::new(tokio::sync::Mutex::new(())),
+                captures: captures::Captures::default(),
                 last_reload: std::sync::Mutex::new(None),
                 watcher_armed: AtomicBool::new(watcher_armed),
                 shutdown,
@@ -122,6 +126,11 @@ impl App {
     /// release it while that work still runs.
     async fn writer(&self) -> Writer {
         Writer(Arc::clone(&self.inner.writer).lock_owned().await)
+    }
+
+    /// Trigger samples for the console.
+    pub fn captures(&self) -> &captures::Captures {
+        &self.inner.captures
     }
 
     /// What the last reload did, if there was one since the start.

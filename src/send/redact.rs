@@ -137,6 +137,19 @@ fn find_all<'a>(haystack: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = us
         .map(|(i, _)| i)
 }
 
+/// At most `limit` bytes of `text`, ending on a character boundary, and
+/// whether anything was cut.
+pub fn cut_at(text: &str, limit: usize) -> (&str, bool) {
+    if text.len() <= limit {
+        return (text, false);
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&text[..end], true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::text;

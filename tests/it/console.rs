@@ -41,6 +41,11 @@ secrets:
 tokens:
   - {{ name: ops, secret: full, scopes: [events:write, deliveries:read, deliveries:write, admin] }}
   - {{ name: viewer, secret: reader, scopes: [deliveries:read] }}
+triggers:
+  - id: shop
+    verify: {{ bearer: planted }}
+    event: order.created
+    mapping: {{ total: $.amount, customer.email: $.email }}
 subscriptions:
   - id: orders
     url: "{url}"
@@ -317,4 +322,110 @@ async fn failed_logins_are_rate_limited_and_tls_makes_the_cookie_secure() {
     assert_eq!(r.status(), 303);
     let set = r.headers()["set-cookie"].to_str().unwrap();
     assert!(set.contains("; Secure"), "{set}");
+}
+
+/// A trigger's samples (kept, redacted, with the verification result and
+/// the mapped event) and "try a mapping" against one of them.
+async fn samples_and_try_a_mapping(d: &TestDaemon) {
+    for (auth, amount) in [(PLANTED, 42), ("wrong-guess", 7)] {
+        let r = client()
+            .post(d.url("/hooks/shop"))
+            .bearer_auth(auth)
+            .json(&json!({"amount": amount, "email": "ann@example.com"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status() == 202 || r.status() == 401, "{}", r.status());
+    }
+    let ops = login(d, FULL).await;
+    let (status, html) = page(d, &ops, "/ui/triggers").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("bearer token"), "{html}");
+    let (status, html) = page(d, &ops, "/ui/triggers/shop").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("verification passed"), "{html}");
+    assert!(html.contains("verification refused"), "{html}");
+    assert!(
+        html.contains("ann@example.com"),
+        "the mapped event is shown"
+    );
+    assert!(!html.contains(PLANTED), "the bearer token is redacted");
+    // The newest sample is the refused one (amount 7): try a mapping on the
+    // accepted one, the second.
+    let form = format!(
+        "csrf={}&sample=1&mapping={}",
+        csrf(&html),
+        crate::support::form_value("order_total: { path: $.amount, type: string }\nwho: $.email")
+    );
+    let (status, html) = post_form(d, &ops, "/ui/triggers/shop/try", &form).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("class=\"body tried-event\""), "{html}");
+    assert!(
+        html.contains("&quot;order_total&quot;: &quot;42&quot;"),
+        "{html}"
+    );
+    assert!(
+        html.contains("mapping:\n  order_total:"),
+        "the YAML to copy"
+    );
+    assert!(
+        html.contains("subscription&#x2f;orders") || html.contains("orders"),
+        "the requests it would send"
+    );
+    assert!(!html.contains(PLANTED));
+    // A mapping that does not compile says where.
+    let form = format!(
+        "csrf={}&sample=1&mapping={}",
+        csrf(&html),
+        crate::support::form_value("a: { path: \"$[\" }")
+    );
+    let (_, html) = post_form(d, &ops, "/ui/triggers/shop/try", &form).await;
+    assert!(html.contains("line 1:"), "{html}");
+    // Without the CSRF token: refused.
+    let (status, _) = post_form(d, &ops, "/ui/triggers/shop/try", "sample=0&mapping=a").await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_samples_and_mapping_trials_on_the_embedded_backend() {
+    let rx = Receiver::start().await;
+    let d = daemon(&rx, "").await;
+    samples_and_try_a_mapping(&d).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_samples_are_stored_on_redis() {
+    if !redis_available() {
+        return;
+    }
+    let rx = Receiver::start().await;
+    let prefix = format!("console-{}", ulid::Ulid::new());
+    let queue = format!(
+        "queue: {{ backend: redis, url: \"redis://127.0.0.1:6379\", prefix: \"{prefix}\" }}"
+    );
+    let d = daemon(&rx, &queue).await;
+    samples_and_try_a_mapping(&d).await;
+    // Written to the store within a housekeeping period (5 s), redacted.
+    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let start = Instant::now();
+    let stored: String = loop {
+        let v: Option<String> = redis::cmd("HGET")
+            .arg(format!("{prefix}:state"))
+            .arg("capture:shop")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if let Some(v) = v {
+            break v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "samples never stored"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let samples: Vec<Value> = serde_json::from_str(&stored).unwrap();
+    assert_eq!(samples.len(), 2);
+    assert!(!stored.contains(PLANTED));
 }

@@ -397,3 +397,8 @@ impl Drop for RedisKeys {
         }
     }
 }
+
+/// `text` encoded as a form field value.
+pub fn form_value(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}

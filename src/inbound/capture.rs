@@ -1,0 +1,73 @@
+//! What the `/hooks/*` handler notes about a request it samples for the
+//! console (`runtime::captures`): the request as received, the verification
+//! result, the mapped event and the answer. Only a sampled request pays for
+//! any of it; redaction happens here, before a sample is kept anywhere.
+
+use std::net::IpAddr;
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use jiff::Timestamp;
+use serde_json::Value;
+
+use crate::config::{Config, Trigger};
+use crate::runtime::captures::Sample;
+
+/// A sampled request's notes, filled in as the handler goes.
+#[derive(Default)]
+pub struct Seen {
+    pub headers: Option<HeaderMap>,
+    pub body: Option<Bytes>,
+    pub query: Option<String>,
+    pub client_ip: Option<IpAddr>,
+    /// `passed`, or the refusal, once verification ran.
+    pub verification: Option<String>,
+    pub event: Option<Value>,
+}
+
+impl Seen {
+    /// The sample, redacted: credential headers and every configured
+    /// secret's value, in the headers, the query and the body.
+    pub fn sample(
+        self,
+        config: &Config,
+        trigger: &Trigger,
+        method: &str,
+        status: u16,
+        error: Option<String>,
+    ) -> Sample {
+        let secrets: Vec<&[u8]> = config.secrets.values().map(|s| s.expose()).collect();
+        let headers: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .flat_map(|h| h.iter())
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let limit = usize::try_from(config.history.request_body_limit).unwrap_or(usize::MAX);
+        let body = self.body.as_deref().unwrap_or_default();
+        let text = crate::send::redact::text(&String::from_utf8_lossy(body), &secrets);
+        let (kept, body_truncated) = crate::send::redact::cut_at(&text, limit);
+        let body = kept.to_owned();
+        Sample {
+            at: Timestamp::now(),
+            method: method.to_owned(),
+            path: trigger.shown_path(),
+            query: self.query.map(|q| crate::send::redact::text(&q, &secrets)),
+            headers: crate::send::redact_headers(&headers, &secrets),
+            body,
+            body_truncated,
+            client_ip: self.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            verification: self
+                .verification
+                .unwrap_or_else(|| "not reached".to_owned()),
+            status,
+            event: self.event,
+            error: error.map(|e| crate::send::redact::text(&e, &secrets)),
+        }
+    }
+}
