@@ -21,7 +21,7 @@ use crate::model::{DeliveryState, Target};
 use crate::queue::HistoryQuery;
 
 /// Dead letters shown per page of `/ui/dead-letter`.
-const DEAD_LETTER_PAGE: usize = 200;
+const DEAD_LETTER_PAGE: usize = 50;
 
 /// A page's guard: the visitor, or the answer for one who may not see it
 /// (the login form at `/ui/`, a redirect there elsewhere, 403 without the
@@ -274,6 +274,7 @@ pub async fn dead_letter(
     let query = HistoryQuery {
         state: Some(DeliveryState::DeadLetter),
         limit: DEAD_LETTER_PAGE,
+        cursor: notice.cursor.clone().filter(|c| !c.is_empty()),
         ..Default::default()
     };
     let page = match console.app.queue().deliveries(&query).await {
@@ -283,9 +284,14 @@ pub async fn dead_letter(
     let mut groups: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for d in page.items {
         let target = d.target.clone();
-        groups.entry(target).or_default().push(json!(d));
+        // Only what the page shows (a record carries every attempt's
+        // request and response).
+        let row = json!({"id": d.id, "event_id": d.event_id, "reason": d.reason,
+                         "attempts": d.attempts.len()});
+        groups.entry(target).or_default().push(row);
     }
     let more = page.next_cursor.is_some();
+    let next = page.next_cursor.map(|c| format!("cursor={}", percent(&c)));
     let groups: Vec<Value> = groups
         .into_iter()
         .map(|(target, deliveries)| json!({"target": target, "deliveries": deliveries, "more": more}))
@@ -294,6 +300,7 @@ pub async fn dead_letter(
         page => "dead-letter",
         groups => groups,
         confirm_all => notice.confirm.as_deref() == Some("all"),
+        next => next,
         notice => notice.done,
         problem => notice.failed,
         ..who.context()
@@ -304,6 +311,7 @@ pub async fn dead_letter(
 /// `/ui/dead-letter`'s query: a notice, or the second step of "redrive all".
 #[derive(Debug, Default, Deserialize)]
 pub struct DeadLetterQuery {
+    cursor: Option<String>,
     done: Option<String>,
     failed: Option<String>,
     confirm: Option<String>,

@@ -168,6 +168,7 @@ macro_rules! conformance_tests {
                 defer_uses_no_attempt, lapsed_lease_is_reclaimed, renew_keeps_the_lease,
                 lease_waits_for_new_work,
                 dead_letter_then_redrive, retried_dead_letter_leaves_the_dead_letter_list,
+                dead_letters_page_through,
                 next_step_enqueued_with_complete,
                 history_shows_deliveries_and_attempts,
                 queued_delivery_shows_before_its_first_lease, events_pagination_and_filters,

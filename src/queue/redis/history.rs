@@ -259,6 +259,11 @@ impl RedisQueue {
 
     /// Deliveries newest first, filtered by state and target label.
     pub async fn deliveries(&self, q: &HistoryQuery) -> Result<Page<DeliveryRecord>> {
+        if q.state == Some(DeliveryState::DeadLetter) {
+            // The dead-letter set holds exactly those: page through it
+            // instead of scanning all of history for them.
+            return self.dead_letters(q).await;
+        }
         let (limit, mut below) = Self::start(q)?;
         let mut found: Vec<((String, Head), u64)> = Vec::new();
         loop {
@@ -284,6 +289,46 @@ impl RedisQueue {
         let Page { items, next_cursor } = page(found, limit);
         Ok(Page {
             items: self.records(items).await?,
+            next_cursor,
+        })
+    }
+
+    /// Dead-lettered deliveries, newest first (of `q.target` if given),
+    /// from the dead-letter set; the cursor is a position in that set.
+    async fn dead_letters(&self, q: &HistoryQuery) -> Result<Page<DeliveryRecord>> {
+        let (limit, start) = Self::start(q)?;
+        let mut at = start.unwrap_or(0);
+        let mut found: Vec<(String, Head)> = Vec::new();
+        let mut next_cursor = None;
+        'scan: loop {
+            let batch: Vec<String> = redis::cmd("ZREVRANGE")
+                .arg(self.key("dead"))
+                .arg(at)
+                .arg(at + SCAN_BATCH as u64 - 1)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(unavailable)?;
+            if batch.is_empty() {
+                break;
+            }
+            let heads = self.heads(&batch).await?;
+            for (id, head) in batch.into_iter().zip(heads) {
+                at += 1;
+                let Some(head) = head else { continue };
+                if head.2 != DeliveryState::DeadLetter
+                    || q.target.as_ref().is_some_and(|t| *t != head.1)
+                {
+                    continue;
+                }
+                if found.len() == limit {
+                    next_cursor = Some((at - 1).to_string());
+                    break 'scan;
+                }
+                found.push((id, head));
+            }
+        }
+        Ok(Page {
+            items: self.records(found).await?,
             next_cursor,
         })
     }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use hookyard::queue::HistoryQuery;
 
 pub async fn delayed_retry_waits_for_its_time(make: Make) {
     let h = open!(make);
@@ -196,6 +197,56 @@ pub async fn retried_dead_letter_leaves_the_dead_letter_list(make: Make) {
         .unwrap();
     assert_eq!(q.redrive(None).await.unwrap(), 1, "only db is still dead");
     assert_eq!(ids(&lease_now(q).await), ["db"]);
+}
+
+/// Dead letters page by page (the console's dead-letter page), without a
+/// delivery twice or left out, and only dead ones.
+pub async fn dead_letters_page_through(make: Make) {
+    let h = open!(make);
+    let q = &h.queue;
+    let now = h.clock.now();
+    let jobs: Vec<NewJob> = ["d1", "d2", "d3", "ok"]
+        .iter()
+        .map(|id| sub_job("e1", id, "a"))
+        .collect();
+    q.ingest(&event("e1", "t", now), None, jobs).await.unwrap();
+    for job in lease_now(q).await {
+        if job.job.delivery_id == "ok" {
+            q.complete(&job, None, DeliveryState::Succeeded, None)
+                .await
+                .unwrap();
+        } else {
+            q.dead_letter(&job, Some(attempt(1, now, Some(500))), "http_500")
+                .await
+                .unwrap();
+        }
+    }
+    let mut query = HistoryQuery {
+        state: Some(DeliveryState::DeadLetter),
+        limit: 2,
+        ..Default::default()
+    };
+    let first = q.deliveries(&query).await.unwrap();
+    assert_eq!(first.items.len(), 2);
+    query.cursor = first.next_cursor.clone();
+    assert!(query.cursor.is_some());
+    let second = q.deliveries(&query).await.unwrap();
+    assert_eq!(second.items.len(), 1);
+    assert_eq!(second.next_cursor, None);
+    let mut seen: Vec<String> = first
+        .items
+        .iter()
+        .chain(&second.items)
+        .map(|d| d.id.clone())
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["d1", "d2", "d3"]);
+    assert!(
+        first
+            .items
+            .iter()
+            .all(|d| d.state == DeliveryState::DeadLetter)
+    );
 }
 
 pub fn step_job(event_id: &str, delivery_id: &str, step: usize) -> NewJob {
