@@ -51,9 +51,11 @@ pub async fn hook(State(state): State<Arc<Inbound>>, req: Request) -> Response {
         state.app.metrics().inbound_request(None, 404);
         return InboundError::UnknownTrigger(shown).into_response();
     };
+    let mut rejected = None;
     let response = match handle(&state, &snapshot, &trigger, req).await {
         Ok(response) => response,
         Err(err) => {
+            rejected = Some(err.code());
             // The path as shown never holds a URL token.
             let path = trigger.shown_path();
             if err.status().is_server_error() {
@@ -68,6 +70,9 @@ pub async fn hook(State(state): State<Arc<Inbound>>, req: Request) -> Response {
         .app
         .metrics()
         .inbound_request(Some(&trigger.id), response.status().as_u16());
+    // The console's Overview: requests and rejections by reason (a map
+    // update; housekeeping writes them).
+    state.app.counters().trigger_request(&trigger.id, rejected);
     response
 }
 
