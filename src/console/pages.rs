@@ -358,3 +358,16 @@ fn queue_problem(console: &Console, who: &Visitor<'_>, e: crate::queue::QueueErr
 pub fn percent(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::percent_text;
+
+    #[test]
+    fn success_rates_show_one_decimal_and_never_round_a_failure_away() {
+        assert_eq!(percent_text(0.375), "37.5%");
+        assert_eq!(percent_text(1.0), "100.0%");
+        assert_eq!(percent_text(0.0), "0.0%");
+        assert_eq!(percent_text(0.99995), "99.9%");
+    }
+}

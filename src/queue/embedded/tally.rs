@@ -74,3 +74,72 @@ pub fn count_dead_once(txn: &WriteTransaction) -> Result<(), QueueError> {
     meta.insert(DEAD_COUNTED, 1)?;
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use jiff::Timestamp;
+    use redb::ReadableTableMetadata;
+
+    use super::*;
+    use crate::queue::{NewJob, Target};
+
+    fn dead(sub: &str) -> Vec<u8> {
+        let job = NewJob {
+            delivery_id: format!("d-{sub}"),
+            event_id: "e".into(),
+            target: Target::Subscription { id: sub.into() },
+            steps: Default::default(),
+            ordering_key: None,
+            not_before: None,
+        };
+        let stored = StoredJob::V1 {
+            job,
+            attempts: 1,
+            orphaned_since: None,
+            enqueued_at: Timestamp::UNIX_EPOCH,
+        };
+        encode(&StoredDead::V1 {
+            job: stored,
+            reason: "http_404".into(),
+        })
+        .unwrap()
+    }
+
+    /// A store of an older hookyard has dead letters and no count: the
+    /// first open counts them, later opens leave the kept count alone.
+    #[test]
+    fn dead_letters_of_an_older_store_are_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("t.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        create_all(&txn).unwrap();
+        {
+            let mut table = txn.open_table(DEAD).unwrap();
+            for (seq, sub) in [(1, "a"), (2, "a"), (3, "b")] {
+                table.insert(seq, dead(sub).as_slice()).unwrap();
+            }
+        }
+        count_dead_once(&txn).unwrap();
+        txn.commit().unwrap();
+        let counted = |db: &Database| {
+            let txn = db.begin_read().unwrap();
+            let t = txn.open_table(TARGET_DEAD).unwrap();
+            let a = t.get("subscription/a").unwrap().map(|v| v.value());
+            let b = t.get("subscription/b").unwrap().map(|v| v.value());
+            (a, b, t.len().unwrap())
+        };
+        assert_eq!(counted(&db), (Some(2), Some(1), 2));
+
+        // Later changes keep the count (here: one more dead letter of b);
+        // the next open must not count again.
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(TARGET_DEAD).unwrap();
+            add(&mut t, "subscription/b", 1).unwrap();
+        }
+        count_dead_once(&txn).unwrap();
+        txn.commit().unwrap();
+        assert_eq!(counted(&db), (Some(2), Some(2), 2));
+    }
+}
