@@ -6,6 +6,7 @@
 //! - [`history`]: events, deliveries, retry, replay, dead-letter redrive.
 //! - [`webhooks`]: subscriptions listed (YAML and API) and managed (API).
 //! - [`control`]: `/v1/admin/reload` and `/v1/admin/config`.
+//! - [`overview`]: `/v1/stats`, the numbers of the console's Overview.
 //!
 //! `POST /v1/events` (publishing) belongs to the inbound module; axum merges
 //! its `POST` with the `GET` here into one route.
@@ -17,6 +18,7 @@ use crate::runtime::App;
 pub mod auth;
 pub mod control;
 pub mod history;
+pub mod overview;
 pub mod webhook_request;
 pub mod webhooks;
 
@@ -28,6 +30,7 @@ pub fn routes(app: &App) -> Router {
         .merge(history::routes())
         .merge(webhooks::routes())
         .merge(control::routes())
+        .merge(overview::routes())
         .with_state(app.clone())
 }
 

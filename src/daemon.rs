@@ -269,6 +269,13 @@ pub async fn run(
         connections_kill.cancel();
         while servers.join_next().await.is_some() {}
     }
+    // The last few seconds of the console's counters, briefly: a queue
+    // that does not answer must not hold the stop.
+    match tokio::time::timeout(Duration::from_secs(2), app.counters().flush(app.queue())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("the console's last counts were not written: {e}"),
+        Err(_) => tracing::warn!("the console's last counts were not written within 2s"),
+    }
     tracing::info!("stopped");
     match failure {
         Some(e) => Err(e),
@@ -360,7 +367,8 @@ async fn refresh_queue_gauges(app: &App) {
 }
 
 /// Periodic upkeep: the backend's safety check (SPEC §11: after every
-/// Redis reconnect, which only asking can notice; see `redis/safety.rs`)
+/// Redis reconnect, which only asking can notice; see `redis/safety.rs`),
+/// the console's counters written (one queue write; SPEC §13)
 /// and queue gauges every 5s (the only queue query behind `/metrics`),
 /// history pruning every minute. `run` refreshed the gauges just before,
 /// so the first tick comes one period after the start.
@@ -407,6 +415,9 @@ async fn housekeeping(
                 ))))
                 .await;
             return;
+        }
+        if let Err(e) = app.counters().flush(app.queue()).await {
+            tracing::warn!("the console's counts were not written (kept for the next try): {e}");
         }
         refresh_queue_gauges(&app).await;
         flush_captures(&app).await;

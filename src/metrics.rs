@@ -392,6 +392,18 @@ impl Metrics {
             .set(i64::from(open));
     }
 
+    /// Whether this process's circuit breaker of `target` is open, as the
+    /// `hookyard_circuit_open` gauge says (the console shows it).
+    pub fn circuit_open(&self, target: &str) -> bool {
+        let labels = TargetLabels {
+            target: target.to_string(),
+        };
+        self.inner
+            .circuit_open
+            .get(&labels)
+            .is_some_and(|g| g.get() > 0)
+    }
+
     /// A render for `target` referred to a missing field.
     pub fn template_missing(&self, target: &str) {
         let labels = TargetLabels {

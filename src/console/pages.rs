@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::{Console, Visitor, visitor};
 use crate::admin::history::{ListParams, history_query};
 use crate::config::{Config, Scope, Verify};
-use crate::model::{DeliveryState, Target};
+use crate::model::DeliveryState;
 use crate::queue::HistoryQuery;
 
 /// Dead letters shown per page of `/ui/dead-letter`.
@@ -57,57 +57,64 @@ pub struct Notice {
     failed: Option<String>,
 }
 
-/// `/ui/`: the login form without a session, the overview with one.
+/// `/ui/`: the login form without a session, the overview with one: the
+/// numbers of `GET /v1/stats`, from the same function
+/// ([`crate::admin::overview::overview`]).
 pub async fn overview(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
     let snapshot = console.app.snapshot();
     let config = &snapshot.config;
     let Some(who) = visitor(config, &headers) else {
         return console.html(StatusCode::OK, "login.html", minijinja::context! {});
     };
-    let stats = match console.app.queue().stats().await {
-        Ok(s) => s,
+    let view = match crate::admin::overview::overview(&console.app, &snapshot).await {
+        Ok(v) => v,
         Err(e) => return queue_problem(&console, &who, e),
     };
-    let mut targets: Vec<Value> = Vec::new();
-    for s in &config.subscriptions {
-        let label = Target::Subscription { id: s.id.clone() }.label();
-        targets.push(target_row(
-            &label,
-            &stats.pending_by_target,
-            s.delivery.paused,
-        ));
-    }
-    for w in &config.workflows {
-        for (i, step) in w.steps.iter().enumerate() {
-            let label = Target::WorkflowStep {
-                workflow: w.id.clone(),
-                step: i,
-                action: step.action.id.clone(),
-            }
-            .label();
-            targets.push(target_row(
-                &label,
-                &stats.pending_by_target,
-                step.action.delivery.paused,
-            ));
-        }
-    }
-    for s in snapshot.api_subscriptions() {
-        let label = Target::Subscription { id: s.id.clone() }.label();
-        targets.push(target_row(&label, &stats.pending_by_target, false));
-    }
-    let triggers: Vec<Value> = config
+    let targets: Vec<Value> = view
+        .targets
+        .iter()
+        .map(|t| {
+            json!({
+                "label": t.target, "configured": t.configured, "pending": t.pending,
+                "in_flight": t.in_flight, "dead_letter": t.dead_letter, "attempts": t.attempts,
+                "success_rate": t.success_rate.map(percent_text),
+                "p95": t.p95_ms.map(|ms| format!("{ms} ms")).unwrap_or_else(|| {
+                    if t.attempts > 0 { "over 60 s".to_owned() } else { String::new() }
+                }),
+                "circuit": t.circuit, "paused": t.paused,
+            })
+        })
+        .collect();
+    let triggers: Vec<Value> = view
         .triggers
         .iter()
-        .map(|t| json!({"id": t.id, "path": t.shown_path(), "verify": verify_summary(&t.verify)}))
+        .map(|t| {
+            let verify = config
+                .triggers
+                .iter()
+                .find(|c| c.id == t.trigger)
+                .map(|c| verify_summary(&c.verify))
+                .unwrap_or_default();
+            let rejections: Vec<String> = t
+                .rejections
+                .iter()
+                .map(|(code, n)| format!("{code}: {n}"))
+                .collect();
+            json!({
+                "id": t.trigger, "configured": t.configured, "path": t.path, "verify": verify,
+                "requests": t.requests, "rejected": t.rejected, "rejections": rejections,
+            })
+        })
         .collect();
+    let q = &view.queue;
     let ctx = minijinja::context! {
         page => "overview",
         stats => json!({
-            "ready": stats.ready, "delayed": stats.delayed, "in_flight": stats.in_flight,
-            "dead_letter": stats.dead_letter,
-            "oldest": format!("{:.0} s", stats.oldest_age_seconds),
+            "ready": q.ready, "delayed": q.delayed, "in_flight": q.in_flight,
+            "dead_letter": q.dead_letter,
+            "oldest": format!("{:.0} s", q.oldest_age_seconds),
         }),
+        window => view.window_minutes,
         targets => targets,
         triggers => triggers,
         ..who.context()
@@ -115,8 +122,15 @@ pub async fn overview(State(console): State<Arc<Console>>, headers: HeaderMap) -
     console.html(StatusCode::OK, "overview.html", ctx)
 }
 
-fn target_row(label: &str, pending: &BTreeMap<String, u64>, paused: bool) -> Value {
-    json!({"label": label, "pending": pending.get(label).copied().unwrap_or(0), "paused": paused})
+/// A success rate (0..=1) as the page shows it.
+fn percent_text(rate: f64) -> String {
+    let pct = rate * 100.0;
+    if pct > 99.9 && pct < 100.0 {
+        // Never round a failure away.
+        "99.9%".to_owned()
+    } else {
+        format!("{pct:.1}%")
+    }
 }
 
 /// A trigger's checks in words (never a secret).
@@ -351,4 +365,17 @@ fn queue_problem(console: &Console, who: &Visitor<'_>, e: crate::queue::QueueErr
 /// `text` as one path segment.
 pub fn percent(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_text;
+
+    #[test]
+    fn success_rates_show_one_decimal_and_never_round_a_failure_away() {
+        assert_eq!(percent_text(0.375), "37.5%");
+        assert_eq!(percent_text(1.0), "100.0%");
+        assert_eq!(percent_text(0.0), "0.0%");
+        assert_eq!(percent_text(0.99995), "99.9%");
+    }
 }

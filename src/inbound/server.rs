@@ -61,9 +61,11 @@ pub async fn hook(State(state): State<Arc<Inbound>>, req: Request) -> Response {
         .wants(&trigger.id, trigger.capture, Instant::now())
         .then(Seen::default);
     let mut refusal = None;
+    let mut rejected = None;
     let response = match handle(&state, &snapshot, &trigger, req, seen.as_mut()).await {
         Ok(response) => response,
         Err(err) => {
+            rejected = Some(err.code());
             if seen.is_some() {
                 refusal = Some(format!("{}: {err}", err.code()));
             }
@@ -82,6 +84,9 @@ pub async fn hook(State(state): State<Arc<Inbound>>, req: Request) -> Response {
         .app
         .metrics()
         .inbound_request(Some(&trigger.id), status);
+    // The console's Overview: requests and rejections by reason (a map
+    // update; housekeeping writes them).
+    state.app.counters().trigger_request(&trigger.id, rejected);
     if let Some(seen) = seen {
         let sample = seen.sample(config, &trigger, &method, status, refusal);
         state.app.captures().add(&trigger.id, sample);

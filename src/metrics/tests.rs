@@ -248,12 +248,16 @@ fn observe_queue_sets_gauges_and_drops_drained_targets() {
 #[test]
 fn circuit_gauge_flips_and_forget_target_removes_it() {
     let m = Metrics::new();
+    assert!(!m.circuit_open("subscription/a"), "closed until it opens");
     m.circuit("subscription/a", true);
+    assert!(m.circuit_open("subscription/a"));
+    assert!(!m.circuit_open("subscription/b"));
     has_line(
         &m.encode(),
         "hookyard_circuit_open{target=\"subscription/a\"} 1",
     );
     m.circuit("subscription/a", false);
+    assert!(!m.circuit_open("subscription/a"));
     has_line(
         &m.encode(),
         "hookyard_circuit_open{target=\"subscription/a\"} 0",

@@ -190,4 +190,10 @@ pub struct QueueStats {
     pub oldest_age_seconds: f64,
     /// Jobs waiting (ready, delayed or in flight) per `Target::label()`.
     pub pending_by_target: BTreeMap<String, u64>,
+    /// Leased jobs per `Target::label()` (read from the leases, which are
+    /// as many as the workers hold: never a scan of history).
+    pub in_flight_by_target: BTreeMap<String, u64>,
+    /// Dead letters per `Target::label()` (a counter each backend keeps as
+    /// jobs enter and leave the dead-letter list).
+    pub dead_by_target: BTreeMap<String, u64>,
 }

@@ -27,6 +27,7 @@ pub mod embedded;
 pub mod redis;
 
 pub use crate::model::event::*;
+pub use crate::model::tally::MinuteCount;
 
 pub use embedded::EmbeddedQueue;
 
@@ -274,6 +275,24 @@ impl Queue {
 
     pub async fn ping(&self) -> Result<(), QueueError> {
         forward!(self.ping())
+    }
+
+    /// Add to the per-minute counters of the console's Overview
+    /// ([`crate::model::tally`]) in one write: Redis `HINCRBY`s into
+    /// `<prefix>:tally:<minute>` hashes (shared by every replica, expiring
+    /// after [`KEEP_MINUTES`](crate::model::tally::KEEP_MINUTES)), the
+    /// embedded store a table pruned of older minutes as it is written.
+    pub async fn add_counts(&self, counts: &[MinuteCount]) -> Result<(), QueueError> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        forward!(self.add_counts(counts))
+    }
+
+    /// Every counter of minutes `since` up to the queue's "now" (at most
+    /// `KEEP_MINUTES` of them), summed over the writers.
+    pub async fn counts(&self, since: i64) -> Result<Vec<MinuteCount>, QueueError> {
+        forward!(self.counts(since))
     }
 
     /// The lease the queue was opened with. Workers renew by this, not by

@@ -71,7 +71,9 @@
 //!   `<p>:unfinished` (sorted set delivery id → enqueue ms, for the oldest
 //!   age; a job queued at ingestion joins it only when it leaves the stream
 //!   unfinished, until then its entry's `q` field gives its enqueue time),
-//!   `<p>:counts` (FIFO jobs waiting behind their head).
+//!   `<p>:counts` (FIFO jobs waiting behind their head), `<p>:deadby`
+//!   (hash target label → dead letters). Per-minute counters of the
+//!   console's Overview: `<p>:tally:<minute>` (`redis/tally.rs`).
 //! - API-created subscriptions in hash `<p>:subs`, small state in `<p>:state`.
 //!
 //! Every multi-key change is one Lua script (`redis/lua/*.lua`, each
@@ -121,6 +123,7 @@ mod lease;
 mod rate;
 mod safety;
 mod scripts;
+mod tally;
 
 pub use safety::{Unsafe, check as check_settings};
 
@@ -293,6 +296,7 @@ impl RedisQueue {
         queue.check_safety(true).await?;
         queue.create_group().await?;
         queue.mark_pruned_ids().await?;
+        queue.count_dead_letters().await?;
         Ok(queue)
     }
 

@@ -5,6 +5,9 @@
 //! - [`subscriptions`]: the store-change signal for API-created
 //!   subscriptions (a change on any replica reaches every replica).
 //!
+//! It also holds this process's [`counters`] for the console's Overview
+//! until housekeeping writes them to the queue.
+//!
 //! Everything a request or job needs is one immutable snapshot behind an
 //! `ArcSwap`: a writer builds the next snapshot and swaps it in whole, and a
 //! reader loads it once per request or job and keeps it, so it never sees
@@ -24,6 +27,7 @@ use crate::queue::Queue;
 use crate::send::{EgressPolicy, Sender};
 
 pub mod captures;
+pub mod counters;
 pub mod reload;
 pub mod snapshot;
 pub mod subscriptions;
@@ -46,6 +50,8 @@ struct Inner {
     config_path: PathBuf,
     queue: Queue,
     metrics: Metrics,
+    /// This process's counts for the console's Overview, not yet written.
+    counters: counters::Counters,
     /// Held by the snapshot's writers, one at a time.
     writer: Arc<tokio::sync::Mutex<()>>,
     /// Trigger samples waiting to be written (the console shows them).
@@ -79,6 +85,7 @@ impl App {
                 config_path,
                 queue,
                 metrics,
+                counters: counters::Counters::new(),
                 writer: Arc::new(tokio::sync::Mutex::new(())),
                 captures: captures::Captures::default(),
                 last_reload: std::sync::Mutex::new(None),
@@ -117,6 +124,11 @@ impl App {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The per-minute counters of the console's Overview (SPEC §13).
+    pub fn counters(&self) -> &counters::Counters {
+        &self.inner.counters
     }
 
     /// Taken by whoever builds the next snapshot, so writers go one at a

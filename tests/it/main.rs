@@ -7,6 +7,7 @@ mod config;
 mod config_secrets;
 mod config_tags;
 mod console;
+mod console_overview;
 mod deliver;
 mod deliver_limits;
 mod deliver_rate_redis;

@@ -15,11 +15,13 @@
 
 mod history;
 mod ingest;
+mod overview;
 mod redis_backend;
 mod worker;
 
 use history::*;
 use ingest::*;
+use overview::*;
 use redis_backend::*;
 use worker::*;
 
@@ -176,6 +178,7 @@ macro_rules! conformance_tests {
                 prune_by_max_events_keeps_unfinished, prune_by_retention_keeps_unfinished,
                 idempotency_keys_expire, fifo_head_blocks_its_line, stats_counts,
                 subscriptions_and_state_survive_reopen, reopen_loses_nothing_acknowledged,
+                counts_add_up_by_minute, stats_count_in_flight_and_dead_letters_by_target,
             );
         }
     };

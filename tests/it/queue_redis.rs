@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod faults;
+mod overview;
 mod support;
 
 use std::time::Duration;

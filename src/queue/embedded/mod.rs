@@ -2,7 +2,8 @@
 //!
 //! Writes go through one writer thread that commits many requests in one
 //! durable transaction (group commit, `writer.rs`); the job operations
-//! are in `ops.rs`, subscriptions, state and pruning in `store.rs`, the tables in `tables.rs`, the reads in `reads.rs`.
+//! are in `ops.rs`, subscriptions, state and pruning in `store.rs`, the tables in `tables.rs`, the reads in `reads.rs`,
+//! the console's counters in `tally.rs`.
 //!
 //! Being single-instance, the backend returns every leased job to ready when
 //! it opens: whoever held those leases was this process before it stopped.
@@ -12,6 +13,7 @@ mod ops;
 mod reads;
 mod store;
 mod tables;
+mod tally;
 mod writer;
 
 use std::collections::HashMap;
@@ -28,7 +30,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use crate::model::gcra::{Gcra, gcra_ms};
 use crate::queue::{
     Attempt, Clock, DeliveryRecord, DeliveryState, Event, HistoryQuery, IngestItem, Ingested,
-    LeasedJob, NewJob, Page, QueueError, QueueStats, StoreSettings, system_clock,
+    LeasedJob, MinuteCount, NewJob, Page, QueueError, QueueStats, StoreSettings, system_clock,
 };
 use writer::{Reply, Request};
 
@@ -311,6 +313,16 @@ impl EmbeddedQueue {
             .await
     }
 
+    pub async fn add_counts(&self, counts: &[MinuteCount]) -> Result<(), QueueError> {
+        let counts = counts.to_vec();
+        self.write(|r| Request::AddCounts(counts, r)).await
+    }
+
+    pub async fn counts(&self, since: i64) -> Result<Vec<MinuteCount>, QueueError> {
+        let now = crate::model::tally::minute_of(self.now().as_second());
+        self.read(move |db| tally::counts(db, since, now)).await
+    }
+
     /// Write transactions committed since open.
     pub fn commits(&self) -> u64 {
         self.inner.commits.load(Ordering::Relaxed)
@@ -421,6 +433,7 @@ fn recover(
 ) -> Result<ops::Counters, QueueError> {
     let txn = db.begin_write()?;
     tables::create_all(&txn)?;
+    tally::count_dead_once(&txn)?;
     let counters = ops::Counters::load(&txn)?;
     let mut batch = ops::Batch {
         t: tables::Tables::open(&txn)?,

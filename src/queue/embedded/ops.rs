@@ -388,6 +388,7 @@ impl Batch<'_, '_> {
         self.drop_lease(seq)?;
         let stored = self.take_job(seq)?;
         self.finished(&stored)?;
+        self.count_dead(&stored, 1)?;
         let dead = StoredDead::V1 {
             job: stored,
             reason: reason.to_owned(),
@@ -412,6 +413,7 @@ impl Batch<'_, '_> {
         }
         for (seq, job) in &picked {
             self.t.dead.remove(seq)?;
+            add(&mut self.t.target_dead, &job.target.label(), -1)?;
             let mut job = job.clone();
             job.not_before = None;
             let delivery_id = job.delivery_id.clone();
@@ -533,7 +535,11 @@ fn window(settings: &StoreSettings) -> jiff::SignedDuration {
 }
 
 /// Adds `delta` to a per-name counter, removing it at zero.
-fn add(table: &mut Table<'_, &'static str, u64>, name: &str, delta: i64) -> Result<(), QueueError> {
+pub(super) fn add(
+    table: &mut Table<'_, &'static str, u64>,
+    name: &str,
+    delta: i64,
+) -> Result<(), QueueError> {
     let current = table.get(name)?.map(|v| v.value()).unwrap_or(0);
     let next = current.saturating_add_signed(delta);
     if next == 0 {

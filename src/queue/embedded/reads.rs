@@ -187,10 +187,17 @@ pub fn stats(db: &Database, now: Timestamp) -> Result<QueueStats, QueueError> {
         }
         None => 0.0,
     };
-    let mut pending_by_target = BTreeMap::new();
-    for row in txn.open_table(TARGET_PENDING)?.iter()? {
-        let (k, v) = row?;
-        pending_by_target.insert(k.value().to_owned(), v.value());
+    let pending_by_target = by_target(&txn.open_table(TARGET_PENDING)?)?;
+    let dead_by_target = by_target(&txn.open_table(TARGET_DEAD)?)?;
+    // Leased jobs are as many as the worker holds: reading each is cheap.
+    let jobs = txn.open_table(JOBS)?;
+    let mut in_flight_by_target = BTreeMap::new();
+    for row in txn.open_table(LEASES)?.iter()? {
+        let (seq, _) = row?;
+        if let Some(raw) = jobs.get(seq.value())? {
+            let StoredJob::V1 { job, .. } = decode(raw.value())?;
+            *in_flight_by_target.entry(job.target.label()).or_insert(0) += 1;
+        }
     }
     Ok(QueueStats {
         ready,
@@ -199,7 +206,21 @@ pub fn stats(db: &Database, now: Timestamp) -> Result<QueueStats, QueueError> {
         dead_letter,
         oldest_age_seconds,
         pending_by_target,
+        in_flight_by_target,
+        dead_by_target,
     })
+}
+
+/// A per-target counter table as a map.
+fn by_target(
+    table: &redb::ReadOnlyTable<&'static str, u64>,
+) -> Result<BTreeMap<String, u64>, QueueError> {
+    let mut out = BTreeMap::new();
+    for row in table.iter()? {
+        let (k, v) = row?;
+        out.insert(k.value().to_owned(), v.value());
+    }
+    Ok(out)
 }
 
 /// When the next job becomes leasable or the next lease lapses, if

@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use redb::{ReadableTable, ReadableTableMetadata};
 use serde_json::Value;
 
-use super::ops::Batch;
+use super::ops::{Batch, add};
 use super::tables::*;
 use crate::queue::{QueueError, StoredJob};
 
@@ -131,11 +131,12 @@ impl Batch<'_, '_> {
             let StoredDead::V1 { job, .. } = decode(raw.value())?;
             let StoredJob::V1 { job, .. } = job;
             if job.delivery_id == id {
-                found.push(seq.value());
+                found.push((seq.value(), job.target.label()));
             }
         }
-        for seq in found {
+        for (seq, label) in found {
             self.t.dead.remove(seq)?;
+            add(&mut self.t.target_dead, &label, -1)?;
         }
         Ok(())
     }
@@ -152,11 +153,12 @@ impl Batch<'_, '_> {
             let StoredDead::V1 { job, .. } = decode(raw.value())?;
             let StoredJob::V1 { job, .. } = job;
             if pruned.contains(job.event_id.as_str()) {
-                dead.push(seq.value());
+                dead.push((seq.value(), job.target.label()));
             }
         }
-        for seq in dead {
+        for (seq, label) in dead {
             self.t.dead.remove(seq)?;
+            add(&mut self.t.target_dead, &label, -1)?;
         }
         Ok(())
     }

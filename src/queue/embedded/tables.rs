@@ -38,8 +38,14 @@ pub const DEAD: TableDefinition<u64, &[u8]> = TableDefinition::new("dead");
 pub const TARGET_PENDING: TableDefinition<&str, u64> = TableDefinition::new("target_pending");
 /// Unfinished jobs per event id; an event with a count is never pruned.
 pub const EVENT_LIVE: TableDefinition<&str, u64> = TableDefinition::new("event_live");
-/// Counters that must survive restarts (`seq`, `gen`).
+/// Dead letters per `Target::label()` (for the console's Overview).
+pub const TARGET_DEAD: TableDefinition<&str, u64> = TableDefinition::new("target_dead");
+/// Counters that must survive restarts (`seq`, `gen`), and markers of
+/// one-time upgrades of the store.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The console's per-minute counters ([`crate::model::tally`]): (minute,
+/// counter name) → count, pruned of minutes past `KEEP_MINUTES`.
+pub const TALLY: TableDefinition<(i64, &str), u64> = TableDefinition::new("tally");
 
 // ---- history ----
 
@@ -115,7 +121,9 @@ pub struct Tables<'t> {
     pub(super) dead: Table<'t, u64, &'static [u8]>,
     pub(super) target_pending: Table<'t, &'static str, u64>,
     pub(super) event_live: Table<'t, &'static str, u64>,
+    pub(super) target_dead: Table<'t, &'static str, u64>,
     pub(super) meta: Table<'t, &'static str, u64>,
+    pub(super) tally: Table<'t, (i64, &'static str), u64>,
     pub(super) events: Table<'t, &'static str, &'static [u8]>,
     pub(super) events_by_seq: Table<'t, u64, &'static str>,
     pub(super) deliveries: Table<'t, &'static str, &'static [u8]>,
@@ -139,7 +147,9 @@ impl<'t> Tables<'t> {
             dead: txn.open_table(DEAD)?,
             target_pending: txn.open_table(TARGET_PENDING)?,
             event_live: txn.open_table(EVENT_LIVE)?,
+            target_dead: txn.open_table(TARGET_DEAD)?,
             meta: txn.open_table(META)?,
+            tally: txn.open_table(TALLY)?,
             events: txn.open_table(EVENTS)?,
             events_by_seq: txn.open_table(EVENTS_BY_SEQ)?,
             deliveries: txn.open_table(DELIVERIES)?,
@@ -164,7 +174,9 @@ pub fn create_all(txn: &WriteTransaction) -> Result<(), QueueError> {
     txn.open_table(DEAD)?;
     txn.open_table(TARGET_PENDING)?;
     txn.open_table(EVENT_LIVE)?;
+    txn.open_table(TARGET_DEAD)?;
     txn.open_table(META)?;
+    txn.open_table(TALLY)?;
     txn.open_table(EVENTS)?;
     txn.open_table(EVENTS_BY_SEQ)?;
     txn.open_table(DELIVERIES)?;

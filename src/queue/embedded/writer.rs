@@ -25,8 +25,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use super::ops::{Batch, Counters};
 use super::tables::Tables;
 use crate::queue::{
-    Attempt, Clock, DeliveryState, IngestItem, Ingested, LeasedJob, NewJob, QueueError,
-    StoreSettings,
+    Attempt, Clock, DeliveryState, IngestItem, Ingested, LeasedJob, MinuteCount, NewJob,
+    QueueError, StoreSettings,
 };
 
 /// Requests applied per transaction at most, so one commit stays short.
@@ -41,11 +41,13 @@ const MAX_NON_DURABLE: u32 = 64;
 /// lease, its renewal and a deferral need not be: after a crash every job
 /// still leased goes back to ready at start, which is where a lost lease or
 /// deferral would have left it anyway (at-least-once). Skipping their fsync
-/// lets the writer spend its disk waits on what callers are promised.
+/// lets the writer spend its disk waits on what callers are promised. The
+/// Overview's counters are not worth an fsync of their own either: a crash
+/// loses at most the last few seconds of them.
 fn needs_durability(request: &Request) -> bool {
     !matches!(
         request,
-        Request::Lease(..) | Request::Renew(..) | Request::Defer(..)
+        Request::Lease(..) | Request::Renew(..) | Request::Defer(..) | Request::AddCounts(..)
     )
 }
 
@@ -72,6 +74,7 @@ pub enum Request {
     DeleteSubscription(String, Reply<bool>),
     PutState(String, Value, Reply<()>),
     Prune(Timestamp, u64, Reply<u64>),
+    AddCounts(Vec<MinuteCount>, Reply<()>),
 }
 
 /// Sends one answer once the batch's fate (commit or abort) is known.
@@ -249,6 +252,7 @@ fn apply_one(b: &mut Batch, request: Request, out: &mut Vec<Finisher>) -> Result
         Request::DeleteSubscription(id, reply) => push(b.delete_subscription(&id), reply, out),
         Request::PutState(key, value, reply) => push(b.put_state(&key, &value), reply, out),
         Request::Prune(now, budget, reply) => push(b.prune(now, budget), reply, out),
+        Request::AddCounts(counts, reply) => push(b.add_counts(&counts), reply, out),
     }
 }
 
@@ -282,6 +286,7 @@ fn refuse(request: Request, message: &str) -> Finisher {
         Request::DeleteSubscription(_, r) => no(r, message),
         Request::PutState(.., r) => no(r, message),
         Request::Prune(.., r) => no(r, message),
+        Request::AddCounts(_, r) => no(r, message),
     }
 }
 
@@ -290,7 +295,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_leases_renewals_and_deferrals_skip_the_fsync() {
+    fn only_leases_renewals_deferrals_and_counters_skip_the_fsync() {
         let leased = || LeasedJob {
             job: NewJob {
                 delivery_id: "d".into(),
@@ -317,7 +322,9 @@ mod tests {
             oneshot::channel().0,
         );
         let dead = Request::DeadLetter(leased(), None, "x".into(), oneshot::channel().0);
+        let counts = Request::AddCounts(Vec::new(), oneshot::channel().0);
         assert!(!needs_durability(&lease));
+        assert!(!needs_durability(&counts));
         assert!(!needs_durability(&renew));
         assert!(!needs_durability(&defer));
         assert!(needs_durability(&ingest));

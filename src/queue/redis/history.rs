@@ -359,7 +359,10 @@ impl RedisQueue {
     /// Depth counters for metrics.
     pub async fn stats(&self) -> Result<QueueStats> {
         let r: Vec<String> = self
-            .run(&self.inner.scripts.stats, &[])
+            .run(
+                &self.inner.scripts.stats,
+                &[MAX_LEASED_LOOKED_AT.to_string()],
+            )
             .await
             .map_err(unavailable)?;
         let num = |i: usize| r.get(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
@@ -369,13 +372,19 @@ impl RedisQueue {
             Some(enq) => ((ms(self.now()) as f64 - enq) / 1000.0).max(0.0),
             None => 0.0,
         };
-        let mut pending_by_target = BTreeMap::new();
-        for kv in r.get(7..).unwrap_or_default().chunks_exact(2) {
-            let n = kv[1].parse::<u64>().unwrap_or(0);
-            if n > 0 {
-                pending_by_target.insert(kv[0].clone(), n);
-            }
-        }
+        let mut rest = r.get(7..).unwrap_or_default();
+        // Three sections, each its number of pairs and the pairs.
+        let mut by_target = || {
+            let Some((pairs, tail)) = rest.split_first() else {
+                return BTreeMap::new();
+            };
+            let len = pairs.parse::<usize>().unwrap_or(0).saturating_mul(2);
+            let (section, after) = tail.split_at(len.min(tail.len()));
+            rest = after;
+            counts_by_target(section)
+        };
+        let (pending_by_target, in_flight_by_target, dead_by_target) =
+            (by_target(), by_target(), by_target());
         Ok(QueueStats {
             // Like the embedded backend: ready = leasable now (due delayed
             // jobs the next lease moves to the stream included); jobs parked
@@ -386,6 +395,8 @@ impl RedisQueue {
             dead_letter: dead,
             oldest_age_seconds,
             pending_by_target,
+            in_flight_by_target,
+            dead_by_target,
         })
     }
 
@@ -417,6 +428,20 @@ impl RedisQueue {
             }
         }
     }
+}
+
+/// Leased entries `stats` looks at for the per-target in-flight counts (the
+/// pending list holds only what workers hold, so this is a bound for a
+/// pathological case, not a page).
+const MAX_LEASED_LOOKED_AT: usize = 10_000;
+
+/// `target, count` pairs as a map, without zero counts.
+fn counts_by_target(pairs: &[String]) -> BTreeMap<String, u64> {
+    pairs
+        .chunks_exact(2)
+        .filter_map(|kv| Some((kv[0].clone(), kv[1].parse::<u64>().ok()?)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
 }
 
 /// Cut `limit` items off a newest-first list holding up to one extra match;

@@ -22,6 +22,7 @@ pub(super) struct Scripts {
     pub dead: Script,
     pub redrive: Script,
     pub stats: Script,
+    pub deadby: Script,
     pub prune: Script,
     /// Standalone (no common prelude): it touches only its own key.
     pub rate_limit: Script,
@@ -45,6 +46,7 @@ impl Scripts {
             dead: with_common(include_str!("lua/dead.lua")),
             redrive: with_common(include_str!("lua/redrive.lua")),
             stats: with_common(include_str!("lua/stats.lua")),
+            deadby: with_common(include_str!("lua/deadby.lua")),
             prune: with_common(include_str!("lua/prune.lua")),
             rate_limit: Script::new(include_str!("lua/rate_limit.lua")),
         }

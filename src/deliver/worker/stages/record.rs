@@ -120,8 +120,9 @@ impl Worker {
 
     /// Record: count the outcome in the target's circuit, then decide with
     /// the retry policy and end the lease: `complete` (enqueuing the next
-    /// workflow step), `retry_at`, or `dead_letter`. The gates'
-    /// `max_in_flight` slot is freed only once the lease has ended.
+    /// workflow step), `retry_at`, or `dead_letter`, and count the attempt
+    /// for the console's Overview. The gates' `max_in_flight` slot is freed
+    /// only once the lease has ended.
     pub(super) async fn record(
         &self,
         job: &Delivery<'_>,
@@ -161,6 +162,7 @@ impl Worker {
             millis(sent.elapsed),
             error,
         );
+        let delivered = matches!(decision, Decision::Delivered);
         match decision {
             Decision::Delivered => {
                 let next = next_after_success(job, &sent.result);
@@ -187,6 +189,9 @@ impl Worker {
                 self.dead(job.lease, Some(record), &reason).await?;
             }
         }
+        // Counted once recorded, as history shows it: the Overview's
+        // success rate and p95 (SPEC §13).
+        self.app.counters().attempt(label, delivered, sent.elapsed);
         // The `max_in_flight` slot is freed only now, with the lease ended.
         drop(held.slot);
         Ok(())

@@ -35,11 +35,22 @@ local K_IDEM_PRUNED = P .. ':idempruned'
 -- Queued deliveries whose record is not written yet (see create_job):
 -- delivery id -> "<target label>\n<event id>".
 local K_QUEUED = P .. ':dq'
+-- Dead letters per target label (stats.lua), kept by dead.lua, redrive.lua,
+-- create_job (a dead letter retried by hand) and prune.lua; deadby.lua
+-- counts them once for a store written before the count was kept.
+local K_DEAD_BY = P .. ':deadby'
 local function k_delivery(did) return P .. ':d:' .. did end
 local function k_attempts(did) return P .. ':da:' .. did end
 local function k_event(eid) return P .. ':ev:' .. eid end
 local function k_event_deliveries(eid) return P .. ':evd:' .. eid end
 local function k_fifo(okey) return P .. ':fifo:' .. okey end
+
+-- Count a delivery of `target` in or out of the dead-letter list.
+local function count_dead(target, delta)
+  if target and target ~= '' and rcall('HINCRBY', K_DEAD_BY, target, delta) <= 0 then
+    rcall('HDEL', K_DEAD_BY, target)
+  end
+end
 
 -- Buffered writes, applied by flush().
 local B_PENDING = {}      -- target label -> delta of unfinished jobs
@@ -187,7 +198,8 @@ local function create_job(did, eid, target, okey, due, job, fresh)
   if not fresh then st = delivery_state(did) end
   if st == 'pending' then return false, false end
   if st then
-    rcall('ZREM', K_DEAD, did)
+    -- A delivery id keeps its target, so the new one is the old one.
+    if rcall('ZREM', K_DEAD, did) == 1 then count_dead(target, -1) end
     rcall('HSET', k_delivery(did), 'ev', eid, 'tg', target, 'ok', okey, 'nb', string.format('%d', due),
       'job', job, 'st', 'pending', 'rs', '', 'n', '0', 'orph', '')
   else

@@ -11,7 +11,8 @@ if ARGV[6] ~= '' then
   rcall('HINCRBY', k_delivery(did), 'n', 1)
 end
 rcall('HSET', k_delivery(did), 'st', 'dead_letter', 'rs', ARGV[7])
-rcall('ZADD', K_DEAD, NOW_S, did)
-finish(did)
+local d = rcall('HMGET', k_delivery(did), 'tg', 'ok')
+if rcall('ZADD', K_DEAD, NOW_S, did) == 1 then count_dead(d[1], 1) end
+finish_known(did, d[1], d[2])
 flush()
 return 'ok'

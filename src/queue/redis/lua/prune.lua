@@ -61,9 +61,11 @@ for _, eid in ipairs(ids) do
     offset = offset + 1
   else
     for _, did in ipairs(dids) do
+      if rcall('ZREM', K_DEAD, did) == 1 then
+        count_dead(rcall('HGET', k_delivery(did), 'tg'), -1)
+      end
       rcall('DEL', k_delivery(did), k_attempts(did))
       rcall('ZREM', K_DELIVERIES, did)
-      rcall('ZREM', K_DEAD, did)
     end
     rcall('DEL', k_event(eid), k_event_deliveries(eid))
     rcall('ZREM', K_EVENTS, eid)

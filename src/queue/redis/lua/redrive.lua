@@ -8,6 +8,7 @@ for i = 4, #ARGV do
     local d = rcall('HMGET', k_delivery(did), 'ev', 'tg', 'ok', 'job')
     if d[1] and (ARGV[3] == '' or d[2] == ARGV[3]) then
       rcall('ZREM', K_DEAD, did)
+      count_dead(d[2], -1)
       rcall('HSET', k_delivery(did), 'st', 'pending', 'rs', '', 'n', '0', 'orph', '')
       activate(did, d[2], d[3] or '', 0, d[4], '0', '', d[1])
       n = n + 1
