@@ -43,7 +43,9 @@ pub fn routes() -> Router<App> {
 pub struct ListParams {
     #[serde(rename = "type")]
     pub event_type: Option<String>,
+    pub source: Option<String>,
     pub since: Option<String>,
+    pub until: Option<String>,
     pub state: Option<String>,
     pub target: Option<String>,
     pub limit: Option<usize>,
@@ -65,13 +67,19 @@ pub fn history_query(p: ListParams, now: Timestamp) -> Result<HistoryQuery, ApiE
         None => None,
         Some(s) => Some(parse_since(s, now)?),
     };
+    let until = match p.until.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(parse_since(s, now)?),
+    };
     let state = match p.state.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(parse_state(s)?),
     };
     Ok(HistoryQuery {
         event_type: p.event_type.filter(|s| !s.is_empty()),
+        source: p.source.filter(|s| !s.is_empty()),
         since,
+        until,
         state,
         target: p.target.filter(|s| !s.is_empty()),
         limit,
@@ -79,8 +87,8 @@ pub fn history_query(p: ListParams, now: Timestamp) -> Result<HistoryQuery, ApiE
     })
 }
 
-/// `since` is an RFC 3339 time (`2026-05-01T10:00:00Z`) or a duration back
-/// from now (`15m`, `2h`, `7d`).
+/// `since` (and `until`) is an RFC 3339 time (`2026-05-01T10:00:00Z`) or a
+/// duration back from now (`15m`, `2h`, `7d`).
 pub fn parse_since(s: &str, now: Timestamp) -> Result<Timestamp, ApiError> {
     if let Ok(t) = s.parse::<Timestamp>() {
         return Ok(t);

@@ -164,10 +164,33 @@ pub struct EventFilters {
     id: Option<String>,
     #[serde(rename = "type")]
     event_type: Option<String>,
+    source: Option<String>,
     since: Option<String>,
+    until: Option<String>,
     state: Option<String>,
     target: Option<String>,
     cursor: Option<String>,
+}
+
+impl EventFilters {
+    /// The filters as a query string (for the next page's link).
+    fn query_string(&self, cursor: &str) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("type", &self.event_type),
+            ("source", &self.source),
+            ("since", &self.since),
+            ("until", &self.until),
+            ("state", &self.state),
+            ("target", &self.target),
+        ] {
+            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                q.append_pair(k, v);
+            }
+        }
+        q.append_pair("cursor", cursor);
+        q.finish()
+    }
 }
 
 /// `/ui/events`: filter by id, type, time, delivery state and target; paged.
@@ -187,7 +210,9 @@ pub async fn events(
     }
     let params = ListParams {
         event_type: f.event_type.clone(),
+        source: f.source.clone(),
         since: f.since.clone(),
+        until: f.until.clone(),
         state: f.state.clone(),
         target: f.target.clone(),
         limit: Some(50),
@@ -195,8 +220,9 @@ pub async fn events(
     };
     let filters = json!({
         "id": "", "type": f.event_type.clone().unwrap_or_default(),
-        "since": f.since.clone().unwrap_or_default(), "state": f.state.clone().unwrap_or_default(),
-        "target": f.target.clone().unwrap_or_default(),
+        "source": f.source.clone().unwrap_or_default(),
+        "since": f.since.clone().unwrap_or_default(), "until": f.until.clone().unwrap_or_default(),
+        "state": f.state.clone().unwrap_or_default(), "target": f.target.clone().unwrap_or_default(),
     });
     let query: HistoryQuery = match history_query(params, Timestamp::now()) {
         Ok(q) => q,
@@ -208,25 +234,11 @@ pub async fn events(
             return console.html(StatusCode::UNPROCESSABLE_ENTITY, "events.html", ctx);
         }
     };
-    let page = match console.app.queue().events(&query).await {
+    let page = match events_page(&console, &query).await {
         Ok(p) => p,
         Err(e) => return queue_problem(&console, &who, e),
     };
-    let next = page.next_cursor.map(|c| {
-        let mut q = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in [
-            ("type", &f.event_type),
-            ("since", &f.since),
-            ("state", &f.state),
-            ("target", &f.target),
-        ] {
-            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
-                q.append_pair(k, v);
-            }
-        }
-        q.append_pair("cursor", &c);
-        q.finish()
-    });
+    let next = page.next_cursor.map(|c| f.query_string(&c));
     let ctx = minijinja::context! {
         page => "events",
         filters => filters,
@@ -235,6 +247,36 @@ pub async fn events(
         ..who.context()
     };
     console.html(StatusCode::OK, "events.html", ctx)
+}
+
+/// A page of events. Filtered by a delivery's state or target, it is the
+/// events of a page of such deliveries (the queue pages deliveries by
+/// those, and dead letters from their own set), then the event filters.
+async fn events_page(
+    console: &Console,
+    query: &HistoryQuery,
+) -> Result<crate::queue::Page<crate::model::Event>, crate::queue::QueueError> {
+    let queue = console.app.queue();
+    if query.state.is_none() && query.target.is_none() {
+        return queue.events(query).await;
+    }
+    let deliveries = queue.deliveries(query).await?;
+    let mut events = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for d in &deliveries.items {
+        if !seen.insert(d.event_id.clone()) {
+            continue;
+        }
+        if let Some(event) = queue.event_only(&d.event_id).await? {
+            if query.admits(&event) {
+                events.push(event);
+            }
+        }
+    }
+    Ok(crate::queue::Page {
+        items: events,
+        next_cursor: deliveries.next_cursor,
+    })
 }
 
 /// `/ui/events/{id}`: the payload and every delivery's attempts.

@@ -45,7 +45,11 @@ pub fn system_clock() -> Clock {
 #[derive(Debug, Clone, Default)]
 pub struct HistoryQuery {
     pub event_type: Option<String>,
+    /// Events only: `trigger:<id>` or `api:<token>`.
+    pub source: Option<String>,
     pub since: Option<Timestamp>,
+    /// Events only: no later than this.
+    pub until: Option<Timestamp>,
     pub state: Option<DeliveryState>,
     pub target: Option<String>,
     pub limit: usize,
@@ -128,6 +132,18 @@ macro_rules! forward {
             Queue::Redis(q) => q.$m($($a),*).await,
         }
     };
+}
+
+impl HistoryQuery {
+    /// Whether `event` passes the event filters (type, source, time).
+    pub fn admits(&self, event: &Event) -> bool {
+        self.event_type
+            .as_ref()
+            .is_none_or(|t| *t == event.event_type)
+            && self.source.as_ref().is_none_or(|s| *s == event.source)
+            && self.since.is_none_or(|s| event.timestamp >= s)
+            && self.until.is_none_or(|u| event.timestamp <= u)
+    }
 }
 
 impl Queue {

@@ -177,6 +177,17 @@ async fn the_console_works(d: &TestDaemon, rx: &Receiver) {
     assert_eq!(status, 200);
     assert!(html.contains(&event), "the event is listed");
     pages.push(html);
+    // Filters: delivery state, source, time range.
+    let (_, html) = page(d, &ops, "/ui/events?state=dead_letter").await;
+    assert!(html.contains(&event), "dead-lettered events are listed");
+    let (_, html) = page(d, &ops, "/ui/events?state=succeeded").await;
+    assert!(!html.contains(&event), "{html}");
+    let (_, html) = page(d, &ops, "/ui/events?source=api:ops").await;
+    assert!(html.contains(&event));
+    let (_, html) = page(d, &ops, "/ui/events?source=api:someone-else").await;
+    assert!(!html.contains(&event));
+    let (_, html) = page(d, &ops, "/ui/events?until=2020-01-01T00:00:00Z").await;
+    assert!(!html.contains(&event));
     let (status, html) = page(d, &ops, &format!("/ui/events/{event}")).await;
     assert_eq!(status, 200);
     assert!(html.contains("attempt 1"), "{html}");
@@ -219,6 +230,15 @@ async fn the_console_works(d: &TestDaemon, rx: &Receiver) {
     assert_eq!(status, 403, "a wrong CSRF token");
     let (status, _) = post_form(d, "", &retry, &format!("csrf={token}")).await;
     assert_eq!(status, 401, "no session");
+    for change in [
+        format!("/ui/events/{event}/replay"),
+        "/ui/dead-letter/redrive".to_owned(),
+        "/ui/triggers/shop/try".to_owned(),
+        "/ui/logout".to_owned(),
+    ] {
+        let (status, _) = post_form(d, &ops, &change, "target=&confirmed=yes").await;
+        assert_eq!(status, 403, "{change} without a CSRF token");
+    }
 
     // A reader sees no controls, and its POST is refused.
     let viewer = login(d, READER).await;

@@ -69,11 +69,7 @@ pub fn events(db: &Database, q: &HistoryQuery) -> Result<Page<Event>, QueueError
             continue;
         };
         let StoredEvent::V1 { event, .. } = decode(raw.value())?;
-        if q.event_type
-            .as_ref()
-            .is_some_and(|t| *t != event.event_type)
-            || q.since.is_some_and(|since| event.timestamp < since)
-        {
+        if !q.admits(&event) {
             continue;
         }
         if items.len() == limit {

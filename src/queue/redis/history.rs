@@ -243,9 +243,7 @@ impl RedisQueue {
             for ((_, seq), json) in batch.iter().zip(jsons) {
                 let Some(json) = json else { continue };
                 let event: Event = serde_json::from_str(&json).map_err(|e| corrupt("event", e))?;
-                let type_ok = q.event_type.as_ref().is_none_or(|t| *t == event.event_type);
-                let since_ok = q.since.is_none_or(|s| event.timestamp >= s);
-                if type_ok && since_ok {
+                if q.admits(&event) {
                     items.push((event, *seq));
                 }
             }

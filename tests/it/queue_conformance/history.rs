@@ -171,6 +171,35 @@ pub async fn events_pagination_and_filters(make: Make) {
         .map(|e| e.id)
         .collect();
     assert_eq!(ids, ["e5", "e4"]);
+
+    // A time range, and a source.
+    let range = HistoryQuery {
+        since: Some(t0 + SignedDuration::from_secs(2)),
+        until: Some(t0 + SignedDuration::from_secs(3)),
+        limit: 10,
+        ..Default::default()
+    };
+    let ids: Vec<_> = q
+        .events(&range)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(ids, ["e3", "e2"]);
+    let other_source = HistoryQuery {
+        source: Some("trigger:elsewhere".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    assert!(q.events(&other_source).await.unwrap().items.is_empty());
+    let this_source = HistoryQuery {
+        source: Some("api:test".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(q.events(&this_source).await.unwrap().items.len(), 5);
 }
 
 pub async fn deliveries_pagination_and_filters(make: Make) {
