@@ -15,8 +15,9 @@ all" takes two clicks; no page ever shows a token or a secret's value.
 Screenshots of the login, events, event and dead-letter pages go to
 `docs/screenshots/` (overwritten each run).
 
-Not covered: the triggers page with captured samples and "try a mapping"
-(SPEC §13) does not exist in the console yet; add it here when it does.
+It also sends a request to a trigger, finds it among the trigger's captured
+samples, and tries a changed mapping against it ("try a mapping"), which
+shows the mapped event and the YAML to copy.
 
 Run it with `bash tests/browser/run` (installs what is missing and builds the
 daemon), or directly: `python3 tests/browser/console_test.py`.
@@ -750,6 +751,31 @@ def run(tmp, binary):
         check(None, 'action="/ui/login"' in text and "Too many" in text, f"the 429 page:\n{text}")
         print(f"   429 after {n + 1} more attempts, Retry-After {headers['retry-after']}")
         b.seen.append(("POST /ui/login 429", text))
+
+        step("a trigger's captured sample, and a changed mapping tried against it")
+        status, _, _ = request(
+            "POST", f"http://127.0.0.1:{daemon.main_port}/hooks/shop-order",
+            json.dumps({"order": {"id": "7", "total": 55}}).encode(),
+            {"Content-Type": "application/json"},
+        )
+        check(None, status == 202, f"POST /hooks/shop-order answered {status}")
+        b.get("/ui/triggers")
+        b.submit(b.one('a[href="/ui/triggers/shop-order"]', what="the trigger's link"))
+        samples = b.find("details.sample")
+        check(b, samples, "the trigger page shows no captured sample")
+        check(b, "verification passed" in samples[0].text, f"the sample says: {samples[0].text}")
+        area = b.one("textarea#mapping", what="the mapping editor")
+        area.clear()
+        area.send_keys("order_total: { path: $.order.total, type: string }\nref: $.order.id")
+        b.submit(b.one('form.try button[type="submit"]', what="Try it"))
+        tried = b.find("pre.tried-event")
+        check(b, tried, "trying a mapping showed no mapped event")
+        check(b, '"order_total": "55"' in tried[0].text and '"ref": "7"' in tried[0].text,
+              f"the mapped event is {tried[0].text}")
+        yaml = b.one("pre.tried-yaml", what="the YAML to copy").text
+        check(b, yaml.startswith("mapping:") and "order_total" in yaml, f"the YAML to copy is {yaml!r}")
+        check(b, b.find("pre.tried-report"), "no report of the requests it would send")
+        b.screenshot("trigger.png")
 
         step("no page shows a token or a secret's value; no script; no browser errors")
         leaks = [(name, url) for url, html in b.seen for name, value in PLANTED.items() if value in html]
