@@ -244,7 +244,15 @@ fn render(path: &std::path::Path, input: RenderInput) -> ExitCode {
             }
         }
     };
-    print!("{}", preview::preview(&cfg, &event, trigger.as_deref()));
+    print!(
+        "{}",
+        preview::preview(
+            &cfg,
+            &event,
+            trigger.as_deref(),
+            preview::Signatures::Computed
+        )
+    );
     ExitCode::SUCCESS
 }
 

@@ -56,6 +56,15 @@ impl EventFile {
     }
 }
 
+/// Whether a preview computes signatures: the CLI (run by whoever holds
+/// the config and its secrets) does; the console, whose users must not be
+/// handed valid signatures over bodies they choose, does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signatures {
+    Computed,
+    Withheld,
+}
+
 fn print_request(
     out: &mut String,
     title: &str,
@@ -63,13 +72,22 @@ fn print_request(
     event: &Event,
     config: &Config,
     sig: Option<&crate::config::Signing>,
+    signatures: Signatures,
 ) {
     let secrets: Vec<&[u8]> = config.secrets.values().map(|s| s.expose()).collect();
     let mut headers = r.headers.clone();
     for (k, v) in sign::delivery_headers(&event.id, &event.event_type, "(new delivery id)", 1) {
         headers.push((k.to_owned(), v));
     }
-    if let Some(s) = sig {
+    if let (Some(s), Signatures::Withheld) = (sig, signatures) {
+        headers.push((
+            "X-Signature".to_owned(),
+            format!(
+                "[{} signature, computed when the request is sent]",
+                s.keys.scheme.name()
+            ),
+        ));
+    } else if let Some(s) = sig {
         match sign::sign(&s.keys, &event.id, Timestamp::now(), &r.body) {
             Ok(h) => headers.extend(h.into_iter().map(|(k, v)| (k.to_owned(), v))),
             Err(e) => headers.push(("X-Signing-Error".to_owned(), e.to_string())),
@@ -182,7 +200,12 @@ pub fn event_from_request(
 
 /// The report printed by `hookyard render`. `trigger` is the trigger id
 /// when the event came through one (workflows may match on it).
-pub fn preview(config: &Config, event: &Event, trigger: Option<&str>) -> String {
+pub fn preview(
+    config: &Config,
+    event: &Event,
+    trigger: Option<&str>,
+    signatures: Signatures,
+) -> String {
     let mut out = String::new();
     let pretty = serde_json::to_string_pretty(event).unwrap_or_default();
     let _ = writeln!(out, "event:\n{pretty}");
@@ -221,6 +244,7 @@ pub fn preview(config: &Config, event: &Event, trigger: Option<&str>) -> String 
                         event,
                         config,
                         first.action.delivery.signing.as_ref(),
+                        signatures,
                     ),
                     Err(e) => {
                         let _ = writeln!(requests, "\n--- {title}\nnot sendable: {e}");
@@ -241,6 +265,7 @@ pub fn preview(config: &Config, event: &Event, trigger: Option<&str>) -> String 
                         event,
                         config,
                         s.delivery.signing.as_ref(),
+                        signatures,
                     ),
                     Err(e) => {
                         let _ = writeln!(requests, "\n--- {title}\nnot sendable: {e}");
@@ -322,7 +347,8 @@ subscriptions:
             "type": "order.created", "data": {"order": {"id": "a/b", "total": 150}}
         }))
         .unwrap();
-        let out = preview(&config, &file.into_event(), None);
+        let event = file.into_event();
+        let out = preview(&config, &event, None, Signatures::Computed);
         assert!(out.contains("workflow big\n"), "{out}");
         assert!(!out.contains("workflow other"), "{out}");
         assert!(out.contains("subscription s\n"), "{out}");
@@ -330,6 +356,14 @@ subscriptions:
         assert!(out.contains("Authorization: [redacted]"), "{out}");
         assert!(out.contains(r#"{"t":150}"#), "{out}");
         assert!(out.contains("X-Hmac-Signature: sha256="), "{out}");
+        // The console's preview never computes one (a reader must not get
+        // valid signatures over bodies they chose).
+        let withheld = preview(&config, &event, None, Signatures::Withheld);
+        assert!(!withheld.contains("sha256="), "{withheld}");
+        assert!(
+            withheld.contains("computed when the request is sent"),
+            "{withheld}"
+        );
         assert!(!out.contains("sekrit-1"), "{out}");
     }
 
@@ -388,10 +422,10 @@ workflows:
         assert_eq!(event.source, "trigger:gh");
         assert_eq!(event.data, serde_json::json!({"repo": "hy", "n": 3}));
         // The workflow matches on the trigger, so it is passed through.
-        let out = preview(&config, &event, Some("gh"));
+        let out = preview(&config, &event, Some("gh"), Signatures::Computed);
         assert!(out.contains("workflow on-push\n"), "{out}");
         assert!(out.contains("POST https://h.example/hy"), "{out}");
-        let out = preview(&config, &event, None);
+        let out = preview(&config, &event, None, Signatures::Computed);
         assert!(out.contains("matches: nothing"), "{out}");
     }
 

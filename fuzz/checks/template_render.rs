@@ -22,7 +22,7 @@ use std::path::Path;
 
 use hookyard::config::{Body, Config, LoadOptions, load_str};
 use hookyard::deliver::render;
-use hookyard::preview::preview;
+use hookyard::preview::{Signatures, preview};
 use hookyard::queue::Event;
 
 const BODIES: &str = r#"
@@ -149,6 +149,6 @@ pub fn check(data: &[u8]) {
             }
         }
         // Routing (`if`) and the delivery renderer, as `hookyard render`.
-        drop(preview(&config, &event, Some("fuzz")));
+        drop(preview(&config, &event, Some("fuzz"), Signatures::Computed));
     }
 }

@@ -71,7 +71,11 @@ pub fn config_view(app: &App, snapshot: &Snapshot) -> Value {
     let files: Vec<Value> = c
         .sources
         .iter()
-        .map(|f| json!({"path": f.path.display().to_string(), "text": f.raw_text}))
+        .map(|f| {
+            // Files as written, but never a password written inline in a URL.
+            let text = crate::send::redact::userinfo(&f.raw_text);
+            json!({"path": f.path.display().to_string(), "text": text})
+        })
         .collect();
     let mut secrets: Vec<&str> = c.secrets.keys().map(String::as_str).collect();
     secrets.sort_unstable();

@@ -24,6 +24,21 @@ const LOGINS: Rate = Rate {
     per: Duration::from_secs(60),
 };
 
+/// Most client addresses the login limiter remembers.
+const MAX_LOGIN_ADDRESSES: usize = 10_000;
+
+/// Whom a login attempt counts against: the address, or for IPv6 its /64
+/// (one host usually holds a whole /64).
+fn login_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
 /// The fields of a posted form.
 struct Form(Vec<(String, String)>);
 
@@ -50,9 +65,13 @@ pub async fn login(
     let snapshot = console.app.snapshot();
     let config = &snapshot.config;
     let (ip, tls) = client(config, &headers, &extensions);
+    // Past this many addresses the limiter starts afresh rather than grow
+    // without bound (a flood of addresses resets it, no address is locked
+    // out forever).
+    console.logins.forget_if_over(MAX_LOGIN_ADDRESSES);
     if let Err(wait) = console
         .logins
-        .check(&ip.to_string(), &LOGINS, Instant::now())
+        .check(&login_key(ip), &LOGINS, Instant::now())
     {
         let mut answer = console.html(
             StatusCode::TOO_MANY_REQUESTS,
@@ -276,6 +295,15 @@ pub async fn redrive(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn login_attempts_count_per_address_or_ipv6_64() {
+        assert_eq!(login_key("203.0.113.7".parse().unwrap()), "203.0.113.7");
+        let a = login_key("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = login_key("2001:db8:1:2:bbbb::9".parse().unwrap());
+        assert_eq!(a, b);
+        assert_eq!(a, "2001:db8:1:2::/64");
+    }
 
     #[test]
     fn forms_parse_and_back_stays_in_the_console() {

@@ -63,6 +63,9 @@ const STYLESHEET: &str = include_str!("templates/console.css");
 /// The console's routes (merged into the API listener's router).
 pub fn routes(app: &App) -> Router {
     let mut templates = Environment::new();
+    // Ids (event ids are chosen by clients) as one URL path segment: every
+    // byte but letters and digits encoded, `/` and `.` included.
+    templates.add_filter("pathseg", |s: String| pages::percent(&s));
     for (name, source) in TEMPLATES {
         // The templates are part of the binary and covered by tests; one
         // that does not parse is a build mistake, reported at first use.
@@ -204,7 +207,7 @@ fn client(config: &Config, headers: &HeaderMap, extensions: &Extensions) -> (IpA
     // unknown: 0.0.0.0, which no trusted proxy list contains.
     let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip().to_canonical());
     let trusted = &config.server.trusted_proxies;
     let ip = crate::inbound::verify::Unverified::new(headers, &[], peer).client_ip(trusted);
     (ip, over_tls(headers, peer, trusted))

@@ -66,6 +66,17 @@ pub async fn overview(State(console): State<Arc<Console>>, headers: HeaderMap) -
     let Some(who) = visitor(config, &headers) else {
         return console.html(StatusCode::OK, "login.html", minijinja::context! {});
     };
+    if !who.allows(Scope::DeliveriesRead) {
+        return console.message(
+            StatusCode::FORBIDDEN,
+            Some(&who),
+            "Nothing to show",
+            &format!(
+                "Token `{}` lacks the scope `deliveries:read` the console's pages need.",
+                who.session.token.name
+            ),
+        );
+    }
     let view = match crate::admin::overview::overview(&console.app, &snapshot).await {
         Ok(v) => v,
         Err(e) => return queue_problem(&console, &who, e),
@@ -404,9 +415,16 @@ fn queue_problem(console: &Console, who: &Visitor<'_>, e: crate::queue::QueueErr
     )
 }
 
+/// Bytes encoded in one path segment or query value: all but letters,
+/// digits and `-_~` (so `/` and `.` can never form another path).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'~');
+
 /// `text` as one path segment.
 pub fn percent(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(text, SEGMENT).to_string()
 }
 
 #[cfg(test)]

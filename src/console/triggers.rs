@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::pages::guard;
 use super::{Console, Visitor};
 use crate::config::{self, Config, Mapping, Scope, Source, Trigger};
-use crate::preview::{TriggerOutcome, event_from_request, preview};
+use crate::preview::{Signatures, TriggerOutcome, event_from_request, preview};
 use crate::runtime::captures::Sample;
 
 /// `/ui/triggers`: every trigger with its URL path, checks and mapping.
@@ -183,7 +183,7 @@ fn run(config: &Config, trigger: &Trigger, mapping_text: &str, sample: Option<&S
     match event_from_request(&trial, &trigger.id, &headers, sample.body.as_bytes()) {
         Ok(TriggerOutcome::Event(event)) => json!({
             "event": serde_json::to_string_pretty(&event).unwrap_or_default(),
-            "report": preview(&trial, &event, Some(&trigger.id)),
+            "report": preview(&trial, &event, Some(&trigger.id), Signatures::Withheld),
             "yaml": yaml,
         }),
         Ok(TriggerOutcome::Ignored) => {
@@ -210,12 +210,30 @@ fn sample_headers(sample: &Sample) -> HeaderMap {
     map
 }
 
+/// Longest mapping text tried.
+const MAX_MAPPING: usize = 16 * 1024;
+
 /// The lines of the synthetic config before the mapping's first line.
 const PREAMBLE_LINES: u32 = 5;
 
 /// Compile `text` (the body of a `mapping:` block) with the config's own
 /// compiler; errors name lines of `text`.
 fn compile_mapping(text: &str) -> Result<Option<Mapping>, Vec<String>> {
+    // The text is placed inside a config document: only `\n` may break its
+    // lines (a lone `\r` or a Unicode line break would let it write keys
+    // outside the mapping, such as a secret read from a file).
+    let text = text.replace("\r\n", "\n");
+    if text.contains(['\r', '\u{85}', '\u{2028}', '\u{2029}']) {
+        return Err(vec![
+            "the mapping holds a line break other than a newline; retype it".to_owned(),
+        ]);
+    }
+    if text.len() > MAX_MAPPING {
+        return Err(vec![format!(
+            "the mapping is longer than {MAX_MAPPING} bytes; a mapping is a few lines"
+        )]);
+    }
+    let text = text.as_str();
     let yaml = format!(
         "triggers:\n  - id: mapping-under-test\n    verify: none\n    event: tried\n    mapping:\n{}\n",
         indent(text, "      ")
@@ -305,6 +323,21 @@ mod tests {
         let written = mapping_yaml(&m);
         let again = compile_mapping(&written).unwrap().unwrap();
         assert_eq!(mapping_yaml(&again), written, "{written}");
+    }
+
+    #[test]
+    fn a_mapping_cannot_write_outside_itself() {
+        for sneaky in [
+            "a: $.x\rsecrets:\r  s: { file: /dev/zero }",
+            "a: $.x\u{2028}secrets: {}",
+            "a: $.x\u{85}tokens: []",
+        ] {
+            let errors = compile_mapping(sneaky).unwrap_err();
+            assert!(errors[0].contains("line break"), "{errors:?}");
+        }
+        // A Windows newline is just a newline.
+        assert!(compile_mapping("a: $.x\r\nb: $.y\r\n").unwrap().is_some());
+        assert!(compile_mapping(&"a: $.x\n".repeat(5000)).is_err());
     }
 
     #[test]

@@ -80,7 +80,8 @@ pub fn kept_body<'b>(
 pub fn response_json(r: &Response) -> Value {
     json!({
         "status": r.status,
-        "headers": headers_json(&r.headers),
+        // A receiver's Set-Cookie is a credential too.
+        "headers": headers_json(&redact_headers(&r.headers, &[])),
         "body": String::from_utf8_lossy(&r.body),
     })
 }

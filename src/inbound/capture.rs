@@ -58,7 +58,7 @@ impl Seen {
             method: method.to_owned(),
             path: trigger.shown_path(),
             query: self.query.map(|q| crate::send::redact::text(&q, &secrets)),
-            headers: crate::send::redact_headers(&headers, &secrets),
+            headers: without_signatures(crate::send::redact_headers(&headers, &secrets), trigger),
             body,
             body_truncated,
             client_ip: self.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
@@ -66,8 +66,41 @@ impl Seen {
                 .verification
                 .unwrap_or_else(|| "not reached".to_owned()),
             status,
-            event: self.event,
+            event: self.event.map(|e| redact_value(e, &secrets)),
             error: error.map(|e| crate::send::redact::text(&e, &secrets)),
         }
     }
+}
+
+/// Signature headers hidden too: a sample holds the body and the time it
+/// was sent, and a signature without a timestamp could be replayed from it.
+fn without_signatures(
+    mut headers: Vec<(String, String)>,
+    trigger: &Trigger,
+) -> Vec<(String, String)> {
+    let configured = trigger
+        .verify
+        .signature
+        .as_ref()
+        .map(|s| s.header.to_ascii_lowercase());
+    for (name, value) in &mut headers {
+        let lower = name.to_ascii_lowercase();
+        if lower.contains("signature")
+            || lower.contains("hmac")
+            || configured.as_deref() == Some(lower.as_str())
+        {
+            *value = crate::send::REDACTED.to_owned();
+        }
+    }
+    headers
+}
+
+/// `value` with every secret's value redacted wherever it appears.
+fn redact_value(value: Value, secrets: &[&[u8]]) -> Value {
+    let text = value.to_string();
+    let redacted = crate::send::redact::text(&text, secrets);
+    if redacted == text {
+        return value;
+    }
+    serde_json::from_str(&redacted).unwrap_or(Value::String(redacted))
 }

@@ -89,7 +89,10 @@ pub async fn hook(State(state): State<Arc<Inbound>>, req: Request) -> Response {
     state.app.counters().trigger_request(&trigger.id, rejected);
     if let Some(seen) = seen {
         let sample = seen.sample(config, &trigger, &method, status, refusal);
-        state.app.captures().add(&trigger.id, sample);
+        state
+            .app
+            .captures()
+            .add(&trigger.id, sample, trigger.capture);
     }
     response
 }

@@ -39,6 +39,15 @@ impl RateLimits {
         RateLimits::default()
     }
 
+    /// Forget every key once more than `max` are kept (a limiter keyed by
+    /// something a client chooses, such as its address, must stay bounded).
+    pub fn forget_if_over(&self, max: usize) {
+        let mut cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());
+        if cells.len() > max {
+            cells.clear();
+        }
+    }
+
     /// Admit one request for `key` under `rate` at `now`: `Ok(())`, or
     /// `Err(wait)` until one would pass.
     pub fn check(&self, key: &str, rate: &Rate, now: Instant) -> Result<(), Duration> {

@@ -88,12 +88,16 @@ impl Captures {
         true
     }
 
-    /// Keep a finished sample until the next flush.
-    pub fn add(&self, id: &str, sample: Sample) {
-        lock(&self.pending)
-            .entry(id.to_owned())
-            .or_default()
-            .push(sample);
+    /// Keep a finished sample until the next flush (at most `keep` wait per
+    /// trigger: if the store is slow, older ones make way).
+    pub fn add(&self, id: &str, sample: Sample, keep: usize) {
+        let mut pending = lock(&self.pending);
+        let waiting = pending.entry(id.to_owned()).or_default();
+        waiting.push(sample);
+        if waiting.len() > keep {
+            let extra = waiting.len() - keep;
+            waiting.drain(..extra);
+        }
     }
 
     /// Write waiting samples into each trigger's stored list: newest first,
@@ -105,14 +109,33 @@ impl Captures {
         retention: Duration,
     ) -> Result<(), QueueError> {
         let pending = std::mem::take(&mut *lock(&self.pending));
+        let mut failed = None;
         for (id, new) in pending {
-            let stored = stored(queue, &id).await?;
-            let merged = merge(stored, new, keep(&id), retention, Timestamp::now());
-            let value = serde_json::to_value(&merged)
-                .map_err(|e| QueueError::Corrupt(format!("trigger samples: {e}")))?;
-            queue.put_state(&key(&id), &value).await?;
+            if failed.is_some() {
+                self.put_back(&id, new);
+                continue;
+            }
+            let written = async {
+                let stored = stored(queue, &id).await?;
+                let merged = merge(stored, new.clone(), keep(&id), retention, Timestamp::now());
+                let value = serde_json::to_value(&merged)
+                    .map_err(|e| QueueError::Corrupt(format!("trigger samples: {e}")))?;
+                queue.put_state(&key(&id), &value).await
+            };
+            if let Err(e) = written.await {
+                // Kept for the next flush, as the counters are.
+                self.put_back(&id, new);
+                failed = Some(e);
+            }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
+    }
+
+    fn put_back(&self, id: &str, mut samples: Vec<Sample>) {
+        let mut pending = lock(&self.pending);
+        let waiting = pending.entry(id.to_owned()).or_default();
+        samples.append(waiting);
+        *waiting = samples;
     }
 
     /// Trigger `id`'s samples, newest first: the stored ones and those not

@@ -150,6 +150,32 @@ pub fn cut_at(text: &str, limit: usize) -> (&str, bool) {
     (&text[..end], true)
 }
 
+/// `text` with the user information of every URL in it (`scheme://user:
+/// password@host`) replaced by `[redacted]`: config files may hold a Redis
+/// or proxy URL with its password written inline.
+pub fn userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let end = after
+            .find(|c: char| {
+                c == '/' || c.is_whitespace() || matches!(c, '"' | '\'' | '`' | ',' | '}' | ']')
+            })
+            .unwrap_or(after.len());
+        match after[..end].rfind('@') {
+            Some(userinfo_end) => {
+                out.push_str(super::REDACTED);
+                rest = &after[userinfo_end..];
+            }
+            None => rest = after,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::text;

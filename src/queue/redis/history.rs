@@ -295,14 +295,15 @@ impl RedisQueue {
     /// from the dead-letter set; the cursor is a position in that set.
     async fn dead_letters(&self, q: &HistoryQuery) -> Result<Page<DeliveryRecord>> {
         let (limit, start) = Self::start(q)?;
-        let mut at = start.unwrap_or(0);
+        // Redis reads a position as a signed 64-bit number.
+        let mut at = start.unwrap_or(0).min(i64::MAX as u64 / 2);
         let mut found: Vec<(String, Head)> = Vec::new();
         let mut next_cursor = None;
         'scan: loop {
             let batch: Vec<String> = redis::cmd("ZREVRANGE")
                 .arg(self.key("dead"))
                 .arg(at)
-                .arg(at + SCAN_BATCH as u64 - 1)
+                .arg(at.saturating_add(SCAN_BATCH as u64 - 1))
                 .query_async(&mut self.conn())
                 .await
                 .map_err(unavailable)?;
