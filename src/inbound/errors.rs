@@ -141,12 +141,10 @@ impl InboundError {
             | InboundError::Schema { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             InboundError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             InboundError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            InboundError::QueueUnavailable(on) | InboundError::QueueUnsafe(on) => {
-                match on {
-                    OnUnavailable::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-                    OnUnavailable::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
-                }
-            }
+            InboundError::QueueUnavailable(on) | InboundError::QueueUnsafe(on) => match on {
+                OnUnavailable::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+                OnUnavailable::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            },
         }
     }
 
@@ -292,8 +290,7 @@ mod tests {
             .into_response();
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(r.headers()[axum::http::header::RETRY_AFTER], "1");
-        let unsafe_queue =
-            InboundError::QueueUnsafe(OnUnavailable::default()).answered_as(to_429);
+        let unsafe_queue = InboundError::QueueUnsafe(OnUnavailable::default()).answered_as(to_429);
         assert_eq!(unsafe_queue.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(unsafe_queue.code(), "queue_unsafe");
         let mapping = InboundError::Mapping("x".into()).answered_as(to_429);
