@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::compile_auth::{is_authorization, outbound_auth};
 use super::leaf::{Ctx, Ids};
 use super::lease::{Lease, check_timeout};
 use super::load::Item;
@@ -104,6 +105,7 @@ struct RawDelivery<'a> {
     timeout: &'a Option<Sp<String>>,
     retry: &'a Option<RawRetry>,
     headers: &'a Option<BTreeMap<String, Sp<String>>>,
+    auth: &'a Option<Sp<RawOutboundAuth>>,
     rate_limit: &'a Option<Sp<String>>,
     max_in_flight: Option<u32>,
     ordering: Option<Ordering>,
@@ -117,10 +119,13 @@ fn delivery(
     ctx: &mut Ctx<'_>,
 ) -> DeliveryOptions {
     let own = headers(prefix, raw.headers, ctx);
+    let auth = outbound_auth(prefix, raw.auth.as_ref(), &own, ctx);
+    // The target's own headers and credentials win over the defaults.
     let mut merged: Vec<(String, Template)> = d
         .headers
         .iter()
         .filter(|(k, _)| !own.iter().any(|(o, _)| o.eq_ignore_ascii_case(k)))
+        .filter(|(k, _)| auth.is_none() || !is_authorization(k))
         .cloned()
         .collect();
     merged.extend(own);
@@ -136,6 +141,7 @@ fn delivery(
             None => d.signing.clone(),
         },
         headers: merged,
+        auth,
         rate_limit: ctx.rate(raw.rate_limit).or(d.rate_limit),
         max_in_flight: raw.max_in_flight.or(d.max_in_flight),
         ordering: raw.ordering.unwrap_or(d.ordering),
@@ -283,6 +289,7 @@ fn action(
             timeout: &raw.timeout,
             retry: &raw.retry,
             headers: &raw.headers,
+            auth: &raw.auth,
             rate_limit: &raw.rate_limit,
             max_in_flight: raw.max_in_flight,
             ordering: raw.ordering,
@@ -444,6 +451,7 @@ pub(crate) fn compile_subscriptions(
                 timeout: &s.timeout,
                 retry: &s.retry,
                 headers: &s.headers,
+                auth: &s.auth,
                 rate_limit: &s.rate_limit,
                 max_in_flight: s.max_in_flight,
                 ordering: s.ordering,

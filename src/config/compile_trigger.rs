@@ -178,8 +178,27 @@ fn trigger(raw: &RawTrigger, pos: &Pos, ctx: &mut Ctx<'_>) -> Option<Trigger> {
         handshake: raw.handshake,
         handshake_secrets,
         respond,
+        on_unavailable: on_unavailable(&id, raw.on_unavailable.as_ref(), ctx),
         id,
     })
+}
+
+/// `on_unavailable`: 503 (default) or 429, nothing else.
+fn on_unavailable(id: &str, raw: Option<&Sp<u16>>, ctx: &mut Ctx<'_>) -> OnUnavailable {
+    match raw.map(|s| (s.value, s)) {
+        None | Some((503, _)) => OnUnavailable::ServiceUnavailable,
+        Some((429, _)) => OnUnavailable::TooManyRequests,
+        Some((other, s)) => {
+            ctx.error(
+                &s.pos,
+                format!(
+                    "trigger `{id}`: `on_unavailable` must be 503 (default) or 429, not {other}: \
+                     write 429 for senders that retry only on 429"
+                ),
+            );
+            OnUnavailable::ServiceUnavailable
+        }
+    }
 }
 
 fn event_source(id: &str, e: &Sp<StrOr<RawEventFrom>>, ctx: &mut Ctx<'_>) -> Option<EventSource> {

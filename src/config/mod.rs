@@ -7,8 +7,9 @@
 //!    node tree and deserialize each section and list item on its own
 //!    (`node.rs` explains the two passes) into the raw types (`raw.rs`,
 //!    `raw_items.rs`; these also generate the JSON Schema, `schema.rs`).
-//! 2. `compile.rs` (+ `compile_items.rs`, `compile_trigger.rs`): resolve
-//!    secrets and references, parse durations/sizes/rates (`units.rs`),
+//! 2. `compile.rs` (+ `compile_items.rs`, `compile_trigger.rs`,
+//!    `compile_auth.rs`): resolve secrets and references, parse
+//!    durations/sizes/rates (`units.rs`),
 //!    CIDRs, JSONPaths, templates and expressions (`templates.rs`, one
 //!    shared minijinja environment), apply defaults → `runtime.rs` types.
 //!
@@ -18,6 +19,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 pub mod compile;
+mod compile_auth;
 mod compile_items;
 mod compile_trigger;
 pub mod error;
@@ -170,6 +172,90 @@ mod tests {
                 && text.contains("`queue.allow_eviction` is for `backend: redis`"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn on_unavailable_is_503_or_429() {
+        let c = Path::new("c.yaml");
+        let yaml = "triggers:\n  - { id: a, event: e, verify: none, on_unavailable: 429 }\n  \
+            - { id: b, event: e, verify: none }\n";
+        let config = load_str(yaml, c, env()).unwrap();
+        assert_eq!(
+            config.triggers[0].on_unavailable,
+            OnUnavailable::TooManyRequests
+        );
+        assert_eq!(
+            config.triggers[1].on_unavailable,
+            OnUnavailable::ServiceUnavailable
+        );
+        let bad = "triggers:\n  - { id: a, event: e, verify: none, on_unavailable: 418 }\n";
+        let text = load_str(bad, c, env()).unwrap_err().to_string();
+        assert!(
+            text.contains(
+                "c.yaml:2:54: trigger `a`: `on_unavailable` must be 503 (default) or 429, not 418"
+            ),
+            "{text}"
+        );
+    }
+
+    const AUTH: &str = "secrets: { pw: { env: S } }\n\
+        defaults: { headers: { Authorization: \"Bearer default\" } }\n\
+        actions:\n  - id: a\n    url: \"http://127.0.0.1:1/\"\n    \
+        auth: { basic: { user: crm, password: pw } }\n\
+        subscriptions:\n  - id: s\n    url: \"http://127.0.0.1:1/\"\n    events: \"*\"\n    \
+        auth: { basic: { user: crm, password: pw } }\n";
+
+    #[test]
+    fn outbound_basic_auth_compiles_for_actions_and_subscriptions() {
+        let config = load_str(AUTH, Path::new("c.yaml"), env()).unwrap();
+        let subscription = &config.subscriptions[0].delivery;
+        for d in [&config.actions[0].delivery, subscription] {
+            match &d.auth {
+                Some(OutboundAuth::Basic { user, password }) => {
+                    assert_eq!(user, "crm");
+                    assert_eq!(password.expose(), b"sec");
+                }
+                None => panic!("no auth compiled"),
+            }
+            // `auth` wins over the defaults' Authorization header.
+            assert!(d.headers.is_empty(), "{:?}", d.headers);
+        }
+    }
+
+    #[test]
+    fn outbound_auth_mistakes_point_at_the_value() {
+        let c = Path::new("c.yaml");
+        let cases = [
+            (
+                AUTH.replace("password: pw } }\nsub", "password: nope } }\nsub"),
+                "c.yaml:6:43: unknown secret `nope`",
+            ),
+            (
+                AUTH.replace(
+                    "user: crm, password: pw } }\nsub",
+                    "user: \"a:b\", password: pw } }\nsub",
+                ),
+                "c.yaml:6:28: action `a`: `auth.basic.user` must not contain `:`",
+            ),
+            (
+                AUTH.replace(
+                    "auth: { basic: { user: crm, password: pw } }\nsub",
+                    "auth: {}\nsub",
+                ),
+                "c.yaml:6:11: action `a`: `auth` needs `basic:",
+            ),
+            (
+                AUTH.replace(
+                    "events: \"*\"\n",
+                    "events: \"*\"\n    headers: { authorization: x }\n",
+                ),
+                "c.yaml:12:11: subscription `s`: `auth` and an `Authorization` header both set",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let text = load_str(&yaml, c, env()).unwrap_err().to_string();
+            assert!(text.contains(want), "want {want} in:\n{text}\n{yaml}");
+        }
     }
 
     #[test]

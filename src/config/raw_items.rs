@@ -67,6 +67,28 @@ pub struct RawBody {
     pub raw: Option<RawRawBody>,
 }
 
+/// Credentials sent with every request to a target (actions and YAML
+/// subscriptions only: an API token cannot send a config secret to a URL it
+/// chooses).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "OutboundAuth")]
+pub struct RawOutboundAuth {
+    /// HTTP basic authentication: `Authorization: Basic base64(user:password)`.
+    pub basic: Option<RawOutboundBasic>,
+}
+
+/// HTTP basic credentials sent to a target.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "OutboundBasic")]
+pub struct RawOutboundBasic {
+    /// User name (no `:`).
+    pub user: Sp<String>,
+    /// Name of the secret holding the password.
+    pub password: Sp<String>,
+}
+
 macro_rules! request_structs {
     ($($(#[doc = $d:literal])* $f:ident : $t:ty,)*) => {
         /// An outbound HTTP call template.
@@ -106,6 +128,9 @@ request_structs! {
     url: Sp<StrOr<RawSecretRef>>,
     /// Header templates (merged over `defaults.headers`).
     headers: Option<BTreeMap<String, Sp<String>>>,
+    /// Credentials sent with every request, e.g.
+    /// `{ basic: { user, password: SECRET } }`.
+    auth: Option<Sp<RawOutboundAuth>>,
     /// Query parameter templates (values are percent-encoded).
     query: Option<BTreeMap<String, Sp<String>>>,
     /// Request body.
@@ -199,6 +224,9 @@ pub struct RawSubscription {
     pub verify: Option<bool>,
     /// Extra header templates (merged over `defaults.headers`).
     pub headers: Option<BTreeMap<String, Sp<String>>>,
+    /// Credentials sent with every delivery and the verification handshake,
+    /// e.g. `{ basic: { user, password: SECRET } }`.
+    pub auth: Option<Sp<RawOutboundAuth>>,
     /// Retry policy (default `defaults.retry`).
     pub retry: Option<RawRetry>,
     /// minijinja expression; only events for which it is true are sent.

@@ -243,4 +243,14 @@ pub struct RawTrigger {
     /// How many recent requests the console keeps as samples (default 20;
     /// `0` keeps none).
     pub capture: Option<u32>,
+    /// Status answered, with `Retry-After`, when the queue cannot take the
+    /// event: `503` (default) or `429`, for senders that retry only on 429.
+    #[serde(default)]
+    #[schemars(schema_with = "on_unavailable_schema")]
+    pub on_unavailable: Option<Sp<u16>>,
+}
+
+/// `on_unavailable`: 503 or 429 (the description is the field's).
+fn on_unavailable_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "enum": [503, 429] })
 }

@@ -340,6 +340,9 @@ pub struct DeliveryOptions {
     pub signing: Option<Signing>,
     /// Header templates (defaults merged, target wins by case-insensitive name).
     pub headers: Vec<(String, Template)>,
+    /// Credentials sent with every request (`auth:`; never for API
+    /// subscriptions).
+    pub auth: Option<OutboundAuth>,
     /// Rate limit.
     pub rate_limit: Option<Rate>,
     /// Concurrency limit.
@@ -348,6 +351,18 @@ pub struct DeliveryOptions {
     pub ordering: Ordering,
     /// Paused.
     pub paused: bool,
+}
+
+/// Credentials a target sends (`auth:`).
+#[derive(Clone, Debug)]
+pub enum OutboundAuth {
+    /// `Authorization: Basic base64(user:password)`.
+    Basic {
+        /// User name.
+        user: String,
+        /// Password.
+        password: Secret,
+    },
 }
 
 /// A request body template.

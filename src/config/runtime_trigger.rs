@@ -41,6 +41,19 @@ pub struct Trigger {
     pub handshake_secrets: Vec<Secret>,
     /// Custom answer.
     pub respond: Option<Respond>,
+    /// The answer when the queue cannot take an event.
+    pub on_unavailable: OnUnavailable,
+}
+
+/// A trigger's answer when the queue cannot take an event
+/// (`on_unavailable`); both carry `Retry-After`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnUnavailable {
+    /// 503 Service Unavailable (default).
+    #[default]
+    ServiceUnavailable,
+    /// 429 Too Many Requests, for senders that retry only on 429.
+    TooManyRequests,
 }
 
 impl Trigger {

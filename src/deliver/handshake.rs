@@ -158,6 +158,7 @@ impl Handshakes {
                 .map(|(k, v)| (k.to_owned(), v))
                 .collect();
         headers.push(("Content-Type".into(), "application/json".into()));
+        super::auth::apply(sub.delivery.auth.as_ref(), &mut headers);
         if let Some(s) = &sub.delivery.signing {
             let signed =
                 sign::sign(&s.keys, &id, Timestamp::now(), &body).map_err(|e| e.to_string())?;

@@ -7,9 +7,11 @@
 //! - `handshake`: the subscription verification handshake.
 //! - `attempt`: attempt records, outcomes and dead-letter reasons (pure).
 //! - `sign`, `retry`, `send`: signing, retry policy, the HTTP edge.
+//! - `auth`: the `Authorization` header of a target's `auth:`.
 //! - `preview`: `hookyard render` (what an event would send).
 
 pub mod attempt;
+pub mod auth;
 pub mod handshake;
 pub mod limits;
 pub mod render;

@@ -351,12 +351,13 @@ impl<'a> Renderer<'a> {
         }
     }
 
-    /// Render `options.headers` (templates).
+    /// Render `options.headers` (templates), then add `options.auth`'s.
     pub fn headers(&mut self, d: &DeliveryOptions) -> Result<Vec<(String, String)>, RenderError> {
-        let mut out = Vec::with_capacity(d.headers.len());
+        let mut out = Vec::with_capacity(d.headers.len() + 1);
         for (name, t) in &d.headers {
             out.push((name.clone(), self.template(t)?));
         }
+        super::auth::apply(d.auth.as_ref(), &mut out);
         Ok(out)
     }
 }

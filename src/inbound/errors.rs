@@ -4,7 +4,7 @@
 //! answered as `{"error": {"code": "...", "message": "..."}}` with the status
 //! SPEC §3 fixes (404 unknown trigger, 401 signature/credentials, 403 IP or
 //! scope, 408 body too slow (§11), 413 body, 422 input, 429 rate limit, 503
-//! queue). Messages say what the sender or operator should do and never
+//! queue, or 429 for a trigger with `on_unavailable: 429`, §14). Messages say what the sender or operator should do and never
 //! contain a secret.
 
 use std::time::Duration;
@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::verify::VerifyError;
-use crate::config::TokenError;
+use crate::config::{OnUnavailable, TokenError};
 use crate::queue::QueueError;
 use crate::serve::answer::{error_response, with_retry_after};
 
@@ -87,16 +87,17 @@ pub enum InboundError {
     /// A provider handshake was refused (wrong verify token).
     #[error("{0}")]
     HandshakeRefused(String),
-    /// The queue did not accept the write; nothing was stored.
+    /// The queue did not accept the write; nothing was stored. Answered
+    /// with the trigger's `on_unavailable` status.
     #[error("the queue is unavailable, nothing was stored: retry shortly")]
-    QueueUnavailable,
+    QueueUnavailable(OnUnavailable),
     /// The queue refuses new events: its Redis was found set to lose data
     /// after start (SPEC §11). The details (server settings) are in the
     /// daemon's log, not in an answer to the internet.
     #[error(
         "the queue refuses new events while its Redis is set to lose data (see the daemon's log); nothing was stored: retry later"
     )]
-    QueueUnsafe,
+    QueueUnsafe(OnUnavailable),
 }
 
 impl InboundError {
@@ -105,8 +106,18 @@ impl InboundError {
     pub fn from_queue(err: QueueError) -> InboundError {
         tracing::warn!(error = %err, "queue refused an event");
         match err {
-            QueueError::Unsafe(_) => InboundError::QueueUnsafe,
-            _ => InboundError::QueueUnavailable,
+            QueueError::Unsafe(_) => InboundError::QueueUnsafe(OnUnavailable::default()),
+            _ => InboundError::QueueUnavailable(OnUnavailable::default()),
+        }
+    }
+
+    /// This error as a trigger with `on_unavailable` answers it: queue
+    /// errors take that status, others are unchanged.
+    pub fn answered_as(self, on: OnUnavailable) -> InboundError {
+        match self {
+            InboundError::QueueUnavailable(_) => InboundError::QueueUnavailable(on),
+            InboundError::QueueUnsafe(_) => InboundError::QueueUnsafe(on),
+            other => other,
         }
     }
 }
@@ -130,9 +141,10 @@ impl InboundError {
             | InboundError::Schema { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             InboundError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             InboundError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            InboundError::QueueUnavailable | InboundError::QueueUnsafe => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            InboundError::QueueUnavailable(on) | InboundError::QueueUnsafe(on) => match on {
+                OnUnavailable::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+                OnUnavailable::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            },
         }
     }
 
@@ -154,8 +166,8 @@ impl InboundError {
             InboundError::Schema { .. } => "schema_validation_failed",
             InboundError::RateLimited { .. } => "rate_limited",
             InboundError::HandshakeRefused(_) => "handshake_refused",
-            InboundError::QueueUnavailable => "queue_unavailable",
-            InboundError::QueueUnsafe => "queue_unsafe",
+            InboundError::QueueUnavailable(_) => "queue_unavailable",
+            InboundError::QueueUnsafe(_) => "queue_unsafe",
         }
     }
 }
@@ -182,10 +194,10 @@ impl IntoResponse for InboundError {
         let response = error_response(self.status(), self.code(), &self.to_string(), None);
         let retry_after = match &self {
             InboundError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
-            InboundError::QueueUnavailable => Some(1),
+            InboundError::QueueUnavailable(_) => Some(1),
             // An operator has to act first; a sender retrying every second
             // gains nothing.
-            InboundError::QueueUnsafe => Some(30),
+            InboundError::QueueUnsafe(_) => Some(30),
             _ => None,
         };
         match retry_after {
@@ -221,8 +233,16 @@ mod tests {
                 429,
                 "rate_limited",
             ),
-            (InboundError::QueueUnavailable, 503, "queue_unavailable"),
-            (InboundError::QueueUnsafe, 503, "queue_unsafe"),
+            (
+                InboundError::QueueUnavailable(OnUnavailable::default()),
+                503,
+                "queue_unavailable",
+            ),
+            (
+                InboundError::QueueUnsafe(OnUnavailable::default()),
+                503,
+                "queue_unsafe",
+            ),
             (
                 InboundError::BodyTimeout {
                     after: Duration::from_secs(30),
@@ -257,8 +277,23 @@ mod tests {
         }
         .into_response();
         assert_eq!(r.headers()[axum::http::header::RETRY_AFTER], "4");
-        let r = InboundError::QueueUnavailable.into_response();
+        let r = InboundError::QueueUnavailable(OnUnavailable::default()).into_response();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[axum::http::header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn on_unavailable_429_changes_only_queue_errors() {
+        let to_429 = OnUnavailable::TooManyRequests;
+        let r = InboundError::QueueUnavailable(OnUnavailable::default())
+            .answered_as(to_429)
+            .into_response();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[axum::http::header::RETRY_AFTER], "1");
+        let unsafe_queue = InboundError::QueueUnsafe(OnUnavailable::default()).answered_as(to_429);
+        assert_eq!(unsafe_queue.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(unsafe_queue.code(), "queue_unsafe");
+        let mapping = InboundError::Mapping("x".into()).answered_as(to_429);
+        assert_eq!(mapping.status(), StatusCode::UNPROCESSABLE_ENTITY);
     }
 }

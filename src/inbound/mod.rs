@@ -124,7 +124,8 @@ pub fn check_schema(config: &Config, event_type: &str, data: &Value) -> Result<(
 }
 
 /// Route `event` and write it with its jobs in one `queue.ingest`; count it
-/// when accepted. Queue errors become 503 (nothing was stored).
+/// when accepted. Queue errors become 503 (nothing was stored); a trigger
+/// answers them with its `on_unavailable` status instead.
 pub async fn ingest_one(
     app: &App,
     snapshot: &Snapshot,

@@ -181,7 +181,8 @@ async fn handle(
         Some(&trigger.id),
         declared,
     )
-    .await?;
+    .await
+    .map_err(|e| e.answered_as(trigger.on_unavailable))?;
     let (event_id, duplicate) = outcome.parts();
     Ok(match &trigger.respond {
         Some(respond) => custom_answer(config, respond, event_id, duplicate),

@@ -54,6 +54,8 @@ impl ApiTarget {
                 retry: RetryPolicy::default(),
                 signing,
                 headers: Vec::new(),
+                // Never: an API token must not send a config secret.
+                auth: None,
                 rate_limit: None,
                 max_in_flight: None,
                 ordering: Ordering::Parallel,

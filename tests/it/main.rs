@@ -9,6 +9,7 @@ mod config_tags;
 mod console;
 mod console_overview;
 mod deliver;
+mod deliver_auth;
 mod deliver_limits;
 mod deliver_rate_redis;
 mod deliver_support;

@@ -132,3 +132,36 @@ fn render_trigger_shows_a_false_condition_and_a_refusal() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("shop-order"), "{stderr}");
 }
+
+/// SPEC §14: a target's `auth: { basic }` is in the preview, redacted.
+#[test]
+fn render_shows_outbound_basic_auth_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hookyard.yaml");
+    std::fs::write(
+        &config,
+        "secrets: { crm_pw: { env: CRM_PW } }\n\
+         subscriptions:\n  - id: s\n    url: \"https://crm.example/hook\"\n    events: [\"*\"]\n    \
+         auth: { basic: { user: hookyard, password: crm_pw } }\n",
+    )
+    .unwrap();
+    let event = dir.path().join("event.json");
+    std::fs::write(&event, r#"{"type": "contact.created", "data": {}}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hookyard"))
+        .current_dir(dir.path())
+        .env("CRM_PW", "render-password-value")
+        .arg("render")
+        .arg("-c")
+        .arg(&config)
+        .arg("--event")
+        .arg(&event)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("Authorization: [redacted]"), "{stdout}");
+    let encoded = hookyard::model::mac::base64_encode(b"hookyard:render-password-value");
+    assert!(!stdout.contains(&encoded), "{stdout}");
+    assert!(!stdout.contains("render-password-value"), "{stdout}");
+}
