@@ -1,5 +1,6 @@
 //! The signature math shared by inbound verification and outbound signing:
-//! HMAC-SHA256, hex and base64 codecs, and the Standard Webhooks key format.
+//! HMAC-SHA256, hex and base64 codecs, and the Standard Webhooks key formats
+//! (`whsec_` HMAC secrets, `whsk_` Ed25519 seeds, `whpk_` public keys).
 //!
 //! It sits in the bottom layer because both directions use it:
 //! `inbound::verify` checks with it and `deliver::sign` signs with it, so both
@@ -144,6 +145,37 @@ pub fn standard_webhooks_key(secret: &[u8]) -> Result<Vec<u8>, WhsecError> {
     }
 }
 
+/// The prefix of a Standard Webhooks Ed25519 signing secret (`v1a`):
+/// base64 of the 32-byte seed follows.
+pub const WHSK_PREFIX: &str = "whsk_";
+
+/// The prefix of a Standard Webhooks Ed25519 public key: base64 of the
+/// 32-byte key follows.
+pub const WHPK_PREFIX: &str = "whpk_";
+
+/// Length in bytes of an Ed25519 seed (the private key) and of a public key.
+pub const ED25519_KEY_LEN: usize = 32;
+
+/// A `whsk_` secret that is not base64 of exactly 32 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "secret starts with `whsk_` (an Ed25519 signing key) but the rest is not base64 of \
+     32 bytes: copy the whole key, or make a new one as `whsk_` followed by base64 of 32 \
+     random bytes (`openssl rand -base64 32`)"
+)]
+pub struct WhskError;
+
+/// The Ed25519 seed of a `whsk_…` secret; `None` when `secret` does not
+/// start with `whsk_` (it is then not an Ed25519 key).
+pub fn ed25519_seed(secret: &[u8]) -> Option<Result<[u8; ED25519_KEY_LEN], WhskError>> {
+    let rest = secret.strip_prefix(WHSK_PREFIX.as_bytes())?;
+    let seed = std::str::from_utf8(rest)
+        .ok()
+        .and_then(|text| base64_decode(text.trim()))
+        .and_then(|bytes| <[u8; ED25519_KEY_LEN]>::try_from(bytes).ok());
+    Some(seed.ok_or(WhskError))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
 mod tests {
@@ -218,5 +250,17 @@ mod tests {
         assert_eq!(standard_webhooks_key(b"aGk=").unwrap(), b"aGk=");
         assert_eq!(standard_webhooks_key(b"whsec_not base64!"), Err(WhsecError));
         assert_eq!(standard_webhooks_key(b"whsec_\xff"), Err(WhsecError));
+    }
+
+    #[test]
+    fn whsk_secrets_are_base64_of_32_bytes() {
+        let seed = [7u8; 32];
+        let text = format!("whsk_{}", base64_encode(&seed));
+        assert_eq!(ed25519_seed(text.as_bytes()), Some(Ok(seed)));
+        assert_eq!(ed25519_seed(b"whsec_aGk="), None);
+        assert_eq!(ed25519_seed(b"plain"), None);
+        assert_eq!(ed25519_seed(b"whsk_aGk="), Some(Err(WhskError)));
+        assert_eq!(ed25519_seed(b"whsk_***"), Some(Err(WhskError)));
+        assert_eq!(ed25519_seed(b"whsk_\xff"), Some(Err(WhskError)));
     }
 }

@@ -44,5 +44,6 @@ mod render;
 mod replicas;
 mod secrets_leak;
 mod send;
+mod sign_ed25519;
 mod smoke;
 mod support;
