@@ -19,6 +19,7 @@ use std::path::Path;
 
 pub mod compile;
 mod compile_items;
+mod compile_signature;
 mod compile_trigger;
 pub mod error;
 pub mod interp;

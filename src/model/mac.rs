@@ -176,6 +176,32 @@ pub fn ed25519_seed(secret: &[u8]) -> Option<Result<[u8; ED25519_KEY_LEN], WhskE
     Some(seed.ok_or(WhskError))
 }
 
+/// A `public_key` that is not an Ed25519 public key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "not an Ed25519 public key: give the PEM block (`-----BEGIN PUBLIC KEY-----` …), base64 \
+     of the 32-byte key (`whpk_` prefix optional, as `hookyard keys public` prints it), or \
+     base64 of its DER"
+)]
+pub struct PublicKeyError;
+
+/// Parse an Ed25519 public key written as PEM (SubjectPublicKeyInfo),
+/// `whpk_` + base64, bare base64 of the 32 bytes, or base64 of the DER.
+pub fn ed25519_public_key(text: &str) -> Result<ed25519_dalek::VerifyingKey, PublicKeyError> {
+    use ed25519_dalek::VerifyingKey;
+    use ed25519_dalek::pkcs8::DecodePublicKey as _;
+    let text = text.trim();
+    if text.starts_with("-----BEGIN") {
+        return VerifyingKey::from_public_key_pem(text).map_err(|_| PublicKeyError);
+    }
+    let b64 = text.strip_prefix(WHPK_PREFIX).unwrap_or(text);
+    let bytes = base64_decode(b64).ok_or(PublicKeyError)?;
+    match <[u8; ED25519_KEY_LEN]>::try_from(bytes.as_slice()) {
+        Ok(raw) => VerifyingKey::from_bytes(&raw).map_err(|_| PublicKeyError),
+        Err(_) => VerifyingKey::from_public_key_der(&bytes).map_err(|_| PublicKeyError),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
 mod tests {
@@ -262,5 +288,36 @@ mod tests {
         assert_eq!(ed25519_seed(b"whsk_aGk="), Some(Err(WhskError)));
         assert_eq!(ed25519_seed(b"whsk_***"), Some(Err(WhskError)));
         assert_eq!(ed25519_seed(b"whsk_\xff"), Some(Err(WhskError)));
+    }
+
+    #[test]
+    fn ed25519_public_keys_in_every_written_form() {
+        // RFC 8032 §7.1 test 1 public key; its PEM as `openssl pkey -pubout`
+        // writes it (the 12-byte SPKI header + the key).
+        let raw =
+            hex_decode("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a").unwrap();
+        let mut der = hex_decode("302a300506032b6570032100").unwrap();
+        der.extend_from_slice(&raw);
+        let pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            base64_encode(&der)
+        );
+        for text in [
+            pem.clone(),
+            base64_encode(&raw),
+            format!("whpk_{}", base64_encode(&raw)),
+            format!("  {}\n", base64_encode(&der)),
+        ] {
+            let key = ed25519_public_key(&text).unwrap();
+            assert_eq!(key.as_bytes().as_slice(), raw.as_slice(), "{text}");
+        }
+        for bad in [
+            "",
+            "whpk_aGk=",
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----",
+            "***",
+        ] {
+            assert_eq!(ed25519_public_key(bad), Err(PublicKeyError), "{bad}");
+        }
     }
 }
