@@ -1,4 +1,4 @@
-//! The `hookyard` command line: run | validate | schema | render.
+//! The `hookyard` command line: run | validate | schema | render | keys.
 //!
 //! `validate` and `run` use the same loader, so what validates is what runs.
 //! Exit codes: 0 ok, 1 invalid config (or a Redis that would lose data,
@@ -86,6 +86,31 @@ enum Command {
         #[arg(long, required_unless_present = "trigger")]
         event: Option<PathBuf>,
     },
+    /// Signing keys: print what receivers need to verify.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print the `whpk_` public key of a `whsk_` (Ed25519) signing secret,
+    /// for receivers to verify Standard Webhooks `v1a` signatures. Never
+    /// prints the secret itself.
+    Public {
+        /// Config file or directory.
+        #[arg(
+            short = 'c',
+            long = "config",
+            env = "HOOKYARD_CONFIG",
+            default_value = "./hookyard.yaml"
+        )]
+        config: PathBuf,
+        /// Name of the secret under `secrets:`.
+        #[arg(long)]
+        secret: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -102,6 +127,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Validate { config, no_env } => validate(&config, no_env),
+        Command::Keys {
+            command: KeysCommand::Public { config, secret },
+        } => public_key(&config, &secret),
         Command::Render {
             config,
             trigger,
@@ -158,6 +186,44 @@ fn validate(path: &std::path::Path, no_env: bool) -> ExitCode {
             println!("{errs}");
             eprintln!("{} error(s) in {}", errs.errors.len(), path.display());
             ExitCode::from(1)
+        }
+    }
+}
+
+/// `keys public`: the public key of secret `name`, on stdout.
+fn public_key(path: &std::path::Path, name: &str) -> ExitCode {
+    let cfg = match config::load(path, LoadOptions::default()) {
+        Ok(c) => c,
+        Err(errs) => {
+            println!("{errs}");
+            return ExitCode::from(1);
+        }
+    };
+    let Some(secret) = cfg.secrets.get(name) else {
+        let mut known: Vec<&str> = cfg.secrets.keys().map(String::as_str).collect();
+        known.sort_unstable();
+        eprintln!(
+            "hookyard keys public: no secret `{name}` under `secrets:` (declared: {})",
+            known.join(", ")
+        );
+        return ExitCode::from(2);
+    };
+    match hookyard::model::signing::public_key_of(secret.expose()) {
+        Some(Ok(public)) => {
+            println!("{public}");
+            ExitCode::SUCCESS
+        }
+        Some(Err(e)) => {
+            eprintln!("hookyard keys public: secret `{name}`: {e}");
+            ExitCode::from(1)
+        }
+        None => {
+            eprintln!(
+                "hookyard keys public: secret `{name}` is not an Ed25519 signing key \
+                 (its value does not start with `whsk_`), so it has no public key; \
+                 HMAC secrets (`whsec_` or raw) are shared with the receiver instead"
+            );
+            ExitCode::from(2)
         }
     }
 }

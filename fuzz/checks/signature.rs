@@ -130,10 +130,7 @@ fn round_trip(rule: &SignatureRule, body: &[u8], now: Timestamp) {
         }
         Preset::Github => {
             // hookyard's own hmac-sha256 signing is GitHub's format.
-            let signing = Signing {
-                scheme: Scheme::HmacSha256,
-                secrets: secrets.clone(),
-            };
+            let signing = Signing::new(Scheme::HmacSha256, &secrets[..]);
             let Some((_, value)) = sign(&signing, "evt_fuzz", now, body)
                 .ok()
                 .and_then(|h| h.into_iter().next())
@@ -165,11 +162,15 @@ fn round_trip(rule: &SignatureRule, body: &[u8], now: Timestamp) {
                 ("x-slack-request-timestamp", ts.clone()),
             ]
         }
+        // Signed with a private key the fuzzer does not have: no round trip.
+        Preset::Ed25519 { .. } => return,
         Preset::StandardWebhooks => {
-            let signing = Signing {
-                scheme: Scheme::StandardWebhooks,
-                secrets: secrets.clone(),
-            };
+            // A `whsk_` secret signs Ed25519 (`v1a`), which an inbound
+            // HMAC secret list does not verify: not a round trip.
+            if secrets.iter().any(|s| s.starts_with(b"whsk_")) {
+                return;
+            }
+            let signing = Signing::new(Scheme::StandardWebhooks, &secrets[..]);
             // A broken `whsec_` secret is refused by both sides.
             let Ok(headers) = sign(&signing, "msg_fuzz", now, body) else {
                 return;

@@ -45,8 +45,22 @@ fn retry(raw: Option<&RawRetry>, base: &RetryPolicy, ctx: &mut Ctx<'_>) -> Retry
     }
 }
 
+/// Compile a `signing:` block, checking each secret's format here (a broken
+/// `whsec_` or `whsk_` value is an error at the secret's name, not a failed
+/// delivery later). Under `--no-env` secrets have no value and are not checked.
 fn signing(raw: &RawSigning, ctx: &mut Ctx<'_>) -> Signing {
-    Signing::new(raw.scheme, ctx.secret_list(&raw.secret))
+    let secrets = ctx.secret_list(&raw.secret);
+    let scheme = raw.scheme.model();
+    for (name, secret) in raw.secret.0.iter().zip(&secrets) {
+        let value = secret.expose();
+        if value.is_empty() || secret.name != name.value {
+            continue;
+        }
+        if let Err(e) = crate::model::signing::compile_key(scheme, value) {
+            ctx.error(&name.pos, format!("signing secret `{}`: {e}", name.value));
+        }
+    }
+    Signing::new(raw.scheme, secrets)
 }
 
 fn headers(

@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::error::Pos;
 use super::leaf::{Ctx, Ids};
@@ -268,31 +267,10 @@ fn verify(id: &str, raw: Option<&Sp<StrOr<RawVerify>>>, pos: &Pos, ctx: &mut Ctx
         }
         StrOr::Map(m) => m,
     };
-    let signature = raw.signature.as_ref().map(|s| {
-        let generic = s.preset == SignaturePreset::HmacSha256;
-        if !generic && (s.header.is_some() || s.encoding.is_some() || s.prefix.is_some()) {
-            let pos = s.secret.0.first().map(|p| p.pos.clone());
-            if let Some(pos) = pos {
-                ctx.error(&pos, "`header`, `encoding` and `prefix` only apply to `preset: hmac-sha256`; other presets fix them");
-            }
-        }
-        let (header, encoding, prefix) = match s.preset {
-            SignaturePreset::HmacSha256 => ("X-Hmac-Signature", Encoding::Hex, ""),
-            SignaturePreset::Github => ("X-Hub-Signature-256", Encoding::Hex, "sha256="),
-            SignaturePreset::Stripe => ("Stripe-Signature", Encoding::Hex, ""),
-            SignaturePreset::Shopify => ("X-Shopify-Hmac-Sha256", Encoding::Base64, ""),
-            SignaturePreset::Slack => ("X-Slack-Signature", Encoding::Hex, "v0="),
-            SignaturePreset::StandardWebhooks => ("webhook-signature", Encoding::Base64, "v1,"),
-        };
-        SignatureCheck {
-            preset: s.preset,
-            secrets: ctx.secret_list(&s.secret),
-            header: s.header.clone().unwrap_or_else(|| header.to_owned()),
-            encoding: s.encoding.unwrap_or(encoding),
-            prefix: s.prefix.clone().unwrap_or_else(|| prefix.to_owned()),
-            tolerance: ctx.duration(&s.tolerance, Duration::from_secs(300)),
-        }
-    });
+    let signature = raw
+        .signature
+        .as_ref()
+        .map(|s| super::compile_signature::signature(id, s, pos, ctx));
     Verify {
         signature,
         ip_allow: ctx.cidrs(&raw.ip_allow),

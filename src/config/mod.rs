@@ -21,6 +21,7 @@ use std::path::Path;
 pub mod compile;
 mod compile_auth;
 mod compile_items;
+mod compile_signature;
 mod compile_trigger;
 pub mod error;
 pub mod interp;

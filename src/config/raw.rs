@@ -114,7 +114,8 @@ pub enum SigningScheme {
     /// `X-Hmac-Signature: sha256=<hex HMAC-SHA256(secret, body)>`.
     HmacSha256,
     /// Standard Webhooks: `webhook-id`, `webhook-timestamp`,
-    /// `webhook-signature: v1,<base64>` over `id.timestamp.body`.
+    /// `webhook-signature: v1,<base64>` (HMAC, `whsec_` secret) or
+    /// `v1a,<base64>` (Ed25519, `whsk_` secret) over `id.timestamp.body`.
     StandardWebhooks,
 }
 

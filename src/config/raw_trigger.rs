@@ -54,6 +54,9 @@ pub enum SignaturePreset {
     Slack,
     /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
     StandardWebhooks,
+    /// Ed25519 over the raw body, checked with `public_key` (no secret);
+    /// `header` is required, `encoding` defaults to `base64`.
+    Ed25519,
 }
 
 /// Signature encoding for the generic `hmac-sha256` preset.
@@ -74,11 +77,18 @@ pub struct RawSignature {
     /// The sender's scheme.
     pub preset: SignaturePreset,
     /// Secret name, or a list of names (rotation: any match passes).
-    pub secret: OneOrMany<Sp<String>>,
-    /// Header holding the signature (`hmac-sha256` only; default
-    /// `X-Hmac-Signature`).
+    /// Required by every preset but `ed25519`, which takes `public_key`.
+    #[serde(default)]
+    pub secret: Option<OneOrMany<Sp<String>>>,
+    /// The sender's Ed25519 public key (`ed25519` only): PEM
+    /// (`-----BEGIN PUBLIC KEY-----`), base64 of the 32-byte key (optionally
+    /// `whpk_`-prefixed) or of its DER. Inline is fine: it is not a secret.
+    pub public_key: Option<Sp<String>>,
+    /// Header holding the signature (`hmac-sha256`, default
+    /// `X-Hmac-Signature`; `ed25519`, required).
     pub header: Option<String>,
-    /// `hex` (default) or `base64` (`hmac-sha256` only).
+    /// `hex` or `base64` (`hmac-sha256`, default `hex`; `ed25519`, default
+    /// `base64`).
     pub encoding: Option<Encoding>,
     /// Text before the signature, e.g. `sha256=` (`hmac-sha256` only).
     pub prefix: Option<String>,

@@ -279,17 +279,22 @@ pub struct Signing {
 impl Signing {
     /// Compile `secrets` for `scheme`.
     pub fn new(scheme: SigningScheme, secrets: Vec<Secret>) -> Signing {
-        let keys = crate::model::signing::Signing {
-            scheme: match scheme {
-                SigningScheme::HmacSha256 => crate::model::signing::Scheme::HmacSha256,
-                SigningScheme::StandardWebhooks => crate::model::signing::Scheme::StandardWebhooks,
-            },
-            secrets: secrets.iter().map(|s| s.expose().to_vec()).collect(),
-        };
+        let exposed: Vec<&[u8]> = secrets.iter().map(Secret::expose).collect();
+        let keys = crate::model::signing::Signing::new(scheme.model(), &exposed);
         Signing {
             scheme,
             secrets,
             keys,
+        }
+    }
+}
+
+impl SigningScheme {
+    /// The same scheme, as the signer names it.
+    pub fn model(self) -> crate::model::signing::Scheme {
+        match self {
+            SigningScheme::HmacSha256 => crate::model::signing::Scheme::HmacSha256,
+            SigningScheme::StandardWebhooks => crate::model::signing::Scheme::StandardWebhooks,
         }
     }
 }

@@ -128,6 +128,8 @@ pub struct SignatureCheck {
     pub prefix: String,
     /// Timestamp tolerance of timestamped schemes.
     pub tolerance: Duration,
+    /// The sender's public key (`ed25519`; `None` for HMAC presets).
+    pub public_key: Option<ed25519_dalek::VerifyingKey>,
 }
 
 /// Basic credentials.

@@ -77,6 +77,18 @@ pub enum Preset {
     /// over `webhook-id.webhook-timestamp.body`; a `whsec_` secret is base64
     /// after the prefix.
     StandardWebhooks,
+    /// `ed25519`: an Ed25519 signature of the raw body in `header` (several
+    /// comma-separated accepted), checked with the sender's public key; no
+    /// secrets. With no key (a config that did not compile one) nothing
+    /// passes.
+    Ed25519 {
+        /// Header carrying the signature.
+        header: HeaderName,
+        /// Base64 (default) or hex.
+        encoding: Encoding,
+        /// The sender's public key.
+        key: Option<ed25519_dalek::VerifyingKey>,
+    },
 }
 
 /// `verify.basic`: the one user name and password a trigger accepts.
@@ -118,6 +130,13 @@ fn signature_rule(check: &SignatureCheck) -> SignatureRule {
         SignaturePreset::Shopify => Preset::Shopify,
         SignaturePreset::Slack => Preset::Slack,
         SignaturePreset::StandardWebhooks => Preset::StandardWebhooks,
+        SignaturePreset::Ed25519 => Preset::Ed25519 {
+            // As above: an unusable name fails closed (no such header).
+            header: HeaderName::try_from(check.header.to_ascii_lowercase())
+                .unwrap_or_else(|_| HeaderName::from_static("x-signature-ed25519")),
+            encoding: check.encoding,
+            key: check.public_key,
+        },
     };
     SignatureRule {
         preset,

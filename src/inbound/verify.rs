@@ -72,6 +72,16 @@ pub enum VerifyError {
         /// Header holding the signature(s).
         header: String,
     },
+    /// Well-formed Ed25519 signatures, none made by the configured key.
+    #[error(
+        "no signature in `{header}` verifies with the trigger's public_key: check that it is \
+         the sender's current public key, and that nothing between the sender and hookyard \
+         rewrites the body"
+    )]
+    PublicKeyMismatch {
+        /// Header holding the signature(s).
+        header: String,
+    },
     /// The signature rule has no secret to check with; nothing can pass.
     #[error("the trigger's signature check has no secret configured, so every request fails")]
     NoSecret,

@@ -1,5 +1,6 @@
 //! The signature math shared by inbound verification and outbound signing:
-//! HMAC-SHA256, hex and base64 codecs, and the Standard Webhooks key format.
+//! HMAC-SHA256, hex and base64 codecs, and the Standard Webhooks key formats
+//! (`whsec_` HMAC secrets, `whsk_` Ed25519 seeds, `whpk_` public keys).
 //!
 //! It sits in the bottom layer because both directions use it:
 //! `inbound::verify` checks with it and `deliver::sign` signs with it, so both
@@ -144,6 +145,63 @@ pub fn standard_webhooks_key(secret: &[u8]) -> Result<Vec<u8>, WhsecError> {
     }
 }
 
+/// The prefix of a Standard Webhooks Ed25519 signing secret (`v1a`):
+/// base64 of the 32-byte seed follows.
+pub const WHSK_PREFIX: &str = "whsk_";
+
+/// The prefix of a Standard Webhooks Ed25519 public key: base64 of the
+/// 32-byte key follows.
+pub const WHPK_PREFIX: &str = "whpk_";
+
+/// Length in bytes of an Ed25519 seed (the private key) and of a public key.
+pub const ED25519_KEY_LEN: usize = 32;
+
+/// A `whsk_` secret that is not base64 of exactly 32 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "secret starts with `whsk_` (an Ed25519 signing key) but the rest is not base64 of \
+     32 bytes: copy the whole key, or make a new one as `whsk_` followed by base64 of 32 \
+     random bytes (`openssl rand -base64 32`)"
+)]
+pub struct WhskError;
+
+/// The Ed25519 seed of a `whsk_…` secret; `None` when `secret` does not
+/// start with `whsk_` (it is then not an Ed25519 key).
+pub fn ed25519_seed(secret: &[u8]) -> Option<Result<[u8; ED25519_KEY_LEN], WhskError>> {
+    let rest = secret.strip_prefix(WHSK_PREFIX.as_bytes())?;
+    let seed = std::str::from_utf8(rest)
+        .ok()
+        .and_then(|text| base64_decode(text.trim()))
+        .and_then(|bytes| <[u8; ED25519_KEY_LEN]>::try_from(bytes).ok());
+    Some(seed.ok_or(WhskError))
+}
+
+/// A `public_key` that is not an Ed25519 public key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "not an Ed25519 public key: give the PEM block (`-----BEGIN PUBLIC KEY-----` …), base64 \
+     of the 32-byte key (`whpk_` prefix optional, as `hookyard keys public` prints it), or \
+     base64 of its DER"
+)]
+pub struct PublicKeyError;
+
+/// Parse an Ed25519 public key written as PEM (SubjectPublicKeyInfo),
+/// `whpk_` + base64, bare base64 of the 32 bytes, or base64 of the DER.
+pub fn ed25519_public_key(text: &str) -> Result<ed25519_dalek::VerifyingKey, PublicKeyError> {
+    use ed25519_dalek::VerifyingKey;
+    use ed25519_dalek::pkcs8::DecodePublicKey as _;
+    let text = text.trim();
+    if text.starts_with("-----BEGIN") {
+        return VerifyingKey::from_public_key_pem(text).map_err(|_| PublicKeyError);
+    }
+    let b64 = text.strip_prefix(WHPK_PREFIX).unwrap_or(text);
+    let bytes = base64_decode(b64).ok_or(PublicKeyError)?;
+    match <[u8; ED25519_KEY_LEN]>::try_from(bytes.as_slice()) {
+        Ok(raw) => VerifyingKey::from_bytes(&raw).map_err(|_| PublicKeyError),
+        Err(_) => VerifyingKey::from_public_key_der(&bytes).map_err(|_| PublicKeyError),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
 mod tests {
@@ -218,5 +276,48 @@ mod tests {
         assert_eq!(standard_webhooks_key(b"aGk=").unwrap(), b"aGk=");
         assert_eq!(standard_webhooks_key(b"whsec_not base64!"), Err(WhsecError));
         assert_eq!(standard_webhooks_key(b"whsec_\xff"), Err(WhsecError));
+    }
+
+    #[test]
+    fn whsk_secrets_are_base64_of_32_bytes() {
+        let seed = [7u8; 32];
+        let text = format!("whsk_{}", base64_encode(&seed));
+        assert_eq!(ed25519_seed(text.as_bytes()), Some(Ok(seed)));
+        assert_eq!(ed25519_seed(b"whsec_aGk="), None);
+        assert_eq!(ed25519_seed(b"plain"), None);
+        assert_eq!(ed25519_seed(b"whsk_aGk="), Some(Err(WhskError)));
+        assert_eq!(ed25519_seed(b"whsk_***"), Some(Err(WhskError)));
+        assert_eq!(ed25519_seed(b"whsk_\xff"), Some(Err(WhskError)));
+    }
+
+    #[test]
+    fn ed25519_public_keys_in_every_written_form() {
+        // RFC 8032 §7.1 test 1 public key; its PEM as `openssl pkey -pubout`
+        // writes it (the 12-byte SPKI header + the key).
+        let raw =
+            hex_decode("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a").unwrap();
+        let mut der = hex_decode("302a300506032b6570032100").unwrap();
+        der.extend_from_slice(&raw);
+        let pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            base64_encode(&der)
+        );
+        for text in [
+            pem.clone(),
+            base64_encode(&raw),
+            format!("whpk_{}", base64_encode(&raw)),
+            format!("  {}\n", base64_encode(&der)),
+        ] {
+            let key = ed25519_public_key(&text).unwrap();
+            assert_eq!(key.as_bytes().as_slice(), raw.as_slice(), "{text}");
+        }
+        for bad in [
+            "",
+            "whpk_aGk=",
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----",
+            "***",
+        ] {
+            assert_eq!(ed25519_public_key(bad), Err(PublicKeyError), "{bad}");
+        }
     }
 }

@@ -16,6 +16,8 @@ use jiff::Timestamp;
 use super::VerifyError;
 use crate::model::mac::{any_key_matches, base64_decode, hex_decode, standard_webhooks_key};
 
+mod ed25519;
+
 /// How far a signed timestamp may be from our clock unless configured.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 
@@ -27,17 +29,20 @@ pub use crate::config::Encoding;
 
 impl Preset {
     /// Every preset name accepted in config, for error messages and schema.
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "hmac-sha256",
         "github",
         "stripe",
         "shopify",
         "slack",
         "standard-webhooks",
+        "ed25519",
     ];
 
     /// The preset called `name` in config, with default options
-    /// (`hmac-sha256`: header `X-Hmac-Signature`, hex, no prefix).
+    /// (`hmac-sha256`: header `X-Hmac-Signature`, hex, no prefix; `ed25519`:
+    /// header `X-Signature-Ed25519`, base64 and no key, so nothing passes
+    /// until config gives one).
     pub fn from_name(name: &str) -> Option<Preset> {
         Some(match name {
             "hmac-sha256" => Preset::HmacSha256 {
@@ -50,6 +55,11 @@ impl Preset {
             "shopify" => Preset::Shopify,
             "slack" => Preset::Slack,
             "standard-webhooks" => Preset::StandardWebhooks,
+            "ed25519" => Preset::Ed25519 {
+                header: HeaderName::from_static("x-signature-ed25519"),
+                encoding: Encoding::Base64,
+                key: None,
+            },
             _ => return None,
         })
     }
@@ -63,6 +73,7 @@ impl Preset {
             Preset::Shopify => "shopify",
             Preset::Slack => "slack",
             Preset::StandardWebhooks => "standard-webhooks",
+            Preset::Ed25519 { .. } => "ed25519",
         }
     }
 
@@ -119,6 +130,15 @@ pub fn verify_signature(
     // An empty key is never used: HMAC under "" is a signature anyone can
     // make. Config refuses empty secrets; this holds whatever the caller.
     // (`any_key_matches` skips empty keys, also ones derived from secrets.)
+    // Ed25519 checks with a public key, not secrets.
+    if let Preset::Ed25519 {
+        header,
+        encoding,
+        key,
+    } = preset
+    {
+        return ed25519::verify(headers, header.as_str(), *encoding, key.as_ref(), body);
+    }
     if secrets.iter().all(Vec::is_empty) {
         return Err(VerifyError::NoSecret);
     }
@@ -157,6 +177,8 @@ pub fn verify_signature(
         Preset::Stripe => stripe(headers, body, secrets, tolerance, now),
         Preset::Slack => slack(headers, body, secrets, tolerance, now),
         Preset::StandardWebhooks => standard_webhooks(headers, body, secrets, tolerance, now),
+        // Checked above, before the secrets.
+        Preset::Ed25519 { .. } => Err(VerifyError::NoSecret),
     }
 }
 

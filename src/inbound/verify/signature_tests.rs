@@ -405,6 +405,12 @@ fn all_presets() -> Vec<Preset> {
         .filter_map(|n| Preset::from_name(n))
         .collect();
     presets.push(generic("x-sig", Encoding::Base64, Some("sha256=")));
+    // With a key, so hostile headers reach the Ed25519 decoding.
+    presets.push(Preset::Ed25519 {
+        header: HeaderName::from_static("webhook-signature"),
+        encoding: Encoding::Base64,
+        key: Some(ed25519_dalek::SigningKey::from_bytes(&[3; 32]).verifying_key()),
+    });
     presets
 }
 
