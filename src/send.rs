@@ -99,6 +99,10 @@ pub enum SendError {
     /// The request failed after connecting (connection reset, protocol error).
     #[error("request failed: {0}")]
     Other(String),
+    /// The target's credentials could not be obtained (an OAuth2 token
+    /// request failed); the message never holds a token or secret.
+    #[error("{0}")]
+    Auth(String),
 }
 
 /// The HTTP client could not be built (a TLS setup problem on this host).

@@ -216,10 +216,68 @@ mod tests {
                     assert_eq!(user, "crm");
                     assert_eq!(password.expose(), b"sec");
                 }
-                None => panic!("no auth compiled"),
+                _ => panic!("no basic auth compiled"),
             }
             // `auth` wins over the defaults' Authorization header.
             assert!(d.headers.is_empty(), "{:?}", d.headers);
+        }
+    }
+
+    const OAUTH: &str = "secrets: { cs: { env: S } }\n\
+        actions:\n  - id: a\n    url: \"http://127.0.0.1:1/\"\n    \
+        auth: { oauth2: { token_url: \"https://auth.example/token\", client_id: hy, \
+        client_secret: cs, scopes: [a, b], audience: api } }\n\
+        subscriptions:\n  - id: s\n    url: \"http://127.0.0.1:1/\"\n    events: \"*\"\n    \
+        auth: { oauth2: { token_url: \"http://127.0.0.1:2/t\", client_id: hy, client_secret: cs } }\n";
+
+    #[test]
+    fn outbound_oauth2_compiles_for_actions_and_subscriptions() {
+        let config = load_str(OAUTH, Path::new("c.yaml"), env()).unwrap();
+        let Some(OutboundAuth::OAuth2(a)) = &config.actions[0].delivery.auth else {
+            panic!("no oauth2 on the action");
+        };
+        assert_eq!(a.token_url.as_str(), "https://auth.example/token");
+        assert_eq!(a.client_id, "hy");
+        assert_eq!(a.client_secret.expose(), b"sec");
+        assert_eq!(a.scopes, ["a", "b"]);
+        assert_eq!(a.audience.as_deref(), Some("api"));
+        let Some(OutboundAuth::OAuth2(s)) = &config.subscriptions[0].delivery.auth else {
+            panic!("no oauth2 on the subscription");
+        };
+        assert!(s.scopes.is_empty() && s.audience.is_none());
+    }
+
+    #[test]
+    fn outbound_oauth2_mistakes_point_at_the_value() {
+        let c = Path::new("c.yaml");
+        let cases = [
+            (
+                OAUTH.replace("client_secret: cs }", "client_secret: nope }"),
+                "c.yaml:10:88: unknown secret `nope`",
+            ),
+            (
+                OAUTH.replace("\"http://127.0.0.1:2/t\"", "\"ftp://x/t\""),
+                "c.yaml:10:34: subscription `s`: `auth.oauth2.token_url` must be an http or https URL",
+            ),
+            (
+                OAUTH.replace("\"http://127.0.0.1:2/t\"", "not a url"),
+                "c.yaml:10:34: subscription `s`: `auth.oauth2.token_url` is not a URL",
+            ),
+            (
+                OAUTH.replace(
+                    "auth: { oauth2: { token_url: \"https",
+                    "auth: { basic: { user: u, password: cs }, oauth2: { token_url: \"https",
+                ),
+                "c.yaml:5:11: action `a`: `auth` has both `basic` and `oauth2`: keep one",
+            ),
+            (
+                OAUTH.replace("scopes: [a, b]", "scopes: [\"a b\"]"),
+                "action `a`: an `auth.oauth2.scopes` entry must be one non-empty word",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let text = load_str(&yaml, c, env()).unwrap_err().to_string();
+            assert!(text.contains(want), "want {want} in:\n{text}\n{yaml}");
         }
     }
 

@@ -76,6 +76,30 @@ pub struct RawBody {
 pub struct RawOutboundAuth {
     /// HTTP basic authentication: `Authorization: Basic base64(user:password)`.
     pub basic: Option<RawOutboundBasic>,
+    /// OAuth2 client credentials: `Authorization: Bearer <access token>`,
+    /// the token fetched from `token_url` and cached until shortly before
+    /// it expires.
+    pub oauth2: Option<Sp<RawOutboundOAuth2>>,
+}
+
+/// OAuth2 client credentials grant (RFC 6749 §4.4). The client
+/// authenticates with `client_secret_post` (`client_id` and
+/// `client_secret` in the form body).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "OutboundOAuth2")]
+pub struct RawOutboundOAuth2 {
+    /// The authorization server's token endpoint (`http` or `https`).
+    pub token_url: Sp<String>,
+    /// Client identifier.
+    pub client_id: Sp<String>,
+    /// Name of the secret holding the client secret.
+    pub client_secret: Sp<String>,
+    /// Scopes requested (sent space-separated as `scope`).
+    #[serde(default)]
+    pub scopes: Vec<Sp<String>>,
+    /// Audience requested (sent as `audience`; some servers require it).
+    pub audience: Option<Sp<String>>,
 }
 
 /// HTTP basic credentials sent to a target.

@@ -21,6 +21,7 @@ pub use super::runtime_trigger::*;
 use super::secret::Secret;
 use super::templates::{Expr, JsonTemplate, Template, Templates};
 use super::units::Rate;
+use url::Url;
 
 pub use super::raw::Ordering;
 
@@ -368,6 +369,24 @@ pub enum OutboundAuth {
         /// Password.
         password: Secret,
     },
+    /// `Authorization: Bearer <token>` from an OAuth2 client credentials
+    /// grant; the token is fetched and cached by the delivery worker.
+    OAuth2(Arc<OAuth2>),
+}
+
+/// An OAuth2 client credentials grant (`auth: { oauth2: … }`).
+#[derive(Clone, Debug)]
+pub struct OAuth2 {
+    /// The token endpoint.
+    pub token_url: Url,
+    /// Client identifier.
+    pub client_id: String,
+    /// Client secret (sent as `client_secret` in the form).
+    pub client_secret: Secret,
+    /// Scopes requested, in order.
+    pub scopes: Vec<String>,
+    /// Audience requested.
+    pub audience: Option<String>,
 }
 
 /// A request body template.

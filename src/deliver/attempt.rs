@@ -108,7 +108,8 @@ pub fn record(
 /// The retry outcome of a send error.
 pub fn transport_outcome(e: &SendError) -> Outcome {
     Outcome::from_transport(match e {
-        SendError::Connect(_) => TransportError::Connect,
+        // A failed token request is retried like a failed connection.
+        SendError::Connect(_) | SendError::Auth(_) => TransportError::Connect,
         SendError::Timeout(_) => TransportError::Timeout,
         SendError::Egress(_) => TransportError::EgressDenied,
         SendError::InvalidRequest(_) => TransportError::InvalidRequest,

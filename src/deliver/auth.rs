@@ -1,6 +1,8 @@
 //! Outbound credentials (SPEC §14): the `Authorization` header that an
 //! action's or a YAML subscription's `auth:` adds to every request, the
-//! subscription verification handshake included. API subscriptions have no
+//! subscription verification handshake included. `oauth2` needs a token
+//! fetched at send time, so rendering only clears the header and the
+//! worker adds `Bearer <token>` (deliver/oauth2.rs). API subscriptions have no
 //! `auth` (their options are compiled with none). History and previews show
 //! the header redacted: [`crate::send::redact_headers`] redacts
 //! `Authorization` by name.
@@ -8,8 +10,9 @@
 use crate::config::OutboundAuth;
 use crate::model::mac::base64_encode;
 
-/// The `(name, value)` of the header `auth` sends.
-pub fn header(auth: &OutboundAuth) -> (String, String) {
+/// The `(name, value)` of the header `auth` sends, if known before
+/// sending (`oauth2`'s bearer token is added by the worker).
+pub fn header(auth: &OutboundAuth) -> Option<(String, String)> {
     match auth {
         OutboundAuth::Basic { user, password } => {
             // RFC 7617: base64 of `user:password` (the password's bytes as
@@ -18,11 +21,12 @@ pub fn header(auth: &OutboundAuth) -> (String, String) {
             pair.extend_from_slice(user.as_bytes());
             pair.push(b':');
             pair.extend_from_slice(password.expose());
-            (
+            Some((
                 "Authorization".to_owned(),
                 format!("Basic {}", base64_encode(&pair)),
-            )
+            ))
         }
+        OutboundAuth::OAuth2(_) => None,
     }
 }
 
@@ -31,7 +35,13 @@ pub fn header(auth: &OutboundAuth) -> (String, String) {
 pub fn apply(auth: Option<&OutboundAuth>, headers: &mut Vec<(String, String)>) {
     let Some(auth) = auth else { return };
     headers.retain(|(name, _)| !name.eq_ignore_ascii_case("authorization"));
-    headers.push(header(auth));
+    headers.extend(header(auth));
+}
+
+/// Set `Authorization: <value>` in `headers`, replacing any there.
+pub fn set(headers: &mut Vec<(String, String)>, value: String) {
+    headers.retain(|(name, _)| !name.eq_ignore_ascii_case("authorization"));
+    headers.push(("Authorization".to_owned(), value));
 }
 
 #[cfg(test)]
@@ -49,7 +59,7 @@ mod tests {
     #[test]
     fn basic_is_base64_of_user_colon_password() {
         // The example of RFC 7617 §2.
-        let (name, value) = header(&basic("Aladdin", "open sesame"));
+        let (name, value) = header(&basic("Aladdin", "open sesame")).unwrap();
         assert_eq!(name, "Authorization");
         assert_eq!(value, "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
     }

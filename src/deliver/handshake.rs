@@ -22,7 +22,8 @@ use bytes::Bytes;
 use jiff::Timestamp;
 use serde_json::json;
 
-use crate::config::{Subscription, TargetUrl};
+use crate::config::{OutboundAuth, Subscription, TargetUrl};
+use crate::deliver::oauth2::Tokens;
 use crate::deliver::sign;
 use crate::model::{Handshake, Verification};
 use crate::queue::QueueError;
@@ -70,6 +71,7 @@ impl Handshakes {
         app: &App,
         snapshot: &Snapshot,
         sub: &Subscription,
+        tokens: &Tokens,
     ) -> Result<Gate, QueueError> {
         if lock(&self.verified).contains(&sub.id) {
             return Ok(Gate::Open);
@@ -89,7 +91,7 @@ impl Handshakes {
         if !lock(&self.busy).insert(sub.id.clone()) {
             return Ok(Gate::Wait(later(now, Duration::from_millis(500))));
         }
-        let result = self.run(snapshot, sub, &state).await;
+        let result = self.run(snapshot, sub, &state, tokens).await;
         lock(&self.busy).remove(&sub.id);
         let (verified, error) = match result {
             Ok(()) => (true, None),
@@ -135,11 +137,12 @@ impl Handshakes {
         snapshot: &Snapshot,
         sub: &Subscription,
         state: &Handshake,
+        tokens: &Tokens,
     ) -> Result<(), String> {
-        let token = ulid::Ulid::new().to_string().to_ascii_lowercase();
+        let confirmation = ulid::Ulid::new().to_string().to_ascii_lowercase();
         let id = format!("verify_{}", ulid::Ulid::new());
         let body = Bytes::from(
-            json!({"type": "webhook.verification", "data": {"confirmation_token": token}})
+            json!({"type": "webhook.verification", "data": {"confirmation_token": confirmation}})
                 .to_string(),
         );
         let url = match &sub.url {
@@ -159,6 +162,15 @@ impl Handshakes {
                 .collect();
         headers.push(("Content-Type".into(), "application/json".into()));
         super::auth::apply(sub.delivery.auth.as_ref(), &mut headers);
+        let mut token = None;
+        if let Some(OutboundAuth::OAuth2(grant)) = &sub.delivery.auth {
+            let t = tokens
+                .get(grant, &snapshot.sender, sub.delivery.timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+            super::auth::set(&mut headers, t.bearer());
+            token = Some((grant, t));
+        }
         if let Some(s) = &sub.delivery.signing {
             let signed =
                 sign::sign(&s.keys, &id, Timestamp::now(), &body).map_err(|e| e.to_string())?;
@@ -176,7 +188,14 @@ impl Handshakes {
             .send(req, Trust::Config, sub.delivery.timeout, limit)
             .await
         {
-            Ok(r) if confirms(r.status, &r.body, &token) => Ok(()),
+            Ok(r) if confirms(r.status, &r.body, &confirmation) => Ok(()),
+            Ok(r) if r.status == 401 => {
+                // The next handshake fetches a new token.
+                if let Some((grant, t)) = token {
+                    tokens.reject(grant, &t).await;
+                }
+                Err("HTTP 401 Unauthorized".to_owned())
+            }
             Ok(r) => Err(format!(
                 "HTTP {} without the confirmation token in the body",
                 r.status

@@ -8,12 +8,14 @@
 //! - `attempt`: attempt records, outcomes and dead-letter reasons (pure).
 //! - `sign`, `retry`, `send`: signing, retry policy, the HTTP edge.
 //! - `auth`: the `Authorization` header of a target's `auth:`.
+//! - `oauth2`: OAuth2 client credentials tokens and their cache.
 //! - `preview`: `hookyard render` (what an event would send).
 
 pub mod attempt;
 pub mod auth;
 pub mod handshake;
 pub mod limits;
+pub mod oauth2;
 pub mod render;
 pub mod retry;
 pub mod sign;

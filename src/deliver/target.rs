@@ -41,6 +41,8 @@ pub struct Opts<'a> {
     pub max_in_flight: Option<u32>,
     pub paused: bool,
     pub trust: Trust,
+    /// `auth:` (YAML targets only).
+    pub auth: Option<&'a config::OutboundAuth>,
 }
 
 fn from_options(d: &config::DeliveryOptions, trust: Trust) -> Opts<'_> {
@@ -52,6 +54,7 @@ fn from_options(d: &config::DeliveryOptions, trust: Trust) -> Opts<'_> {
         max_in_flight: d.max_in_flight,
         paused: d.paused,
         trust,
+        auth: d.auth.as_ref(),
     }
 }
 

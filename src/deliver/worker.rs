@@ -33,6 +33,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::deliver::handshake::Handshakes;
 use crate::deliver::limits::{CircuitSettings, Limits};
+use crate::deliver::oauth2::Tokens;
 use crate::deliver::render::Envs;
 use crate::metrics::Outcome as Metric;
 use crate::queue::{LeasedJob, QueueError};
@@ -80,6 +81,7 @@ pub fn spawn_with(app: &App, tracker: &TaskTracker, stop: CancellationToken, set
         settings,
         limits: Limits::new(settings.circuit),
         handshakes: Handshakes::default(),
+        tokens: Tokens::default(),
         envs: Mutex::new(None),
         slots: Arc::new(Semaphore::new(settings.concurrency.max(1))),
         store_asked: tokio::sync::Mutex::new(None),
@@ -92,6 +94,9 @@ struct Worker {
     settings: Settings,
     limits: Limits,
     handshakes: Handshakes,
+    /// OAuth2 access tokens of `auth: { oauth2 }` targets (process state,
+    /// never stored).
+    tokens: Tokens,
     /// Delivery template environments of the config snapshot last seen.
     envs: Mutex<Option<(Arc<Config>, Arc<Envs>)>>,
     slots: Arc<Semaphore>,

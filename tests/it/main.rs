@@ -11,6 +11,7 @@ mod console_overview;
 mod deliver;
 mod deliver_auth;
 mod deliver_limits;
+mod deliver_oauth2;
 mod deliver_rate_redis;
 mod deliver_support;
 mod e2e;

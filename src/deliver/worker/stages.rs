@@ -175,7 +175,9 @@ impl Worker {
                 // the subscription's timeout), so it runs under the same
                 // lease renewal: a slow endpoint must not let the lease
                 // lapse and hand the job to another worker meanwhile.
-                let gate = self.handshakes.gate(&self.app, &job.snapshot, s);
+                let gate = self
+                    .handshakes
+                    .gate(&self.app, &job.snapshot, s, &self.tokens);
                 let gate = self
                     .with_renewal(job.lease, queue.lease_duration(), gate)
                     .await?;

@@ -9,16 +9,16 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 
 use super::{Delivery, Held};
-use crate::config::Config;
-use crate::deliver::attempt;
+use crate::config::{Config, OAuth2, OutboundAuth};
 use crate::deliver::limits::CircuitChange;
 use crate::deliver::render::Rendered;
 use crate::deliver::retry::{self, Decision, Outcome};
 use crate::deliver::target::{self, Resolved};
 use crate::deliver::worker::{Worker, later};
+use crate::deliver::{attempt, auth};
 use crate::metrics::Outcome as Metric;
 use crate::queue::{DeliveryState, NewJob, QueueError, Target};
-use crate::send::{OutboundRequest, Response, SendError};
+use crate::send::{OutboundRequest, REDACTED, Response, SendError, Trust};
 
 /// What the send stage brings back for the record.
 pub(super) struct Sent {
@@ -72,15 +72,25 @@ impl Worker {
     }
 
     /// Send: make the request under lease renewal (a slow endpoint must
-    /// not let the lease lapse) and time it.
+    /// not let the lease lapse) and time it. An `oauth2` target gets its
+    /// bearer token here (see [`Worker::exchange`]).
     pub(super) async fn send(
         &self,
         job: &Delivery<'_>,
         target: &Resolved,
-        rendered: Rendered,
+        mut rendered: Rendered,
     ) -> Sent {
         let config = &job.snapshot.config;
         let opts = target.opts();
+        let grant = match opts.auth {
+            Some(OutboundAuth::OAuth2(grant)) => {
+                // History shows the header (redacted by name); the token
+                // replaces this value just before sending.
+                auth::set(&mut rendered.headers, REDACTED.to_owned());
+                Some(grant.as_ref())
+            }
+            _ => None,
+        };
         let request = attempt::request_json(
             &rendered.method,
             &rendered.url_display,
@@ -101,9 +111,7 @@ impl Worker {
             .with_renewal(
                 job.lease,
                 self.app.queue().lease_duration(),
-                job.snapshot
-                    .sender
-                    .send(req, opts.trust, opts.timeout, limit),
+                self.exchange(job, grant, req, opts.trust, opts.timeout, limit),
             )
             .await;
         let elapsed = started.elapsed();
@@ -116,6 +124,41 @@ impl Worker {
             elapsed,
             result,
         }
+    }
+
+    /// The request, with a bearer token when the target has `oauth2`. A
+    /// 401 drops that token and the request is made once more at once with
+    /// a new one, inside the same attempt (not counted as another); what
+    /// that second request gets is the attempt's outcome. A failed token
+    /// request fails the attempt like a failed connection.
+    async fn exchange(
+        &self,
+        job: &Delivery<'_>,
+        grant: Option<&OAuth2>,
+        mut req: OutboundRequest,
+        trust: Trust,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<Response, SendError> {
+        let sender = &job.snapshot.sender;
+        let Some(grant) = grant else {
+            return sender.send(req, trust, timeout, limit).await;
+        };
+        let token = self.tokens.get(grant, sender, timeout).await?;
+        auth::set(&mut req.headers, token.bearer());
+        let first = sender.send(req.clone(), trust, timeout, limit).await;
+        if !matches!(&first, Ok(r) if r.status == 401) {
+            return first;
+        }
+        self.tokens.reject(grant, &token).await;
+        tracing::info!(
+            target = %job.label,
+            delivery = %job.lease.job.delivery_id,
+            "target answered 401: dropped its OAuth2 token; sending once more with a new one"
+        );
+        let token = self.tokens.get(grant, sender, timeout).await?;
+        auth::set(&mut req.headers, token.bearer());
+        sender.send(req, trust, timeout, limit).await
     }
 
     /// Record: count the outcome in the target's circuit, then decide with
