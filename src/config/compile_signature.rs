@@ -1,8 +1,9 @@
 //! Compile a trigger's `verify.signature` (see `compile_trigger.rs`): fill
 //! in the preset's header, encoding and prefix, resolve the secrets, and for
-//! `ed25519` parse the inline `public_key` (not a secret). Every mistake is
-//! an error with its position; a check that ends up with no secret or key
-//! fails closed at request time, never open.
+//! the public-key presets (`ed25519`, `rsa-sha256`, `highlevel`) parse the
+//! inline keys (not secrets). Every mistake is an error with its position; a
+//! check that ends up with no secret or key fails closed at request time,
+//! never open.
 
 use std::time::Duration;
 
@@ -11,6 +12,11 @@ use super::leaf::Ctx;
 use super::raw::*;
 use super::runtime::*;
 
+/// HighLevel's current signature header (Ed25519, base64).
+pub const HIGHLEVEL_HEADER: &str = "X-GHL-Signature";
+/// HighLevel's legacy signature header (RSA-SHA256, base64).
+pub const HIGHLEVEL_LEGACY_HEADER: &str = "X-WH-Signature";
+
 /// Compile `s`, the `verify.signature` of trigger `id` at `pos`.
 pub(super) fn signature(
     id: &str,
@@ -18,11 +24,8 @@ pub(super) fn signature(
     pos: &Pos,
     ctx: &mut Ctx<'_>,
 ) -> SignatureCheck {
-    let ed25519 = s.preset == SignaturePreset::Ed25519;
-    let takes_options = matches!(
-        s.preset,
-        SignaturePreset::HmacSha256 | SignaturePreset::Ed25519
-    );
+    use SignaturePreset as P;
+    let name = preset_name(s.preset);
     // The position of the first secret name (or the key), else the trigger.
     let at = s
         .secret
@@ -30,51 +33,79 @@ pub(super) fn signature(
         .and_then(|list| list.0.first().map(|p| p.pos.clone()))
         .or_else(|| s.public_key.as_ref().map(|k| k.pos.clone()))
         .unwrap_or_else(|| pos.clone());
-    if !takes_options && (s.header.is_some() || s.encoding.is_some() || s.prefix.is_some()) {
-        ctx.error(&at, "`header`, `encoding` and `prefix` only apply to `preset: hmac-sha256` (and `header`, `encoding` to `ed25519`); other presets fix them");
+    let header_encoding = matches!(s.preset, P::HmacSha256 | P::Ed25519 | P::RsaSha256);
+    if !header_encoding && (s.header.is_some() || s.encoding.is_some()) {
+        ctx.error(&at, format!("trigger `{id}`: `header` and `encoding` only apply to `preset: hmac-sha256`, `ed25519` and `rsa-sha256`; `preset: {name}` fixes them"));
     }
-    let (header, encoding, prefix) = match s.preset {
-        SignaturePreset::HmacSha256 => ("X-Hmac-Signature", Encoding::Hex, ""),
-        SignaturePreset::Github => ("X-Hub-Signature-256", Encoding::Hex, "sha256="),
-        SignaturePreset::Stripe => ("Stripe-Signature", Encoding::Hex, ""),
-        SignaturePreset::Shopify => ("X-Shopify-Hmac-Sha256", Encoding::Base64, ""),
-        SignaturePreset::Slack => ("X-Slack-Signature", Encoding::Hex, "v0="),
-        SignaturePreset::StandardWebhooks => ("webhook-signature", Encoding::Base64, "v1,"),
-        SignaturePreset::Ed25519 => ("", Encoding::Base64, ""),
-    };
-    let mut public_key = None;
-    let mut secrets = Vec::new();
-    if ed25519 {
-        if s.secret.is_some() {
-            ctx.error(&at, format!("trigger `{id}`: `preset: ed25519` checks with `public_key`, not `secret`: remove `secret` (the sender keeps the private key)"));
-        }
-        if s.prefix.is_some() {
-            ctx.error(
-                &at,
-                format!("trigger `{id}`: `prefix` does not apply to `preset: ed25519`"),
-            );
-        }
-        if s.header.as_deref().is_none_or(str::is_empty) {
-            ctx.error(&at, format!("trigger `{id}`: `preset: ed25519` needs `header`: the request header carrying the signature"));
-        }
-        match &s.public_key {
-            None => ctx.error(&at, format!("trigger `{id}`: `preset: ed25519` needs `public_key`: the sender's Ed25519 public key (PEM or base64, inline)")),
-            Some(text) if ctx.skip(text) => {}
-            Some(text) => match crate::model::mac::ed25519_public_key(&text.value) {
-                Ok(key) => public_key = Some(key),
-                Err(e) => ctx.error(&text.pos, format!("trigger `{id}`: `public_key`: {e}")),
-            },
-        }
-    } else {
-        if let Some(k) = &s.public_key {
+    if s.preset != P::HmacSha256 && s.prefix.is_some() {
+        ctx.error(&at, format!("trigger `{id}`: `prefix` only applies to `preset: hmac-sha256`; `preset: {name}` fixes it"));
+    }
+    if s.preset != P::Highlevel {
+        if let Some(k) = &s.legacy_public_key {
             ctx.error(
                 &k.pos,
-                format!("trigger `{id}`: `public_key` only applies to `preset: ed25519`"),
+                format!("trigger `{id}`: `legacy_public_key` only applies to `preset: highlevel`"),
             );
         }
-        match &s.secret {
-            Some(list) => secrets = ctx.secret_list(list),
-            None => ctx.error(&at, format!("trigger `{id}`: this signature preset needs `secret`: the name of the shared signing secret under `secrets:`")),
+        if let Some(l) = &s.legacy {
+            ctx.error(
+                &l.pos,
+                format!("trigger `{id}`: `legacy` only applies to `preset: highlevel`"),
+            );
+        }
+    }
+    let (header, encoding, prefix) = match s.preset {
+        P::HmacSha256 => ("X-Hmac-Signature", Encoding::Hex, ""),
+        P::Github => ("X-Hub-Signature-256", Encoding::Hex, "sha256="),
+        P::Stripe => ("Stripe-Signature", Encoding::Hex, ""),
+        P::Shopify => ("X-Shopify-Hmac-Sha256", Encoding::Base64, ""),
+        P::Slack => ("X-Slack-Signature", Encoding::Hex, "v0="),
+        P::StandardWebhooks => ("webhook-signature", Encoding::Base64, "v1,"),
+        P::Ed25519 | P::RsaSha256 => ("", Encoding::Base64, ""),
+        P::Highlevel => (HIGHLEVEL_HEADER, Encoding::Base64, ""),
+    };
+    let mut public_key = None;
+    let mut rsa_key = None;
+    let mut secrets = Vec::new();
+    match s.preset {
+        P::Ed25519 | P::RsaSha256 | P::Highlevel => {
+            if s.secret.is_some() {
+                ctx.error(&at, format!("trigger `{id}`: `preset: {name}` checks with `public_key`, not `secret`: remove `secret` (the sender keeps the private key)"));
+            }
+            if s.preset != P::Highlevel && s.header.as_deref().is_none_or(str::is_empty) {
+                ctx.error(&at, format!("trigger `{id}`: `preset: {name}` needs `header`: the request header carrying the signature"));
+            }
+            let kind = if s.preset == P::RsaSha256 {
+                "RSA"
+            } else {
+                "Ed25519"
+            };
+            match &s.public_key {
+                // No default for `highlevel`: no public page publishing
+                // HighLevel's key could be found and cited (SPEC §14).
+                None => ctx.error(&at, format!("trigger `{id}`: `preset: {name}` needs `public_key`: the sender's {kind} public key (PEM or base64, inline)")),
+                Some(text) if ctx.skip(text) => {}
+                Some(text) if s.preset == P::RsaSha256 => match crate::model::mac::rsa_public_key(&text.value) {
+                    Ok(key) => rsa_key = Some(key),
+                    Err(e) => ctx.error(&text.pos, format!("trigger `{id}`: `public_key`: {e}")),
+                },
+                Some(text) => match crate::model::mac::ed25519_public_key(&text.value) {
+                    Ok(key) => public_key = Some(key),
+                    Err(e) => ctx.error(&text.pos, format!("trigger `{id}`: `public_key`: {e}")),
+                },
+            }
+            if s.preset == P::Highlevel {
+                rsa_key = highlevel_legacy(id, s, ctx);
+            }
+        }
+        _ => {
+            if let Some(k) = &s.public_key {
+                ctx.error(&k.pos, format!("trigger `{id}`: `public_key` only applies to `preset: ed25519`, `rsa-sha256` and `highlevel`"));
+            }
+            match &s.secret {
+                Some(list) => secrets = ctx.secret_list(list),
+                None => ctx.error(&at, format!("trigger `{id}`: this signature preset needs `secret`: the name of the shared signing secret under `secrets:`")),
+            }
         }
     }
     SignatureCheck {
@@ -85,5 +116,47 @@ pub(super) fn signature(
         prefix: s.prefix.clone().unwrap_or_else(|| prefix.to_owned()),
         tolerance: ctx.duration(&s.tolerance, Duration::from_secs(300)),
         public_key,
+        rsa_key,
+    }
+}
+
+/// `highlevel`'s legacy RSA key: parsed whenever given (so a typo is caught
+/// before `legacy` is switched on), kept only while `legacy: true`.
+fn highlevel_legacy(id: &str, s: &RawSignature, ctx: &mut Ctx<'_>) -> Option<rsa::RsaPublicKey> {
+    let legacy = s.legacy.as_ref().is_some_and(|l| l.value);
+    let key = match &s.legacy_public_key {
+        None => {
+            if let Some(l) = s.legacy.as_ref().filter(|l| l.value) {
+                ctx.error(&l.pos, format!("trigger `{id}`: `legacy: true` needs `legacy_public_key`: the RSA public key that verifies `{HIGHLEVEL_LEGACY_HEADER}` (PEM or base64 DER)"));
+            }
+            None
+        }
+        Some(text) if ctx.skip(text) => None,
+        Some(text) => match crate::model::mac::rsa_public_key(&text.value) {
+            Ok(key) => Some(key),
+            Err(e) => {
+                ctx.error(
+                    &text.pos,
+                    format!("trigger `{id}`: `legacy_public_key`: {e}"),
+                );
+                None
+            }
+        },
+    };
+    key.filter(|_| legacy)
+}
+
+/// The config spelling of `preset`.
+fn preset_name(preset: SignaturePreset) -> &'static str {
+    match preset {
+        SignaturePreset::HmacSha256 => "hmac-sha256",
+        SignaturePreset::Github => "github",
+        SignaturePreset::Stripe => "stripe",
+        SignaturePreset::Shopify => "shopify",
+        SignaturePreset::Slack => "slack",
+        SignaturePreset::StandardWebhooks => "standard-webhooks",
+        SignaturePreset::Ed25519 => "ed25519",
+        SignaturePreset::RsaSha256 => "rsa-sha256",
+        SignaturePreset::Highlevel => "highlevel",
     }
 }

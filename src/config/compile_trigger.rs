@@ -117,6 +117,20 @@ fn trigger(raw: &RawTrigger, pos: &Pos, ctx: &mut Ctx<'_>) -> Option<Trigger> {
             None
         }
     });
+    // HighLevel sends a unique `webhookId` per delivery: deduplicate on it
+    // unless the trigger chose its own key.
+    let highlevel = verify
+        .signature
+        .as_ref()
+        .is_some_and(|s| s.preset == SignaturePreset::Highlevel);
+    let idempotency_key = match idempotency_key {
+        None if raw.idempotency_key.is_none() && highlevel => {
+            serde_json_path::JsonPath::parse("$.webhookId")
+                .ok()
+                .map(KeySource::Path)
+        }
+        key => key,
+    };
     let default_mapping = raw
         .mapping
         .as_ref()

@@ -57,6 +57,15 @@ pub enum SignaturePreset {
     /// Ed25519 over the raw body, checked with `public_key` (no secret);
     /// `header` is required, `encoding` defaults to `base64`.
     Ed25519,
+    /// RSA PKCS#1 v1.5 with SHA-256 over the raw body, checked with an RSA
+    /// `public_key` (no secret); `header` is required, `encoding` defaults
+    /// to `base64`.
+    RsaSha256,
+    /// HighLevel (the CRM platform): `X-GHL-Signature`, base64 Ed25519 over
+    /// the raw body, checked with `public_key`; the legacy RSA
+    /// `X-WH-Signature` with `legacy_public_key` while `legacy: true`; the
+    /// body's `timestamp` within `tolerance`; idempotency on `$.webhookId`.
+    Highlevel,
 }
 
 /// Signature encoding for the generic `hmac-sha256` preset.
@@ -77,18 +86,28 @@ pub struct RawSignature {
     /// The sender's scheme.
     pub preset: SignaturePreset,
     /// Secret name, or a list of names (rotation: any match passes).
-    /// Required by every preset but `ed25519`, which takes `public_key`.
+    /// Required by every preset but `ed25519`, `rsa-sha256` and
+    /// `highlevel`, which take `public_key`.
     #[serde(default)]
     pub secret: Option<OneOrMany<Sp<String>>>,
-    /// The sender's Ed25519 public key (`ed25519` only): PEM
-    /// (`-----BEGIN PUBLIC KEY-----`), base64 of the 32-byte key (optionally
-    /// `whpk_`-prefixed) or of its DER. Inline is fine: it is not a secret.
+    /// The sender's public key. `ed25519` and `highlevel`: an Ed25519 key
+    /// as PEM (`-----BEGIN PUBLIC KEY-----`), base64 of the 32-byte key
+    /// (optionally `whpk_`-prefixed) or of its DER. `rsa-sha256`: an RSA key
+    /// (at least 2048 bits) as PEM (`PUBLIC KEY` or `RSA PUBLIC KEY`) or
+    /// base64 of its DER. Inline is fine: it is not a secret.
     pub public_key: Option<Sp<String>>,
+    /// `highlevel` only: the RSA public key for the legacy `X-WH-Signature`
+    /// header (PEM or base64 DER), used while `legacy: true`.
+    pub legacy_public_key: Option<Sp<String>>,
+    /// `highlevel` only: also accept the legacy RSA `X-WH-Signature` when
+    /// `X-GHL-Signature` is absent (default `false`; needs
+    /// `legacy_public_key`).
+    pub legacy: Option<Sp<bool>>,
     /// Header holding the signature (`hmac-sha256`, default
-    /// `X-Hmac-Signature`; `ed25519`, required).
+    /// `X-Hmac-Signature`; `ed25519` and `rsa-sha256`, required).
     pub header: Option<String>,
-    /// `hex` or `base64` (`hmac-sha256`, default `hex`; `ed25519`, default
-    /// `base64`).
+    /// `hex` or `base64` (`hmac-sha256`, default `hex`; `ed25519` and
+    /// `rsa-sha256`, default `base64`).
     pub encoding: Option<Encoding>,
     /// Text before the signature, e.g. `sha256=` (`hmac-sha256` only).
     pub prefix: Option<String>,

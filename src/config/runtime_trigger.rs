@@ -128,8 +128,12 @@ pub struct SignatureCheck {
     pub prefix: String,
     /// Timestamp tolerance of timestamped schemes.
     pub tolerance: Duration,
-    /// The sender's public key (`ed25519`; `None` for HMAC presets).
+    /// The sender's Ed25519 public key (`ed25519`, `highlevel`; `None` for
+    /// the others).
     pub public_key: Option<ed25519_dalek::VerifyingKey>,
+    /// The sender's RSA public key: `rsa-sha256`'s `public_key`, or
+    /// `highlevel`'s `legacy_public_key` when `legacy: true` (else `None`).
+    pub rsa_key: Option<rsa::RsaPublicKey>,
 }
 
 /// Basic credentials.

@@ -89,6 +89,29 @@ pub enum Preset {
         /// The sender's public key.
         key: Option<ed25519_dalek::VerifyingKey>,
     },
+    /// `rsa-sha256`: an RSA PKCS#1 v1.5 SHA-256 signature of the raw body in
+    /// `header` (several comma-separated accepted), checked with the
+    /// sender's RSA public key. Verification only: no RSA private key is
+    /// ever held. With no key nothing passes.
+    RsaSha256 {
+        /// Header carrying the signature.
+        header: HeaderName,
+        /// Base64 (default) or hex.
+        encoding: Encoding,
+        /// The sender's public key.
+        key: Option<rsa::RsaPublicKey>,
+    },
+    /// `highlevel`: `X-GHL-Signature`, base64 Ed25519 over the raw body,
+    /// checked with `key`; when that header is absent and `legacy_key` is
+    /// set (`legacy: true`), the legacy `X-WH-Signature`, base64 RSA-SHA256
+    /// over the raw body. Then the body's `timestamp` must be within
+    /// `tolerance` of our clock.
+    Highlevel {
+        /// HighLevel's Ed25519 public key.
+        key: Option<ed25519_dalek::VerifyingKey>,
+        /// HighLevel's legacy RSA public key, only while `legacy: true`.
+        legacy_key: Option<rsa::RsaPublicKey>,
+    },
 }
 
 /// `verify.basic`: the one user name and password a trigger accepts.
@@ -136,6 +159,16 @@ fn signature_rule(check: &SignatureCheck) -> SignatureRule {
                 .unwrap_or_else(|_| HeaderName::from_static("x-signature-ed25519")),
             encoding: check.encoding,
             key: check.public_key,
+        },
+        SignaturePreset::RsaSha256 => Preset::RsaSha256 {
+            header: HeaderName::try_from(check.header.to_ascii_lowercase())
+                .unwrap_or_else(|_| HeaderName::from_static("x-signature-rsa-sha256")),
+            encoding: check.encoding,
+            key: check.rsa_key.clone(),
+        },
+        SignaturePreset::Highlevel => Preset::Highlevel {
+            key: check.public_key,
+            legacy_key: check.rsa_key.clone(),
         },
     };
     SignatureRule {

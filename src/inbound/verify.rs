@@ -62,6 +62,13 @@ pub enum VerifyError {
         /// The configured tolerance in seconds.
         tolerance_secs: u64,
     },
+    /// A preset that signs no timestamp header (`highlevel`) reads the
+    /// body's `timestamp` field instead; it is missing or unreadable.
+    #[error("the body's `timestamp` field {problem}: the request cannot be checked for replay")]
+    BodyTimestamp {
+        /// What is wrong with it, in a few words.
+        problem: &'static str,
+    },
     /// Well-formed signatures, none made with a configured secret.
     #[error(
         "no signature in `{header}` matches a configured secret: check that the trigger's \

@@ -202,6 +202,55 @@ pub fn ed25519_public_key(text: &str) -> Result<ed25519_dalek::VerifyingKey, Pub
     }
 }
 
+/// The smallest RSA modulus a `public_key` may have: below 2048 bits a
+/// signature can be forged by whoever can factor the modulus.
+pub const RSA_MIN_BITS: usize = 2048;
+
+/// A `public_key` that is not a usable RSA public key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RsaKeyError {
+    /// Not an RSA public key in any accepted form.
+    #[error(
+        "not an RSA public key: give the PEM block (`-----BEGIN PUBLIC KEY-----` or \
+         `-----BEGIN RSA PUBLIC KEY-----` …) or base64 of its DER"
+    )]
+    Unreadable,
+    /// An RSA key, but too short to trust.
+    #[error("the RSA key has {0} bits; at least 2048 are required")]
+    TooSmall(usize),
+}
+
+/// Parse an RSA public key written as PEM (SubjectPublicKeyInfo `PUBLIC
+/// KEY` or PKCS#1 `RSA PUBLIC KEY`) or as base64 of either DER. Only for
+/// verification: hookyard never holds an RSA private key (RUSTSEC-2023-0071
+/// concerns decryption and signing, not verification).
+pub fn rsa_public_key(text: &str) -> Result<rsa::RsaPublicKey, RsaKeyError> {
+    use rsa::RsaPublicKey;
+    use rsa::pkcs1::DecodeRsaPublicKey as _;
+    use rsa::pkcs8::DecodePublicKey as _;
+    use rsa::traits::PublicKeyParts as _;
+    let text = text.trim();
+    let key = if text.starts_with("-----BEGIN RSA PUBLIC KEY-----") {
+        RsaPublicKey::from_pkcs1_pem(text).ok()
+    } else if text.starts_with("-----BEGIN") {
+        RsaPublicKey::from_public_key_pem(text).ok()
+    } else {
+        // Base64 DER may be wrapped over several lines.
+        let compact: String = text.split_whitespace().collect();
+        base64_decode(&compact).and_then(|der| {
+            RsaPublicKey::from_public_key_der(&der)
+                .or_else(|_| RsaPublicKey::from_pkcs1_der(&der))
+                .ok()
+        })
+    };
+    let key = key.ok_or(RsaKeyError::Unreadable)?;
+    let bits = key.n().bits();
+    if bits < RSA_MIN_BITS {
+        return Err(RsaKeyError::TooSmall(bits));
+    }
+    Ok(key)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
 mod tests {

@@ -30,6 +30,7 @@ mod inbound;
 mod inbound_answers;
 mod inbound_api;
 mod inbound_ed25519;
+mod inbound_highlevel;
 mod inbound_props;
 mod inbound_queue;
 mod inbound_url_token;

@@ -17,6 +17,8 @@ use super::VerifyError;
 use crate::model::mac::{any_key_matches, base64_decode, hex_decode, standard_webhooks_key};
 
 mod ed25519;
+mod highlevel;
+mod rsa_sha256;
 
 /// How far a signed timestamp may be from our clock unless configured.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
@@ -29,7 +31,7 @@ pub use crate::config::Encoding;
 
 impl Preset {
     /// Every preset name accepted in config, for error messages and schema.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 9] = [
         "hmac-sha256",
         "github",
         "stripe",
@@ -37,6 +39,8 @@ impl Preset {
         "slack",
         "standard-webhooks",
         "ed25519",
+        "rsa-sha256",
+        "highlevel",
     ];
 
     /// The preset called `name` in config, with default options
@@ -60,6 +64,15 @@ impl Preset {
                 encoding: Encoding::Base64,
                 key: None,
             },
+            "rsa-sha256" => Preset::RsaSha256 {
+                header: HeaderName::from_static("x-signature-rsa-sha256"),
+                encoding: Encoding::Base64,
+                key: None,
+            },
+            "highlevel" => Preset::Highlevel {
+                key: None,
+                legacy_key: None,
+            },
             _ => return None,
         })
     }
@@ -74,6 +87,8 @@ impl Preset {
             Preset::Slack => "slack",
             Preset::StandardWebhooks => "standard-webhooks",
             Preset::Ed25519 { .. } => "ed25519",
+            Preset::RsaSha256 { .. } => "rsa-sha256",
+            Preset::Highlevel { .. } => "highlevel",
         }
     }
 
@@ -81,7 +96,7 @@ impl Preset {
     pub fn is_timestamped(&self) -> bool {
         matches!(
             self,
-            Preset::Stripe | Preset::Slack | Preset::StandardWebhooks
+            Preset::Stripe | Preset::Slack | Preset::StandardWebhooks | Preset::Highlevel { .. }
         )
     }
 }
@@ -139,6 +154,25 @@ pub fn verify_signature(
     {
         return ed25519::verify(headers, header.as_str(), *encoding, key.as_ref(), body);
     }
+    // So does RSA, and HighLevel (Ed25519, or legacy RSA).
+    if let Preset::RsaSha256 {
+        header,
+        encoding,
+        key,
+    } = preset
+    {
+        return rsa_sha256::verify(headers, header.as_str(), *encoding, key.as_ref(), body);
+    }
+    if let Preset::Highlevel { key, legacy_key } = preset {
+        return highlevel::verify(
+            headers,
+            key.as_ref(),
+            legacy_key.as_ref(),
+            body,
+            tolerance,
+            now,
+        );
+    }
     if secrets.iter().all(Vec::is_empty) {
         return Err(VerifyError::NoSecret);
     }
@@ -178,7 +212,9 @@ pub fn verify_signature(
         Preset::Slack => slack(headers, body, secrets, tolerance, now),
         Preset::StandardWebhooks => standard_webhooks(headers, body, secrets, tolerance, now),
         // Checked above, before the secrets.
-        Preset::Ed25519 { .. } => Err(VerifyError::NoSecret),
+        Preset::Ed25519 { .. } | Preset::RsaSha256 { .. } | Preset::Highlevel { .. } => {
+            Err(VerifyError::NoSecret)
+        }
     }
 }
 
