@@ -18,6 +18,7 @@ mod e2e;
 mod edge_binary;
 mod edge_limits;
 mod examples;
+mod examples_crm;
 mod faults;
 mod faults_receiver;
 mod faults_twin;
