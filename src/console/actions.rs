@@ -40,14 +40,14 @@ fn login_key(ip: std::net::IpAddr) -> String {
 }
 
 /// The fields of a posted form.
-struct Form(Vec<(String, String)>);
+pub(super) struct Form(Vec<(String, String)>);
 
 impl Form {
-    fn parse(body: &[u8]) -> Form {
+    pub(super) fn parse(body: &[u8]) -> Form {
         Form(url::form_urlencoded::parse(body).into_owned().collect())
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == name)
@@ -119,7 +119,7 @@ pub async fn login(
 }
 
 /// A change's guard: a session, its CSRF token, and `scope`.
-fn change_guard<'c>(
+pub(super) fn change_guard<'c>(
     console: &Console,
     config: &'c Config,
     headers: &HeaderMap,

@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use super::actions::{Form, change_guard};
 use super::pages::guard;
 use super::{Console, Visitor};
 use crate::config::{self, Config, Mapping, Scope, Source, Trigger};
@@ -66,23 +67,20 @@ pub async fn try_mapping(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let field = |name: &str| {
-        form.iter()
-            .find(|(k, _)| k == name)
-            .map_or("", |(_, v)| v.as_str())
-    };
+    let form = Form::parse(&body);
     let snapshot = console.app.snapshot();
-    if let Some(who) = super::visitor(&snapshot.config, &headers) {
-        if !who.session.csrf_matches(field("csrf")) {
-            return console.message(
-                StatusCode::FORBIDDEN,
-                Some(&who),
-                "Refused",
-                "This form is stale (CSRF token missing or wrong); reload the page and try again.",
-            );
-        }
+    // A change like any other: a session, its CSRF token, and the scope
+    // the trigger pages need.
+    if let Err(answer) = change_guard(
+        &console,
+        &snapshot.config,
+        &headers,
+        &form,
+        Scope::DeliveriesRead,
+    ) {
+        return *answer;
     }
+    let field = |name: &str| form.get(name).unwrap_or("");
     let attempt = Attempt {
         mapping: field("mapping").to_owned(),
         sample: field("sample").parse().unwrap_or(0),

@@ -14,8 +14,8 @@ use crate::config::{Config, Trigger};
 use crate::runtime::captures::Sample;
 
 /// A sampled request's notes, filled in as the handler goes.
-#[derive(Default)]
 pub struct Seen {
+    pub method: String,
     pub headers: Option<HeaderMap>,
     pub body: Option<Bytes>,
     pub query: Option<String>,
@@ -26,13 +26,25 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// The notes of a request made with `method`, nothing seen yet.
+    pub fn new(method: &axum::http::Method) -> Seen {
+        Seen {
+            method: method.as_str().to_owned(),
+            headers: None,
+            body: None,
+            query: None,
+            client_ip: None,
+            verification: None,
+            event: None,
+        }
+    }
+
     /// The sample, redacted: credential headers and every configured
     /// secret's value, in the headers, the query and the body.
     pub fn sample(
         self,
         config: &Config,
         trigger: &Trigger,
-        method: &str,
         status: u16,
         error: Option<String>,
     ) -> Sample {
@@ -55,7 +67,7 @@ impl Seen {
         let body = kept.to_owned();
         Sample {
             at: Timestamp::now(),
-            method: method.to_owned(),
+            method: self.method,
             path: trigger.shown_path(),
             query: self.query.map(|q| crate::send::redact::text(&q, &secrets)),
             headers: without_signatures(crate::send::redact_headers(&headers, &secrets), trigger),

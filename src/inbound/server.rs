@@ -54,12 +54,11 @@ pub async fn hook(State(state): State<Arc<Inbound>>, req: Request) -> Response {
     };
     // A request sampled for the console (`trigger.capture`) is noted as it
     // goes; others note nothing.
-    let method = req.method().as_str().to_owned();
     let mut seen = state
         .app
         .captures()
         .wants(&trigger.id, trigger.capture, Instant::now())
-        .then(Seen::default);
+        .then(|| Seen::new(req.method()));
     let mut refusal = None;
     let mut rejected = None;
     let response = match handle(&state, &snapshot, &trigger, req, seen.as_mut()).await {
@@ -88,7 +87,7 @@ pub async fn hook(State(state): State<Arc<Inbound>>, req: Request) -> Response {
     // update; housekeeping writes them).
     state.app.counters().trigger_request(&trigger.id, rejected);
     if let Some(seen) = seen {
-        let sample = seen.sample(config, &trigger, &method, status, refusal);
+        let sample = seen.sample(config, &trigger, status, refusal);
         state
             .app
             .captures()

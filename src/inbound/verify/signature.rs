@@ -218,6 +218,45 @@ pub fn verify_signature(
     }
 }
 
+/// The public-key presets' common check: the comma-separated signatures in
+/// `header`, each written in `encoding`. `check` answers `None` for bytes
+/// that are not a signature of the key's shape, else whether it verifies
+/// the body. Every signature is checked (no early exit); any verifying
+/// passes. `shape` says what a signature should look like when none does.
+fn any_signature_verifies(
+    headers: &HeaderMap,
+    header: &str,
+    encoding: Encoding,
+    shape: &'static str,
+    mut check: impl FnMut(&[u8]) -> Option<bool>,
+) -> Result<(), VerifyError> {
+    let value = header_text(headers, header)?;
+    let mut seen = false;
+    let mut verified = false;
+    for part in value.split(',') {
+        let part = part.trim();
+        let decoded = match encoding {
+            Encoding::Hex => hex_decode(part),
+            Encoding::Base64 => base64_decode(part),
+        };
+        let Some(ok) = decoded.and_then(|bytes| check(&bytes)) else {
+            continue;
+        };
+        seen = true;
+        verified |= ok;
+    }
+    if !seen {
+        return Err(malformed(header, shape));
+    }
+    if verified {
+        Ok(())
+    } else {
+        Err(VerifyError::PublicKeyMismatch {
+            header: header.to_owned(),
+        })
+    }
+}
+
 /// The value of header `name` as text; missing and non-text are errors.
 fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, VerifyError> {
     let value = headers

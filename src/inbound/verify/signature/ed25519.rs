@@ -6,8 +6,7 @@
 use axum::http::HeaderMap;
 use ed25519_dalek::{Signature, VerifyingKey};
 
-use super::{Encoding, VerifyError, header_text, malformed};
-use crate::model::mac::{base64_decode, hex_decode};
+use super::{Encoding, VerifyError, any_signature_verifies};
 
 /// Check `body` against the signature(s) in `header`: comma-separated,
 /// any verifying passes. With no key nothing passes.
@@ -21,37 +20,16 @@ pub(super) fn verify(
     let Some(key) = key else {
         return Err(VerifyError::NoSecret);
     };
-    let value = header_text(headers, header)?;
-    let mut seen = false;
-    let mut verified = false;
-    for part in value.split(',') {
-        let part = part.trim();
-        let decoded = match encoding {
-            Encoding::Hex => hex_decode(part),
-            Encoding::Base64 => base64_decode(part),
-        };
-        let Some(signature) = decoded.and_then(|b| Signature::from_slice(&b).ok()) else {
-            continue;
-        };
-        seen = true;
-        // Every signature is checked (no early exit), like the HMAC presets.
-        if key.verify_strict(body, &signature).is_ok() {
-            verified = true;
-        }
-    }
-    if !seen {
-        return Err(malformed(
-            header,
-            "holds no 64-byte Ed25519 signature in the configured encoding",
-        ));
-    }
-    if verified {
-        Ok(())
-    } else {
-        Err(VerifyError::PublicKeyMismatch {
-            header: header.to_owned(),
-        })
-    }
+    any_signature_verifies(
+        headers,
+        header,
+        encoding,
+        "holds no 64-byte Ed25519 signature in the configured encoding",
+        |bytes| {
+            let signature = Signature::from_slice(bytes).ok()?;
+            Some(key.verify_strict(body, &signature).is_ok())
+        },
+    )
 }
 
 #[cfg(test)]

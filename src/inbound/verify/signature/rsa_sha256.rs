@@ -9,8 +9,7 @@ use rsa::sha2::{Digest as _, Sha256};
 use rsa::traits::PublicKeyParts as _;
 use rsa::{Pkcs1v15Sign, RsaPublicKey};
 
-use super::{Encoding, VerifyError, header_text, malformed};
-use crate::model::mac::{base64_decode, hex_decode};
+use super::{Encoding, VerifyError, any_signature_verifies};
 
 /// Check `body` against the signature(s) in `header`: comma-separated,
 /// any verifying passes. With no key nothing passes.
@@ -24,41 +23,20 @@ pub(super) fn verify(
     let Some(key) = key else {
         return Err(VerifyError::NoSecret);
     };
-    let value = header_text(headers, header)?;
     let digest = Sha256::digest(body);
-    let mut seen = false;
-    let mut verified = false;
-    for part in value.split(',') {
-        let part = part.trim();
-        let decoded = match encoding {
-            Encoding::Hex => hex_decode(part),
-            Encoding::Base64 => base64_decode(part),
-        };
+    any_signature_verifies(
+        headers,
+        header,
+        encoding,
+        "holds no RSA signature of the key's length in the configured encoding",
         // A PKCS#1 v1.5 signature is exactly as long as the modulus.
-        let Some(signature) = decoded.filter(|s| s.len() == key.size()) else {
-            continue;
-        };
-        seen = true;
-        if key
-            .verify(Pkcs1v15Sign::new::<Sha256>(), &digest, &signature)
-            .is_ok()
-        {
-            verified = true;
-        }
-    }
-    if !seen {
-        return Err(malformed(
-            header,
-            "holds no RSA signature of the key's length in the configured encoding",
-        ));
-    }
-    if verified {
-        Ok(())
-    } else {
-        Err(VerifyError::PublicKeyMismatch {
-            header: header.to_owned(),
-        })
-    }
+        |signature| {
+            (signature.len() == key.size()).then(|| {
+                key.verify(Pkcs1v15Sign::new::<Sha256>(), &digest, signature)
+                    .is_ok()
+            })
+        },
+    )
 }
 
 #[cfg(test)]
@@ -66,7 +44,9 @@ pub(super) fn verify(
 pub(crate) mod tests {
     use super::*;
     use crate::inbound::verify::{Preset, SignatureRule};
-    use crate::model::mac::{RsaKeyError, base64_encode, hex_encode, rsa_public_key};
+    use crate::model::mac::{
+        RsaKeyError, base64_decode, base64_encode, hex_encode, rsa_public_key,
+    };
     use axum::http::{HeaderName, HeaderValue};
     use jiff::Timestamp;
 
