@@ -9,11 +9,12 @@
 //! policy itself).
 //!
 //! Choices and why:
-//! - **No proxy for any target**, YAML ones included. A proxy dials the
-//!   target for us, so the address it reaches is invisible to the egress
-//!   check; `HTTP_PROXY`/`ALL_PROXY` in the daemon's environment would
-//!   otherwise route API targets around the policy. Deployments that need a
-//!   proxy need a feature designed for it, not an environment variable.
+//! - **No proxy from the environment**: `HTTP_PROXY`/`ALL_PROXY` would
+//!   route API targets around the egress policy, since a proxy dials the
+//!   target for us. A proxy is set in the YAML (`proxy:`, `egress.proxy`),
+//!   and then hookyard opens the CONNECT tunnel itself, to an address the
+//!   policy judged (`send/tunnel.rs`). Targets with their own `tls:` or
+//!   `proxy:` get a client each (`routes`); `send/tls.rs` builds their TLS.
 //! - **Redirects are never followed**: a 3xx is a response like any other
 //!   (not 2xx, so the retry policy decides). Following one would dial an
 //!   address chosen by the receiver.
@@ -31,6 +32,8 @@ mod egress;
 mod net;
 pub mod redact;
 mod safety;
+mod tls;
+mod tunnel;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +42,7 @@ use bytes::{Bytes, BytesMut};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use url::Url;
 
+use crate::config::{Proxy, Tls, Transport};
 pub use egress::{EgressError, EgressPolicy, EgressReason, Trust, classify};
 pub use safety::{
     REDACTED, UnsafeRequest, check_headers, literal_origin, literal_prefix, redact_headers,
@@ -111,17 +115,27 @@ pub enum SendError {
 pub struct BuildError(String);
 
 /// Sends delivery requests with pooled connections under the egress policy.
-/// Cheap to clone; build once per egress policy (a reload that changes
-/// `egress:` builds a new one, which also drops connections made under the
-/// old policy).
+/// Cheap to clone; build once per egress policy and set of target
+/// transports (a reload that changes `egress:`, or a target's `tls:` or
+/// `proxy:`, builds a new one, which also drops connections made under the
+/// old settings).
 #[derive(Debug, Clone)]
 pub struct Sender {
     /// For targets from the YAML config: only `egress.deny` applies.
-    config_client: reqwest::Client,
+    config_client: Client,
     /// For targets created through the API: internal addresses refused.
-    api_client: reqwest::Client,
+    api_client: Client,
+    /// YAML targets with their own `tls:` or `proxy:`, each with a client.
+    routes: Vec<(Arc<Transport>, Client)>,
     /// Also checked here for IP-literal hosts, which skip the resolver.
     policy: Arc<EgressPolicy>,
+}
+
+/// One pooled client: straight to the target, or through a proxy.
+#[derive(Debug, Clone)]
+enum Client {
+    Direct(reqwest::Client),
+    Tunnel(Box<tunnel::TunnelClient>),
 }
 
 /// rustls needs a crypto provider installed (its own process default);
@@ -133,9 +147,22 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-fn build_client(policy: &Arc<EgressPolicy>, trust: Trust) -> Result<reqwest::Client, BuildError> {
+/// The client for targets of `trust` reached through `proxy` (if any) with
+/// their own `tls` (if any).
+fn build_client(
+    policy: &Arc<EgressPolicy>,
+    trust: Trust,
+    proxy: Option<&Proxy>,
+    tls: Option<&Tls>,
+) -> Result<Client, BuildError> {
     install_crypto_provider();
-    reqwest::Client::builder()
+    if let Some(proxy) = proxy {
+        let config = tls::client_config(tls)?;
+        return Ok(Client::Tunnel(Box::new(tunnel::TunnelClient::new(
+            proxy, policy, trust, config,
+        )?)));
+    }
+    let mut builder = reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .dns_resolver(net::EgressResolver {
@@ -146,18 +173,45 @@ fn build_client(policy: &Arc<EgressPolicy>, trust: Trust) -> Result<reqwest::Cli
             policy: Arc::clone(policy),
             trust,
         })
-        .user_agent(USER_AGENT)
+        .user_agent(USER_AGENT);
+    if tls.is_some() {
+        builder = builder.tls_backend_preconfigured(tls::client_config(tls)?);
+    }
+    let client = builder
         .build()
-        .map_err(|err| BuildError(error_chain(&err.without_url())))
+        .map_err(|err| BuildError(error_chain(&err.without_url())))?;
+    Ok(Client::Direct(client))
 }
 
 impl Sender {
-    /// Build the clients for this egress policy.
+    /// Build the clients for this egress policy (no proxy, no target with
+    /// its own transport).
     pub fn new(policy: EgressPolicy) -> Result<Sender, BuildError> {
+        Sender::with_transports(policy, None, &[])
+    }
+
+    /// Build the default clients (through `default_proxy`, from
+    /// `egress.proxy`, when set) and one client per YAML target transport.
+    /// A transport without its own proxy uses `default_proxy`.
+    pub fn with_transports(
+        policy: EgressPolicy,
+        default_proxy: Option<&Proxy>,
+        transports: &[Arc<Transport>],
+    ) -> Result<Sender, BuildError> {
         let policy = Arc::new(policy);
+        let mut routes: Vec<(Arc<Transport>, Client)> = Vec::new();
+        for t in transports {
+            if routes.iter().any(|(r, _)| r == t) {
+                continue;
+            }
+            let proxy = t.proxy.as_ref().or(default_proxy);
+            let client = build_client(&policy, Trust::Config, proxy, t.tls.as_ref())?;
+            routes.push((Arc::clone(t), client));
+        }
         Ok(Sender {
-            config_client: build_client(&policy, Trust::Config)?,
-            api_client: build_client(&policy, Trust::Api)?,
+            config_client: build_client(&policy, Trust::Config, default_proxy, None)?,
+            api_client: build_client(&policy, Trust::Api, default_proxy, None)?,
+            routes,
             policy,
         })
     }
@@ -167,12 +221,15 @@ impl Sender {
         &self.policy
     }
 
-    /// Send one request. `timeout` covers connect, headers and body;
-    /// at most `body_limit` bytes of the response body are kept.
+    /// Send one request to a target of `trust` with its own `transport`
+    /// (YAML targets only; `None` for the default clients). `timeout`
+    /// covers connect, headers and body; at most `body_limit` bytes of the
+    /// response body are kept.
     pub async fn send(
         &self,
         req: OutboundRequest,
         trust: Trust,
+        transport: Option<&Transport>,
         timeout: Duration,
         body_limit: usize,
     ) -> Result<Response, SendError> {
@@ -182,16 +239,34 @@ impl Sender {
         check_headers(&req.headers)?;
         net::check_literal_host(&self.policy, &req.url, trust)?;
         let headers = header_map(&req.headers)?;
-        let client = match trust {
-            Trust::Config => &self.config_client,
-            Trust::Api => &self.api_client,
+        let client = match (trust, transport) {
+            (Trust::Api, _) => &self.api_client,
+            (Trust::Config, None) => &self.config_client,
+            (Trust::Config, Some(t)) => self
+                .routes
+                .iter()
+                .find(|(r, _)| std::ptr::eq(&**r, t) || **r == *t)
+                .map(|(_, c)| c)
+                .ok_or_else(|| {
+                    // The snapshot swaps config and sender together, so
+                    // this would be a bug, not a user mistake.
+                    SendError::Connect(
+                        "this target's `tls`/`proxy` client was not built; reload the config"
+                            .to_owned(),
+                    )
+                })?,
         };
-        let request = client
-            .request(req.method, req.url)
-            .headers(headers)
-            .body(req.body);
         let exchange = async {
-            let response = request.send().await.map_err(classify_error)?;
+            let response = match client {
+                Client::Direct(client) => client
+                    .request(req.method, req.url)
+                    .headers(headers)
+                    .body(req.body)
+                    .send()
+                    .await
+                    .map_err(classify_error)?,
+                Client::Tunnel(client) => client.send(tunnel_request(req, headers)?).await?,
+            };
             read_response(response, body_limit).await
         };
         match tokio::time::timeout(timeout, exchange).await {
@@ -199,6 +274,27 @@ impl Sender {
             Err(_elapsed) => Err(SendError::Timeout(timeout)),
         }
     }
+}
+
+/// The request as hyper sends it through a tunnel, with the `User-Agent`
+/// reqwest would have added.
+fn tunnel_request(
+    req: OutboundRequest,
+    mut headers: HeaderMap,
+) -> Result<http::Request<http_body_util::Full<Bytes>>, SendError> {
+    if !headers.contains_key(reqwest::header::USER_AGENT) {
+        headers.insert(
+            reqwest::header::USER_AGENT,
+            HeaderValue::from_static(USER_AGENT),
+        );
+    }
+    let mut request = http::Request::builder()
+        .method(req.method)
+        .uri(req.url.as_str())
+        .body(http_body_util::Full::new(req.body))
+        .map_err(|e| SendError::Other(format!("could not build the request: {e}")))?;
+    *request.headers_mut() = headers;
+    Ok(request)
 }
 
 fn header_map(headers: &[(String, String)]) -> Result<HeaderMap, UnsafeRequest> {

@@ -17,13 +17,64 @@
 
 use std::time::Duration;
 
+use ed25519_dalek::{Signer as _, SigningKey};
+use hookyard::config::{KeySource, SignedTimestamp};
 use hookyard::deliver::sign::{Scheme, Signing, sign};
 use hookyard::inbound::verify::{Encoding, Preset, SignatureRule};
 use hookyard::model::mac::{base64_encode, hex_encode, hmac_sha256};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use jiff::Timestamp;
 
-fn presets() -> [Preset; 9] {
+/// The Ed25519 key the public-key presets check with (the fuzzer signs
+/// with it in the round trip).
+fn ed25519_key() -> SigningKey {
+    SigningKey::from_bytes(&[7; 32])
+}
+
+fn stamp(at: &str) -> Option<SignedTimestamp> {
+    let source = match at.strip_prefix("header:") {
+        Some(h) => KeySource::Header(h.to_owned()),
+        None => KeySource::Path(serde_json_path::JsonPath::parse(at).ok()?),
+    };
+    Some(SignedTimestamp {
+        at: source,
+        shown: at.to_owned(),
+    })
+}
+
+/// Every preset, each with where its signed timestamp is (public-key
+/// presets only).
+fn presets() -> [(Preset, Option<SignedTimestamp>); 13] {
+    let ed25519 = || Preset::Ed25519 {
+        header: HeaderName::from_static("x-sig-ed"),
+        encoding: Encoding::Base64,
+        key: Some(ed25519_key().verifying_key()),
+    };
+    let [a, b, c, d, e, f, g, h, i] = presets_without_keys();
+    [
+        (a, None),
+        (b, None),
+        (c, None),
+        (d, None),
+        (e, None),
+        (f, None),
+        (g, None),
+        (h, None),
+        (i, None),
+        (ed25519(), None),
+        (ed25519(), stamp("header:x-ts")),
+        (ed25519(), stamp("$.ts")),
+        (
+            Preset::Highlevel {
+                key: Some(ed25519_key().verifying_key()),
+                legacy_key: None,
+            },
+            None,
+        ),
+    ]
+}
+
+fn presets_without_keys() -> [Preset; 9] {
     let generic = |header: &'static str, encoding, prefix: Option<&str>| Preset::HmacSha256 {
         header: HeaderName::from_static(header),
         encoding,
@@ -55,7 +106,7 @@ pub fn check(data: &[u8]) {
         return;
     };
     let presets = presets();
-    let preset = presets[usize::from(*preset_byte) % presets.len()].clone();
+    let (preset, timestamp) = presets[usize::from(*preset_byte) % presets.len()].clone();
     let tolerance = Duration::from_secs(u64::from(*tolerance_byte) * 10);
     let (secrets, rest) = split_line(rest);
     let secrets: Vec<Vec<u8>> = secrets.split(|&b| b == b'\t').map(<[u8]>::to_vec).collect();
@@ -88,6 +139,7 @@ pub fn check(data: &[u8]) {
         preset,
         secrets,
         tolerance,
+        timestamp,
     };
     if let Err(e) = rule.verify(&headers, body, now) {
         // The 401 answer carries the error text and code.
@@ -100,6 +152,9 @@ pub fn check(data: &[u8]) {
 fn round_trip(rule: &SignatureRule, body: &[u8], now: Timestamp) {
     let secrets = &rule.secrets;
     let ts = now.as_second();
+    if let Preset::Ed25519 { .. } = &rule.preset {
+        return ed25519_round_trip(rule, body, now);
+    }
     if secrets.is_empty() || ts < 0 {
         return; // nothing can pass; signed timestamps are whole positive seconds
     }
@@ -162,7 +217,8 @@ fn round_trip(rule: &SignatureRule, body: &[u8], now: Timestamp) {
                 ("x-slack-request-timestamp", ts.clone()),
             ]
         }
-        // Signed with a private key the fuzzer does not have: no round trip.
+        // RSA: signed with a private key the fuzzer does not have;
+        // HighLevel: its timestamp is in the fuzzed body. No round trip.
         Preset::Ed25519 { .. } | Preset::RsaSha256 { .. } | Preset::Highlevel { .. } => return,
         Preset::StandardWebhooks => {
             // A `whsk_` secret signs Ed25519 (`v1a`), which an inbound
@@ -188,5 +244,31 @@ fn round_trip(rule: &SignatureRule, body: &[u8], now: Timestamp) {
     }
     if let Err(e) = rule.verify(&headers, body, now) {
         panic!("{} rejects what its sender signs: {e}", rule.preset.name());
+    }
+}
+
+/// `ed25519` signed as its sender would: the body, or the timestamp header
+/// followed by the body. A body timestamp is the fuzzer's: no round trip.
+fn ed25519_round_trip(rule: &SignatureRule, body: &[u8], now: Timestamp) {
+    // Senders stamp whole seconds of this era (from 10^11 on it reads as
+    // milliseconds).
+    if !(0..100_000_000_000).contains(&now.as_second()) {
+        return;
+    }
+    let ts = now.as_second().to_string();
+    let signed = match rule.timestamp.as_ref().map(|t| &t.at) {
+        None => body.to_vec(),
+        Some(KeySource::Header(_)) => [ts.as_bytes(), body].concat(),
+        Some(KeySource::Path(_)) => return,
+    };
+    let mut headers = HeaderMap::new();
+    let sig = base64_encode(&ed25519_key().sign(&signed).to_bytes());
+    let (Ok(value), Ok(ts_value)) = (HeaderValue::try_from(sig), HeaderValue::try_from(ts)) else {
+        panic!("a signed header is not valid HTTP");
+    };
+    headers.insert("x-sig-ed", value);
+    headers.insert("x-ts", ts_value);
+    if let Err(e) = rule.verify(&headers, body, now) {
+        panic!("ed25519 rejects what its sender signs: {e}");
     }
 }

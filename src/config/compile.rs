@@ -196,6 +196,7 @@ pub(crate) fn compile(
     let egress = Egress {
         allow: ctx.cidrs(&eg.allow),
         deny: ctx.cidrs(&eg.deny),
+        proxy: super::compile_transport::egress_proxy(eg.proxy.as_ref(), &mut ctx),
     };
     let tokens = compile_tokens(&set.tokens, &mut ctx);
     let event_types = compile_event_types(&set.event_types, &mut ctx);

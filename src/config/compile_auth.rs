@@ -19,6 +19,14 @@ pub(crate) fn is_authorization(name: &str) -> bool {
     name.eq_ignore_ascii_case(AUTHORIZATION)
 }
 
+/// "action `a`" for the prefix `action/a`, as messages name a target.
+pub(crate) fn target_name(prefix: &str) -> String {
+    match prefix.split_once('/') {
+        Some((kind, id)) => format!("{kind} `{id}`"),
+        None => prefix.to_owned(),
+    }
+}
+
 /// `auth:` of the target compiled under `prefix` (`action/<id>`,
 /// `subscription/<id>`), whose own header templates are `own_headers`.
 pub(crate) fn outbound_auth(
@@ -28,10 +36,7 @@ pub(crate) fn outbound_auth(
     ctx: &mut Ctx<'_>,
 ) -> Option<OutboundAuth> {
     let raw = raw?;
-    let target = match prefix.split_once('/') {
-        Some((kind, id)) => format!("{kind} `{id}`"),
-        None => prefix.to_owned(),
-    };
+    let target = target_name(prefix);
     if own_headers.iter().any(|(k, _)| is_authorization(k)) {
         ctx.error(
             &raw.pos,

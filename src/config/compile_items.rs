@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::compile_auth::{is_authorization, outbound_auth};
+use super::compile_auth::{is_authorization, outbound_auth, target_name};
 use super::leaf::{Ctx, Ids};
 use super::lease::{Lease, check_timeout};
 use super::load::Item;
@@ -120,6 +120,8 @@ struct RawDelivery<'a> {
     retry: &'a Option<RawRetry>,
     headers: &'a Option<BTreeMap<String, Sp<String>>>,
     auth: &'a Option<Sp<RawOutboundAuth>>,
+    tls: &'a Option<Sp<RawTls>>,
+    proxy: &'a Option<Sp<StrOr<RawSecretRef>>>,
     rate_limit: &'a Option<Sp<String>>,
     max_in_flight: Option<u32>,
     ordering: Option<Ordering>,
@@ -134,6 +136,12 @@ fn delivery(
 ) -> DeliveryOptions {
     let own = headers(prefix, raw.headers, ctx);
     let auth = outbound_auth(prefix, raw.auth.as_ref(), &own, ctx);
+    let transport = super::compile_transport::transport(
+        &target_name(prefix),
+        raw.tls.as_ref(),
+        raw.proxy.as_ref(),
+        ctx,
+    );
     // The target's own headers and credentials win over the defaults.
     let mut merged: Vec<(String, Template)> = d
         .headers
@@ -156,6 +164,7 @@ fn delivery(
         },
         headers: merged,
         auth,
+        transport,
         rate_limit: ctx.rate(raw.rate_limit).or(d.rate_limit),
         max_in_flight: raw.max_in_flight.or(d.max_in_flight),
         ordering: raw.ordering.unwrap_or(d.ordering),
@@ -304,6 +313,8 @@ fn action(
             retry: &raw.retry,
             headers: &raw.headers,
             auth: &raw.auth,
+            tls: &raw.tls,
+            proxy: &raw.proxy,
             rate_limit: &raw.rate_limit,
             max_in_flight: raw.max_in_flight,
             ordering: raw.ordering,
@@ -466,6 +477,8 @@ pub(crate) fn compile_subscriptions(
                 retry: &s.retry,
                 headers: &s.headers,
                 auth: &s.auth,
+                tls: &s.tls,
+                proxy: &s.proxy,
                 rate_limit: &s.rate_limit,
                 max_in_flight: s.max_in_flight,
                 ordering: s.ordering,

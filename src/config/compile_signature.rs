@@ -17,6 +17,51 @@ pub const HIGHLEVEL_HEADER: &str = "X-GHL-Signature";
 /// HighLevel's legacy signature header (RSA-SHA256, base64).
 pub const HIGHLEVEL_LEGACY_HEADER: &str = "X-WH-Signature";
 
+/// `timestamp:` of an `ed25519` or `rsa-sha256` check: `header:NAME` or a
+/// JSONPath, the same two forms `idempotency_key` takes.
+fn signed_timestamp(id: &str, s: &RawSignature, ctx: &mut Ctx<'_>) -> Option<SignedTimestamp> {
+    let raw = s.timestamp.as_ref()?;
+    if !matches!(
+        s.preset,
+        SignaturePreset::Ed25519 | SignaturePreset::RsaSha256
+    ) {
+        let name = preset_name(s.preset);
+        let why = if s.preset == SignaturePreset::Highlevel {
+            "`preset: highlevel` always reads the body's `timestamp`"
+        } else {
+            "this preset fixes where its timestamp is"
+        };
+        ctx.error(
+            &raw.pos,
+            format!("trigger `{id}`: `timestamp` only applies to `preset: ed25519` and `rsa-sha256`; {why} (`preset: {name}`)"),
+        );
+        return None;
+    }
+    let at = if let Some(h) = raw.value.strip_prefix("header:") {
+        let h = h.trim();
+        if h.is_empty() || http::HeaderName::try_from(h).is_err() {
+            ctx.error(
+                &raw.pos,
+                format!("trigger `{id}`: `timestamp: header:…` needs a valid header name"),
+            );
+            return None;
+        }
+        KeySource::Header(h.to_ascii_lowercase())
+    } else if raw.value.starts_with('$') {
+        KeySource::Path(ctx.jsonpath(raw)?)
+    } else {
+        ctx.error(
+            &raw.pos,
+            format!("trigger `{id}`: invalid `timestamp` `{}`: write a JSONPath into the body like `$.timestamp`, or `header:X-Signature-Timestamp`", raw.value),
+        );
+        return None;
+    };
+    Some(SignedTimestamp {
+        at,
+        shown: raw.value.trim().to_owned(),
+    })
+}
+
 /// Compile `s`, the `verify.signature` of trigger `id` at `pos`.
 pub(super) fn signature(
     id: &str,
@@ -108,7 +153,9 @@ pub(super) fn signature(
             }
         }
     }
+    let timestamp = signed_timestamp(id, s, ctx);
     SignatureCheck {
+        timestamp,
         preset: s.preset,
         secrets,
         header: s.header.clone().unwrap_or_else(|| header.to_owned()),

@@ -22,6 +22,7 @@ pub mod compile;
 mod compile_auth;
 mod compile_items;
 mod compile_signature;
+mod compile_transport;
 mod compile_trigger;
 pub mod error;
 pub mod interp;

@@ -345,4 +345,7 @@ pub struct RawEgress {
     pub allow: Option<Vec<Sp<String>>>,
     /// CIDRs no delivery may reach (applies to YAML targets too).
     pub deny: Option<Vec<Sp<String>>>,
+    /// HTTP CONNECT proxy for every delivery without its own `proxy:`,
+    /// or `{ secret: NAME }` when its URL holds credentials.
+    pub proxy: Option<Sp<super::node::StrOr<super::raw_items::RawSecretRef>>>,
 }

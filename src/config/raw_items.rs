@@ -102,6 +102,21 @@ pub struct RawOutboundOAuth2 {
     pub audience: Option<Sp<String>>,
 }
 
+/// TLS settings of one target (SPEC §14). Each value names a secret
+/// (`secrets: { NAME: { file: PATH } }` for a file) holding PEM.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "OutboundTls")]
+pub struct RawTls {
+    /// Secret holding the client certificate chain (PEM) for mTLS.
+    pub client_cert: Option<Sp<String>>,
+    /// Secret holding the client certificate's private key (PEM).
+    pub client_key: Option<Sp<String>>,
+    /// Secret holding the CA certificate(s) (PEM) that signed the target's
+    /// certificate, trusted in addition to the system's roots.
+    pub ca: Option<Sp<String>>,
+}
+
 /// HTTP basic credentials sent to a target.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -155,6 +170,12 @@ request_structs! {
     /// Credentials sent with every request, e.g.
     /// `{ basic: { user, password: SECRET } }`.
     auth: Option<Sp<RawOutboundAuth>>,
+    /// Client certificate and private CA, e.g.
+    /// `{ client_cert: SECRET, client_key: SECRET, ca: SECRET }`.
+    tls: Option<Sp<RawTls>>,
+    /// HTTP CONNECT proxy (`http://host:port`), or `{ secret: NAME }` when
+    /// its URL holds credentials (default `egress.proxy`).
+    proxy: Option<Sp<StrOr<RawSecretRef>>>,
     /// Query parameter templates (values are percent-encoded).
     query: Option<BTreeMap<String, Sp<String>>>,
     /// Request body.
@@ -251,6 +272,10 @@ pub struct RawSubscription {
     /// Credentials sent with every delivery and the verification handshake,
     /// e.g. `{ basic: { user, password: SECRET } }`.
     pub auth: Option<Sp<RawOutboundAuth>>,
+    /// Client certificate and private CA.
+    pub tls: Option<Sp<RawTls>>,
+    /// HTTP CONNECT proxy, or `{ secret: NAME }` (default `egress.proxy`).
+    pub proxy: Option<Sp<StrOr<RawSecretRef>>>,
     /// Retry policy (default `defaults.retry`).
     pub retry: Option<RawRetry>,
     /// minijinja expression; only events for which it is true are sent.

@@ -113,6 +113,11 @@ pub struct RawSignature {
     pub prefix: Option<String>,
     /// Oldest accepted timestamp for timestamped schemes (default `5m`).
     pub tolerance: Option<Sp<String>>,
+    /// `ed25519` and `rsa-sha256` only: where the sender's signed timestamp
+    /// is, checked within `tolerance`. A JSONPath into the body (`$.ts`;
+    /// the body is what was signed), or `header:NAME`, when the signature
+    /// covers that header's value followed by the body.
+    pub timestamp: Option<Sp<String>>,
 }
 
 /// HTTP basic authentication of the sender.

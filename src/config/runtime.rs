@@ -113,6 +113,22 @@ impl Config {
         self.workflow_ids.get(id).map(|&i| &self.workflows[i])
     }
 
+    /// Every distinct `tls:`/`proxy:` of the YAML targets, in config order.
+    pub fn transports(&self) -> Vec<Arc<Transport>> {
+        let mut all: Vec<Arc<Transport>> = Vec::new();
+        let targets = self
+            .actions
+            .iter()
+            .map(|a| &a.delivery)
+            .chain(self.subscriptions.iter().map(|s| &s.delivery));
+        for t in targets.filter_map(|d| d.transport.as_ref()) {
+            if !all.contains(t) {
+                all.push(Arc::clone(t));
+            }
+        }
+        all
+    }
+
     /// A YAML subscription by id.
     pub fn subscription(&self, id: &str) -> Option<&Arc<Subscription>> {
         self.subscription_ids
@@ -249,6 +265,45 @@ pub struct Egress {
     pub allow: Vec<IpNet>,
     /// Never dialled.
     pub deny: Vec<IpNet>,
+    /// The proxy of every delivery without its own (`egress.proxy`).
+    pub proxy: Option<Proxy>,
+}
+
+/// How one YAML target is reached when it differs from the default:
+/// `tls:` and/or `proxy:` (SPEC §14). Compared by value, so a reload that
+/// keeps them keeps the sender's connections.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transport {
+    /// Client certificate and extra CA.
+    pub tls: Option<Tls>,
+    /// The target's own proxy; `None` falls back to `egress.proxy`.
+    pub proxy: Option<Proxy>,
+}
+
+/// `tls:` of a target, as PEM checked at load.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tls {
+    /// Client certificate chain and its private key (both or neither).
+    pub client: Option<(Secret, Secret)>,
+    /// CA certificates trusted in addition to the system's roots.
+    pub ca: Option<Secret>,
+}
+
+/// An HTTP CONNECT proxy. Its URL may hold `user:password` only when it
+/// comes from a secret; `Debug` never shows those.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Proxy {
+    /// `http://[user:password@]host:port`.
+    pub url: Url,
+    /// Where it came from, for messages: the URL without credentials, or
+    /// the secret's name.
+    pub shown: String,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
 }
 
 /// A target URL.
@@ -349,6 +404,9 @@ pub struct DeliveryOptions {
     /// Credentials sent with every request (`auth:`; never for API
     /// subscriptions).
     pub auth: Option<OutboundAuth>,
+    /// Its own TLS settings and proxy (`tls:`, `proxy:`); `None` uses the
+    /// sender's default clients (which follow `egress.proxy`).
+    pub transport: Option<Arc<Transport>>,
     /// Rate limit.
     pub rate_limit: Option<Rate>,
     /// Concurrency limit.

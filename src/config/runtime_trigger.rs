@@ -134,7 +134,28 @@ pub struct SignatureCheck {
     /// The sender's RSA public key: `rsa-sha256`'s `public_key`, or
     /// `highlevel`'s `legacy_public_key` when `legacy: true` (else `None`).
     pub rsa_key: Option<rsa::RsaPublicKey>,
+    /// `ed25519`, `rsa-sha256`: where the signed timestamp is (`timestamp:`).
+    pub timestamp: Option<SignedTimestamp>,
 }
+
+/// Where a public-key preset's signed timestamp is read.
+#[derive(Clone, Debug)]
+pub struct SignedTimestamp {
+    /// A header (signed as its value followed by the body), or a JSONPath
+    /// into the signed body.
+    pub at: KeySource,
+    /// As written in the config, for error messages.
+    pub shown: String,
+}
+
+/// Equal when written the same: the text decides where it is read.
+impl PartialEq for SignedTimestamp {
+    fn eq(&self, other: &SignedTimestamp) -> bool {
+        self.shown == other.shown
+    }
+}
+
+impl Eq for SignedTimestamp {}
 
 /// Basic credentials.
 #[derive(Clone, Debug)]

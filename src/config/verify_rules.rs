@@ -11,7 +11,7 @@ use std::time::Duration;
 use http::HeaderName;
 use ipnet::IpNet;
 
-use super::runtime_trigger::{SignatureCheck, Verify};
+use super::runtime_trigger::{SignatureCheck, SignedTimestamp, Verify};
 use super::{Encoding, SignaturePreset};
 
 /// The header the generic `hmac-sha256` preset reads unless configured.
@@ -43,6 +43,8 @@ pub struct SignatureRule {
     /// Largest allowed distance between the signed timestamp and our clock
     /// (timestamped presets only; `DEFAULT_TOLERANCE` is 5 minutes).
     pub tolerance: Duration,
+    /// `ed25519`, `rsa-sha256`: where their signed timestamp is, if anywhere.
+    pub timestamp: Option<SignedTimestamp>,
 }
 
 /// A signature scheme, one per provider (SPEC §3 `verify.signature.preset`).
@@ -175,6 +177,7 @@ fn signature_rule(check: &SignatureCheck) -> SignatureRule {
         preset,
         secrets: check.secrets.iter().map(|s| s.expose().to_vec()).collect(),
         tolerance: check.tolerance,
+        timestamp: check.timestamp.clone(),
     }
 }
 
@@ -195,6 +198,7 @@ impl fmt::Debug for SignatureRule {
             .field("preset", &self.preset)
             .field("secrets", &self.secrets.len())
             .field("tolerance", &self.tolerance)
+            .field("timestamp", &self.timestamp.as_ref().map(|t| &t.shown))
             .finish()
     }
 }

@@ -185,7 +185,13 @@ impl Handshakes {
         let limit = usize::try_from(snapshot.config.history.response_body_limit).unwrap_or(4096);
         match snapshot
             .sender
-            .send(req, Trust::Config, sub.delivery.timeout, limit)
+            .send(
+                req,
+                Trust::Config,
+                sub.delivery.transport.as_deref(),
+                sub.delivery.timeout,
+                limit,
+            )
             .await
         {
             Ok(r) if confirms(r.status, &r.body, &confirmation) => Ok(()),

@@ -198,7 +198,7 @@ async fn fetch(
         body: Bytes::from(form(grant)),
     };
     let r = sender
-        .send(req, Trust::Config, timeout, BODY_LIMIT)
+        .send(req, Trust::Config, None, timeout, BODY_LIMIT)
         .await
         .map_err(auth_error)?;
     let body: Option<serde_json::Value> = serde_json::from_slice(&r.body).ok();

@@ -43,6 +43,8 @@ pub struct Opts<'a> {
     pub trust: Trust,
     /// `auth:` (YAML targets only).
     pub auth: Option<&'a config::OutboundAuth>,
+    /// `tls:` and `proxy:` (YAML targets only).
+    pub transport: Option<&'a config::Transport>,
 }
 
 fn from_options(d: &config::DeliveryOptions, trust: Trust) -> Opts<'_> {
@@ -55,6 +57,7 @@ fn from_options(d: &config::DeliveryOptions, trust: Trust) -> Opts<'_> {
         paused: d.paused,
         trust,
         auth: d.auth.as_ref(),
+        transport: d.transport.as_deref(),
     }
 }
 

@@ -62,10 +62,13 @@ pub enum VerifyError {
         /// The configured tolerance in seconds.
         tolerance_secs: u64,
     },
-    /// A preset that signs no timestamp header (`highlevel`) reads the
-    /// body's `timestamp` field instead; it is missing or unreadable.
-    #[error("the body's `timestamp` field {problem}: the request cannot be checked for replay")]
+    /// The signed timestamp in the body (`highlevel`'s `timestamp`, or the
+    /// `timestamp` JSONPath of `ed25519`/`rsa-sha256`) is missing or
+    /// unreadable.
+    #[error("the body's `{field}` {problem}: the request cannot be checked for replay")]
     BodyTimestamp {
+        /// Where it is read, e.g. `$.timestamp`.
+        field: String,
         /// What is wrong with it, in a few words.
         problem: &'static str,
     },

@@ -181,11 +181,16 @@ impl App {
     }
 }
 
-/// The HTTP sender for a config's egress policy.
+/// The HTTP sender for a config's egress policy, `egress.proxy` and the
+/// YAML targets' own `tls:`/`proxy:`.
 pub fn sender_for(config: &Config) -> Result<Sender, String> {
-    Sender::new(EgressPolicy {
-        allow: config.egress.allow.clone(),
-        deny: config.egress.deny.clone(),
-    })
+    Sender::with_transports(
+        EgressPolicy {
+            allow: config.egress.allow.clone(),
+            deny: config.egress.deny.clone(),
+        },
+        config.egress.proxy.as_ref(),
+        &config.transports(),
+    )
     .map_err(|e| e.to_string())
 }

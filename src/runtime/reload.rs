@@ -163,8 +163,14 @@ pub async fn reload_async(app: &App) -> Result<Reloaded, ConfigErrors> {
     }
 }
 
+/// Whether the sender must be rebuilt: the egress policy or proxy, or a
+/// target's `tls:`/`proxy:` (certificate files are read again on every
+/// reload, so a renewed certificate counts).
 fn egress_changed(old: &Config, new: &Config) -> bool {
-    old.egress.allow != new.egress.allow || old.egress.deny != new.egress.deny
+    old.egress.allow != new.egress.allow
+        || old.egress.deny != new.egress.deny
+        || old.egress.proxy != new.egress.proxy
+        || old.transports() != new.transports()
 }
 
 /// Start the SIGHUP handler and (when `reload.watch`) the file watcher;

@@ -56,6 +56,7 @@ impl ApiTarget {
                 headers: Vec::new(),
                 // Never: an API token must not send a config secret.
                 auth: None,
+                transport: None,
                 rate_limit: None,
                 max_in_flight: None,
                 ordering: Ordering::Parallel,

@@ -314,7 +314,7 @@ mod tests {
                 body: bytes::Bytes::new(),
             };
             let timeout = std::time::Duration::from_secs(5);
-            let result = sender.send(req, Trust::Api, timeout, 1024).await;
+            let result = sender.send(req, Trust::Api, None, timeout, 1024).await;
             assert!(
                 matches!(result, Err(super::super::SendError::Egress(_))),
                 "{url}"

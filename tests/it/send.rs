@@ -130,7 +130,7 @@ async fn delivers_method_headers_and_body() {
     req.headers.push(("X-Multi".into(), "b".into()));
     req.headers.push(("X-Name".into(), "José".into()));
     let resp = sender
-        .send(req, Trust::Config, TIMEOUT, LIMIT)
+        .send(req, Trust::Config, None, TIMEOUT, LIMIT)
         .await
         .unwrap();
 
@@ -163,6 +163,7 @@ async fn total_timeout_against_a_slow_receiver() {
         .send(
             post(rx.url("/slow")),
             Trust::Config,
+            None,
             Duration::from_millis(300),
             LIMIT,
         )
@@ -186,7 +187,7 @@ async fn connection_refused_is_a_connect_error_without_the_url() {
     let sender = Sender::new(EgressPolicy::default()).unwrap();
     let url = Url::parse(&format!("http://{addr}/hooks/secret-token-abc")).unwrap();
     let err = sender
-        .send(post(url), Trust::Config, TIMEOUT, LIMIT)
+        .send(post(url), Trust::Config, None, TIMEOUT, LIMIT)
         .await
         .unwrap_err();
     assert!(matches!(err, SendError::Connect(_)), "{err:?}");
@@ -201,7 +202,13 @@ async fn redirects_are_not_followed() {
     let rx = Receiver::start().await;
     let sender = Sender::new(EgressPolicy::default()).unwrap();
     let resp = sender
-        .send(post(rx.url("/redirect")), Trust::Config, TIMEOUT, LIMIT)
+        .send(
+            post(rx.url("/redirect")),
+            Trust::Config,
+            None,
+            TIMEOUT,
+            LIMIT,
+        )
         .await
         .unwrap();
     assert_eq!(resp.status, 302);
@@ -218,7 +225,13 @@ async fn response_body_is_cut_at_the_limit() {
     let rx = Receiver::start().await;
     let sender = Sender::new(EgressPolicy::default()).unwrap();
     let resp = sender
-        .send(post(rx.url("/endless")), Trust::Config, TIMEOUT, 10_000)
+        .send(
+            post(rx.url("/endless")),
+            Trust::Config,
+            None,
+            TIMEOUT,
+            10_000,
+        )
         .await
         .unwrap();
     assert_eq!(resp.status, 200);
@@ -227,7 +240,7 @@ async fn response_body_is_cut_at_the_limit() {
 
     // Exactly at the limit is complete; one byte less is truncated.
     let exact = sender
-        .send(post(rx.url("/ok")), Trust::Config, TIMEOUT, 5)
+        .send(post(rx.url("/ok")), Trust::Config, None, TIMEOUT, 5)
         .await
         .unwrap();
     assert_eq!(
@@ -235,7 +248,7 @@ async fn response_body_is_cut_at_the_limit() {
         (b"hello".as_ref(), false)
     );
     let short = sender
-        .send(post(rx.url("/ok")), Trust::Config, TIMEOUT, 4)
+        .send(post(rx.url("/ok")), Trust::Config, None, TIMEOUT, 4)
         .await
         .unwrap();
     assert_eq!(
@@ -249,7 +262,7 @@ async fn api_targets_may_not_reach_loopback() {
     let rx = Receiver::start().await;
     let sender = Sender::new(EgressPolicy::default()).unwrap();
     let err = sender
-        .send(post(rx.url("/ok")), Trust::Api, TIMEOUT, LIMIT)
+        .send(post(rx.url("/ok")), Trust::Api, None, TIMEOUT, LIMIT)
         .await
         .unwrap_err();
     assert!(!retryable(&err));
@@ -263,14 +276,14 @@ async fn api_targets_reach_loopback_when_allowed() {
     let rx = Receiver::start().await;
     let sender = Sender::new(policy(&["127.0.0.0/8"], &[])).unwrap();
     let resp = sender
-        .send(post(rx.url("/ok")), Trust::Api, TIMEOUT, LIMIT)
+        .send(post(rx.url("/ok")), Trust::Api, None, TIMEOUT, LIMIT)
         .await
         .unwrap();
     assert_eq!(resp.status, 201);
     let port = rx.addr.port();
     let by_name = Url::parse(&format!("http://localhost:{port}/ok")).unwrap();
     let resp = sender
-        .send(post(by_name), Trust::Api, TIMEOUT, LIMIT)
+        .send(post(by_name), Trust::Api, None, TIMEOUT, LIMIT)
         .await
         .unwrap();
     assert_eq!(resp.status, 201);
@@ -294,7 +307,9 @@ async fn every_spelling_of_loopback_is_refused_for_api_targets() {
     ];
     for spelling in &spellings {
         let url = Url::parse(spelling).unwrap();
-        let result = sender.send(post(url), Trust::Api, TIMEOUT, LIMIT).await;
+        let result = sender
+            .send(post(url), Trust::Api, None, TIMEOUT, LIMIT)
+            .await;
         assert_eq!(egress_reason(result), EgressReason::Loopback, "{spelling}");
     }
     assert!(rx.hits().is_empty());
@@ -304,7 +319,7 @@ async fn every_spelling_of_loopback_is_refused_for_api_targets() {
     for spelling in [&spellings[0], &spellings[1], &spellings[3], &spellings[6]] {
         let url = Url::parse(spelling).unwrap();
         let resp = sender
-            .send(post(url), Trust::Config, TIMEOUT, LIMIT)
+            .send(post(url), Trust::Config, None, TIMEOUT, LIMIT)
             .await
             .unwrap();
         assert_eq!(resp.status, 201, "{spelling}");
@@ -322,7 +337,9 @@ async fn deny_applies_to_config_targets() {
         Url::parse(&format!("http://localhost:{port}/ok")).unwrap(),
     ] {
         for trust in [Trust::Config, Trust::Api] {
-            let result = sender.send(post(url.clone()), trust, TIMEOUT, LIMIT).await;
+            let result = sender
+                .send(post(url.clone()), trust, None, TIMEOUT, LIMIT)
+                .await;
             assert_eq!(
                 egress_reason(result),
                 EgressReason::Denied,
@@ -341,7 +358,7 @@ async fn smuggled_headers_are_refused_before_sending() {
     req.headers
         .push(("X-Order".into(), "1\r\nX-Injected: yes".into()));
     let err = sender
-        .send(req, Trust::Config, TIMEOUT, LIMIT)
+        .send(req, Trust::Config, None, TIMEOUT, LIMIT)
         .await
         .unwrap_err();
     assert_eq!(
@@ -351,7 +368,7 @@ async fn smuggled_headers_are_refused_before_sending() {
     let mut req = post(rx.url("/ok"));
     req.headers.push(("Host".into(), "internal.example".into()));
     let err = sender
-        .send(req, Trust::Config, TIMEOUT, LIMIT)
+        .send(req, Trust::Config, None, TIMEOUT, LIMIT)
         .await
         .unwrap_err();
     assert!(matches!(
@@ -419,7 +436,7 @@ async fn proxy_env_child() {
     let sender = Sender::new(policy(&["127.0.0.0/8"], &[])).unwrap();
     for trust in [Trust::Config, Trust::Api] {
         let resp = sender
-            .send(post(target.clone()), trust, TIMEOUT, LIMIT)
+            .send(post(target.clone()), trust, None, TIMEOUT, LIMIT)
             .await
             .unwrap();
         assert_eq!(resp.status, 201);

@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderName};
 use jiff::Timestamp;
 
 use super::VerifyError;
+use crate::config::KeySource;
 use crate::model::mac::{any_key_matches, base64_decode, hex_decode, standard_webhooks_key};
 
 mod ed25519;
@@ -108,6 +109,7 @@ impl SignatureRule {
             preset,
             secrets,
             tolerance: DEFAULT_TOLERANCE,
+            timestamp: None,
         }
     }
 
@@ -118,14 +120,82 @@ impl SignatureRule {
         body: &[u8],
         now: Timestamp,
     ) -> Result<(), VerifyError> {
-        verify_signature(
-            &self.preset,
-            headers,
-            body,
-            &self.secrets,
-            self.tolerance,
-            now,
-        )
+        let check = |signed: &[u8]| {
+            verify_signature(
+                &self.preset,
+                headers,
+                signed,
+                &self.secrets,
+                self.tolerance,
+                now,
+            )
+        };
+        let Some(stamp) = &self.timestamp else {
+            return check(body);
+        };
+        // The signature first: nothing unsigned is parsed.
+        let signed = match &stamp.at {
+            KeySource::Header(name) => {
+                let text = header_text(headers, name)?;
+                let mut signed = Vec::with_capacity(text.len() + body.len());
+                signed.extend_from_slice(text.as_bytes());
+                signed.extend_from_slice(body);
+                check(&signed)?;
+                timestamp_text(text).map_err(|problem| malformed(name, problem))?
+            }
+            KeySource::Path(path) => {
+                check(body)?;
+                let problem = |problem| VerifyError::BodyTimestamp {
+                    field: stamp.shown.clone(),
+                    problem,
+                };
+                let value: serde_json::Value = serde_json::from_slice(body)
+                    .map_err(|_| problem("cannot be read: the body is not JSON"))?;
+                match path.query(&value).first() {
+                    None | Some(serde_json::Value::Null) => return Err(problem("is missing")),
+                    Some(v) => timestamp_value(v).map_err(problem)?,
+                }
+            }
+        };
+        check_age(&stamp.shown, signed, self.tolerance, now)
+    }
+}
+
+/// A signed timestamp value as unix seconds: an RFC 3339 string, or unix
+/// seconds or milliseconds (told apart by size) as a number or a string of
+/// digits.
+pub(super) fn timestamp_value(v: &serde_json::Value) -> Result<i64, &'static str> {
+    match v {
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map(seconds)
+            .ok_or("is not whole unix seconds or milliseconds"),
+        serde_json::Value::String(s) => timestamp_text(s),
+        _ => Err("is neither a date-time string nor a number"),
+    }
+}
+
+/// [`timestamp_value`] of text (a header, or a string in the body).
+fn timestamp_text(s: &str) -> Result<i64, &'static str> {
+    let s = s.trim();
+    if !s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse::<i64>()
+            .map(seconds)
+            .map_err(|_| "is not whole unix seconds or milliseconds");
+    }
+    s.parse::<Timestamp>()
+        .map(|t| t.as_second())
+        .map_err(|_| "is neither unix seconds nor an RFC 3339 date-time with an offset")
+}
+
+/// Unix seconds from seconds or milliseconds: no sender means the year
+/// 5138, so anything from 10^11 on is milliseconds.
+fn seconds(n: i64) -> i64 {
+    if n.unsigned_abs() >= 100_000_000_000 {
+        n / 1000
+    } else {
+        n
     }
 }
 
@@ -294,6 +364,17 @@ fn check_timestamp(
     let signed: i64 = text
         .parse()
         .map_err(|_| malformed(header, "timestamp is not whole unix seconds"))?;
+    check_age(header, signed, tolerance, now)
+}
+
+/// `signed` (unix seconds, read from `at`) within `tolerance` of `now`.
+fn check_age(
+    at: &str,
+    signed: i64,
+    tolerance: Duration,
+    now: Timestamp,
+) -> Result<(), VerifyError> {
+    let header = at;
     let age_secs = now.as_second().saturating_sub(signed);
     if age_secs.unsigned_abs() > tolerance.as_secs() {
         return Err(VerifyError::TimestampOutOfTolerance {

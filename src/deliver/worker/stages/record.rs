@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 
 use super::{Delivery, Held};
-use crate::config::{Config, OAuth2, OutboundAuth};
+use crate::config::{Config, OAuth2, OutboundAuth, Transport};
 use crate::deliver::limits::CircuitChange;
 use crate::deliver::render::Rendered;
 use crate::deliver::retry::{self, Decision, Outcome};
@@ -111,7 +111,14 @@ impl Worker {
             .with_renewal(
                 job.lease,
                 self.app.queue().lease_duration(),
-                self.exchange(job, grant, req, opts.trust, opts.timeout, limit),
+                self.exchange(
+                    job,
+                    grant,
+                    req,
+                    (opts.trust, opts.transport),
+                    opts.timeout,
+                    limit,
+                ),
             )
             .await;
         let elapsed = started.elapsed();
@@ -136,17 +143,19 @@ impl Worker {
         job: &Delivery<'_>,
         grant: Option<&OAuth2>,
         mut req: OutboundRequest,
-        trust: Trust,
+        (trust, transport): (Trust, Option<&Transport>),
         timeout: Duration,
         limit: usize,
     ) -> Result<Response, SendError> {
         let sender = &job.snapshot.sender;
         let Some(grant) = grant else {
-            return sender.send(req, trust, timeout, limit).await;
+            return sender.send(req, trust, transport, timeout, limit).await;
         };
         let token = self.tokens.get(grant, sender, timeout).await?;
         auth::set(&mut req.headers, token.bearer());
-        let first = sender.send(req.clone(), trust, timeout, limit).await;
+        let first = sender
+            .send(req.clone(), trust, transport, timeout, limit)
+            .await;
         if !matches!(&first, Ok(r) if r.status == 401) {
             return first;
         }
@@ -158,7 +167,7 @@ impl Worker {
         );
         let token = self.tokens.get(grant, sender, timeout).await?;
         auth::set(&mut req.headers, token.bearer());
-        sender.send(req, trust, timeout, limit).await
+        sender.send(req, trust, transport, timeout, limit).await
     }
 
     /// Record: count the outcome in the target's circuit, then decide with

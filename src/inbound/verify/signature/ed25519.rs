@@ -110,4 +110,92 @@ mod tests {
             Err(VerifyError::NoSecret)
         );
     }
+
+    fn stamped(at: crate::config::KeySource, shown: &str) -> SignatureRule {
+        let mut r = rule(Encoding::Base64, Some(key(5).verifying_key()));
+        r.timestamp = Some(crate::config::SignedTimestamp {
+            at,
+            shown: shown.to_owned(),
+        });
+        r
+    }
+
+    #[test]
+    fn a_timestamp_header_is_signed_with_the_body_and_kept_within_tolerance() {
+        let at = Timestamp::from_second(1_800_000_000).unwrap();
+        let body = br#"{"type":"ping"}"#;
+        let ts = "1800000000";
+        let signed = [ts.as_bytes(), body].concat();
+        let mut headers = with(&base64_encode(&key(5).sign(&signed).to_bytes()));
+        headers.insert("x-ts", HeaderValue::from_static("1800000000"));
+        let r = stamped(
+            crate::config::KeySource::Header("x-ts".into()),
+            "header:X-Ts",
+        );
+        assert_eq!(r.verify(&headers, body, at), Ok(()));
+        // Five minutes each way, then a replay.
+        let later = Timestamp::from_second(1_800_000_300).unwrap();
+        assert_eq!(r.verify(&headers, body, later), Ok(()));
+        let stale = Timestamp::from_second(1_800_000_301).unwrap();
+        assert!(matches!(
+            r.verify(&headers, body, stale),
+            Err(VerifyError::TimestampOutOfTolerance { age_secs: 301, .. })
+        ));
+        // A replay with a fresh timestamp header no longer verifies.
+        headers.insert("x-ts", HeaderValue::from_static("1800000300"));
+        assert!(matches!(
+            r.verify(&headers, body, later),
+            Err(VerifyError::PublicKeyMismatch { .. })
+        ));
+        headers.remove("x-ts");
+        assert_eq!(
+            r.verify(&headers, body, at),
+            Err(VerifyError::MissingHeader("x-ts".into()))
+        );
+    }
+
+    #[test]
+    fn a_timestamp_in_the_body_is_read_after_the_signature_in_any_form() {
+        let at = Timestamp::from_second(1_800_000_000).unwrap();
+        let path = serde_json_path::JsonPath::parse("$.meta.sent").unwrap();
+        let r = stamped(crate::config::KeySource::Path(path), "$.meta.sent");
+        for sent in [
+            "1800000000",
+            "\"1800000000\"",
+            "1800000000000",
+            "\"2027-01-15T08:00:00Z\"",
+        ] {
+            let body = format!(r#"{{"meta":{{"sent":{sent}}}}}"#);
+            let h = with(&base64_encode(&key(5).sign(body.as_bytes()).to_bytes()));
+            let when = if sent.contains('T') {
+                "2027-01-15T08:01:00Z".parse().unwrap()
+            } else {
+                at
+            };
+            assert_eq!(r.verify(&h, body.as_bytes(), when), Ok(()), "{sent}");
+            let late = when
+                .checked_add(jiff::SignedDuration::from_secs(600))
+                .unwrap();
+            assert!(
+                matches!(
+                    r.verify(&h, body.as_bytes(), late),
+                    Err(VerifyError::TimestampOutOfTolerance { .. })
+                ),
+                "{sent}"
+            );
+        }
+        let body = br#"{"meta":{}}"#;
+        let h = with(&base64_encode(&key(5).sign(body).to_bytes()));
+        let missing = r.verify(&h, body, at).unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            "the body's `$.meta.sent` is missing: the request cannot be checked for replay"
+        );
+        // An unsigned body is refused before its timestamp is read.
+        let forged = with(&base64_encode(&key(6).sign(body).to_bytes()));
+        assert!(matches!(
+            r.verify(&forged, body, at),
+            Err(VerifyError::PublicKeyMismatch { .. })
+        ));
+    }
 }

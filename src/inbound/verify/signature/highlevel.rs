@@ -12,7 +12,7 @@ use ed25519_dalek::VerifyingKey;
 use jiff::Timestamp;
 use rsa::RsaPublicKey;
 
-use super::{Encoding, VerifyError, check_timestamp, ed25519, rsa_sha256};
+use super::{Encoding, VerifyError, check_age, ed25519, rsa_sha256};
 
 /// The current signature header (Ed25519).
 const HEADER: &str = "x-ghl-signature";
@@ -43,46 +43,29 @@ pub(super) fn verify(
         _ => ed25519::verify(headers, HEADER, Encoding::Base64, key, body)?,
     }
     let signed = body_timestamp(body)?;
-    check_timestamp(TIMESTAMP_FIELD, &signed.to_string(), tolerance, now)
+    check_age(TIMESTAMP_FIELD, signed, tolerance, now)
 }
 
-/// The body's top-level `timestamp` as unix seconds: an RFC 3339 string
-/// (what HighLevel sends), or unix seconds or milliseconds as a number or a
-/// string of digits.
+/// The body's top-level `timestamp` as unix seconds (see
+/// [`super::timestamp_value`] for the forms accepted).
 fn body_timestamp(body: &[u8]) -> Result<i64, VerifyError> {
     #[derive(serde::Deserialize)]
     struct Stamped {
         timestamp: Option<serde_json::Value>,
     }
-    let problem = |problem| VerifyError::BodyTimestamp { problem };
+    let problem = |problem| VerifyError::BodyTimestamp {
+        field: TIMESTAMP_FIELD.to_owned(),
+        problem,
+    };
     let not_object = || problem("cannot be read: the body is not a JSON object");
     // serde would also read a struct from a JSON array: refuse that first.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(not_object());
     }
     let stamped: Stamped = serde_json::from_slice(body).map_err(|_| not_object())?;
-    let unix = |n: i64| {
-        if n.unsigned_abs() >= 100_000_000_000 {
-            n / 1000
-        } else {
-            n
-        }
-    };
     match stamped.timestamp {
         None | Some(serde_json::Value::Null) => Err(problem("is missing")),
-        Some(serde_json::Value::Number(n)) => n
-            .as_i64()
-            .map(unix)
-            .ok_or_else(|| problem("is not whole unix seconds or milliseconds")),
-        Some(serde_json::Value::String(s)) if s.bytes().all(|b| b.is_ascii_digit()) => s
-            .parse::<i64>()
-            .map(unix)
-            .map_err(|_| problem("is not whole unix seconds or milliseconds")),
-        Some(serde_json::Value::String(s)) => s
-            .parse::<Timestamp>()
-            .map(|t| t.as_second())
-            .map_err(|_| problem("is not an RFC 3339 date-time with an offset")),
-        Some(_) => Err(problem("is neither a date-time string nor a number")),
+        Some(v) => super::timestamp_value(&v).map_err(problem),
     }
 }
 
