@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::error::Pos;
 use super::leaf::Ctx;
+use super::node::{Sp, StrOr};
 use super::raw::*;
 use super::runtime::*;
 
@@ -125,7 +126,7 @@ pub(super) fn signature(
             } else {
                 "Ed25519"
             };
-            match &s.public_key {
+            match key_text(s.public_key.as_ref(), ctx).as_ref() {
                 // No default for `highlevel`: no public page publishing
                 // HighLevel's key could be found and cited (SPEC §14).
                 None => ctx.error(&at, format!("trigger `{id}`: `preset: {name}` needs `public_key`: the sender's {kind} public key (PEM or base64, inline)")),
@@ -171,7 +172,7 @@ pub(super) fn signature(
 /// before `legacy` is switched on), kept only while `legacy: true`.
 fn highlevel_legacy(id: &str, s: &RawSignature, ctx: &mut Ctx<'_>) -> Option<rsa::RsaPublicKey> {
     let legacy = s.legacy.as_ref().is_some_and(|l| l.value);
-    let key = match &s.legacy_public_key {
+    let key = match key_text(s.legacy_public_key.as_ref(), ctx).as_ref() {
         None => {
             if let Some(l) = s.legacy.as_ref().filter(|l| l.value) {
                 ctx.error(&l.pos, format!("trigger `{id}`: `legacy: true` needs `legacy_public_key`: the RSA public key that verifies `{HIGHLEVEL_LEGACY_HEADER}` (PEM or base64 DER)"));
@@ -191,6 +192,37 @@ fn highlevel_legacy(id: &str, s: &RawSignature, ctx: &mut Ctx<'_>) -> Option<rsa
         },
     };
     key.filter(|_| legacy)
+}
+
+/// A public key's text: inline, or the value of the secret it names, at
+/// the key's position. `None` when it is absent, or a secret that is
+/// unknown (reported), not text (reported) or not read (`--no-env`).
+fn key_text(raw: Option<&Sp<StrOr<RawSecretRef>>>, ctx: &mut Ctx<'_>) -> Option<Sp<String>> {
+    let raw = raw?;
+    let value = match &raw.value {
+        StrOr::Str(text) => text.clone(),
+        StrOr::Map(r) => {
+            let secret = ctx.secret(&r.secret)?;
+            if ctx.no_env {
+                return None;
+            }
+            let Some(text) = secret.expose_str() else {
+                ctx.error(
+                    &raw.pos,
+                    format!(
+                        "the secret `{}` is not UTF-8 text: a public key is PEM or base64",
+                        secret.name
+                    ),
+                );
+                return None;
+            };
+            text.to_owned()
+        }
+    };
+    Some(Sp {
+        value,
+        pos: raw.pos.clone(),
+    })
 }
 
 /// The config spelling of `preset`.

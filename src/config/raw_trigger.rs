@@ -94,11 +94,13 @@ pub struct RawSignature {
     /// as PEM (`-----BEGIN PUBLIC KEY-----`), base64 of the 32-byte key
     /// (optionally `whpk_`-prefixed) or of its DER. `rsa-sha256`: an RSA key
     /// (at least 2048 bits) as PEM (`PUBLIC KEY` or `RSA PUBLIC KEY`) or
-    /// base64 of its DER. Inline is fine: it is not a secret.
-    pub public_key: Option<Sp<String>>,
+    /// base64 of its DER. Inline is fine: it is not a secret; or
+    /// `{ secret: NAME }` to read it like one (a file, an env var).
+    pub public_key: Option<Sp<StrOr<super::raw_items::RawSecretRef>>>,
     /// `highlevel` only: the RSA public key for the legacy `X-WH-Signature`
-    /// header (PEM or base64 DER), used while `legacy: true`.
-    pub legacy_public_key: Option<Sp<String>>,
+    /// header (PEM or base64 DER), used while `legacy: true`; inline or
+    /// `{ secret: NAME }`.
+    pub legacy_public_key: Option<Sp<StrOr<super::raw_items::RawSecretRef>>>,
     /// `highlevel` only: also accept the legacy RSA `X-WH-Signature` when
     /// `X-GHL-Signature` is absent (default `false`; needs
     /// `legacy_public_key`).

@@ -82,12 +82,17 @@ async fn a_daemon_accepts_what_the_key_signed_and_refuses_the_rest() {
 
 /// Every error of loading `text`, as `line:col: message`.
 fn errors(text: &str) -> Vec<String> {
+    errors_with(text, "shh")
+}
+
+/// The load errors of `text` with the secret `s` holding `s_value`.
+fn errors_with(text: &str, s_value: &str) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.yaml");
     std::fs::write(&path, text).unwrap();
     let opts = LoadOptions {
         no_env: false,
-        env: Some(HashMap::from([("S".to_owned(), "shh".to_owned())])),
+        env: Some(HashMap::from([("S".to_owned(), s_value.to_owned())])),
     };
     match config::load(&path, opts) {
         Ok(_) => Vec::new(),
@@ -119,6 +124,18 @@ fn config_mistakes_are_errors_with_positions() {
     assert!(
         bad_key[0].starts_with("6:64: ") && bad_key[0].contains("PEM"),
         "{bad_key:?}"
+    );
+
+    // The key may also come from a secret (a file, an env var).
+    let from_secret = "{ preset: ed25519, header: X-Sig, public_key: { secret: s } }";
+    assert_eq!(
+        errors_with(&trigger(from_secret), &format!("whpk_{good}")),
+        Vec::<String>::new()
+    );
+    let not_a_key = errors(&trigger(from_secret));
+    assert!(
+        not_a_key.len() == 1 && not_a_key[0].starts_with("6:64: "),
+        "{not_a_key:?}"
     );
 
     let no_key = errors(&trigger("{ preset: ed25519, header: X-Sig }"));
