@@ -116,14 +116,19 @@ pub async fn open_queue(config: &Config) -> Result<Queue, QueueError> {
     match config.queue.backend {
         QueueBackend::Embedded => Queue::open_embedded(&config.queue.path, settings).await,
         QueueBackend::Redis => {
-            Queue::open_redis_allowing_eviction(
-                &config.queue.url,
-                &config.queue.prefix,
-                settings,
-                config.queue.allow_eviction,
-            )
-            .await
+            let options = redis_options(&config.queue);
+            Queue::open_redis_with(&config.queue.url, &config.queue.prefix, settings, options)
+                .await
         }
+    }
+}
+
+/// The Redis backend's own settings from `queue:`.
+fn redis_options(q: &crate::config::Queue) -> crate::queue::redis::RedisOptions {
+    crate::queue::redis::RedisOptions {
+        allow_eviction: q.allow_eviction,
+        replicas_ack: q.replicas_ack,
+        replicas_ack_timeout: q.replicas_ack_timeout,
     }
 }
 

@@ -61,6 +61,11 @@ impl ApiError {
                 "queue_unavailable",
                 "the queue backend is unavailable; try again shortly (details are in the daemon's log)",
             ),
+            QueueError::NotReplicated(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue_unavailable",
+                "the write was stored but not yet copied to enough queue replicas; try again shortly (details are in the daemon's log)",
+            ),
             QueueError::Unsafe(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "queue_unsafe",

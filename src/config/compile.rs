@@ -310,6 +310,23 @@ fn compile_queue(q: Option<&Item<RawQueue>>, ctx: &mut Ctx<'_>) -> Queue {
                     "`queue.allow_eviction` is for `backend: redis`; the embedded queue evicts nothing",
                 );
             }
+            // An error, not a warning: whoever sets it expects replicated
+            // events, and the embedded queue has no replicas to wait for.
+            let ack_pos = [
+                raw.replicas_ack.as_ref().map(|v| &v.pos),
+                raw.replicas_ack_timeout.as_ref().map(|v| &v.pos),
+            ];
+            for (field, pos) in ["replicas_ack", "replicas_ack_timeout"].iter().zip(ack_pos) {
+                if let Some(pos) = pos {
+                    ctx.error(
+                        pos,
+                        format!(
+                            "`queue.{field}` is for `backend: redis`; the embedded queue has no \
+                             replicas to wait for (its events are committed to local disk)"
+                        ),
+                    );
+                }
+            }
         }
         QueueBackend::Redis => {
             if let Some(p) = &raw.path {
@@ -327,22 +344,26 @@ fn compile_queue(q: Option<&Item<RawQueue>>, ctx: &mut Ctx<'_>) -> Queue {
                         );
                     }
                 }
-                Some(u)
-                    if !ctx.skip(u)
-                        && !u.value.starts_with("redis://")
-                        && !u.value.starts_with("rediss://") =>
-                {
-                    ctx.error(
-                        &u.pos,
-                        format!(
-                            "invalid Redis URL `{}`: it must start with redis:// or rediss://",
-                            u.value
-                        ),
-                    );
+                Some(u) if !ctx.skip(u) => {
+                    // The message names what is wrong, never the URL: it
+                    // may hold a password.
+                    if let Err(e) = crate::queue::redis::Address::parse(&u.value) {
+                        ctx.error(&u.pos, format!("invalid Redis URL in `queue.url`: {e}"));
+                    }
                 }
                 Some(_) => {}
             }
         }
+    }
+    let replicas_ack_timeout = ctx.duration(&raw.replicas_ack_timeout, Duration::from_secs(1));
+    if let Some(t) = &raw.replicas_ack_timeout
+        && (replicas_ack_timeout.is_zero() || replicas_ack_timeout > MAX_REPLICAS_ACK_TIMEOUT)
+    {
+        ctx.error(
+            &t.pos,
+            "queue.replicas_ack_timeout must be above 0s and at most 4s (default 1s): a sender \
+             waiting on it must get its answer within 5s (a WAIT timeout of 0 would wait forever)",
+        );
     }
     Queue {
         backend,
@@ -358,8 +379,14 @@ fn compile_queue(q: Option<&Item<RawQueue>>, ctx: &mut Ctx<'_>) -> Queue {
             .unwrap_or_else(|| "hookyard".into()),
         lease: ctx.duration(&raw.lease, Duration::from_secs(60)),
         allow_eviction: raw.allow_eviction.is_some_and(|a| a.value),
+        replicas_ack: raw.replicas_ack.map(|n| n.value).unwrap_or(0),
+        replicas_ack_timeout,
     }
 }
+
+/// The longest `queue.replicas_ack_timeout`: an ingestion must be answered
+/// within 5 s (SPEC §3), and the script runs before the WAIT.
+const MAX_REPLICAS_ACK_TIMEOUT: Duration = Duration::from_secs(4);
 
 fn compile_tokens(items: &[Item<RawToken>], ctx: &mut Ctx<'_>) -> Vec<Token> {
     let mut ids = Ids::new("token");

@@ -184,7 +184,9 @@ pub struct RawQueue {
     pub backend: Option<QueueBackend>,
     /// Embedded: data directory (default `./hookyard-data`).
     pub path: Option<Sp<String>>,
-    /// Redis: connection URL, e.g. `redis://127.0.0.1:6379/0`.
+    /// Redis: connection URL: one server, e.g. `redis://127.0.0.1:6379/0`,
+    /// or a master watched by Redis Sentinel,
+    /// `redis+sentinel://[user:password@]s1:26379,s2:26379/MASTER[/DB]`.
     pub url: Option<Sp<String>>,
     /// Redis: key prefix (default `hookyard`).
     pub prefix: Option<Sp<String>>,
@@ -196,6 +198,14 @@ pub struct RawQueue {
     /// warning and `hookyard_queue_unsafe` = 1, instead of refusing to
     /// start (default false).
     pub allow_eviction: Option<Sp<bool>>,
+    /// Redis: replicas that must have an ingested event before it is
+    /// acknowledged (`WAIT`), so a failover loses no acknowledged event;
+    /// not met in time, the event is kept and the sender gets "queue
+    /// unavailable" (503, or the trigger's `on_unavailable`) (default 0).
+    pub replicas_ack: Option<Sp<u32>>,
+    /// Redis: how long to wait for `replicas_ack` replicas (default `1s`,
+    /// at most `4s`).
+    pub replicas_ack_timeout: Option<Sp<String>>,
 }
 
 /// Delivery history bounds.

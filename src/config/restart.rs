@@ -58,6 +58,11 @@ pub fn restart_changes(old: &Config, new: &Config) -> Vec<String> {
     changed("queue.prefix", o.prefix != n.prefix);
     changed("queue.lease", o.lease != n.lease);
     changed("queue.allow_eviction", o.allow_eviction != n.allow_eviction);
+    changed("queue.replicas_ack", o.replicas_ack != n.replicas_ack);
+    changed(
+        "queue.replicas_ack_timeout",
+        o.replicas_ack_timeout != n.replicas_ack_timeout,
+    );
     let (o, n) = (&old.history, &new.history);
     changed("history.retention", o.retention != n.retention);
     changed("history.max_events", o.max_events != n.max_events);

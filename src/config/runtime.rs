@@ -201,6 +201,10 @@ pub struct Queue {
     /// Redis: run on a server that would lose data (SPEC §11), warned
     /// about, instead of refusing it.
     pub allow_eviction: bool,
+    /// Redis: replicas that must acknowledge an ingested event (0: none).
+    pub replicas_ack: u32,
+    /// Redis: how long to wait for them.
+    pub replicas_ack_timeout: Duration,
 }
 
 /// `history:`.

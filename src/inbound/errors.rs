@@ -98,6 +98,15 @@ pub enum InboundError {
         "the queue refuses new events while its Redis is set to lose data (see the daemon's log); nothing was stored: retry later"
     )]
     QueueUnsafe(OnUnavailable),
+    /// The event was stored, but not copied to `queue.replicas_ack`
+    /// Redis replicas in time (SPEC §16). Answered as "queue unavailable"
+    /// with the trigger's `on_unavailable` status; the event stays queued,
+    /// so the sender's retry is answered as a duplicate where it carries
+    /// the same idempotency key or event id.
+    #[error(
+        "the event was stored but not yet copied to enough queue replicas: retry shortly (a retry with the same idempotency key or event id is answered as a duplicate)"
+    )]
+    QueueNotReplicated(OnUnavailable),
 }
 
 impl InboundError {
@@ -107,6 +116,9 @@ impl InboundError {
         tracing::warn!(error = %err, "queue refused an event");
         match err {
             QueueError::Unsafe(_) => InboundError::QueueUnsafe(OnUnavailable::default()),
+            QueueError::NotReplicated(_) => {
+                InboundError::QueueNotReplicated(OnUnavailable::default())
+            }
             _ => InboundError::QueueUnavailable(OnUnavailable::default()),
         }
     }
@@ -117,6 +129,7 @@ impl InboundError {
         match self {
             InboundError::QueueUnavailable(_) => InboundError::QueueUnavailable(on),
             InboundError::QueueUnsafe(_) => InboundError::QueueUnsafe(on),
+            InboundError::QueueNotReplicated(_) => InboundError::QueueNotReplicated(on),
             other => other,
         }
     }
@@ -141,7 +154,9 @@ impl InboundError {
             | InboundError::Schema { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             InboundError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             InboundError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            InboundError::QueueUnavailable(on) | InboundError::QueueUnsafe(on) => match on {
+            InboundError::QueueUnavailable(on)
+            | InboundError::QueueUnsafe(on)
+            | InboundError::QueueNotReplicated(on) => match on {
                 OnUnavailable::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
                 OnUnavailable::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             },
@@ -166,7 +181,9 @@ impl InboundError {
             InboundError::Schema { .. } => "schema_validation_failed",
             InboundError::RateLimited { .. } => "rate_limited",
             InboundError::HandshakeRefused(_) => "handshake_refused",
-            InboundError::QueueUnavailable(_) => "queue_unavailable",
+            InboundError::QueueUnavailable(_) | InboundError::QueueNotReplicated(_) => {
+                "queue_unavailable"
+            }
             InboundError::QueueUnsafe(_) => "queue_unsafe",
         }
     }
@@ -194,7 +211,7 @@ impl IntoResponse for InboundError {
         let response = error_response(self.status(), self.code(), &self.to_string(), None);
         let retry_after = match &self {
             InboundError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
-            InboundError::QueueUnavailable(_) => Some(1),
+            InboundError::QueueUnavailable(_) | InboundError::QueueNotReplicated(_) => Some(1),
             // An operator has to act first; a sender retrying every second
             // gains nothing.
             InboundError::QueueUnsafe(_) => Some(30),

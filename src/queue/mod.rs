@@ -77,6 +77,14 @@ pub enum QueueError {
         "queue backend unavailable: {0}; check that Redis is reachable or that the queue path is writable"
     )]
     Unavailable(String),
+    /// The event was written, but fewer Redis replicas than
+    /// `queue.replicas_ack` acknowledged it in time (SPEC §16): answered
+    /// as "queue unavailable", and the event stays queued, so a retry is a
+    /// duplicate, not a loss.
+    #[error(
+        "the event was stored but not copied to enough Redis replicas in time: {0}; check the replicas (INFO replication on the master)"
+    )]
+    NotReplicated(String),
     #[error("stored data could not be decoded: {0}")]
     Corrupt(String),
     #[error("{0} not found")]
@@ -159,20 +167,19 @@ impl Queue {
         prefix: &str,
         settings: StoreSettings,
     ) -> Result<Queue, QueueError> {
-        Self::open_redis_allowing_eviction(url, prefix, settings, false).await
+        Self::open_redis_with(url, prefix, settings, redis::RedisOptions::default()).await
     }
 
-    /// [`Queue::open_redis`] with `queue.allow_eviction`: when true, a
-    /// server that would lose data is only warned about.
-    pub async fn open_redis_allowing_eviction(
+    /// [`Queue::open_redis`] with the backend's own settings
+    /// (`queue.allow_eviction`, `queue.replicas_ack`…).
+    pub async fn open_redis_with(
         url: &str,
         prefix: &str,
         settings: StoreSettings,
-        allow_eviction: bool,
+        options: redis::RedisOptions,
     ) -> Result<Queue, QueueError> {
         Ok(Queue::Redis(
-            redis::RedisQueue::open_with(url, prefix, settings, system_clock(), allow_eviction)
-                .await?,
+            redis::RedisQueue::open_with(url, prefix, settings, system_clock(), options).await?,
         ))
     }
 

@@ -82,7 +82,8 @@
 //! without its event and a concurrent duplicate sees the first id; complete
 //! acks the entry, records the attempt and enqueues the next workflow step
 //! in one step. Scripts build key names from the prefix, so this backend
-//! needs a single Redis (not Cluster).
+//! needs a single Redis (one server, or a Sentinel-watched master; not
+//! Cluster).
 //!
 //! Throughput: per job the scripts run only the commands that must be per
 //! job (idempotency SET, event HSET, XADD at ingestion; the event read and
@@ -108,13 +109,18 @@
 //! is `QueueError::Unavailable`.
 //!
 //! Blocking reads (XREADGROUP BLOCK) use their own connections without a
-//! response timeout, from a small pool; everything else goes through a
-//! `ConnectionManager`, which reconnects by itself.
+//! response timeout, from a small pool; everything else goes through one
+//! shared multiplexed connection, which reconnects by itself: to the same
+//! server for `redis://`, to whichever server the sentinels name as master
+//! for `redis+sentinel://` (`redis/source.rs`, SPEC §16). With
+//! `queue.replicas_ack`, ingestion has a connection of its own and waits
+//! for the replicas (`WAIT`) before it answers (`redis/batch.rs`).
 //!
 //! A server that would lose data (a `maxmemory-policy` other than
 //! `noeviction`, a version older than 7.0) is refused at open and checked
 //! again every few seconds (`redis/safety.rs`, SPEC §11).
 
+mod address;
 mod batch;
 mod documents;
 mod history;
@@ -123,8 +129,10 @@ mod lease;
 mod rate;
 mod safety;
 mod scripts;
+mod source;
 mod tally;
 
+pub use address::{Address, SENTINEL_PORT, SentinelAddress};
 pub use safety::{Unsafe, check as check_settings};
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -132,7 +140,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::MultiplexedConnection;
 use redis::{FromRedisValue, RedisError, Script, Value};
 use serde::{Deserialize, Serialize};
 
@@ -160,11 +168,38 @@ pub struct RedisQueue {
     inner: Arc<Inner>,
 }
 
+/// Settings of the Redis backend beyond the common [`StoreSettings`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// `queue.allow_eviction`: run on a server that would lose data, with
+    /// a warning, where otherwise the open fails (`redis/safety.rs`).
+    pub allow_eviction: bool,
+    /// `queue.replicas_ack`: replicas that must have an ingested event
+    /// before it is acknowledged (`WAIT`, see `redis/batch.rs`); 0: none.
+    pub replicas_ack: u32,
+    /// `queue.replicas_ack_timeout`: how long to wait for them.
+    pub replicas_ack_timeout: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            allow_eviction: false,
+            replicas_ack: 0,
+            replicas_ack_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// How long a command's answer is awaited on the shared connection.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 struct Inner {
-    /// Opens the blocking-read connections.
-    client: redis::Client,
-    /// Shared multiplexed connection for everything that does not block.
-    conn: ConnectionManager,
+    /// The connections: one server, or the master Sentinel names
+    /// (`redis/source.rs`). Its shared multiplexed connection serves
+    /// everything that does not block; its client opens the blocking-read
+    /// and pub/sub connections.
+    source: source::Source,
     /// Idle connections for XREADGROUP BLOCK: a blocked command holds its
     /// whole connection, so each concurrent `lease` needs its own.
     blocking: Mutex<Vec<MultiplexedConnection>>,
@@ -234,33 +269,51 @@ impl RedisQueue {
         settings: StoreSettings,
         clock: Clock,
     ) -> Result<Self> {
-        Self::open_with(url, prefix, settings, clock, false).await
+        Self::open_with(url, prefix, settings, clock, RedisOptions::default()).await
     }
 
-    /// Like [`RedisQueue::open_with_clock`]; `allow_eviction`
-    /// (`queue.allow_eviction`) runs on a server that would lose data with
-    /// a warning, where otherwise the open fails with
-    /// `QueueError::Unsafe` (see `redis/safety.rs`).
+    /// Like [`RedisQueue::open_with_clock`], with the backend's own
+    /// settings: `url` is one server or a Sentinel URL (`redis/address.rs`);
+    /// see [`RedisOptions`].
     pub async fn open_with(
         url: &str,
         prefix: &str,
         settings: StoreSettings,
         clock: Clock,
-        allow_eviction: bool,
+        options: RedisOptions,
     ) -> Result<Self> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2);
-        let conn = ConnectionManager::new_with_config(client.clone(), config)
+        let address = Address::parse(url)
+            .map_err(|e| QueueError::Unavailable(format!("invalid queue.url: {e}")))?;
+        let source = source::Source::open(&address, RESPONSE_TIMEOUT)
             .await
             .map_err(unavailable)?;
+        // With `replicas_ack`, ingestion runs on a connection of its own:
+        // WAIT holds its connection until the replicas answer (up to the
+        // timeout), and must not hold up leases and completions meanwhile.
+        let acked = match options.replicas_ack {
+            0 => None,
+            replicas => Some(batch::ReplicasAck {
+                replicas,
+                timeout: options.replicas_ack_timeout,
+                source: source::Source::open(
+                    &address,
+                    RESPONSE_TIMEOUT + options.replicas_ack_timeout,
+                )
+                .await
+                .map_err(unavailable)?,
+                unmet: Default::default(),
+            }),
+        };
         let prefix = prefix.trim_end_matches(':').to_string();
         let scripts = Scripts::new();
-        let batcher = |script: &Script, header: String, head: usize, per: usize| {
+        let batcher = |script: &Script,
+                       header: String,
+                       head: usize,
+                       per: usize,
+                       ack: Option<batch::ReplicasAck>| {
             batch::spawn(batch::Batcher {
-                conn: conn.clone(),
+                source: source.clone(),
+                ack,
                 script: script.clone(),
                 prefix: prefix.clone(),
                 clock: clock.clone(),
@@ -273,12 +326,17 @@ impl RedisQueue {
         // (answer, event id) per event; complete.lua: header = consumer,
         // reply = one answer per completion.
         let window = settings.idempotency_window.as_millis().to_string();
-        let ingests = batcher(&scripts.ingest, window, 1, 2);
-        let completions = batcher(&scripts.complete, settings.consumer_name.clone(), 0, 1);
+        let ingests = batcher(&scripts.ingest, window, 1, 2, acked);
+        let completions = batcher(
+            &scripts.complete,
+            settings.consumer_name.clone(),
+            0,
+            1,
+            None,
+        );
         let queue = RedisQueue {
             inner: Arc::new(Inner {
-                client,
-                conn,
+                source,
                 blocking: Mutex::new(Vec::new()),
                 prefix,
                 settings,
@@ -287,7 +345,7 @@ impl RedisQueue {
                 ingests,
                 completions,
                 resets: AtomicU64::new(0),
-                safety: safety::Safety::new(allow_eviction),
+                safety: safety::Safety::new(options.allow_eviction),
                 reclaim_cursor: Mutex::new("0-0".to_string()),
                 last_reclaim: Mutex::new(None),
             }),
@@ -308,8 +366,13 @@ impl RedisQueue {
         format!("{}:{}", self.inner.prefix, name)
     }
 
-    fn conn(&self) -> ConnectionManager {
-        self.inner.conn.clone()
+    fn conn(&self) -> source::Conn {
+        self.inner.source.conn()
+    }
+
+    /// A client of the current master, for connections of their own.
+    fn client(&self) -> redis::Client {
+        self.inner.source.client()
     }
 
     /// Times the backend was found reset (Redis restarted empty).

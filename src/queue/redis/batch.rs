@@ -16,15 +16,38 @@
 //! The task only holds a connection and the script, never the queue itself,
 //! so it ends when the last queue handle (and with it the sender) is
 //! dropped. Each caller waits for its own answers.
+//!
+//! `queue.replicas_ack: N` (SPEC §16): the ingest batcher sends its script
+//! call and `WAIT N timeout` together, as one pipeline, so both run on the
+//! same connection, in that order, and nothing can reconnect between them.
+//! That matters because WAIT waits for the replication offset of the last
+//! write made *on its own connection* (Redis' WAIT documentation: "all the
+//! previous write commands sent in the context of the current
+//! connection"); the offset is a position in the master's one replication
+//! stream, so a replica that has it also has every earlier write of every
+//! connection. Every ingest script writes (its sequence INCRBY, even when
+//! the whole batch is duplicates), so a duplicate's answer also waits for
+//! the original event's write, wherever it was made. The ingest batcher
+//! then has a connection of its own (`redis.rs`): WAIT holds its
+//! connection until the replicas answer, and leases and completions must
+//! not wait behind it. Fewer than N replicas in time: every caller of the
+//! batch gets `QueueError::NotReplicated` (answered as "queue
+//! unavailable"); the events stay written. With N = 0 nothing of this
+//! runs: the script call goes alone, as before.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use redis::Script;
-use redis::aio::ConnectionManager;
+use redis::{Cmd, Pipeline, RedisResult, Script};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use super::source::{Conn, Source};
 use super::{Result, ms};
 use crate::queue::{Clock, QueueError};
+
+/// At most one warning per this long about unmet `replicas_ack`.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Most items run by one script call.
 const MAX_ITEMS: usize = 512;
@@ -44,13 +67,58 @@ pub(super) struct Call {
 /// How to run one script for a batch: `ARGV` = prefix, now, `header`, item
 /// count, items; the reply is `head` strings then `per` per item.
 pub(super) struct Batcher {
-    pub conn: ConnectionManager,
+    /// The queue's connections (unused when `ack` brings its own).
+    pub source: Source,
+    /// `queue.replicas_ack`, when above 0.
+    pub ack: Option<ReplicasAck>,
     pub script: Script,
     pub prefix: String,
     pub clock: Clock,
     pub header: Vec<String>,
     pub head: usize,
     pub per: usize,
+}
+
+/// `WAIT replicas timeout` after every script call, on `source`.
+pub(super) struct ReplicasAck {
+    pub replicas: u32,
+    pub timeout: Duration,
+    /// The connection of the batcher's own (see the module header).
+    pub source: Source,
+    pub unmet: Unmet,
+}
+
+/// Unmet WAITs since the last warning, and when that was.
+#[derive(Default)]
+pub(super) struct Unmet {
+    count: AtomicU64,
+    last_warning: Mutex<Option<Instant>>,
+}
+
+impl ReplicasAck {
+    /// A warning for an unmet WAIT, at most one per [`WARN_EVERY`] (the
+    /// refused requests are counted by `hookyard_inbound_requests_total`).
+    fn warn(&self, acked: u32) {
+        let count = self.unmet.count.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = self
+            .unmet
+            .last_warning
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|at| at.elapsed() < WARN_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        self.unmet.count.store(0, Ordering::Relaxed);
+        tracing::warn!(
+            wanted = self.replicas,
+            acked,
+            timeout_ms = self.timeout.as_millis() as u64,
+            unmet_since_last_warning = count,
+            "queue.replicas_ack not met: events were stored but answered 503 (queue unavailable); \
+             check the Redis replicas (`INFO replication` on the master)"
+        );
+    }
 }
 
 /// Start the task; calls go into the returned sender.
@@ -130,18 +198,43 @@ impl Batcher {
             }
         }
         // The connection's response timeout bounds the wait.
-        let mut conn = self.conn.clone();
-        let mut reply: std::result::Result<Vec<String>, _> = cmd.query_async(&mut conn).await;
+        let (mut conn, request) = match &self.ack {
+            None => (self.source.conn(), Request::Alone(cmd)),
+            Some(ack) => {
+                let mut pipe = redis::pipe();
+                pipe.add_command(cmd)
+                    .cmd("WAIT")
+                    .arg(ack.replicas)
+                    .arg(ack.timeout.as_millis() as u64);
+                (ack.source.conn(), Request::Acked(pipe))
+            }
+        };
+        let mut reply = request.send(&mut conn).await;
         if let Err(e) = &reply
             && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
         {
             // Redis lost its script cache (restart, SCRIPT FLUSH): load it
             // and run the same command again.
             reply = match self.script.prepare_invoke().load_async(&mut conn).await {
-                Ok(_) => cmd.query_async(&mut conn).await,
+                Ok(_) => request.send(&mut conn).await,
                 Err(e) => Err(e),
             };
         }
+        let reply = match (reply, &self.ack) {
+            (Ok((_, Some(acked))), Some(ack)) if acked < ack.replicas => {
+                ack.warn(acked);
+                let why = format!(
+                    "{acked} of {} replicas acknowledged within {}ms (queue.replicas_ack)",
+                    ack.replicas,
+                    ack.timeout.as_millis()
+                );
+                for call in batch {
+                    let _ = call.reply.send(Err(QueueError::NotReplicated(why.clone())));
+                }
+                return;
+            }
+            (reply, _) => reply.map(|(values, _)| values),
+        };
         let mut reply = match reply {
             Ok(r) if r.len() == self.head + items * self.per => r.into_iter(),
             Ok(r) => {
@@ -164,6 +257,25 @@ impl Batcher {
             let answers = reply.by_ref().take(call.items * self.per).collect();
             // A caller that stopped waiting needs no answer.
             let _ = call.reply.send(Ok((std::mem::take(&mut head), answers)));
+        }
+    }
+}
+
+/// A batch's script call, alone or followed by WAIT in one pipeline.
+enum Request {
+    Alone(Cmd),
+    Acked(Pipeline),
+}
+
+impl Request {
+    /// The script's reply, and WAIT's (replicas that acknowledged).
+    async fn send(&self, conn: &mut Conn) -> RedisResult<(Vec<String>, Option<u32>)> {
+        match self {
+            Request::Alone(cmd) => Ok((cmd.query_async(conn).await?, None)),
+            Request::Acked(pipe) => {
+                let (values, acked): (Vec<String>, u32) = pipe.query_async(conn).await?;
+                Ok((values, Some(acked)))
+            }
         }
     }
 }

@@ -15,8 +15,9 @@
 //! (`INFO server`, `CONFIG GET maxmemory-policy`). The queue checks at open
 //! (`redis.rs`: an unsafe server fails the open, so `hookyard run` exits 1
 //! and never becomes ready) and the daemon's housekeeping checks again every
-//! few seconds. That is how "after every reconnect" is kept: the
-//! `ConnectionManager` reconnects by itself and tells nobody, so a
+//! few seconds. That is how "after every reconnect" is kept (also to a
+//! new master after a Sentinel failover, `source.rs`): the connection
+//! reconnects by itself and tells nobody, so a
 //! reconnect can only be noticed by asking, and asking for the two
 //! settings costs Redis no more than asking whether we reconnected; it
 //! also catches a `CONFIG SET` made while we stay connected.
