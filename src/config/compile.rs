@@ -451,3 +451,7 @@ fn compile_event_types(
     }
     out
 }
+
+#[cfg(test)]
+#[path = "compile_queue_tests.rs"]
+mod queue_tests;

@@ -228,4 +228,13 @@ mod tests {
         assert_eq!(text("xabcdx", &[b"abc", b"bcd"]), format!("x{R}x"));
         assert_eq!(text("abc%20", &[b"abc", b"c "]), R);
     }
+
+    #[test]
+    fn url_credentials_are_redacted_in_config_text() {
+        let yaml = "queue: { url: \"redis+sentinel://app:hunter2@s1:26379,s2:26379/m/0\" }\n\
+                    other: redis://:pw2@h:6379/0";
+        let out = super::userinfo(yaml);
+        assert!(!out.contains("hunter2") && !out.contains("pw2"), "{out}");
+        assert!(out.contains("s1:26379,s2:26379/m/0"), "{out}");
+    }
 }

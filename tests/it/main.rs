@@ -51,6 +51,7 @@ mod render;
 mod replicas;
 mod secrets_leak;
 mod send;
+mod sentinel_support;
 mod sign_ed25519;
 mod smoke;
 mod support;

@@ -194,6 +194,7 @@ macro_rules! conformance_tests {
 
 conformance_tests!(embedded, make_embedded_queue);
 conformance_tests!(redis, make_redis_queue);
+conformance_tests!(sentinel, make_sentinel_queue);
 
 // ---- helpers ----
 
