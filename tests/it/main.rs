@@ -44,6 +44,7 @@ mod no_deliver;
 mod prometheus;
 mod queue_conformance;
 mod queue_redis;
+mod queue_sentinel;
 mod redis_safety;
 mod reload;
 mod reload_load;
