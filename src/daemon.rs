@@ -117,8 +117,7 @@ pub async fn open_queue(config: &Config) -> Result<Queue, QueueError> {
         QueueBackend::Embedded => Queue::open_embedded(&config.queue.path, settings).await,
         QueueBackend::Redis => {
             let options = redis_options(&config.queue);
-            Queue::open_redis_with(&config.queue.url, &config.queue.prefix, settings, options)
-                .await
+            Queue::open_redis_with(&config.queue.url, &config.queue.prefix, settings, options).await
         }
     }
 }

@@ -58,7 +58,10 @@ fn replicas_ack_defaults_to_none_within_a_second() {
 #[test]
 fn replicas_ack_timeout_is_above_zero_and_at_most_4s() {
     for bad in ["0s", "5s"] {
-        let err = load(&redis(&format!(", replicas_ack: 1, replicas_ack_timeout: {bad}"))).unwrap_err();
+        let err = load(&redis(&format!(
+            ", replicas_ack: 1, replicas_ack_timeout: {bad}"
+        )))
+        .unwrap_err();
         assert!(
             err.contains("queue.replicas_ack_timeout must be above 0s and at most 4s"),
             "{bad}: {err}"
@@ -73,7 +76,8 @@ fn replicas_ack_is_an_error_on_the_embedded_queue() {
         let yaml = format!("queue: {{ backend: embedded, {key} }}\n");
         let err = load(&yaml).unwrap_err();
         assert!(
-            err.contains("c.yaml:1:") && err.contains("is for `backend: redis`")
+            err.contains("c.yaml:1:")
+                && err.contains("is for `backend: redis`")
                 && err.contains("no replicas"),
             "{key}: {err}"
         );

@@ -267,7 +267,10 @@ async fn sentinel_failover_is_followed_and_loses_no_acknowledged_event() {
     // The old master's place comes back as a replica of the new master,
     // so `replicas_ack: 1` can be met again.
     let back = tokio::task::spawn_blocking(move || {
-        RedisProc::server_on(old_port, &["--replicaof", "127.0.0.1", &new_port.to_string()])
+        RedisProc::server_on(
+            old_port,
+            &["--replicaof", "127.0.0.1", &new_port.to_string()],
+        )
     })
     .await
     .unwrap();
@@ -357,18 +360,17 @@ async fn replicas_ack_not_met_answers_unavailable_and_keeps_the_event() {
         .unwrap();
     let rx = Receiver::start().await;
     let url = format!("redis://127.0.0.1:{}/0", master.port);
-    let daemon = Daemon::spawn(
-        &url,
-        ", replicas_ack: 1, replicas_ack_timeout: 200ms",
-        &rx,
-    );
+    let daemon = Daemon::spawn(&url, ", replicas_ack: 1, replicas_ack_timeout: 200ms", &rx);
     daemon.wait_ready(Duration::from_secs(15)).await;
 
     // No replica: WAIT runs out. 503 by default, 429 where the trigger
     // says so, both with Retry-After and the "queue unavailable" code.
     let (first, took) = post_hook(&daemon, "t", "key-1").await;
     assert_eq!(first.status, 503, "{}", first.body);
-    assert!(took >= Duration::from_millis(200), "answered after {took:?}");
+    assert!(
+        took >= Duration::from_millis(200),
+        "answered after {took:?}"
+    );
     let (other, _) = post_hook(&daemon, "t429", "key-2").await;
     assert_eq!(other.status, 429, "{}", other.body);
     for a in [&first, &other] {
@@ -381,9 +383,17 @@ async fn replicas_ack_not_met_answers_unavailable_and_keeps_the_event() {
     let got = rx.wait_for(2, Duration::from_secs(15)).await;
     let keys: HashSet<String> = got
         .iter()
-        .map(|r| r.json()["data"]["key"].as_str().unwrap_or_default().to_owned())
+        .map(|r| {
+            r.json()["data"]["key"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
         .collect();
-    assert_eq!(keys, HashSet::from(["key-1".to_owned(), "key-2".to_owned()]));
+    assert_eq!(
+        keys,
+        HashSet::from(["key-1".to_owned(), "key-2".to_owned()])
+    );
     let first_id = got
         .iter()
         .find(|r| r.json()["data"]["key"] == "key-1")
@@ -403,7 +413,10 @@ async fn replicas_ack_not_met_answers_unavailable_and_keeps_the_event() {
         .query::<String>(redis::cmd("INFO").arg("replication"))
         .is_ok_and(|i| i.contains("state=online"))
     {
-        assert!(start.elapsed() < Duration::from_secs(10), "replica never synced");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "replica never synced"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (retry, _) = post_hook(&daemon, "t", "key-1").await;

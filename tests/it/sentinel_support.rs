@@ -55,7 +55,12 @@ impl RedisProc {
 
     /// As [`RedisProc::sentinel`], judging the master down after
     /// `down_after_ms` without an answer.
-    pub fn sentinel_with(name: &str, master_port: u16, quorum: u32, down_after_ms: u32) -> RedisProc {
+    pub fn sentinel_with(
+        name: &str,
+        master_port: u16,
+        quorum: u32,
+        down_after_ms: u32,
+    ) -> RedisProc {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let conf = dir.path().join("sentinel.conf");

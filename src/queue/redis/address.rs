@@ -84,9 +84,7 @@ impl Address {
 fn parse_sentinel(rest: &str) -> Result<SentinelAddress, String> {
     let form = format!("write it as {SENTINEL_SCHEME}host:port[,host:port...]/MASTER[/DB]");
     if rest.contains(['?', '#']) {
-        return Err(format!(
-            "a Sentinel URL takes no query or fragment; {form}"
-        ));
+        return Err(format!("a Sentinel URL takes no query or fragment; {form}"));
     }
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     // The credentials end at the last '@' (a password may hold one,
@@ -106,11 +104,16 @@ fn parse_sentinel(rest: &str) -> Result<SentinelAddress, String> {
                 percent_decode_str(s)
                     .decode_utf8()
                     .map(|s| s.into_owned())
-                    .map_err(|_| format!("the {what} in the Sentinel URL is not UTF-8 once decoded"))
+                    .map_err(|_| {
+                        format!("the {what} in the Sentinel URL is not UTF-8 once decoded")
+                    })
             };
             let user = decode(user, "user name")?;
             let pass = pass.map(|p| decode(p, "password")).transpose()?;
-            ((!user.is_empty()).then_some(user), pass.filter(|p| !p.is_empty()))
+            (
+                (!user.is_empty()).then_some(user),
+                pass.filter(|p| !p.is_empty()),
+            )
         }
     };
     let mut sentinels = Vec::new();
@@ -152,7 +155,9 @@ fn parse_sentinel(rest: &str) -> Result<SentinelAddress, String> {
 /// `host`, `host:port`, `[v6]` or `[v6]:port`.
 fn sentinel_host(text: &str, form: &str) -> Result<(String, u16), String> {
     if text.is_empty() {
-        return Err(format!("the Sentinel URL has an empty sentinel address; {form}"));
+        return Err(format!(
+            "the Sentinel URL has an empty sentinel address; {form}"
+        ));
     }
     let (host, port) = if let Some(v6) = text.strip_prefix('[') {
         let (host, after) = v6
@@ -162,7 +167,11 @@ fn sentinel_host(text: &str, form: &str) -> Result<(String, u16), String> {
             "" => (host, None),
             p => match p.strip_prefix(':') {
                 Some(p) => (host, Some(p)),
-                None => return Err(format!("sentinel address `{text}` is not host:port; {form}")),
+                None => {
+                    return Err(format!(
+                        "sentinel address `{text}` is not host:port; {form}"
+                    ));
+                }
             },
         }
     } else {
@@ -172,7 +181,9 @@ fn sentinel_host(text: &str, form: &str) -> Result<(String, u16), String> {
         }
     };
     if host.is_empty() || host.contains(['/', '@', ' ', '[', ']']) {
-        return Err(format!("sentinel address `{text}` has no usable host; {form}"));
+        return Err(format!(
+            "sentinel address `{text}` has no usable host; {form}"
+        ));
     }
     let port = match port {
         None => SENTINEL_PORT,
@@ -197,7 +208,11 @@ mod tests {
 
     #[test]
     fn single_server_urls_pass_through() {
-        for url in ["redis://127.0.0.1:6379/0", "rediss://:pw@h:6380", "redis://h"] {
+        for url in [
+            "redis://127.0.0.1:6379/0",
+            "rediss://:pw@h:6380",
+            "redis://h",
+        ] {
             assert_eq!(Address::parse(url).unwrap(), Address::Server(url.into()));
         }
     }

@@ -80,7 +80,9 @@ impl RedisQueue {
     /// subscriptions (a Redis pub/sub channel under the prefix). It ends
     /// when the connection is lost; subscribe again then.
     pub async fn subscription_changes(&self) -> Result<redis::aio::PubSubStream> {
-        let mut pubsub = self.client().get_async_pubsub()
+        let mut pubsub = self
+            .client()
+            .get_async_pubsub()
             .await
             .map_err(unavailable)?;
         pubsub

@@ -254,7 +254,8 @@ impl RedisQueue {
                 let config = AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(Duration::from_secs(2)))
                     .set_response_timeout(Some(MAX_BLOCK + Duration::from_secs(5)));
-                self.client().get_multiplexed_async_connection_with_config(&config)
+                self.client()
+                    .get_multiplexed_async_connection_with_config(&config)
                     .await?
             }
         };
