@@ -310,3 +310,36 @@ async fn find_master(follow: Weak<Follow>) {
         tokio::time::sleep(ASK_AGAIN).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_or_demoted_master_sends_us_to_the_sentinels() {
+        let io = |kind| RedisError::from(std::io::Error::new(kind, "gone"));
+        assert!(master_may_have_moved(&io(
+            std::io::ErrorKind::ConnectionReset
+        )));
+        assert!(master_may_have_moved(&io(
+            std::io::ErrorKind::UnexpectedEof
+        )));
+        assert!(master_may_have_moved(&io(std::io::ErrorKind::TimedOut)));
+        for kind in [ServerErrorKind::ReadOnly, ServerErrorKind::MasterDown] {
+            let e = RedisError::from((ErrorKind::Server(kind), "demoted"));
+            assert!(master_may_have_moved(&e), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_command_error_keeps_the_master() {
+        for kind in [
+            ServerErrorKind::ResponseError,
+            ServerErrorKind::NoScript,
+            ServerErrorKind::BusyLoading,
+        ] {
+            let e = RedisError::from((ErrorKind::Server(kind), "answered"));
+            assert!(!master_may_have_moved(&e), "{kind:?}");
+        }
+    }
+}
