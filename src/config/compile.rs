@@ -197,6 +197,7 @@ pub(crate) fn compile(
         allow: ctx.cidrs(&eg.allow),
         deny: ctx.cidrs(&eg.deny),
     };
+    let telemetry = super::telemetry::compile(set.telemetry.as_ref(), &mut ctx);
     let tokens = compile_tokens(&set.tokens, &mut ctx);
     let event_types = compile_event_types(&set.event_types, &mut ctx);
     let lease = super::lease::Lease {
@@ -253,6 +254,7 @@ pub(crate) fn compile(
         workflows,
         subscriptions,
         egress,
+        telemetry,
         templates: Templates::new(env, usize::try_from(max_output).unwrap_or(usize::MAX)),
         sources: set.sources,
         warnings: diags.warnings.clone(),

@@ -52,3 +52,4 @@ mod send;
 mod sign_ed25519;
 mod smoke;
 mod support;
+mod traces;
