@@ -159,9 +159,9 @@ pub async fn run(
     opts: RunOptions,
 ) -> Result<(), DaemonError> {
     // Traces (SPEC §15), when configured, are exported from before the
-    // first request to after the last delivery: `serve_until_stopped` exports what is
-    // left once everything has drained, and this does it on every other
-    // way out (it does nothing when already done).
+    // first request to after the last delivery: `serve_until_stopped`
+    // exports what is left once everything has drained, and this does it
+    // on every other way out (it does nothing when already done).
     let telemetry = match &config.telemetry.otlp {
         Some(otlp) => {
             let t = Telemetry::start(otlp).map_err(DaemonError::Telemetry)?;

@@ -30,6 +30,7 @@ const TRACE_A: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_A: &str = "00f067aa0ba902b7";
 const TRACE_B: &str = "0af7651916cd43dd8448eb211c80319c";
 const PARENT_B: &str = "b7ad6b7169203331";
+const TRACE_C: &str = "5c3a0f2e7d1b4a6c9e8f7a6b5c4d3e2f";
 
 /// OTLP span kinds.
 const SERVER: i64 = 2;
@@ -304,8 +305,11 @@ subscriptions:
     let tp_b = format!("00-{TRACE_B}-{PARENT_B}-01");
     let event = json!({"type": "invoice.paid", "data": {"n": 2}});
     let e2 = post(&daemon.url("/v1/events"), event.clone(), Some(&tp_b)).await;
-    let e3 = post(&daemon.url("/v1/events"), event, None).await;
-    rx_all.wait_for(4, T).await;
+    let e3 = post(&daemon.url("/v1/events"), event.clone(), None).await;
+    // A sampled-out parent (flags 00).
+    let tp_c = format!("00-{TRACE_C}-{PARENT_B}-00");
+    let e4 = post(&daemon.url("/v1/events"), event, Some(&tp_c)).await;
+    rx_all.wait_for(5, T).await;
     // Stopped at once: these spans are still in the exporter's batch, and
     // arrive only because the stop exports them.
     daemon.stop().await;
@@ -360,6 +364,25 @@ subscriptions:
     assert!(trace != TRACE_A && trace != TRACE_B && trace.chars().any(|c| c != '0'));
     assert_eq!(attempt_spans(&spans, &e3).len(), 1);
     check_attempts(&spans, &received, &e3, &trace);
+
+    // Sampled out: nothing of that trace is exported, and the delivery
+    // still carries the trace onward, sampled out, from a span of its own.
+    assert!(
+        spans
+            .iter()
+            .all(|s| attr(s, "hookyard.event_id") != e4.as_str()),
+        "{spans:#?}"
+    );
+    let r = received
+        .iter()
+        .find(|r| r.header("x-hookyard-event-id") == Some(e4.as_str()))
+        .unwrap();
+    let tp = r.header("traceparent").unwrap();
+    assert!(
+        tp.starts_with(&format!("00-{TRACE_C}-")) && tp.ends_with("-00"),
+        "{tp}"
+    );
+    assert!(!tp.contains(PARENT_B), "{tp}");
 }
 
 #[tokio::test]
