@@ -56,6 +56,7 @@ fn event(i: u64) -> (Event, NewJob) {
         steps: BTreeMap::new(),
         ordering_key: None,
         not_before: None,
+        traceparent: None,
     };
     (event, job)
 }

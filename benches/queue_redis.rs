@@ -49,6 +49,7 @@ fn job(id: &str) -> NewJob {
         steps: Default::default(),
         ordering_key: None,
         not_before: None,
+        traceparent: None,
     }
 }
 

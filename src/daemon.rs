@@ -38,6 +38,11 @@ use crate::config::{Config, QueueBackend};
 use crate::metrics::Metrics;
 use crate::queue::{Queue, QueueError, StoreSettings};
 use crate::runtime::App;
+use crate::telemetry::Telemetry;
+
+/// Longest the daemon waits, when it stops, for the last spans to be
+/// exported (and for the console's last counts to be written).
+const LAST_WRITES: Duration = Duration::from_secs(2);
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +58,8 @@ pub enum DaemonError {
     Sender(String),
     #[error("a listener stopped unexpectedly: {0}")]
     Serve(String),
+    #[error("{0}")]
+    Telemetry(String),
 }
 
 impl DaemonError {
@@ -155,6 +162,43 @@ pub async fn run(
     shutdown: CancellationToken,
     opts: RunOptions,
 ) -> Result<(), DaemonError> {
+    // Traces (SPEC §15), when configured, are exported from before the
+    // first request to after the last delivery: `serve_until_stopped`
+    // exports what is left once everything has drained, and this does it
+    // on every other way out (it does nothing when already done).
+    let telemetry = match &config.telemetry.otlp {
+        Some(otlp) => {
+            let t = Telemetry::start(otlp).map_err(DaemonError::Telemetry)?;
+            tracing::info!(collector = %otlp.traces_url.host_str().unwrap_or_default(),
+                "traces are on: spans are exported over OTLP/HTTP");
+            Some(t)
+        }
+        None => None,
+    };
+    let result = serve_until_stopped(
+        config,
+        config_path,
+        listeners,
+        shutdown,
+        opts,
+        telemetry.clone(),
+    )
+    .await;
+    if let Some(t) = &telemetry {
+        t.shutdown(LAST_WRITES).await;
+    }
+    result
+}
+
+/// [`run`], with the trace exporter started.
+async fn serve_until_stopped(
+    config: Config,
+    config_path: PathBuf,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+    opts: RunOptions,
+    telemetry: Option<Telemetry>,
+) -> Result<(), DaemonError> {
     let metrics = Metrics::new();
     metrics.config_reload(true, jiff::Timestamp::now().as_second());
     // A signal while starting ends the start: nothing serves yet, so there
@@ -173,6 +217,7 @@ pub async fn run(
         metrics,
         sender,
         shutdown.clone(),
+        telemetry,
     );
     // API-created subscriptions live in the queue backend; the router and
     // workers read them from the snapshot, which the follower keeps current.
@@ -273,13 +318,22 @@ pub async fn run(
         connections_kill.cancel();
         while servers.join_next().await.is_some() {}
     }
-    // The last few seconds of the console's counters, briefly: a queue
-    // that does not answer must not hold the stop.
-    match tokio::time::timeout(Duration::from_secs(2), app.counters().flush(app.queue())).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!("the console's last counts were not written: {e}"),
-        Err(_) => tracing::warn!("the console's last counts were not written within 2s"),
-    }
+    // The last few seconds of the console's counters and the last spans,
+    // together and briefly: a queue or a collector that does not answer
+    // must not hold the stop.
+    let counts = async {
+        match tokio::time::timeout(LAST_WRITES, app.counters().flush(app.queue())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("the console's last counts were not written: {e}"),
+            Err(_) => tracing::warn!("the console's last counts were not written within 2s"),
+        }
+    };
+    let spans = async {
+        if let Some(t) = app.telemetry() {
+            t.shutdown(LAST_WRITES).await;
+        }
+    };
+    tokio::join!(counts, spans);
     tracing::info!("stopped");
     match failure {
         Some(e) => Err(e),

@@ -27,6 +27,8 @@
 //!   (compiled config, API subscriptions, sender), and its only writers:
 //!   the config reloader and the store-change writer (API subscription
 //!   changes made here, or announced by other replicas).
+//! - [`telemetry`]: traces (OTLP): the inbound and attempt spans and the
+//!   W3C `traceparent` in, stored with the jobs, and out; off by default.
 //! - [`send`]: the outbound HTTP client under the egress policy.
 //! - [`route`]: which workflows and subscriptions an event goes to.
 //! - [`queue`]: the durable queue and store (Redis Streams or embedded redb).
@@ -50,3 +52,4 @@ pub mod route;
 pub mod runtime;
 pub mod send;
 pub mod serve;
+pub mod telemetry;

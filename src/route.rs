@@ -81,6 +81,7 @@ fn new_job(event: &Event, target: Target, ordering: Ordering) -> NewJob {
         target,
         steps: BTreeMap::new(),
         not_before: None,
+        traceparent: None,
     }
 }
 

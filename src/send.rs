@@ -183,6 +183,21 @@ fn build_client(
     Ok(Client::Direct(client))
 }
 
+/// A client for the daemon's own requests to an address its operator
+/// configured (the OTLP collector, `telemetry.otlp`), not a delivery:
+/// the egress policy is for targets, so it does not apply. No proxy and
+/// no redirects, as for deliveries; `timeout` bounds each request.
+pub fn plain_client(timeout: Duration) -> Result<reqwest::Client, BuildError> {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .user_agent(USER_AGENT)
+        .build()
+        .map_err(|err| BuildError(error_chain(&err.without_url())))
+}
+
 impl Sender {
     /// Build the clients for this egress policy (no proxy, no target with
     /// its own transport).

@@ -198,6 +198,7 @@ pub(crate) fn compile(
         deny: ctx.cidrs(&eg.deny),
         proxy: super::compile_transport::egress_proxy(eg.proxy.as_ref(), &mut ctx),
     };
+    let telemetry = super::telemetry::compile(set.telemetry.as_ref(), &mut ctx);
     let tokens = compile_tokens(&set.tokens, &mut ctx);
     let event_types = compile_event_types(&set.event_types, &mut ctx);
     let lease = super::lease::Lease {
@@ -254,6 +255,7 @@ pub(crate) fn compile(
         workflows,
         subscriptions,
         egress,
+        telemetry,
         templates: Templates::new(env, usize::try_from(max_output).unwrap_or(usize::MAX)),
         sources: set.sources,
         warnings: diags.warnings.clone(),

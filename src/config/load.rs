@@ -41,6 +41,7 @@ pub struct RawSet {
     pub render: Option<Item<RawRender>>,
     pub reload: Option<Item<RawReload>>,
     pub egress: Option<Item<RawEgress>>,
+    pub telemetry: Option<Item<super::telemetry::RawTelemetry>>,
     pub event_catalog: Option<Item<EventCatalog>>,
     /// Secret name (with position) → definition, and the declaring file's directory.
     pub secrets: Vec<(Sp<String>, RawSecret, PathBuf)>,
@@ -73,6 +74,7 @@ const TOP_KEYS: &[&str] = &[
     "workflows",
     "subscriptions",
     "egress",
+    "telemetry",
 ];
 
 /// The YAML files below `path` (or `path` itself), in load order.
@@ -228,6 +230,7 @@ fn split_document(
             "render" => single(&mut set.render, key, v, &kp, file, diags),
             "reload" => single(&mut set.reload, key, v, &kp, file, diags),
             "egress" => single(&mut set.egress, key, v, &kp, file, diags),
+            "telemetry" => single(&mut set.telemetry, key, v, &kp, file, diags),
             "event_catalog" => single(&mut set.event_catalog, key, v, &kp, file, diags),
             "tokens" => list(&mut set.tokens, key, v, file, diags),
             "event_types" => list(&mut set.event_types, key, v, file, diags),

@@ -44,6 +44,7 @@ pub mod schema;
 pub mod secret;
 pub mod spanned;
 mod tags;
+pub mod telemetry;
 pub mod templates;
 pub mod tokens;
 pub mod units;
@@ -55,6 +56,7 @@ pub use raw_items::{
 };
 pub use runtime::*;
 pub use secret::Secret;
+pub use telemetry::{Otlp, OtlpProtocol, Telemetry};
 pub use templates::{Expr, JsonTemplate, Template, Templates};
 pub use tokens::TokenError;
 pub use units::Rate;

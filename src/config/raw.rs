@@ -57,6 +57,8 @@ pub struct RawConfig {
     pub subscriptions: Option<Vec<RawSubscription>>,
     /// Which addresses deliveries may be sent to.
     pub egress: Option<RawEgress>,
+    /// Traces exported over OTLP (off when absent).
+    pub telemetry: Option<super::telemetry::RawTelemetry>,
 }
 
 /// HTTP listeners and request limits.

@@ -2,8 +2,8 @@
 //! cannot change").
 //!
 //! The listeners, the queue backend (opened once with its lease, prefix
-//! and history limits), the shutdown timings and the file watcher are set
-//! up from the config at start. A reload swaps the config in, but these
+//! and history limits), the shutdown timings, the file watcher and the
+//! trace exporter are set up from the config at start. A reload swaps the config in, but these
 //! keep their start values, so a reload that changes them would look
 //! applied while nothing changed. [`restart_changes`] names each such
 //! setting; the reloader logs one warning per name.
@@ -75,6 +75,8 @@ pub fn restart_changes(old: &Config, new: &Config) -> Vec<String> {
         "reload.debounce",
         old.reload.debounce != new.reload.debounce,
     );
+    // The exporter is built once, at start.
+    changed("telemetry.otlp", old.telemetry != new.telemetry);
     out.into_iter().map(str::to_owned).collect()
 }
 
@@ -111,7 +113,8 @@ mod tests {
             queue: { backend: embedded, path: ./other, lease: 90s }\n\
             history: { retention: 1d, max_events: 1000, response_body_limit: 4KiB }\n\
             idempotency: { window: 1h }\n\
-            reload: { debounce: 1s }\n";
+            reload: { debounce: 1s }\n\
+            telemetry: { otlp: { endpoint: \"http://127.0.0.1:4318\" } }\n";
         assert_eq!(
             restart_changes(&config(BASE), &config(new)),
             [
@@ -124,6 +127,7 @@ mod tests {
                 "history.retention",
                 "idempotency.window",
                 "reload.debounce",
+                "telemetry.otlp",
             ]
         );
     }

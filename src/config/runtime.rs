@@ -57,6 +57,8 @@ pub struct Config {
     pub subscriptions: Vec<Arc<Subscription>>,
     /// Egress policy.
     pub egress: Egress,
+    /// Traces (read at start only).
+    pub telemetry: super::telemetry::Telemetry,
     /// The shared template environment every [`Template`]/[`Expr`] lives in.
     pub templates: Templates,
     /// Each loaded file with its text *before* `${VAR}` interpolation (the

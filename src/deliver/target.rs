@@ -113,12 +113,14 @@ pub fn resolve(snapshot: &Snapshot, target: &Target) -> Option<Resolved> {
 }
 
 /// The job of the step after `index` in the workflow's current definition
-/// (`None` at the end of the chain), seeing `steps`.
+/// (`None` at the end of the chain), seeing `steps`. It is for the same
+/// event as `done`, the job of the step just made, and keeps its trace
+/// context (its attempts are children of the same inbound span).
 pub fn next_step(
     config: &Config,
     workflow_id: &str,
     action_id: &str,
-    event_id: &str,
+    done: &NewJob,
     steps: BTreeMap<String, StepResponse>,
 ) -> Option<NewJob> {
     let wf = config.workflow(workflow_id)?;
@@ -131,10 +133,11 @@ pub fn next_step(
     };
     Some(NewJob {
         delivery_id: ulid::Ulid::new().to_string(),
-        event_id: event_id.to_owned(),
+        event_id: done.event_id.clone(),
         ordering_key: (next.action.delivery.ordering == Ordering::Fifo).then(|| target.label()),
         target,
         steps,
         not_before: None,
+        traceparent: done.traceparent.clone(),
     })
 }

@@ -25,6 +25,7 @@ use super::{check_catalog, check_schema, ingest_one, read_body};
 use crate::config::{Config, Scope, Token};
 use crate::queue::{Event, IngestItem, Ingested};
 use crate::runtime::{App, Snapshot};
+use crate::telemetry::InboundSpan;
 
 /// Most events in one batch.
 pub const MAX_BATCH: usize = 500;
@@ -57,18 +58,34 @@ struct Prepared {
 
 /// The `POST /v1/events` handler.
 pub async fn post_events(State(app): State<App>, req: Request) -> Response {
-    match handle(&app, req).await {
-        Ok(response) => response,
+    // Traces on: this request's span, the child of its `traceparent`.
+    let mut span = app
+        .telemetry()
+        .map(|t| t.inbound(format!("POST {ROUTE}"), "POST", ROUTE, req.headers()));
+    let (response, error) = match handle(&app, req, span.as_mut()).await {
+        Ok(response) => (response, None),
         Err(err) => {
             if err.status().is_server_error() {
                 tracing::warn!(error = %err, "event API request failed");
             }
-            err.into_response()
+            let code = err.code();
+            (err.into_response(), Some(code))
         }
+    };
+    if let Some(span) = span {
+        span.end(response.status().as_u16(), error);
     }
+    response
 }
 
-async fn handle(app: &App, req: Request) -> Result<Response, InboundError> {
+/// The event API's route, as its spans name it.
+const ROUTE: &str = "/v1/events";
+
+async fn handle(
+    app: &App,
+    req: Request,
+    span: Option<&mut InboundSpan>,
+) -> Result<Response, InboundError> {
     // One snapshot for the whole request (SPEC §12).
     let snapshot = app.snapshot();
     let config = &snapshot.config;
@@ -91,9 +108,20 @@ async fn handle(app: &App, req: Request) -> Result<Response, InboundError> {
             let idempotency = p
                 .client_id
                 .then_some((CLIENT_ID_SCOPE, p.event.id.as_str()));
-            let outcome =
-                ingest_one(app, &snapshot, &p.event, idempotency, None, p.declared).await?;
+            let outcome = ingest_one(
+                app,
+                &snapshot,
+                &p.event,
+                idempotency,
+                None,
+                p.declared,
+                span.as_deref(),
+            )
+            .await?;
             let (event_id, duplicate) = outcome.parts();
+            if let Some(span) = span {
+                span.events([(event_id, duplicate)]);
+            }
             Ok(super::server::accepted(event_id, duplicate))
         }
         Some(b'[') => {
@@ -112,7 +140,7 @@ async fn handle(app: &App, req: Request) -> Result<Response, InboundError> {
                     .map_err(|e| at_index(i, e))?;
                 prepared.push(p);
             }
-            ingest_batch(app, &snapshot, prepared).await
+            ingest_batch(app, &snapshot, prepared, span).await
         }
         _ => {
             // Tell invalid JSON from JSON of the wrong shape.
@@ -199,11 +227,14 @@ async fn ingest_batch(
     app: &App,
     snapshot: &Snapshot,
     prepared: Vec<Prepared>,
+    span: Option<&mut InboundSpan>,
 ) -> Result<Response, InboundError> {
     let mut meta = Vec::with_capacity(prepared.len());
     let mut items: Vec<IngestItem> = Vec::with_capacity(prepared.len());
     for p in prepared {
-        let jobs = crate::route::jobs_for(&snapshot.config, snapshot.api_routes(), &p.event, None);
+        let mut jobs =
+            crate::route::jobs_for(&snapshot.config, snapshot.api_routes(), &p.event, None);
+        super::traced(&mut jobs, span.as_deref());
         let key = p
             .client_id
             .then(|| (CLIENT_ID_SCOPE.to_owned(), p.event.id.clone()));
@@ -223,6 +254,9 @@ async fn ingest_batch(
         if matches!(outcome, Ingested::Accepted { .. }) {
             app.metrics().event_ingested(source, event_type, *declared);
         }
+    }
+    if let Some(span) = span {
+        span.events(outcomes.iter().map(Ingested::parts));
     }
     // The single-event answers, in input order, as one JSON array.
     let mut body = String::from("[");

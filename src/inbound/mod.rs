@@ -14,6 +14,9 @@
 //! Both paths share the tail here: catalog and schema checks, then
 //! [`crate::route::jobs_for`] and ONE `queue.ingest` with the event and all
 //! its jobs; 2xx only after it returned Ok.
+//!
+//! With traces on (SPEC §15) each request has a server span
+//! ([`crate::telemetry`]), and its `traceparent` is stored with every job.
 
 use std::sync::Arc;
 
@@ -24,8 +27,10 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::Value;
 
 use crate::config::Config;
+use crate::queue::NewJob;
 use crate::queue::{Event, Ingested};
 use crate::runtime::{App, Snapshot};
+use crate::telemetry::InboundSpan;
 
 pub mod api;
 pub mod capture;
@@ -133,8 +138,10 @@ pub async fn ingest_one(
     idempotency: Option<(&str, &str)>,
     trigger: Option<&str>,
     declared: bool,
+    span: Option<&InboundSpan>,
 ) -> Result<Ingested, InboundError> {
-    let jobs = crate::route::jobs_for(&snapshot.config, snapshot.api_routes(), event, trigger);
+    let mut jobs = crate::route::jobs_for(&snapshot.config, snapshot.api_routes(), event, trigger);
+    traced(&mut jobs, span);
     let outcome = app
         .queue()
         .ingest(event, idempotency, jobs)
@@ -145,4 +152,15 @@ pub async fn ingest_one(
             .event_ingested(&event.source, &event.event_type, declared);
     }
     Ok(outcome)
+}
+
+/// Store the inbound span's `traceparent` with each job (traces on only),
+/// so every attempt's span is its child.
+pub fn traced(jobs: &mut [NewJob], span: Option<&InboundSpan>) {
+    let Some(traceparent) = span.and_then(InboundSpan::traceparent) else {
+        return;
+    };
+    for job in jobs {
+        job.traceparent = Some(traceparent.clone());
+    }
 }

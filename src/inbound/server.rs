@@ -31,12 +31,19 @@ use super::{Inbound, check_catalog, check_schema, ingest_one, read_body};
 use crate::config::{Config, Handshake, Respond, TokenCheck, Trigger};
 use crate::queue::Event;
 use crate::runtime::Snapshot;
+use crate::telemetry::InboundSpan;
 
 /// Longest request path echoed back in a 404 message.
 const MAX_ECHOED_PATH: usize = 200;
 
 /// The `/hooks/*` handler.
 pub async fn hook(State(state): State<Arc<Inbound>>, req: Request) -> Response {
+    // Traces on: this request's span, the child of its `traceparent`.
+    let mut span = state.app.telemetry().map(|t| {
+        let method = req.method().as_str();
+        let name = format!("{method} /hooks/{{trigger}}");
+        t.inbound(name, method, "/hooks/{trigger}", req.headers())
+    });
     // One snapshot for the whole request (SPEC §12).
     let snapshot = state.app.snapshot();
     let config = &snapshot.config;
@@ -50,8 +57,15 @@ pub async fn hook(State(state): State<Arc<Inbound>>, req: Request) -> Response {
     let Some(trigger) = found.map(|m| m.trigger.clone()) else {
         let shown: String = path.chars().take(MAX_ECHOED_PATH).collect();
         state.app.metrics().inbound_request(None, 404);
-        return InboundError::UnknownTrigger(shown).into_response();
+        let err = InboundError::UnknownTrigger(shown);
+        if let Some(span) = span {
+            span.end(404, Some(err.code()));
+        }
+        return err.into_response();
     };
+    if let Some(span) = span.as_mut() {
+        span.trigger(&trigger.id);
+    }
     // A request sampled for the console (`trigger.capture`) is noted as it
     // goes; others note nothing.
     let mut seen = state
@@ -61,7 +75,15 @@ pub async fn hook(State(state): State<Arc<Inbound>>, req: Request) -> Response {
         .then(|| Seen::new(req.method()));
     let mut refusal = None;
     let mut rejected = None;
-    let response = match handle(&state, &snapshot, &trigger, req, seen.as_mut()).await {
+    let handled = handle(
+        &state,
+        &snapshot,
+        &trigger,
+        req,
+        seen.as_mut(),
+        span.as_mut(),
+    );
+    let response = match handled.await {
         Ok(response) => response,
         Err(err) => {
             rejected = Some(err.code());
@@ -83,6 +105,9 @@ pub async fn hook(State(state): State<Arc<Inbound>>, req: Request) -> Response {
         .app
         .metrics()
         .inbound_request(Some(&trigger.id), status);
+    if let Some(span) = span {
+        span.end(status, rejected);
+    }
     // The console's Overview: requests and rejections by reason (a map
     // update; housekeeping writes them).
     state.app.counters().trigger_request(&trigger.id, rejected);
@@ -102,6 +127,7 @@ async fn handle(
     trigger: &Trigger,
     req: Request,
     mut seen: Option<&mut Seen>,
+    span: Option<&mut InboundSpan>,
 ) -> Result<Response, InboundError> {
     let config = &snapshot.config;
     let (parts, body) = req.into_parts();
@@ -179,10 +205,14 @@ async fn handle(
         idempotency,
         Some(&trigger.id),
         declared,
+        span.as_deref(),
     )
     .await
     .map_err(|e| e.answered_as(trigger.on_unavailable))?;
     let (event_id, duplicate) = outcome.parts();
+    if let Some(span) = span {
+        span.events([(event_id, duplicate)]);
+    }
     Ok(match &trigger.respond {
         Some(respond) => custom_answer(config, respond, event_id, duplicate),
         None => accepted(event_id, duplicate),

@@ -95,6 +95,12 @@ pub struct NewJob {
     pub ordering_key: Option<String>,
     /// Earliest time the job may run (`None` = now).
     pub not_before: Option<Timestamp>,
+    /// The W3C `traceparent` of the inbound request's span (SPEC §15), so
+    /// each attempt's span is its child wherever the job is delivered.
+    /// Set only while traces are on; left out of the stored job when
+    /// `None`, so jobs stored before traces existed read the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// A recorded HTTP response of a workflow step, for later steps' templates.

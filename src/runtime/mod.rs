@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::send::{EgressPolicy, Sender};
+use crate::telemetry::Telemetry;
 
 pub mod captures;
 pub mod counters;
@@ -63,6 +64,8 @@ struct Inner {
     /// Cancelled when the daemon stops (first thing on SIGTERM, so `/readyz`
     /// answers 503 from then on); long-running tasks watch it.
     shutdown: CancellationToken,
+    /// The trace exporter, when `telemetry.otlp` is set (fixed at start).
+    telemetry: Option<Telemetry>,
 }
 
 impl App {
@@ -73,6 +76,7 @@ impl App {
         metrics: Metrics,
         sender: Sender,
         shutdown: CancellationToken,
+        telemetry: Option<Telemetry>,
     ) -> App {
         let watcher_armed = !config.reload.watch;
         App {
@@ -91,6 +95,7 @@ impl App {
                 last_reload: std::sync::Mutex::new(None),
                 watcher_armed: AtomicBool::new(watcher_armed),
                 shutdown,
+                telemetry,
             }),
         }
     }
@@ -178,6 +183,12 @@ impl App {
     /// Cancelled when the daemon stops.
     pub fn shutdown_token(&self) -> &CancellationToken {
         &self.inner.shutdown
+    }
+
+    /// The trace exporter; `None` while traces are off (then nothing
+    /// about traces is done at all).
+    pub fn telemetry(&self) -> Option<&Telemetry> {
+        self.inner.telemetry.as_ref()
     }
 }
 

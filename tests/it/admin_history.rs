@@ -45,6 +45,7 @@ fn job(delivery: &str, event: &str, sub: &str) -> NewJob {
         steps: BTreeMap::new(),
         ordering_key: None,
         not_before: None,
+        traceparent: None,
     }
 }
 

@@ -99,6 +99,7 @@ async fn harness_on(
         Metrics::new(),
         sender,
         CancellationToken::new(),
+        None,
     );
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -171,6 +172,7 @@ impl Harness {
                 target,
                 steps: BTreeMap::new(),
                 not_before: None,
+                traceparent: None,
             })
             .collect();
         let ids = jobs.iter().map(|j| j.delivery_id.clone()).collect();

@@ -56,3 +56,4 @@ mod sentinel_support;
 mod sign_ed25519;
 mod smoke;
 mod support;
+mod traces;

@@ -179,6 +179,7 @@ macro_rules! conformance_tests {
                 idempotency_keys_expire, fifo_head_blocks_its_line, stats_counts,
                 subscriptions_and_state_survive_reopen, reopen_loses_nothing_acknowledged,
                 counts_add_up_by_minute, stats_count_in_flight_and_dead_letters_by_target,
+                trace_context_survives_the_queue,
             );
         }
     };
@@ -216,6 +217,7 @@ pub fn sub_job(event_id: &str, delivery_id: &str, sub: &str) -> NewJob {
         steps: BTreeMap::new(),
         ordering_key: None,
         not_before: None,
+        traceparent: None,
     }
 }
 

@@ -13,6 +13,10 @@
 //!
 //! The stages up to render are here; send and record, what happens once a
 //! request is made, are in stages/record.rs.
+//!
+//! With traces on (SPEC §15) every attempt, the ones that fail to render
+//! or sign included, has a span: the child of the inbound context stored
+//! with the job; the request it sends carries a `traceparent` naming it.
 
 mod record;
 
@@ -33,6 +37,7 @@ use crate::deliver::target::{self, Resolved};
 use crate::model::Event;
 use crate::queue::{LeasedJob, QueueError};
 use crate::runtime::Snapshot;
+use crate::telemetry::{Attempt, AttemptSpan};
 
 /// How soon a paused target's jobs are looked at again (each look
 /// rewrites the job, so not too often: a paused backlog is polled).
@@ -227,6 +232,26 @@ impl Worker {
         }))
     }
 
+    /// The span of the attempt about to be made, when traces are on.
+    fn attempt_span(&self, job: &Delivery<'_>) -> Option<AttemptSpan> {
+        let telemetry = self.app.telemetry()?;
+        let about = Attempt {
+            target: &job.label,
+            event_id: &job.event.id,
+            delivery_id: &job.lease.job.delivery_id,
+            attempt: job.attempt_no,
+        };
+        Some(telemetry.attempt(job.lease.job.traceparent.as_deref(), about))
+    }
+
+    /// An attempt that ended before a request was made (dead-lettered
+    /// with `error`), as a span of its own when traces are on.
+    fn unsent_attempt_span(&self, job: &Delivery<'_>, error: &str) {
+        if let Some(span) = self.attempt_span(job) {
+            span.end("dead_letter", None, Some(error));
+        }
+    }
+
     /// End the lease with `defer` until `at`: a gate holds the job, no
     /// attempt used.
     async fn hold<T>(&self, job: &Delivery<'_>, at: Timestamp) -> Result<Step<T>, QueueError> {
@@ -262,6 +287,7 @@ impl Worker {
                 if matches!(e, RenderError::Missing(_)) {
                     self.app.metrics().template_missing(&job.label);
                 }
+                self.unsent_attempt_span(job, &e.to_string());
                 let record = attempt::record(
                     job.attempt_no,
                     job.now,
@@ -303,6 +329,7 @@ impl Worker {
                     .headers
                     .extend(sig.into_iter().map(|(k, v)| (k.to_owned(), v))),
                 Err(e) => {
+                    self.unsent_attempt_span(job, &e.to_string());
                     let record = attempt::record(
                         job.attempt_no,
                         job.now,

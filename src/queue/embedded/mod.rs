@@ -496,6 +496,7 @@ mod tests {
                     steps: BTreeMap::new(),
                     ordering_key: None,
                     not_before: None,
+                    traceparent: None,
                 };
                 q.ingest(&event, None, vec![job]).await.unwrap();
             }));

@@ -92,6 +92,7 @@ mod tests {
             steps: Default::default(),
             ordering_key: None,
             not_before: None,
+            traceparent: None,
         };
         let stored = StoredJob::V1 {
             job,

@@ -304,6 +304,7 @@ mod tests {
                 steps: Default::default(),
                 ordering_key: None,
                 not_before: None,
+                traceparent: None,
             },
             attempts: 0,
             orphaned_since: None,

@@ -188,6 +188,7 @@ mod tests {
             steps: Default::default(),
             ordering_key: None,
             not_before: None,
+            traceparent: None,
         }];
         let mut step = jobs[0].clone();
         step.target = Target::WorkflowStep {

@@ -337,6 +337,7 @@ mod tests {
             steps: Default::default(),
             ordering_key: None,
             not_before: None,
+            traceparent: None,
         };
         // Written the way ingestion writes it, read by serde.
         let mut args = Vec::new();

@@ -385,3 +385,69 @@ pub async fn reopen_loses_nothing_acknowledged(make: Make) {
     }
     drop(_keep);
 }
+
+/// A job's trace context (SPEC §15) is stored with it and comes back with
+/// every lease: from `ingest`, `ingest_many`, after a retry, and on the
+/// next workflow step enqueued by `complete`.
+pub async fn trace_context_survives_the_queue(make: Make) {
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let h = open!(make);
+    let q = &h.queue;
+    let now = h.clock.now();
+    let traced = |job: NewJob| NewJob {
+        traceparent: Some(TP.into()),
+        ..job
+    };
+    q.ingest(
+        &event("e1", "t", now),
+        None,
+        vec![traced(step_job("e1", "s0", 0))],
+    )
+    .await
+    .unwrap();
+    q.ingest_many(vec![(
+        event("e2", "t", now),
+        None,
+        vec![traced(sub_job("e2", "d2", "s"))],
+    )])
+    .await
+    .unwrap();
+    let mut jobs = lease_now(q).await;
+    jobs.sort_by(|a, b| a.job.delivery_id.cmp(&b.job.delivery_id));
+    assert_eq!(ids(&jobs), ["d2", "s0"]);
+    for j in &jobs {
+        assert_eq!(
+            j.job.traceparent.as_deref(),
+            Some(TP),
+            "{}",
+            j.job.delivery_id
+        );
+    }
+    q.retry_at(
+        &jobs[0],
+        attempt(1, now, Some(500)),
+        now + SignedDuration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let next = traced(step_job("e1", "s1", 1));
+    q.complete(
+        &jobs[1],
+        Some(attempt(1, now, Some(200))),
+        DeliveryState::Succeeded,
+        Some(next.clone()),
+    )
+    .await
+    .unwrap();
+    h.clock.advance(11);
+    let again = lease_now(q).await;
+    assert_eq!(ids(&again), ["d2", "s1"]);
+    for j in &again {
+        assert_eq!(
+            j.job.traceparent.as_deref(),
+            Some(TP),
+            "{}",
+            j.job.delivery_id
+        );
+    }
+}

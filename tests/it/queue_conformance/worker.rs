@@ -261,6 +261,7 @@ pub fn step_job(event_id: &str, delivery_id: &str, step: usize) -> NewJob {
         steps: BTreeMap::new(),
         ordering_key: None,
         not_before: None,
+        traceparent: None,
     }
 }
 

@@ -77,6 +77,7 @@ pub fn job(delivery: &str, event: &str, sub: &str) -> NewJob {
         steps: Default::default(),
         ordering_key: None,
         not_before: None,
+        traceparent: None,
     }
 }
 

@@ -19,6 +19,7 @@ use crate::deliver::{attempt, auth};
 use crate::metrics::Outcome as Metric;
 use crate::queue::{DeliveryState, NewJob, QueueError, Target};
 use crate::send::{OutboundRequest, REDACTED, Response, SendError, Trust};
+use crate::telemetry::{AttemptSpan, TRACEPARENT};
 
 /// What the send stage brings back for the record.
 pub(super) struct Sent {
@@ -28,6 +29,8 @@ pub(super) struct Sent {
     at: Timestamp,
     elapsed: Duration,
     result: Result<Response, SendError>,
+    /// The attempt's span (traces on), ended once the outcome is known.
+    span: Option<AttemptSpan>,
 }
 
 impl Worker {
@@ -56,7 +59,7 @@ impl Worker {
                 config,
                 workflow,
                 action,
-                &job.event.id,
+                &job.lease.job,
                 job.lease.job.steps.clone(),
             ),
             Target::Subscription { .. } => None,
@@ -68,6 +71,9 @@ impl Worker {
         self.app
             .metrics()
             .delivery_outcome(&job.label, Metric::Test);
+        if let Some(span) = self.attempt_span(job) {
+            span.end("test", None, None);
+        }
         Ok(())
     }
 
@@ -82,6 +88,18 @@ impl Worker {
     ) -> Sent {
         let config = &job.snapshot.config;
         let opts = target.opts();
+        // Traces on: the request names its attempt's span (and history
+        // shows the header, as sent).
+        let mut span = self.attempt_span(job);
+        if let Some(span) = span.as_mut() {
+            span.method(rendered.method.as_str());
+            if let Some(traceparent) = span.traceparent() {
+                rendered
+                    .headers
+                    .retain(|(k, _)| !k.eq_ignore_ascii_case(TRACEPARENT));
+                rendered.headers.push((TRACEPARENT.to_owned(), traceparent));
+            }
+        }
         let grant = match opts.auth {
             Some(OutboundAuth::OAuth2(grant)) => {
                 // History shows the header (redacted by name); the token
@@ -130,6 +148,7 @@ impl Worker {
             at,
             elapsed,
             result,
+            span,
         }
     }
 
@@ -215,6 +234,15 @@ impl Worker {
             error,
         );
         let delivered = matches!(decision, Decision::Delivered);
+        if let Some(span) = sent.span {
+            let outcome = match decision {
+                Decision::Delivered => "success",
+                Decision::Retry { .. } => "retry",
+                Decision::DeadLetter(_) => "dead_letter",
+            };
+            let status = sent.result.as_ref().ok().map(|r| r.status);
+            span.end(outcome, status, record.error.as_deref());
+        }
         match decision {
             Decision::Delivered => {
                 let next = next_after_success(job, &sent.result);
@@ -296,7 +324,13 @@ fn next_after_success(job: &Delivery<'_>, result: &Result<Response, SendError>) 
     };
     let mut steps = job.lease.job.steps.clone();
     steps.insert(action.clone(), attempt::step_response(resp));
-    let next = target::next_step(&job.snapshot.config, workflow, action, &job.event.id, steps);
+    let next = target::next_step(
+        &job.snapshot.config,
+        workflow,
+        action,
+        &job.lease.job,
+        steps,
+    );
     if next.is_none() {
         tracing::debug!(workflow = %workflow, "workflow chain finished");
     }
