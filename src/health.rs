@@ -3,7 +3,8 @@
 //! It exists for the container image's `HEALTHCHECK`: the runtime image has
 //! no curl or wget, and the binary is already there. Docker reads a health
 //! command's exit code as 0 healthy, 1 unhealthy (2 is reserved), so every
-//! failure here, a bad URL included, exits 1 with one line on stderr.
+//! failed check, a malformed URL included, exits 1 with one line on stderr
+//! (only clap's usage errors, such as a bad `--timeout`, exit 2).
 //!
 //! Deliberately not `send::Sender`: the egress policy that keeps deliveries
 //! off internal addresses would refuse the loopback address this command

@@ -3,8 +3,9 @@
 //!
 //! `validate` and `run` use the same loader, so what validates is what runs.
 //! Exit codes: 0 ok, 1 invalid config (or a Redis that would lose data,
-//! SPEC §11), 2 usage or runtime failure. `health` exits 0 or 1 only, the
-//! codes a container HEALTHCHECK understands.
+//! SPEC §11), 2 usage or runtime failure. `health` answers 0 or 1 for any URL,
+//! the codes a container HEALTHCHECK understands (a malformed flag is still
+//! a usage error, 2).
 
 mod health;
 
