@@ -1,8 +1,13 @@
-//! The `hookyard` command line: run | validate | schema | render | keys.
+//! The `hookyard` command line: run | validate | schema | render | keys |
+//! health.
 //!
 //! `validate` and `run` use the same loader, so what validates is what runs.
 //! Exit codes: 0 ok, 1 invalid config (or a Redis that would lose data,
-//! SPEC §11), 2 usage or runtime failure.
+//! SPEC §11), 2 usage or runtime failure. `health` answers 0 or 1 for any URL,
+//! the codes a container HEALTHCHECK understands (a malformed flag is still
+//! a usage error, 2).
+
+mod health;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -86,6 +91,17 @@ enum Command {
         #[arg(long, required_unless_present = "trigger")]
         event: Option<PathBuf>,
     },
+    /// GET a URL and exit 0 on a 2xx answer, else 1 with the reason on
+    /// stderr: the container image's HEALTHCHECK (the image has no curl).
+    /// Loopback is fine here: the delivery egress policy does not apply.
+    Health {
+        /// The URL to check, usually the daemon's `/readyz`.
+        #[arg(default_value = "http://127.0.0.1:8080/readyz")]
+        url: String,
+        /// Give up after this long (e.g. `3s`, `500ms`).
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Signing keys: print what receivers need to verify.
     Keys {
         #[command(subcommand)]
@@ -127,6 +143,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Validate { config, no_env } => validate(&config, no_env),
+        Command::Health { url, timeout } => health::check(&url, timeout),
         Command::Keys {
             command: KeysCommand::Public { config, secret },
         } => public_key(&config, &secret),

@@ -27,6 +27,7 @@ mod faults_twin;
 mod faulty_receiver;
 mod fuzz_corpus;
 mod hardening;
+mod health;
 mod hmac_chain;
 mod hostile;
 mod inbound;
