@@ -349,7 +349,7 @@ fn compile_queue(q: Option<&Item<RawQueue>>, ctx: &mut Ctx<'_>) -> Queue {
                 Some(u) if !ctx.skip(u) => {
                     // The message names what is wrong, never the URL: it
                     // may hold a password.
-                    if let Err(e) = crate::queue::redis::Address::parse(&u.value) {
+                    if let Err(e) = super::redis_address::Address::parse(&u.value) {
                         ctx.error(&u.pos, format!("invalid Redis URL in `queue.url`: {e}"));
                     }
                 }

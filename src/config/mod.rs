@@ -34,6 +34,7 @@ mod node_de;
 pub mod raw;
 pub mod raw_items;
 mod raw_trigger;
+pub mod redis_address;
 
 mod restart;
 pub mod verify_rules;

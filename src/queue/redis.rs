@@ -120,7 +120,6 @@
 //! `noeviction`, a version older than 7.0) is refused at open and checked
 //! again every few seconds (`redis/safety.rs`, SPEC §11).
 
-mod address;
 mod batch;
 mod documents;
 mod history;
@@ -132,7 +131,7 @@ mod scripts;
 mod source;
 mod tally;
 
-pub use address::{Address, SENTINEL_PORT, SentinelAddress};
+pub use crate::config::redis_address::{Address, SENTINEL_PORT, SentinelAddress};
 pub use safety::{Unsafe, check as check_settings};
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -37,7 +37,7 @@ use redis::{
     RedisError, RedisFuture, RedisResult, ServerErrorKind, Value,
 };
 
-use super::address::{Address, SentinelAddress};
+use crate::config::redis_address::{Address, SentinelAddress};
 
 /// How often the sentinels are asked again while no master answers.
 const ASK_AGAIN: Duration = Duration::from_millis(200);
