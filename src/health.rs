@@ -19,12 +19,24 @@ use std::time::Duration;
 /// daemon's `/readyz` says why it is not ready in a short JSON body.
 const BODY_SHOWN: usize = 200;
 
+/// `url` without a user or password, for messages.
+fn shown(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// Run the check and print the reason for a failure to stderr.
 pub fn check(url: &str, timeout: Duration) -> ExitCode {
     match probe(url, timeout) {
         Ok(()) => ExitCode::SUCCESS,
         Err(reason) => {
-            eprintln!("hookyard health: {url}: {reason}");
+            eprintln!("hookyard health: {}: {reason}", shown(url));
             ExitCode::from(1)
         }
     }

@@ -98,8 +98,8 @@ enum Command {
         /// The URL to check, usually the daemon's `/readyz`.
         #[arg(default_value = "http://127.0.0.1:8080/readyz")]
         url: String,
-        /// Give up after this long (e.g. `3s`, `500ms`).
-        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        /// Give up after this long (SPEC §9: a 2xx within 2 s).
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
     /// Signing keys: print what receivers need to verify.

@@ -56,18 +56,19 @@ fn replicas_ack_defaults_to_none_within_a_second() {
 }
 
 #[test]
-fn replicas_ack_timeout_is_above_zero_and_at_most_4s() {
-    for bad in ["0s", "5s"] {
+fn replicas_ack_timeout_is_from_1ms_to_2s() {
+    for bad in ["0s", "0ms", "3s"] {
         let err = load(&redis(&format!(
             ", replicas_ack: 1, replicas_ack_timeout: {bad}"
         )))
         .unwrap_err();
         assert!(
-            err.contains("queue.replicas_ack_timeout must be above 0s and at most 4s"),
+            err.contains("queue.replicas_ack_timeout must be from 1ms to 2s"),
             "{bad}: {err}"
         );
     }
-    assert!(load(&redis(", replicas_ack: 1, replicas_ack_timeout: 4s")).is_ok());
+    assert!(load(&redis(", replicas_ack: 1, replicas_ack_timeout: 2s")).is_ok());
+    assert!(load(&redis(", replicas_ack: 1, replicas_ack_timeout: 1ms")).is_ok());
 }
 
 #[test]

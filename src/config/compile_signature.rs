@@ -126,7 +126,10 @@ pub(super) fn signature(
             } else {
                 "Ed25519"
             };
-            match key_text(s.public_key.as_ref(), ctx).as_ref() {
+            let text = key_text(s.public_key.as_ref(), ctx);
+            match text.as_ref() {
+                // Given, but unreadable (reported) or not read (--no-env).
+                None if s.public_key.is_some() => {}
                 // No default for `highlevel`: no public page publishing
                 // HighLevel's key could be found and cited (SPEC §14).
                 None => ctx.error(&at, format!("trigger `{id}`: `preset: {name}` needs `public_key`: the sender's {kind} public key (PEM or base64, inline)")),
@@ -173,6 +176,8 @@ pub(super) fn signature(
 fn highlevel_legacy(id: &str, s: &RawSignature, ctx: &mut Ctx<'_>) -> Option<rsa::RsaPublicKey> {
     let legacy = s.legacy.as_ref().is_some_and(|l| l.value);
     let key = match key_text(s.legacy_public_key.as_ref(), ctx).as_ref() {
+        // Given, but unreadable (reported) or not read (--no-env).
+        None if s.legacy_public_key.is_some() => None,
         None => {
             if let Some(l) = s.legacy.as_ref().filter(|l| l.value) {
                 ctx.error(&l.pos, format!("trigger `{id}`: `legacy: true` needs `legacy_public_key`: the RSA public key that verifies `{HIGHLEVEL_LEGACY_HEADER}` (PEM or base64 DER)"));

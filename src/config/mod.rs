@@ -40,6 +40,7 @@ mod restart;
 pub mod verify_rules;
 pub use restart::restart_changes;
 pub mod runtime;
+mod runtime_transport;
 mod runtime_trigger;
 pub mod schema;
 pub mod secret;

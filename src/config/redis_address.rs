@@ -22,13 +22,23 @@ pub const SENTINEL_PORT: u16 = 26379;
 
 const SENTINEL_SCHEME: &str = "redis+sentinel://";
 
-/// A parsed `queue.url`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A parsed `queue.url`. `Debug` never shows a server URL (it may hold a
+/// password).
+#[derive(Clone, PartialEq, Eq)]
 pub enum Address {
     /// One server; the URL as given, for redis-rs.
     Server(String),
     /// A master found through its sentinels.
     Sentinel(SentinelAddress),
+}
+
+impl std::fmt::Debug for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Server(_) => f.write_str("Server(..)"),
+            Address::Sentinel(s) => f.debug_tuple("Sentinel").field(s).finish(),
+        }
+    }
 }
 
 /// The parts of a `redis+sentinel://` URL.
@@ -86,13 +96,14 @@ fn parse_sentinel(rest: &str) -> Result<SentinelAddress, String> {
     if rest.contains(['?', '#']) {
         return Err(format!("a Sentinel URL takes no query or fragment; {form}"));
     }
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    // The credentials end at the last '@' (a password may hold one,
-    // percent-encoded or not).
-    let (userinfo, hosts) = match authority.rfind('@') {
-        Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
-        None => (None, authority),
+    // The credentials end at the last '@' (a password may hold one, or a
+    // '/' or ',', percent-encoded or not), so they are cut off before the
+    // path is: no part of a password can reach a message about hosts.
+    let (userinfo, after) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
     };
+    let (hosts, path) = after.split_once('/').unwrap_or((after, ""));
     let (username, password) = match userinfo {
         None => (None, None),
         Some(info) => {

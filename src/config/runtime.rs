@@ -17,6 +17,7 @@ pub use crate::model::EventPattern;
 use super::error::ConfigError;
 use super::raw::{EventCatalog, QueueBackend, RequestBody, Scope, SigningScheme};
 use super::raw_items::{Method, WorkflowMode};
+pub use super::runtime_transport::*;
 pub use super::runtime_trigger::*;
 use super::secret::Secret;
 use super::templates::{Expr, JsonTemplate, Template, Templates};
@@ -273,43 +274,6 @@ pub struct Egress {
     pub deny: Vec<IpNet>,
     /// The proxy of every delivery without its own (`egress.proxy`).
     pub proxy: Option<Proxy>,
-}
-
-/// How one YAML target is reached when it differs from the default:
-/// `tls:` and/or `proxy:` (SPEC §14). Compared by value, so a reload that
-/// keeps them keeps the sender's connections.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transport {
-    /// Client certificate and extra CA.
-    pub tls: Option<Tls>,
-    /// The target's own proxy; `None` falls back to `egress.proxy`.
-    pub proxy: Option<Proxy>,
-}
-
-/// `tls:` of a target, as PEM checked at load.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Tls {
-    /// Client certificate chain and its private key (both or neither).
-    pub client: Option<(Secret, Secret)>,
-    /// CA certificates trusted in addition to the system's roots.
-    pub ca: Option<Secret>,
-}
-
-/// An HTTP CONNECT proxy. Its URL may hold `user:password` only when it
-/// comes from a secret; `Debug` never shows those.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Proxy {
-    /// `http://[user:password@]host:port`.
-    pub url: Url,
-    /// Where it came from, for messages: the URL without credentials, or
-    /// the secret's name.
-    pub shown: String,
-}
-
-impl std::fmt::Debug for Proxy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.shown)
-    }
 }
 
 /// A target URL.

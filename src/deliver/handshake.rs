@@ -165,7 +165,12 @@ impl Handshakes {
         let mut token = None;
         if let Some(OutboundAuth::OAuth2(grant)) = &sub.delivery.auth {
             let t = tokens
-                .get(grant, &snapshot.sender, sub.delivery.timeout)
+                .get(
+                    grant,
+                    &snapshot.sender,
+                    sub.delivery.transport.as_deref(),
+                    sub.delivery.timeout,
+                )
                 .await
                 .map_err(|e| e.to_string())?;
             super::auth::set(&mut headers, t.bearer());

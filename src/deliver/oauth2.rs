@@ -9,7 +9,8 @@
 //!   and HTTP basic; the form is what every server tried accepts).
 //! - **The token request goes through the delivery [`Sender`]** with
 //!   [`Trust::Config`] (the grant comes from the YAML config): the same
-//!   egress policy, no proxy, no redirects, the target's timeout.
+//!   egress policy, no redirects, the target's timeout, and the target's
+//!   `proxy:`/`tls:` (else `egress.proxy`).
 //! - **One cache entry per grant** (token URL, client id, scopes, audience,
 //!   client secret), shared by every target using the same grant. Each
 //!   entry has its own async mutex, held while fetching: concurrent
@@ -35,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::config::OAuth2;
+use crate::config::{OAuth2, Transport};
 use crate::send::{OutboundRequest, SendError, Sender, Trust};
 
 /// Lifetime assumed when the token response has no `expires_in`.
@@ -119,6 +120,7 @@ impl Tokens {
         &self,
         grant: &OAuth2,
         sender: &Sender,
+        transport: Option<&Transport>,
         timeout: Duration,
     ) -> Result<Token, SendError> {
         let slot = self.slot(grant);
@@ -130,7 +132,7 @@ impl Tokens {
         }
         *cached = None;
         let asked = Instant::now();
-        let (value, lifetime) = fetch(grant, sender, timeout).await?;
+        let (value, lifetime) = fetch(grant, sender, transport, timeout).await?;
         let token = Token {
             value: Arc::from(value),
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -180,9 +182,12 @@ fn auth_error(msg: impl std::fmt::Display) -> SendError {
 }
 
 /// One client credentials request: the token and its lifetime.
+/// It goes the way the target's deliveries go (its `proxy:` and `tls:`,
+/// if any), as a token endpoint is usually reached like its API.
 async fn fetch(
     grant: &OAuth2,
     sender: &Sender,
+    transport: Option<&Transport>,
     timeout: Duration,
 ) -> Result<(String, Duration), SendError> {
     let req = OutboundRequest {
@@ -198,7 +203,7 @@ async fn fetch(
         body: Bytes::from(form(grant)),
     };
     let r = sender
-        .send(req, Trust::Config, None, timeout, BODY_LIMIT)
+        .send(req, Trust::Config, transport, timeout, BODY_LIMIT)
         .await
         .map_err(auth_error)?;
     let body: Option<serde_json::Value> = serde_json::from_slice(&r.body).ok();

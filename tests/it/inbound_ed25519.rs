@@ -132,6 +132,15 @@ fn config_mistakes_are_errors_with_positions() {
         errors_with(&trigger(from_secret), &format!("whpk_{good}")),
         Vec::<String>::new()
     );
+    // `validate --no-env` reads no secret: the key is given, not missing.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, trigger(from_secret)).unwrap();
+    let no_env = LoadOptions {
+        no_env: true,
+        env: None,
+    };
+    assert!(config::load(&path, no_env).is_ok());
     let not_a_key = errors(&trigger(from_secret));
     assert!(
         not_a_key.len() == 1 && not_a_key[0].starts_with("6:64: "),

@@ -170,7 +170,7 @@ impl Worker {
         let Some(grant) = grant else {
             return sender.send(req, trust, transport, timeout, limit).await;
         };
-        let token = self.tokens.get(grant, sender, timeout).await?;
+        let token = self.tokens.get(grant, sender, transport, timeout).await?;
         auth::set(&mut req.headers, token.bearer());
         let first = sender
             .send(req.clone(), trust, transport, timeout, limit)
@@ -184,7 +184,7 @@ impl Worker {
             delivery = %job.lease.job.delivery_id,
             "target answered 401: dropped its OAuth2 token; sending once more with a new one"
         );
-        let token = self.tokens.get(grant, sender, timeout).await?;
+        let token = self.tokens.get(grant, sender, transport, timeout).await?;
         auth::set(&mut req.headers, token.bearer());
         sender.send(req, trust, transport, timeout, limit).await
     }
