@@ -5,8 +5,8 @@
 //! (`whsk_`), a TLS client key and a proxy password. Every delivery must
 //! succeed (so each credential was really used), and then none of the
 //! values may appear in the log (at debug level), in any event's history,
-//! in the API's answers (config view, webhooks, events, stats) or in
-//! `/metrics`.
+//! in the API's answers (config view, webhooks, events, stats), in
+//! `/metrics` or in the exported trace spans.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
 
@@ -74,8 +74,17 @@ async fn no_planted_credential_reaches_logs_history_api_or_metrics() {
     let issued = Arc::new(Mutex::new(Vec::new()));
     let token_url = token_endpoint(Arc::clone(&issued)).await;
     let port = free_port();
+    // Traces on, when the OTLP decoder is there (under CI it must be).
+    let collector =
+        crate::traces::python_has_otlp_proto().then(|| crate::traces::Collector::start(dir.path()));
+    let telemetry = collector.as_ref().map_or(String::new(), |c| {
+        format!(
+            "telemetry: {{ otlp: {{ endpoint: \"http://127.0.0.1:{}\" }} }}\n",
+            c.port
+        )
+    });
     let body = format!(
-        r#"triggers:
+        r#"{telemetry}triggers:
   - {{ id: a, event: a.created, verify: {{ bearer: inbound }} }}
 subscriptions:
   - id: basic
@@ -178,6 +187,12 @@ subscriptions:
         logs.contains("DEBUG") || logs.contains("debug"),
         "debug logs: {logs}"
     );
+    // Spans are flushed at shutdown: inbound and one per attempt.
+    if let Some(c) = &collector {
+        let spans = c.spans();
+        assert!(spans.len() >= 5, "spans exported: {spans:?}");
+        answers.push_str(&serde_json::to_string(&spans).unwrap());
+    }
 
     // The client key: its PEM body lines, each long enough to be unique.
     let key_pem = std::fs::read_to_string(dir.path().join("client.key")).unwrap();

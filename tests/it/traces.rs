@@ -38,7 +38,7 @@ const CLIENT: i64 = 3;
 
 /// True when python3 can import `opentelemetry.proto`. Under CI=true a
 /// missing package is a failure, not a skip.
-fn python_has_otlp_proto() -> bool {
+pub fn python_has_otlp_proto() -> bool {
     let ok = Command::new("python3")
         .args([
             "-c",
@@ -59,14 +59,14 @@ fn python_has_otlp_proto() -> bool {
 }
 
 /// tests/otlp/receiver.py on a free loopback port; killed on drop.
-struct Collector {
+pub struct Collector {
     child: Child,
-    port: u16,
+    pub port: u16,
     spans: PathBuf,
 }
 
 impl Collector {
-    fn start(dir: &Path) -> Collector {
+    pub fn start(dir: &Path) -> Collector {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/otlp/receiver.py");
         let spans = dir.join("spans.jsonl");
         let mut child = Command::new("python3")
@@ -87,7 +87,7 @@ impl Collector {
     }
 
     /// Every span received so far.
-    fn spans(&self) -> Vec<Value> {
+    pub fn spans(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.spans)
             .unwrap_or_default()
             .lines()
