@@ -291,10 +291,11 @@ impl Sender {
     }
 }
 
-/// The request as hyper sends it through a tunnel, with the `User-Agent`
-/// reqwest would have added.
+/// The request as hyper sends it through a tunnel, with what reqwest would
+/// have added: `User-Agent`, and `Authorization: Basic` from a URL's
+/// `user:password` (which is then cut from the URL).
 fn tunnel_request(
-    req: OutboundRequest,
+    mut req: OutboundRequest,
     mut headers: HeaderMap,
 ) -> Result<http::Request<http_body_util::Full<Bytes>>, SendError> {
     if !headers.contains_key(reqwest::header::USER_AGENT) {
@@ -302,6 +303,15 @@ fn tunnel_request(
             reqwest::header::USER_AGENT,
             HeaderValue::from_static(USER_AGENT),
         );
+    }
+    if !req.url.username().is_empty() || req.url.password().is_some() {
+        if !headers.contains_key(reqwest::header::AUTHORIZATION) {
+            if let Some(value) = tunnel::basic_from_userinfo(&req.url) {
+                headers.insert(reqwest::header::AUTHORIZATION, value);
+            }
+        }
+        let _ = req.url.set_username("");
+        let _ = req.url.set_password(None);
     }
     let mut request = http::Request::builder()
         .method(req.method)

@@ -65,7 +65,7 @@ impl TunnelClient {
             Some(host) => host.to_string(),
             None => return Err(BuildError(format!("{} has no host", proxy.shown))),
         };
-        let auth = proxy_authorization(&proxy.url);
+        let auth = basic_from_userinfo(&proxy.url);
         let connector = TunnelConnector {
             proxy: (host, proxy.url.port_or_known_default().unwrap_or(80)),
             auth,
@@ -87,9 +87,11 @@ impl TunnelClient {
     }
 }
 
-/// `Proxy-Authorization: Basic …` from the URL's user and password (only
-/// possible when the URL came from a secret).
-fn proxy_authorization(url: &url::Url) -> Option<http::HeaderValue> {
+/// `Basic …` from a URL's user and password (percent-decoded), marked
+/// sensitive: the proxy's `Proxy-Authorization` (a proxy URL holds them
+/// only when it came from a secret), and a tunnelled target's
+/// `Authorization`, as reqwest sends for a direct one.
+pub(super) fn basic_from_userinfo(url: &url::Url) -> Option<http::HeaderValue> {
     use base64::Engine as _;
     if url.username().is_empty() && url.password().is_none() {
         return None;

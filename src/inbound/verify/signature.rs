@@ -139,6 +139,10 @@ impl SignatureRule {
         // The signature first: nothing unsigned is parsed.
         let signed = match &stamp.at {
             KeySource::Header(name) => {
+                // No separator between the two, as Discord-style senders
+                // sign. Digits could move between a header and a body that
+                // starts with digits, but only within the same tolerance
+                // window: the timestamp still bounds a replay.
                 let text = header_text(headers, name)?;
                 let mut signed = Vec::with_capacity(text.len() + body.len());
                 signed.extend_from_slice(text.as_bytes());
