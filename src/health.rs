@@ -60,7 +60,12 @@ fn probe(url: &str, timeout: Duration) -> Result<(), String> {
         .timeout(timeout)
         .user_agent(concat!("hookyard-health/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| format!("cannot build the HTTP client: {}", chain(&e)))?;
+        .map_err(|e| {
+            format!(
+                "cannot build the HTTP client: {}",
+                hookyard::send::error_chain(&e)
+            )
+        })?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -104,24 +109,12 @@ fn failure(err: reqwest::Error, timeout: Duration) -> String {
     } else if err.is_connect() {
         format!(
             "cannot connect ({}); is hookyard running and listening there?",
-            chain(&err.without_url())
+            hookyard::send::error_chain(&err.without_url())
         )
     } else {
-        format!("request failed ({})", chain(&err.without_url()))
+        format!(
+            "request failed ({})",
+            hookyard::send::error_chain(&err.without_url())
+        )
     }
-}
-
-/// The error and its sources on one line, each text once (reqwest repeats
-/// its source's text in its own).
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut current = Some(err);
-    while let Some(e) = current {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        current = e.source();
-    }
-    parts.join(": ")
 }

@@ -414,8 +414,9 @@ fn find_source<'a, T: std::error::Error + 'static>(
     None
 }
 
-/// "outer: inner: root" with repeated fragments dropped.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+/// "outer: inner: root" with repeated fragments dropped (reqwest repeats
+/// its source's text in its own).
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut current = Some(err);
     while let Some(e) = current {

@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::admin_support::{Proc, authed, free_port};
-use crate::inbound::{JsonReq, JsonResp};
+use crate::deliver_tls_proxy::post_event;
+use crate::inbound::JsonResp;
 use crate::support::http;
 
 const CLIENT_SECRET: &str = "client-secret-7f3a9c1e55";
@@ -107,20 +108,6 @@ async fn serve(state: Shared) -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")
-}
-
-async fn post_event(p: &Proc, trigger: &str) -> String {
-    let r = http()
-        .post(format!("{}/hooks/{trigger}", p.base))
-        .json(&json!({"n": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    r.json::<Value>().await.unwrap()["event_id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 /// The event's history once its one delivery is finished (not pending).
