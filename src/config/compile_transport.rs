@@ -31,12 +31,16 @@ pub(crate) fn transport(
     if tls.is_none() && proxy.is_none() {
         return None;
     }
-    let tls = match tls {
-        Some(raw) => Some(compile_tls(target, raw, ctx)?),
+    // Both are compiled before either failure returns, so every mistake
+    // is reported in one pass.
+    let compiled_tls = tls.map(|raw| compile_tls(target, raw, ctx));
+    let compiled_proxy = proxy.map(|raw| compile_proxy(&format!("{target}: `proxy`"), raw, ctx));
+    let tls = match compiled_tls {
+        Some(t) => Some(t?),
         None => None,
     };
-    let proxy = match proxy {
-        Some(raw) => Some(compile_proxy(&format!("{target}: `proxy`"), raw, ctx)?),
+    let proxy = match compiled_proxy {
+        Some(p) => Some(p?),
         None => None,
     };
     Some(Arc::new(Transport { tls, proxy }))
