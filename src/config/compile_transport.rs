@@ -15,7 +15,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::leaf::Ctx;
 use super::node::{Sp, StrOr};
-use super::raw_items::{RawSecretRef, RawTls};
+use super::raw_items::{RawFileRef, RawSecretRef, RawTls};
 use super::runtime::{Proxy, Tls, Transport};
 use super::secret::Secret;
 
@@ -57,27 +57,25 @@ pub(crate) fn egress_proxy(
 fn compile_tls(target: &str, raw: &Sp<RawTls>, ctx: &mut Ctx<'_>) -> Option<Tls> {
     let t = &raw.value;
     let mut ok = true;
-    let mut pem =
-        |name: &Option<Sp<String>>, what: &str, check: fn(&[u8]) -> Result<(), String>| {
-            let name = name.as_ref()?;
-            let secret = ctx.secret(name)?;
-            // `validate --no-env` reads no secret values: nothing to check.
-            let checked = if ctx.no_env {
-                Ok(())
-            } else {
-                check(secret.expose())
-            };
-            match checked {
-                Ok(()) => Some(secret),
-                Err(why) => {
-                    ctx.error(
-                        &name.pos,
-                        format!("{target}: `tls.{what}`: the secret `{}` {why}", secret.name),
-                    );
-                    None
-                }
-            }
+    let mut pem = |raw: &Option<Sp<StrOr<RawFileRef>>>,
+                   what: &str,
+                   check: fn(&[u8]) -> Result<(), String>| {
+        let raw = raw.as_ref()?;
+        let (secret, shown) = pem_source(target, what, raw, ctx)?;
+        // `validate --no-env` reads no secret values: nothing to check.
+        let checked = if ctx.no_env {
+            Ok(())
+        } else {
+            check(secret.expose())
         };
+        match checked {
+            Ok(()) => Some(secret),
+            Err(why) => {
+                ctx.error(&raw.pos, format!("{target}: `tls.{what}`: {shown} {why}"));
+                None
+            }
+        }
+    };
     let cert = pem(&t.client_cert, "client_cert", certificates);
     let key = pem(&t.client_key, "client_key", private_key);
     let ca = pem(&t.ca, "ca", certificates);
@@ -113,6 +111,51 @@ fn compile_tls(target: &str, raw: &Sp<RawTls>, ctx: &mut Ctx<'_>) -> Option<Tls>
         return None;
     }
     Some(Tls { client, ca })
+}
+
+/// The PEM of one `tls:` value: the secret it names, or the file
+/// `{ file: PATH }` (relative to the config file that says it; certificates
+/// are usually files beside the config, and a CA is not a secret). Also how
+/// messages name it.
+fn pem_source(
+    target: &str,
+    what: &str,
+    raw: &Sp<StrOr<RawFileRef>>,
+    ctx: &mut Ctx<'_>,
+) -> Option<(Secret, String)> {
+    match &raw.value {
+        StrOr::Str(name) => {
+            let sp = Sp {
+                value: name.clone(),
+                pos: raw.pos.clone(),
+            };
+            let secret = ctx.secret(&sp)?;
+            let shown = format!("the secret `{}`", secret.name);
+            Some((secret, shown))
+        }
+        StrOr::Map(f) => {
+            let dir = std::path::Path::new(&*raw.pos.file)
+                .parent()
+                .unwrap_or(std::path::Path::new("."));
+            let path = dir.join(&f.file.value);
+            let shown = format!("the file `{}`", path.display());
+            let name = format!("file:{}", path.display());
+            if ctx.no_env {
+                // Like secret files: not read by `validate --no-env`.
+                return Some((Secret::new(name, Vec::new()), shown));
+            }
+            match std::fs::read(&path) {
+                Ok(bytes) => Some((Secret::new(name, bytes), shown)),
+                Err(e) => {
+                    ctx.error(
+                        &f.file.pos,
+                        format!("{target}: `tls.{what}`: cannot read {shown}: {e}"),
+                    );
+                    None
+                }
+            }
+        }
+    }
 }
 
 /// One or more PEM certificates, and nothing unreadable.
@@ -317,6 +360,21 @@ V3oP9kq2c0Xz8n5Wm2i9u3h1b7cQ1JtIo1MwUTAdBgNVHQ4EFgQUq9o1f5s0wqg2
             let text = error(target, "", &env);
             assert!(text.contains(want), "want {want} in:\n{text}");
         }
+        // A file instead of a secret; a missing one is named with its path.
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, CERT).unwrap();
+        let from_file = format!("tls: {{ ca: {{ file: \"{}\" }} }}", ca.display());
+        let c = load_str(&yaml(&from_file, ""), Path::new("c.yaml"), opts(&env)).unwrap();
+        let tls = c.subscriptions[0].delivery.transport.as_ref().unwrap();
+        let file_ca = tls.tls.as_ref().unwrap().ca.as_ref().unwrap();
+        assert_eq!(file_ca.expose(), CERT.as_bytes());
+        let missing = from_file.replace("ca.pem", "nope.pem");
+        let text = error(&missing, "", &env);
+        assert!(
+            text.contains("`tls.ca`: cannot read the file `") && text.contains("nope.pem"),
+            "{text}"
+        );
         let c = load_str(&yaml("tls: { ca: c }", ""), Path::new("c.yaml"), opts(&env)).unwrap();
         let tls = c.subscriptions[0]
             .delivery

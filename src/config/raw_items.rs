@@ -103,18 +103,30 @@ pub struct RawOutboundOAuth2 {
 }
 
 /// TLS settings of one target (SPEC §14). Each value names a secret
-/// (`secrets: { NAME: { file: PATH } }` for a file) holding PEM.
+/// holding PEM, or is `{ file: PATH }` (relative to the config file).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "OutboundTls")]
 pub struct RawTls {
-    /// Secret holding the client certificate chain (PEM) for mTLS.
-    pub client_cert: Option<Sp<String>>,
-    /// Secret holding the client certificate's private key (PEM).
-    pub client_key: Option<Sp<String>>,
-    /// Secret holding the CA certificate(s) (PEM) that signed the target's
-    /// certificate, trusted in addition to the system's roots.
-    pub ca: Option<Sp<String>>,
+    /// The client certificate chain (PEM) for mTLS: a secret's name or
+    /// `{ file: PATH }`.
+    pub client_cert: Option<Sp<StrOr<RawFileRef>>>,
+    /// The client certificate's private key (PEM): a secret's name or
+    /// `{ file: PATH }`.
+    pub client_key: Option<Sp<StrOr<RawFileRef>>>,
+    /// The CA certificate(s) (PEM) that signed the target's certificate,
+    /// trusted in addition to the system's roots: a secret's name or
+    /// `{ file: PATH }`.
+    pub ca: Option<Sp<StrOr<RawFileRef>>>,
+}
+
+/// `{ file: PATH }`: PEM read from a file, relative to the config file.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "FileRef")]
+pub struct RawFileRef {
+    /// The file's path.
+    pub file: Sp<String>,
 }
 
 /// HTTP basic credentials sent to a target.

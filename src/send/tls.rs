@@ -25,8 +25,9 @@ pub fn client_config(tls: Option<&Tls>) -> Result<ClientConfig, BuildError> {
     let provider: Arc<CryptoProvider> = Arc::new(rustls::crypto::ring::default_provider());
     let fail = |what: &str, e: &dyn std::fmt::Display| BuildError(format!("{what}: {e}"));
     let extra_roots = match tls.and_then(|t| t.ca.as_ref()) {
-        Some(ca) => certificates(ca.expose())
-            .map_err(|e| fail(&format!("the CA in secret `{}`", ca.name), &e))?,
+        Some(ca) => {
+            certificates(ca.expose()).map_err(|e| fail(&format!("the CA in `{}`", ca.name), &e))?
+        }
         None => Vec::new(),
     };
     let verifier = if extra_roots.is_empty() {
@@ -42,22 +43,18 @@ pub fn client_config(tls: Option<&Tls>) -> Result<ClientConfig, BuildError> {
         .with_custom_certificate_verifier(Arc::new(verifier));
     let mut config = match tls.and_then(|t| t.client.as_ref()) {
         Some((cert, key)) => {
-            let chain = certificates(cert.expose()).map_err(|e| {
-                fail(
-                    &format!("the client certificate in secret `{}`", cert.name),
-                    &e,
-                )
-            })?;
+            let chain = certificates(cert.expose())
+                .map_err(|e| fail(&format!("the client certificate in `{}`", cert.name), &e))?;
             let key_der = PrivateKeyDer::from_pem_slice(key.expose()).map_err(|_| {
                 BuildError(format!(
-                    "the client key in secret `{}` is not a readable PEM private key",
+                    "the client key in `{}` is not a readable PEM private key",
                     key.name
                 ))
             })?;
             builder.with_client_auth_cert(chain, key_der).map_err(|e| {
                 BuildError(format!(
-                    "the client certificate in secret `{}` and the key in secret `{}` do not \
-                     go together: {e}",
+                    "the client certificate in `{}` and the key in `{}` do not go \
+                     together: {e}",
                     cert.name, key.name
                 ))
             })?

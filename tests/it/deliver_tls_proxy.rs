@@ -411,7 +411,8 @@ subscriptions:
     url: "https://localhost:{https}/both"
     events: ["*"]
     proxy: "http://127.0.0.1:{proxy}"
-    tls: {{ client_cert: client_cert, client_key: client_key, ca: ca }}
+    # Files (beside the config) instead of secrets.
+    tls: {{ client_cert: {{ file: client.pem }}, client_key: {{ file: client.key }}, ca: {{ file: ca.pem }} }}
   - id: refused-by-proxy
     url: "http://localhost:{plain}/refused"
     events: ["*"]
