@@ -71,9 +71,10 @@ fn print_request(
     r: &Rendered,
     event: &Event,
     config: &Config,
-    sig: Option<&crate::config::Signing>,
+    delivery: &crate::config::DeliveryOptions,
     signatures: Signatures,
 ) {
+    let sig = delivery.signing.as_ref();
     let secrets: Vec<&[u8]> = config.secrets.values().map(|s| s.expose()).collect();
     let mut headers = r.headers.clone();
     for (k, v) in sign::delivery_headers(&event.id, &event.event_type, "(new delivery id)", 1) {
@@ -102,6 +103,15 @@ fn print_request(
     );
     for (k, v) in redact_headers(&headers, &secrets) {
         let _ = writeln!(out, "{k}: {v}");
+    }
+    // The token exists only at send time; say where it will come from
+    // (the token URL holds no credentials: the config refuses them).
+    if let Some(crate::config::OutboundAuth::OAuth2(grant)) = &delivery.auth {
+        let _ = writeln!(
+            out,
+            "Authorization: Bearer [OAuth2 token from {}, fetched when the request is sent]",
+            grant.token_url
+        );
     }
     let _ = writeln!(out);
     let body = String::from_utf8_lossy(&r.body);
@@ -243,7 +253,7 @@ pub fn preview(
                         &r,
                         event,
                         config,
-                        first.action.delivery.signing.as_ref(),
+                        &first.action.delivery,
                         signatures,
                     ),
                     Err(e) => {
@@ -264,7 +274,7 @@ pub fn preview(
                         &r,
                         event,
                         config,
-                        s.delivery.signing.as_ref(),
+                        &s.delivery,
                         signatures,
                     ),
                     Err(e) => {

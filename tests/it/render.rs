@@ -135,6 +135,40 @@ fn render_trigger_shows_a_false_condition_and_a_refusal() {
 
 /// SPEC §14: a target's `auth: { basic }` is in the preview, redacted.
 #[test]
+fn render_says_where_an_oauth2_token_comes_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hookyard.yaml");
+    std::fs::write(
+        &config,
+        "secrets: { cs: { env: CS } }\n\
+         subscriptions:\n  - id: s\n    url: \"https://crm.example/hook\"\n    events: [\"*\"]\n    \
+         auth: { oauth2: { token_url: \"https://auth.example/token\", client_id: hy, client_secret: cs } }\n",
+    )
+    .unwrap();
+    let event = dir.path().join("event.json");
+    std::fs::write(&event, r#"{"type": "contact.created", "data": {}}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hookyard"))
+        .current_dir(dir.path())
+        .env("CS", "render-client-secret")
+        .arg("render")
+        .arg("-c")
+        .arg(&config)
+        .arg("--event")
+        .arg(&event)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(
+            "Authorization: Bearer [OAuth2 token from https://auth.example/token, fetched when the request is sent]"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("render-client-secret"), "{stdout}");
+}
+
+#[test]
 fn render_shows_outbound_basic_auth_redacted() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("hookyard.yaml");
