@@ -110,27 +110,9 @@ async fn serve(state: Shared) -> String {
     format!("http://{addr}")
 }
 
-/// The event's history once its one delivery is finished (not pending).
+/// The event's history once its delivery is finished (not pending).
 async fn finished(p: &Proc, event: &str) -> Value {
-    let start = Instant::now();
-    loop {
-        let v: Value = authed(
-            http().get(format!("{}/v1/events/{event}", p.base)),
-            API_TOKEN,
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-        let state = v["deliveries"][0]["state"].as_str().unwrap_or_default();
-        if matches!(state, "succeeded" | "dead_letter") {
-            return v;
-        }
-        assert!(start.elapsed() < Duration::from_secs(15), "never done: {v}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::deliver_tls_proxy::finished_event(p, API_TOKEN, event).await
 }
 
 fn requests(s: &Shared, client: &str) -> usize {

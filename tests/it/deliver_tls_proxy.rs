@@ -306,28 +306,34 @@ pub async fn post_event(p: &Proc, trigger: &str) -> String {
         .to_owned()
 }
 
-/// The event's deliveries once none is pending, sorted by target.
+/// The event's deliveries once every one is finished (succeeded or dead
+/// letter), sorted by target, read with this module's token.
 pub async fn finished(p: &Proc, event: &str) -> Vec<Value> {
+    let v = finished_event(p, API_TOKEN, event).await;
+    let mut ds = v["deliveries"].as_array().cloned().unwrap_or_default();
+    ds.sort_by_key(|d| d["target"].to_string());
+    ds
+}
+
+/// `GET /v1/events/{event}` (with `token`) once the event has deliveries
+/// and none is pending; at most 15 s.
+pub async fn finished_event(p: &Proc, token: &str, event: &str) -> Value {
     let start = Instant::now();
     loop {
-        let v: Value = authed(
-            http().get(format!("{}/v1/events/{event}", p.base)),
-            API_TOKEN,
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-        let mut ds = v["deliveries"].as_array().cloned().unwrap_or_default();
+        let v: Value = authed(http().get(format!("{}/v1/events/{event}", p.base)), token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ds = v["deliveries"].as_array().cloned().unwrap_or_default();
         let done = !ds.is_empty()
             && ds
                 .iter()
                 .all(|d| matches!(d["state"].as_str(), Some("succeeded" | "dead_letter")));
         if done {
-            ds.sort_by_key(|d| d["target"].to_string());
-            return ds;
+            return v;
         }
         assert!(start.elapsed() < Duration::from_secs(15), "never done: {v}");
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -81,7 +81,7 @@ async fn a_daemon_accepts_what_the_key_signed_and_refuses_the_rest() {
 }
 
 /// Every error of loading `text`, as `line:col: message`.
-fn errors(text: &str) -> Vec<String> {
+pub fn errors(text: &str) -> Vec<String> {
     errors_with(text, "shh")
 }
 
@@ -104,7 +104,9 @@ fn errors_with(text: &str, s_value: &str) -> Vec<String> {
     }
 }
 
-fn trigger(signature: &str) -> String {
+/// A config with one trigger whose `verify.signature` is `signature`, and
+/// the secret `s` (env `S`).
+pub fn trigger(signature: &str) -> String {
     format!(
         "secrets: {{ s: {{ env: S }} }}\ntriggers:\n  - id: t\n    event: t.e\n    \
          verify:\n      signature: {signature}\n"

@@ -8,6 +8,7 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
 
+use crate::inbound_ed25519::{errors, trigger};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
@@ -159,32 +160,6 @@ async fn highlevel_and_rsa_triggers_on_a_real_daemon() {
     let (status, _) = post(&d, "/hooks/rsa", &[("X-Sig-Rsa", sig)], b"{}").await;
     assert_eq!(status, 401);
     d.stop().await;
-}
-
-/// Every error of loading `text`, as `line:col: message`.
-fn errors(text: &str) -> Vec<String> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.yaml");
-    std::fs::write(&path, text).unwrap();
-    let opts = LoadOptions {
-        no_env: false,
-        env: Some(HashMap::from([("S".to_owned(), "shh".to_owned())])),
-    };
-    match config::load(&path, opts) {
-        Ok(_) => Vec::new(),
-        Err(e) => e
-            .errors
-            .iter()
-            .map(|e| format!("{}:{}: {}", e.pos.line, e.pos.col, e.message))
-            .collect(),
-    }
-}
-
-fn trigger(signature: &str) -> String {
-    format!(
-        "secrets: {{ s: {{ env: S }} }}\ntriggers:\n  - id: t\n    event: t.e\n    \
-         verify:\n      signature: {signature}\n"
-    )
 }
 
 #[test]

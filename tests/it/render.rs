@@ -133,23 +133,26 @@ fn render_trigger_shows_a_false_condition_and_a_refusal() {
     assert!(stderr.contains("shop-order"), "{stderr}");
 }
 
-/// SPEC §14: a target's `auth: { basic }` is in the preview, redacted.
-#[test]
-fn render_says_where_an_oauth2_token_comes_from() {
+/// `hookyard render` of a contact.created event against one subscription
+/// whose `auth` is `auth` and whose secret `name` is `value` (from the
+/// environment variable `HY_T_SECRET`); its stdout, once it succeeded.
+fn render_with_auth(auth: &str, name: &str, value: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("hookyard.yaml");
     std::fs::write(
         &config,
-        "secrets: { cs: { env: CS } }\n\
-         subscriptions:\n  - id: s\n    url: \"https://crm.example/hook\"\n    events: [\"*\"]\n    \
-         auth: { oauth2: { token_url: \"https://auth.example/token\", client_id: hy, client_secret: cs } }\n",
+        format!(
+            "secrets: {{ {name}: {{ env: HY_T_SECRET }} }}\n\
+             subscriptions:\n  - id: s\n    url: \"https://crm.example/hook\"\n    \
+             events: [\"*\"]\n    auth: {auth}\n"
+        ),
     )
     .unwrap();
     let event = dir.path().join("event.json");
     std::fs::write(&event, r#"{"type": "contact.created", "data": {}}"#).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_hookyard"))
         .current_dir(dir.path())
-        .env("CS", "render-client-secret")
+        .env("HY_T_SECRET", value)
         .arg("render")
         .arg("-c")
         .arg(&config)
@@ -157,8 +160,20 @@ fn render_says_where_an_oauth2_token_comes_from() {
         .arg(&event)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    stdout
+}
+
+/// SPEC §14: an `oauth2` target's preview says where its token comes from.
+#[test]
+fn render_says_where_an_oauth2_token_comes_from() {
+    let stdout = render_with_auth(
+        "{ oauth2: { token_url: \"https://auth.example/token\", client_id: hy, client_secret: cs } }",
+        "cs",
+        "render-client-secret",
+    );
     assert!(
         stdout.contains(
             "Authorization: Bearer [OAuth2 token from https://auth.example/token, fetched when the request is sent]"
@@ -168,32 +183,14 @@ fn render_says_where_an_oauth2_token_comes_from() {
     assert!(!stdout.contains("render-client-secret"), "{stdout}");
 }
 
+/// SPEC §14: a target's `auth: { basic }` is in the preview, redacted.
 #[test]
 fn render_shows_outbound_basic_auth_redacted() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("hookyard.yaml");
-    std::fs::write(
-        &config,
-        "secrets: { crm_pw: { env: CRM_PW } }\n\
-         subscriptions:\n  - id: s\n    url: \"https://crm.example/hook\"\n    events: [\"*\"]\n    \
-         auth: { basic: { user: hookyard, password: crm_pw } }\n",
-    )
-    .unwrap();
-    let event = dir.path().join("event.json");
-    std::fs::write(&event, r#"{"type": "contact.created", "data": {}}"#).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hookyard"))
-        .current_dir(dir.path())
-        .env("CRM_PW", "render-password-value")
-        .arg("render")
-        .arg("-c")
-        .arg(&config)
-        .arg("--event")
-        .arg(&event)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let stdout = render_with_auth(
+        "{ basic: { user: hookyard, password: crm_pw } }",
+        "crm_pw",
+        "render-password-value",
+    );
     assert!(stdout.contains("Authorization: [redacted]"), "{stdout}");
     let encoded = hookyard::model::mac::base64_encode(b"hookyard:render-password-value");
     assert!(!stdout.contains(&encoded), "{stdout}");
