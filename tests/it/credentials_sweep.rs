@@ -73,10 +73,11 @@ async fn no_planted_credential_reaches_logs_history_api_or_metrics() {
     let proxy = connect_proxy(Arc::clone(&seen), ProxyMode::RequireAuth(basic_proxy_auth)).await;
     let issued = Arc::new(Mutex::new(Vec::new()));
     let token_url = token_endpoint(Arc::clone(&issued)).await;
-    let port = free_port();
     // Traces on, when the OTLP decoder is there (under CI it must be).
+    // Started before the daemon's port is picked, so it cannot take it.
     let collector =
         crate::traces::python_has_otlp_proto().then(|| crate::traces::Collector::start(dir.path()));
+    let port = free_port();
     let telemetry = collector.as_ref().map_or(String::new(), |c| {
         format!(
             "telemetry: {{ otlp: {{ endpoint: \"http://127.0.0.1:{}\" }} }}\n",
