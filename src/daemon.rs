@@ -135,6 +135,7 @@ fn redis_options(q: &crate::config::Queue) -> crate::queue::redis::RedisOptions 
         allow_eviction: q.allow_eviction,
         replicas_ack: q.replicas_ack,
         replicas_ack_timeout: q.replicas_ack_timeout,
+        partitions: q.partitions,
     }
 }
 

@@ -318,6 +318,13 @@ fn compile_queue(q: Option<&Item<RawQueue>>, ctx: &mut Ctx<'_>) -> Queue {
                 raw.replicas_ack.as_ref().map(|v| &v.pos),
                 raw.replicas_ack_timeout.as_ref().map(|v| &v.pos),
             ];
+            if let Some(p) = &raw.partitions {
+                ctx.error(
+                    &p.pos,
+                    "`queue.partitions` is for `backend: redis` with a `redis+cluster://` url; \
+                     the embedded queue is one file",
+                );
+            }
             for (field, pos) in ["replicas_ack", "replicas_ack_timeout"].iter().zip(ack_pos) {
                 if let Some(pos) = pos {
                     ctx.error(
@@ -349,14 +356,39 @@ fn compile_queue(q: Option<&Item<RawQueue>>, ctx: &mut Ctx<'_>) -> Queue {
                 Some(u) if !ctx.skip(u) => {
                     // The message names what is wrong, never the URL: it
                     // may hold a password.
-                    if let Err(e) = super::redis_address::Address::parse(&u.value) {
-                        ctx.error(&u.pos, format!("invalid Redis URL in `queue.url`: {e}"));
+                    match super::redis_address::Address::parse(&u.value) {
+                        Err(e) => {
+                            ctx.error(&u.pos, format!("invalid Redis URL in `queue.url`: {e}"))
+                        }
+                        Ok(super::redis_address::Address::Cluster(_)) => {}
+                        Ok(_) => {
+                            if let Some(p) = &raw.partitions {
+                                ctx.error(
+                                    &p.pos,
+                                    "`queue.partitions` is for a `redis+cluster://` url: one \
+                                     server and a Sentinel-watched master keep one partition \
+                                     (one script per batch); remove it",
+                                );
+                            }
+                        }
                     }
                 }
                 Some(_) => {}
             }
+            if let Some(p) = &raw.partitions
+                && !(1..=MAX_PARTITIONS).contains(&p.value)
+            {
+                ctx.error(
+                    &p.pos,
+                    format!(
+                        "queue.partitions must be from 1 to {MAX_PARTITIONS} (default 16): \
+                         more partitions than slots' worth of masters only add work"
+                    ),
+                );
+            }
         }
     }
+    let url = raw.url.as_ref().map(|u| u.value.clone()).unwrap_or_default();
     let replicas_ack_timeout = ctx.duration(&raw.replicas_ack_timeout, Duration::from_secs(1));
     if let Some(t) = &raw.replicas_ack_timeout
         && (replicas_ack_timeout < Duration::from_millis(1)
@@ -376,7 +408,7 @@ fn compile_queue(q: Option<&Item<RawQueue>>, ctx: &mut Ctx<'_>) -> Queue {
                 .map(|p| p.value)
                 .unwrap_or_else(|| "./hookyard-data".into()),
         ),
-        url: raw.url.map(|u| u.value).unwrap_or_default(),
+        url: url.clone(),
         prefix: raw
             .prefix
             .map(|p| p.value)
@@ -385,8 +417,19 @@ fn compile_queue(q: Option<&Item<RawQueue>>, ctx: &mut Ctx<'_>) -> Queue {
         allow_eviction: raw.allow_eviction.is_some_and(|a| a.value),
         replicas_ack: raw.replicas_ack.map(|n| n.value).unwrap_or(0),
         replicas_ack_timeout,
+        partitions: match super::redis_address::Address::parse(&url) {
+            Ok(super::redis_address::Address::Cluster(_)) => raw
+                .partitions
+                .map(|p| p.value.clamp(1, MAX_PARTITIONS) as u16)
+                .unwrap_or(DEFAULT_PARTITIONS),
+            _ => 1,
+        },
     }
 }
+
+/// `queue.partitions` on a cluster when not set, and its largest value.
+const DEFAULT_PARTITIONS: u16 = 16;
+const MAX_PARTITIONS: u32 = 1024;
 
 /// The longest `queue.replicas_ack_timeout`: an ingestion must be answered
 /// within 5 s (SPEC §3), and Redis blocks the ingest connection during a

@@ -188,7 +188,8 @@ pub struct RawQueue {
     pub path: Option<Sp<String>>,
     /// Redis: connection URL: one server, e.g. `redis://127.0.0.1:6379/0`,
     /// or a master watched by Redis Sentinel,
-    /// `redis+sentinel://[user:password@]s1:26379,s2:26379/MASTER[/DB]`.
+    /// `redis+sentinel://[user:password@]s1:26379,s2:26379/MASTER[/DB]`,
+    /// or a Redis Cluster, `redis+cluster://[user:password@]n1:6379,n2:6379`.
     pub url: Option<Sp<String>>,
     /// Redis: key prefix (default `hookyard`).
     pub prefix: Option<Sp<String>>,
@@ -206,8 +207,13 @@ pub struct RawQueue {
     /// unavailable" (503, or the trigger's `on_unavailable`) (default 0).
     pub replicas_ack: Option<Sp<u32>>,
     /// Redis: how long to wait for `replicas_ack` replicas (default `1s`,
-    /// at most `4s`).
+    /// at most `2s`).
     pub replicas_ack_timeout: Option<Sp<String>>,
+    /// Redis Cluster: how many partitions events are spread over (default
+    /// 16, from 1 to 1024); each partition's keys share a hash tag, so the
+    /// partitions spread over the cluster's masters. Fixed once data is
+    /// written (a different count is refused at start).
+    pub partitions: Option<Sp<u32>>,
 }
 
 /// Delivery history bounds.

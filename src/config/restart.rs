@@ -63,6 +63,7 @@ pub fn restart_changes(old: &Config, new: &Config) -> Vec<String> {
         "queue.replicas_ack_timeout",
         o.replicas_ack_timeout != n.replicas_ack_timeout,
     );
+    changed("queue.partitions", o.partitions != n.partitions);
     let (o, n) = (&old.history, &new.history);
     changed("history.retention", o.retention != n.retention);
     changed("history.max_events", o.max_events != n.max_events);

@@ -208,6 +208,8 @@ pub struct Queue {
     pub replicas_ack: u32,
     /// Redis: how long to wait for them.
     pub replicas_ack_timeout: Duration,
+    /// Redis Cluster: partitions events are spread over (1 elsewhere).
+    pub partitions: u16,
 }
 
 /// `history:`.

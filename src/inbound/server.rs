@@ -188,7 +188,12 @@ async fn handle(
 
     let source = format!("trigger:{}", trigger.id);
     let event = Event {
-        id: ulid::Ulid::new().to_string(),
+        // With an idempotency key the event lives where the key does (a
+        // Redis Cluster partition), and so does its id.
+        id: match &key {
+            Some(k) => state.app.queue().new_event_id(&format!("{source}:{k}")),
+            None => ulid::Ulid::new().to_string(),
+        },
         event_type,
         timestamp: mapped.timestamp.unwrap_or_else(Timestamp::now),
         source,

@@ -329,6 +329,17 @@ impl Queue {
         }
     }
 
+    /// A new id for an event whose dedupe key is `dedupe` (a trigger's
+    /// `<source>:<idempotency key>`). On a Redis Cluster it is drawn until
+    /// it hashes to the key's partition, so the event is found by its id
+    /// alone (SPEC §16); elsewhere any new id.
+    pub fn new_event_id(&self, dedupe: &str) -> String {
+        match self {
+            Queue::Embedded(_) => ulid::Ulid::new().to_string(),
+            Queue::Redis(q) => q.new_event_id(dedupe),
+        }
+    }
+
     /// Times the backend was found reset (Redis restarted empty).
     pub fn resets(&self) -> u64 {
         match self {

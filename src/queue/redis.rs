@@ -81,9 +81,20 @@
 //! event, every job and its delivery record together, so no key exists
 //! without its event and a concurrent duplicate sees the first id; complete
 //! acks the entry, records the attempt and enqueues the next workflow step
-//! in one step. Scripts build key names from the prefix, so this backend
-//! needs a single Redis (one server, or a Sentinel-watched master; not
-//! Cluster).
+//! in one step. Scripts declare the partition's fixed keys (`KEYS`) and
+//! make per-record keys from the partition's prefix, which carries the
+//! same hash tag.
+//!
+//! Partitions (`redis/partition.rs`, SPEC §16): on a Redis Cluster all of
+//! the above exists once per partition, under `<p>:{<tag>}` instead of
+//! `<p>`; an event, its idempotency key, jobs, deliveries and stream
+//! entries live in the partition of its dedupe key, and every script runs
+//! in one partition. A lease handle then starts with its partition
+//! (`<i>@<entry>/<count>`), and workers poll the partitions in turn
+//! (`redis/lease.rs`). Events routed to a FIFO target all go to partition
+//! 0, where the FIFO lines are, so a target's order and its one job in
+//! flight hold across the cluster. One server and Sentinel have one
+//! partition, `<p>` itself: the layout of earlier versions, unchanged.
 //!
 //! Throughput: per job the scripts run only the commands that must be per
 //! job (idempotency SET, event HSET, XADD at ingestion; the event read and
@@ -123,18 +134,20 @@
 mod batch;
 mod documents;
 mod history;
+mod index;
 mod ingest;
 mod lease;
+mod partition;
 mod rate;
 mod safety;
 mod scripts;
 mod source;
 mod tally;
 
-pub use crate::config::redis_address::{Address, SENTINEL_PORT, SentinelAddress};
+pub use crate::config::redis_address::{Address, ClusterAddress, SENTINEL_PORT, SentinelAddress};
 pub use safety::{Unsafe, check as check_settings};
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -178,6 +191,9 @@ pub struct RedisOptions {
     pub replicas_ack: u32,
     /// `queue.replicas_ack_timeout`: how long to wait for them.
     pub replicas_ack_timeout: Duration,
+    /// `queue.partitions`: on a Redis Cluster, how many partitions events
+    /// are spread over (one server and Sentinel always have one).
+    pub partitions: u16,
 }
 
 impl Default for RedisOptions {
@@ -186,6 +202,7 @@ impl Default for RedisOptions {
             allow_eviction: false,
             replicas_ack: 0,
             replicas_ack_timeout: Duration::from_secs(1),
+            partitions: 16,
         }
     }
 }
@@ -202,7 +219,18 @@ struct Inner {
     /// Idle connections for XREADGROUP BLOCK: a blocked command holds its
     /// whole connection, so each concurrent `lease` needs its own.
     blocking: Mutex<Vec<MultiplexedConnection>>,
+    /// The prefix of the keys shared by all partitions (subscriptions,
+    /// state, rate limits, tallies).
     prefix: String,
+    /// The partitions: one (`prefix` itself) or `queue.partitions` on a
+    /// cluster (`redis/partition.rs`).
+    parts: Arc<Vec<partition::Partition>>,
+    /// Where the next partitioned `lease` starts, so every partition is
+    /// served in turn.
+    next_part: AtomicUsize,
+    /// Woken when this process ingests, so a polling `lease` need not wait
+    /// for its next round.
+    work: tokio::sync::Notify,
     settings: StoreSettings,
     scripts: Scripts,
     /// Where "now" comes from (the system clock, or a test's).
@@ -215,10 +243,11 @@ struct Inner {
     resets: AtomicU64,
     /// Whether the server's settings lose data (SPEC §11), as last checked.
     safety: safety::Safety,
-    /// XAUTOCLAIM cursor, so reclaim walks the whole pending list over time.
-    reclaim_cursor: Mutex<String>,
-    /// When this process last looked for lapsed leases.
-    last_reclaim: Mutex<Option<std::time::Instant>>,
+    /// XAUTOCLAIM cursor per partition, so reclaim walks each whole
+    /// pending list over time.
+    reclaim_cursor: Vec<Mutex<String>>,
+    /// When this process last looked for lapsed leases, per partition.
+    last_reclaim: Vec<Mutex<Option<std::time::Instant>>>,
 }
 
 /// Any Redis failure means the backend cannot serve right now.
@@ -304,6 +333,11 @@ impl RedisQueue {
             }),
         };
         let prefix = prefix.trim_end_matches(':').to_string();
+        let parts = Arc::new(partition::layout(
+            &prefix,
+            options.partitions,
+            source.is_cluster(),
+        ));
         let scripts = Scripts::new();
         let batcher = |script: &Script,
                        header: String,
@@ -314,7 +348,7 @@ impl RedisQueue {
                 source: source.clone(),
                 ack,
                 script: script.clone(),
-                prefix: prefix.clone(),
+                parts: parts.clone(),
                 clock: clock.clone(),
                 header: vec![header],
                 head,
@@ -338,6 +372,11 @@ impl RedisQueue {
                 source,
                 blocking: Mutex::new(Vec::new()),
                 prefix,
+                reclaim_cursor: parts.iter().map(|_| Mutex::new("0-0".into())).collect(),
+                last_reclaim: parts.iter().map(|_| Mutex::new(None)).collect(),
+                parts,
+                next_part: AtomicUsize::new(0),
+                work: tokio::sync::Notify::new(),
                 settings,
                 scripts,
                 clock,
@@ -345,16 +384,45 @@ impl RedisQueue {
                 completions,
                 resets: AtomicU64::new(0),
                 safety: safety::Safety::new(options.allow_eviction),
-                reclaim_cursor: Mutex::new("0-0".to_string()),
-                last_reclaim: Mutex::new(None),
             }),
         };
         // Before writing anything: an unsafe server is refused untouched.
         queue.check_safety(true).await?;
-        queue.create_group().await?;
-        queue.mark_pruned_ids().await?;
-        queue.count_dead_letters().await?;
+        queue.check_partitions().await?;
+        for part in 0..queue.inner.parts.len() {
+            queue.create_group(part).await?;
+            queue.mark_pruned_ids(part).await?;
+            queue.count_dead_letters(part).await?;
+        }
         Ok(queue)
+    }
+
+    /// The partition count is fixed once data is written: events are found
+    /// by the hash of their dedupe key, which another count would send to
+    /// another partition. Recorded at the first open, checked after.
+    async fn check_partitions(&self) -> Result<()> {
+        let count = self.inner.parts.len();
+        if !self.inner.source.is_cluster() {
+            return Ok(());
+        }
+        // SET NX GET: the count recorded before, or nothing (recorded now).
+        let found: Option<usize> = redis::cmd("SET")
+            .arg(self.key("partitions"))
+            .arg(count)
+            .arg("NX")
+            .arg("GET")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        match found {
+            Some(n) if n != count => Err(QueueError::Unavailable(format!(
+                "queue.partitions is {count}, but the data under prefix `{}` was written with \
+                 {n} partitions: set queue.partitions back to {n} (a different count needs a new \
+                 queue.prefix, with the old one drained by a daemon that still uses {n})",
+                self.inner.prefix
+            ))),
+            _ => Ok(()),
+        }
     }
 
     fn now(&self) -> Timestamp {
@@ -363,6 +431,47 @@ impl RedisQueue {
 
     fn key(&self, name: &str) -> String {
         format!("{}:{}", self.inner.prefix, name)
+    }
+
+    /// A key of partition `part`.
+    fn pkey(&self, part: usize, name: &str) -> String {
+        self.inner.parts[part].key(name)
+    }
+
+    /// How many partitions there are (1 but on a cluster).
+    fn partitions(&self) -> usize {
+        self.inner.parts.len()
+    }
+
+    /// The partition a dedupe key or id hashes to.
+    fn part_of(&self, key: &str) -> usize {
+        partition::of(key, self.partitions())
+    }
+
+    /// A new event id for an event whose dedupe key is `dedupe` (a
+    /// trigger's `<source>:<idempotency key>`): on a cluster, drawn again
+    /// until it hashes to the same partition as the key, so the event is
+    /// found from its id alone (SPEC §16). Elsewhere any new id.
+    pub fn new_event_id(&self, dedupe: &str) -> String {
+        let want = self.part_of(dedupe);
+        loop {
+            let id = ulid::Ulid::new().to_string();
+            if self.part_of(&id) == want {
+                return id;
+            }
+        }
+    }
+
+    /// A lease handle's partition and its handle within the partition
+    /// (`<i>@<entry>/<count>` on a cluster, `<entry>/<count>` elsewhere).
+    fn split_lease<'a>(&self, lease: &'a str) -> (usize, &'a str) {
+        if let Some((part, rest)) = lease.split_once('@')
+            && let Ok(part) = part.parse::<usize>()
+            && part < self.partitions()
+        {
+            return (part, rest);
+        }
+        (0, lease)
     }
 
     fn conn(&self) -> source::Conn {
@@ -389,11 +498,11 @@ impl RedisQueue {
 
     /// XGROUP CREATE ... 0 MKSTREAM. Returns whether it was created (false:
     /// it already existed).
-    async fn create_group(&self) -> Result<bool> {
+    async fn create_group(&self, part: usize) -> Result<bool> {
         let created: std::result::Result<Value, RedisError> = redis::cmd("XGROUP")
             .arg("CREATE")
-            .arg(self.key("ready"))
-            .arg(self.key("workers"))
+            .arg(self.pkey(part, "ready"))
+            .arg(self.pkey(part, "workers"))
             .arg("0")
             .arg("MKSTREAM")
             .query_async(&mut self.conn())
@@ -409,38 +518,64 @@ impl RedisQueue {
 
     /// After a NOGROUP answer: recreate the group, counting the reset once
     /// even when several workers notice it at the same time.
-    async fn recover(&self) -> Result<()> {
-        if self.create_group().await? {
+    async fn recover(&self, part: usize) -> Result<()> {
+        if self.create_group(part).await? {
             self.count_reset();
         }
         Ok(())
     }
 
-    /// Run a script with the common arguments (prefix, now) first.
+    /// Run a script in partition `part`: its keys, then the common
+    /// arguments (the partition's prefix, now) first.
     async fn run<T: FromRedisValue>(
         &self,
+        part: usize,
+        script: &Script,
+        args: &[String],
+    ) -> std::result::Result<T, RedisError> {
+        self.run_at(part, self.now(), script, args).await
+    }
+
+    /// [`RedisQueue::run`] with "now" given.
+    async fn run_at<T: FromRedisValue>(
+        &self,
+        part: usize,
+        now: Timestamp,
         script: &Script,
         args: &[String],
     ) -> std::result::Result<T, RedisError> {
         let mut inv = script.prepare_invoke();
-        inv.arg(&self.inner.prefix).arg(ms(self.now()));
+        let part = &self.inner.parts[part];
+        for k in &part.keys {
+            inv.key(k);
+        }
+        inv.arg(&part.prefix).arg(ms(now));
         for a in args {
             inv.arg(a);
         }
         inv.invoke_async(&mut self.conn()).await
     }
 
-    pub(super) async fn finishing(&self, script: &Script, args: Vec<String>) -> Result<()> {
-        let answer: String = self.run(script, &args).await.map_err(unavailable)?;
+    pub(super) async fn finishing(
+        &self,
+        part: usize,
+        script: &Script,
+        args: Vec<String>,
+    ) -> Result<()> {
+        let answer: String = self.run(part, script, &args).await.map_err(unavailable)?;
         lease_answer(&answer)
     }
 
-    fn lease_args(&self, job: &LeasedJob) -> Vec<String> {
-        vec![
+    /// The job's partition and the arguments every finishing script starts
+    /// with: consumer, lease handle (within the partition), delivery id.
+    fn lease_args(&self, job: &LeasedJob) -> (usize, Vec<String>) {
+        let (part, lease) = self.split_lease(&job.lease);
+        let args = vec![
             self.inner.settings.consumer_name.clone(),
-            job.lease.clone(),
+            lease.to_string(),
             job.job.delivery_id.clone(),
-        ]
+        ];
+        (part, args)
     }
 
     /// How long a lease lasts before another replica may reclaim the job.
@@ -450,8 +585,8 @@ impl RedisQueue {
 
     /// Extend the lease by `settings.lease`; `LeaseLost` if it was reclaimed.
     pub async fn renew(&self, job: &LeasedJob) -> Result<()> {
-        self.finishing(&self.inner.scripts.renew, self.lease_args(job))
-            .await
+        let (part, args) = self.lease_args(job);
+        self.finishing(part, &self.inner.scripts.renew, args).await
     }
 
     /// Finish as succeeded/test, record the attempt and enqueue `next`, in
@@ -475,8 +610,9 @@ impl RedisQueue {
         // Attempts made counting this one: the lease carries the count, so
         // the script writes it instead of incrementing it.
         let attempts = job.attempts + u32::from(attempt.is_some());
+        let (part, lease) = self.split_lease(&job.lease);
         let mut args = vec![
-            job.lease.clone(),
+            lease.to_string(),
             job.job.delivery_id.clone(),
             job.job.target.label(),
             job.job.ordering_key.clone().unwrap_or_default(),
@@ -491,16 +627,16 @@ impl RedisQueue {
             }
             None => args.push("0".into()),
         }
-        let (_, answers) = batch::call(&self.inner.completions, 1, args).await?;
+        let (_, answers) = batch::call(&self.inner.completions, part, 1, args).await?;
         lease_answer(answers.first().map(String::as_str).unwrap_or_default())
     }
 
     /// Record a failed attempt and run the job again at `at`.
     pub async fn retry_at(&self, job: &LeasedJob, attempt: Attempt, at: Timestamp) -> Result<()> {
-        let mut args = self.lease_args(job);
+        let (part, mut args) = self.lease_args(job);
         args.push(attempt_json(Some(&attempt))?);
         args.push(ms(at).to_string());
-        self.finishing(&self.inner.scripts.retry, args).await
+        self.finishing(part, &self.inner.scripts.retry, args).await
     }
 
     /// Wait until `at` without using an attempt.
@@ -510,10 +646,10 @@ impl RedisQueue {
         at: Timestamp,
         orphaned_since: Option<Timestamp>,
     ) -> Result<()> {
-        let mut args = self.lease_args(job);
+        let (part, mut args) = self.lease_args(job);
         args.push(ms(at).to_string());
         args.push(orphaned_since.map(|t| t.to_string()).unwrap_or_default());
-        self.finishing(&self.inner.scripts.defer, args).await
+        self.finishing(part, &self.inner.scripts.defer, args).await
     }
 
     /// Give up on the job with its reason.
@@ -523,31 +659,33 @@ impl RedisQueue {
         attempt: Option<Attempt>,
         reason: &str,
     ) -> Result<()> {
-        let mut args = self.lease_args(job);
+        let (part, mut args) = self.lease_args(job);
         args.push(attempt_json(attempt.as_ref())?);
         args.push(reason.to_string());
-        self.finishing(&self.inner.scripts.dead, args).await
+        self.finishing(part, &self.inner.scripts.dead, args).await
     }
 
     /// Dead letters (of one target label, or all) back to ready, attempts
     /// reset to 0, oldest first. Returns how many.
     pub async fn redrive(&self, target: Option<&str>) -> Result<u64> {
-        let ids: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.key("dead"))
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
         let mut total = 0;
-        for chunk in ids.chunks(500) {
-            let mut args = vec![target.unwrap_or_default().to_string()];
-            args.extend(chunk.iter().cloned());
-            let n: u64 = self
-                .run(&self.inner.scripts.redrive, &args)
+        for part in 0..self.partitions() {
+            let ids: Vec<String> = redis::cmd("ZRANGE")
+                .arg(self.pkey(part, "dead"))
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut self.conn())
                 .await
                 .map_err(unavailable)?;
-            total += n;
+            for chunk in ids.chunks(500) {
+                let mut args = vec![target.unwrap_or_default().to_string()];
+                args.extend(chunk.iter().cloned());
+                let n: u64 = self
+                    .run(part, &self.inner.scripts.redrive, &args)
+                    .await
+                    .map_err(unavailable)?;
+                total += n;
+            }
         }
         Ok(total)
     }

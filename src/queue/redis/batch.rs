@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 use redis::{Cmd, Pipeline, RedisResult, Script};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use super::partition::Partition;
 use super::source::{Conn, Source};
 use super::{Result, ms};
 use crate::queue::{Clock, QueueError};
@@ -54,9 +55,10 @@ const MAX_ITEMS: usize = 512;
 /// Script calls of one batcher in flight at once.
 const IN_FLIGHT: usize = 2;
 
-/// One caller's share of a batch: `items` items whose script arguments are
-/// `args` (already in the script's per-item layout).
+/// One caller's share of a batch: `items` items of partition `part` whose
+/// script arguments are `args` (already in the script's per-item layout).
 pub(super) struct Call {
+    pub part: usize,
     pub items: usize,
     pub args: Vec<String>,
     /// The reply's head (the first caller of a batch gets it, the others an
@@ -64,15 +66,17 @@ pub(super) struct Call {
     pub reply: oneshot::Sender<Result<(Vec<String>, Vec<String>)>>,
 }
 
-/// How to run one script for a batch: `ARGV` = prefix, now, `header`, item
-/// count, items; the reply is `head` strings then `per` per item.
+/// How to run one script for a batch: `KEYS` = the partition's keys, `ARGV`
+/// = its prefix, now, `header`, item count, items; the reply is `head`
+/// strings then `per` per item. A batch of several partitions (a cluster)
+/// is one script call per partition, sent together.
 pub(super) struct Batcher {
     /// The queue's connections (unused when `ack` brings its own).
     pub source: Source,
     /// `queue.replicas_ack`, when above 0.
     pub ack: Option<ReplicasAck>,
     pub script: Script,
-    pub prefix: String,
+    pub parts: Arc<Vec<Partition>>,
     pub clock: Clock,
     pub header: Vec<String>,
     pub head: usize,
@@ -131,12 +135,18 @@ pub(super) fn spawn(b: Batcher) -> mpsc::UnboundedSender<Call> {
 /// Send one call and wait for its answers.
 pub(super) async fn call(
     tx: &mpsc::UnboundedSender<Call>,
+    part: usize,
     items: usize,
     args: Vec<String>,
 ) -> Result<(Vec<String>, Vec<String>)> {
     let stopped = || QueueError::Unavailable("the Redis batching task stopped".into());
     let (reply, answer) = oneshot::channel();
-    tx.send(Call { items, args, reply })
+    tx.send(Call {
+        part,
+        items,
+        args,
+        reply,
+    })
         .map_err(|_| stopped())?;
     answer.await.map_err(|_| stopped())?
 }
@@ -166,17 +176,40 @@ async fn run(b: Batcher, mut rx: mpsc::UnboundedReceiver<Call>) {
         }
         let b = b.clone();
         tokio::spawn(async move {
-            b.run_batch(batch, items).await;
+            if b.parts.len() == 1 {
+                b.run_batch(0, batch, items).await;
+            } else {
+                // One script call per partition, all in flight at once.
+                let mut by_part: Vec<(usize, Vec<Call>, usize)> = Vec::new();
+                for call in batch {
+                    match by_part.iter_mut().find(|(p, _, _)| *p == call.part) {
+                        Some((_, calls, n)) => {
+                            *n += call.items;
+                            calls.push(call);
+                        }
+                        None => by_part.push((call.part, vec![call], 0)),
+                    }
+                }
+                let runs = by_part.into_iter().map(|(part, calls, _)| {
+                    let n = calls.iter().map(|c| c.items).sum();
+                    b.run_batch(part, calls, n)
+                });
+                futures_util::future::join_all(runs).await;
+            }
             drop(slot);
         });
     }
 }
 
 impl Batcher {
-    async fn run_batch(&self, batch: Vec<Call>, items: usize) {
+    async fn run_batch(&self, part: usize, batch: Vec<Call>, items: usize) {
+        let part = &self.parts[part.min(self.parts.len() - 1)];
         // EVALSHA built straight into one sized command: a script
         // invocation would copy every argument once more on the way.
-        let argc = 4 + self.header.len() + batch.iter().map(|c| c.args.len()).sum::<usize>();
+        let argc = 4
+            + part.keys.len()
+            + self.header.len()
+            + batch.iter().map(|c| c.args.len()).sum::<usize>();
         let bytes = batch
             .iter()
             .flat_map(|c| c.args.iter().map(String::len))
@@ -185,9 +218,11 @@ impl Batcher {
         let mut cmd = redis::Cmd::with_capacity(argc + 3, bytes);
         cmd.arg("EVALSHA")
             .arg(self.script.get_hash())
-            .arg(0)
-            .arg(&self.prefix)
-            .arg(ms((self.clock)()));
+            .arg(part.keys.len());
+        for k in &part.keys {
+            cmd.arg(k);
+        }
+        cmd.arg(&part.prefix).arg(ms((self.clock)()));
         for h in &self.header {
             cmd.arg(h);
         }

@@ -6,12 +6,17 @@
 //! highest sequence number down in batches and filters in Rust; the cursor is
 //! the sequence number of the last item returned, so pages stay stable while
 //! new events arrive.
+//!
+//! On a cluster every partition has its own indexes; a page is their
+//! merge, newest first (`index.rs`), and the cursor names the position in
+//! that merged order (sequence and partition).
 
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use redis::Value;
 
+use super::index::Pos;
 use super::{RedisQueue, Result, StoredJob, corrupt, ms, unavailable};
 use crate::queue::{
     Attempt, DeliveryRecord, DeliveryState, Event, HistoryQuery, NewJob, Page, QueueError,
@@ -19,7 +24,7 @@ use crate::queue::{
 };
 
 /// How many index entries one round trip looks at while filtering.
-const SCAN_BATCH: usize = 200;
+pub(super) const SCAN_BATCH: usize = 200;
 /// Page size when the query gives none.
 const DEFAULT_LIMIT: usize = 50;
 
@@ -34,7 +39,7 @@ fn state_of(s: &str) -> Result<DeliveryState> {
 }
 
 /// The head fields of a delivery record: event id, target, state, reason.
-type Head = (String, String, DeliveryState, Option<String>);
+pub(super) type Head = (String, String, DeliveryState, Option<String>);
 
 /// The head of a delivery queued without its record: `<p>:dq` holds
 /// "<target label>\n<event id>".
@@ -49,35 +54,10 @@ fn queued_head(value: &str) -> Option<Head> {
 }
 
 impl RedisQueue {
-    /// Index entries below `cursor` (exclusive), newest first.
-    async fn index_page(
-        &self,
-        index: &str,
-        below: Option<u64>,
-        n: usize,
-    ) -> Result<Vec<(String, u64)>> {
-        let max = match below {
-            Some(c) => format!("({c}"),
-            None => "+inf".to_string(),
-        };
-        let raw: Vec<(String, f64)> = redis::cmd("ZREVRANGEBYSCORE")
-            .arg(self.key(index))
-            .arg(max)
-            .arg("-inf")
-            .arg("WITHSCORES")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(n)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        Ok(raw.into_iter().map(|(id, s)| (id, s as u64)).collect())
-    }
-
-    fn start(q: &HistoryQuery) -> Result<(usize, Option<u64>)> {
+    fn start(q: &HistoryQuery) -> Result<(usize, Option<Pos>)> {
         let limit = if q.limit == 0 { DEFAULT_LIMIT } else { q.limit };
         let cursor = match &q.cursor {
-            Some(c) => Some(c.parse::<u64>().map_err(|_| {
+            Some(c) => Some(Pos::parse(c).ok_or_else(|| {
                 QueueError::NotFound(format!(
                     "cursor {c:?} (use the next_cursor of a previous page)"
                 ))
@@ -92,18 +72,18 @@ impl RedisQueue {
     /// `<p>:dq` instead and reads as pending with no attempts. The queued
     /// entry is read before the record: a lease in between moves it from
     /// the one to the other, never away from both.
-    async fn heads(&self, ids: &[String]) -> Result<Vec<Option<Head>>> {
+    pub(super) async fn heads(&self, part: usize, ids: &[String]) -> Result<Vec<Option<Head>>> {
         // An empty pipeline is a client error in redis-rs (an event
         // without deliveries has no ids).
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let queued_key = self.key("dq");
+        let queued_key = self.pkey(part, "dq");
         let mut pipe = redis::pipe();
         for id in ids {
             pipe.cmd("HGET").arg(&queued_key).arg(id);
             pipe.cmd("HMGET")
-                .arg(self.key(&format!("d:{id}")))
+                .arg(self.pkey(part, &format!("d:{id}")))
                 .arg(&["ev", "tg", "st", "rs"]);
         }
         let rows: Vec<(Option<String>, Vec<Option<String>>)> = pipe
@@ -135,14 +115,18 @@ impl RedisQueue {
     }
 
     /// Full records (with attempts) of deliveries whose heads are known.
-    async fn records(&self, heads: Vec<(String, Head)>) -> Result<Vec<DeliveryRecord>> {
+    pub(super) async fn records(
+        &self,
+        part: usize,
+        heads: Vec<(String, Head)>,
+    ) -> Result<Vec<DeliveryRecord>> {
         if heads.is_empty() {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
         for (id, _) in &heads {
             pipe.cmd("LRANGE")
-                .arg(self.key(&format!("da:{id}")))
+                .arg(self.pkey(part, &format!("da:{id}")))
                 .arg(0)
                 .arg(-1);
         }
@@ -168,41 +152,51 @@ impl RedisQueue {
         Ok(out)
     }
 
-    async fn records_of(&self, ids: Vec<String>) -> Result<Vec<DeliveryRecord>> {
-        let heads = self.heads(&ids).await?;
+    async fn records_of(&self, part: usize, ids: Vec<String>) -> Result<Vec<DeliveryRecord>> {
+        let heads = self.heads(part, &ids).await?;
         let known = ids
             .into_iter()
             .zip(heads)
             .filter_map(|(id, h)| h.map(|h| (id, h)))
             .collect();
-        self.records(known).await
+        self.records(part, known).await
+    }
+
+    /// The event alone, without its delivery records: one HGET (the
+    /// delivery worker's per-job read; on a cluster, in the partition its
+    /// id hashes to first).
+    pub async fn event_only(&self, id: &str) -> Result<Option<Event>> {
+        let n = self.partitions();
+        let first = self.part_of(id);
+        for k in 0..n {
+            let json: Option<String> = redis::cmd("HGET")
+                .arg(self.pkey((first + k) % n, &format!("ev:{id}")))
+                .arg("json")
+                .query_async(&mut self.conn())
+                .await
+                .map_err(unavailable)?;
+            if let Some(json) = json {
+                let event: Event = serde_json::from_str(&json).map_err(|e| corrupt("event", e))?;
+                return Ok(Some(event));
+            }
+        }
+        Ok(None)
     }
 
     /// An event with its deliveries (in enqueue order).
-    /// The event alone, without its delivery records: one HGET (the
-    /// delivery worker's per-job read).
-    pub async fn event_only(&self, id: &str) -> Result<Option<Event>> {
-        let json: Option<String> = redis::cmd("HGET")
-            .arg(self.key(&format!("ev:{id}")))
-            .arg("json")
-            .query_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        let Some(json) = json else { return Ok(None) };
-        let event: Event = serde_json::from_str(&json).map_err(|e| corrupt("event", e))?;
-        Ok(Some(event))
-    }
-
     pub async fn event(&self, id: &str) -> Result<Option<(Event, Vec<DeliveryRecord>)>> {
+        let Some(part) = self.locate_event(id).await? else {
+            return Ok(None);
+        };
         let (json, first, later): (Option<String>, Option<String>, Vec<String>) = redis::pipe()
             .cmd("HGET")
-            .arg(self.key(&format!("ev:{id}")))
+            .arg(self.pkey(part, &format!("ev:{id}")))
             .arg("json")
             .cmd("HGET")
-            .arg(self.key(&format!("ev:{id}")))
+            .arg(self.pkey(part, &format!("ev:{id}")))
             .arg("ds")
             .cmd("LRANGE")
-            .arg(self.key(&format!("evd:{id}")))
+            .arg(self.pkey(part, &format!("evd:{id}")))
             .arg(0)
             .arg(-1)
             .query_async(&mut self.conn())
@@ -217,29 +211,41 @@ impl RedisQueue {
             None => Vec::new(),
         };
         ids.extend(later);
-        Ok(Some((event, self.records_of(ids).await?)))
+        Ok(Some((event, self.records_of(part, ids).await?)))
     }
 
     /// Events newest first, filtered by type and `since` (event timestamp).
     pub async fn events(&self, q: &HistoryQuery) -> Result<Page<Event>> {
         let (limit, mut below) = Self::start(q)?;
-        let mut items: Vec<(Event, u64)> = Vec::new();
+        let mut items: Vec<(Event, Pos)> = Vec::new();
         loop {
             let batch = self.index_page("events", below, SCAN_BATCH).await?;
             if batch.is_empty() {
                 break;
             }
-            below = batch.last().map(|(_, s)| *s);
-            let mut pipe = redis::pipe();
-            for (id, _) in &batch {
-                pipe.cmd("HGET")
-                    .arg(self.key(&format!("ev:{id}")))
-                    .arg("json");
+            below = batch.last().map(|(_, pos)| *pos);
+            // One round trip per partition in the batch (a pipeline may not
+            // cross slots on a cluster).
+            let mut jsons: Vec<Option<String>> = vec![None; batch.len()];
+            for part in 0..self.partitions() {
+                let at: Vec<usize> = (0..batch.len()).filter(|&i| batch[i].1.part == part).collect();
+                if at.is_empty() {
+                    continue;
+                }
+                let mut pipe = redis::pipe();
+                for &i in &at {
+                    pipe.cmd("HGET")
+                        .arg(self.pkey(part, &format!("ev:{}", batch[i].0)))
+                        .arg("json");
+                }
+                let got: Vec<Option<String>> = pipe
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(unavailable)?;
+                for (i, json) in at.into_iter().zip(got) {
+                    jsons[i] = json;
+                }
             }
-            let jsons: Vec<Option<String>> = pipe
-                .query_async(&mut self.conn())
-                .await
-                .map_err(unavailable)?;
             for ((_, seq), json) in batch.iter().zip(jsons) {
                 let Some(json) = json else { continue };
                 let event: Event = serde_json::from_str(&json).map_err(|e| corrupt("event", e))?;
@@ -263,21 +269,20 @@ impl RedisQueue {
             return self.dead_letters(q).await;
         }
         let (limit, mut below) = Self::start(q)?;
-        let mut found: Vec<((String, Head), u64)> = Vec::new();
+        let mut found: Vec<((usize, String, Head), Pos)> = Vec::new();
         loop {
             let batch = self.index_page("deliveries", below, SCAN_BATCH).await?;
             if batch.is_empty() {
                 break;
             }
-            below = batch.last().map(|(_, s)| *s);
-            let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
-            let heads = self.heads(&ids).await?;
+            below = batch.last().map(|(_, pos)| *pos);
+            let heads = self.heads_by_part(&batch).await?;
             for ((id, seq), head) in batch.into_iter().zip(heads) {
                 let Some(head) = head else { continue };
                 let state_ok = q.state.is_none_or(|s| s == head.2);
                 let target_ok = q.target.as_ref().is_none_or(|t| *t == head.1);
                 if state_ok && target_ok {
-                    found.push(((id, head), seq));
+                    found.push(((seq.part, id, head), seq));
                 }
             }
             if found.len() > limit {
@@ -286,65 +291,44 @@ impl RedisQueue {
         }
         let Page { items, next_cursor } = page(found, limit);
         Ok(Page {
-            items: self.records(items).await?,
-            next_cursor,
-        })
-    }
-
-    /// Dead-lettered deliveries, newest first (of `q.target` if given),
-    /// from the dead-letter set; the cursor is a position in that set.
-    async fn dead_letters(&self, q: &HistoryQuery) -> Result<Page<DeliveryRecord>> {
-        let (limit, start) = Self::start(q)?;
-        // Redis reads a position as a signed 64-bit number.
-        let mut at = start.unwrap_or(0).min(i64::MAX as u64 / 2);
-        let mut found: Vec<(String, Head)> = Vec::new();
-        let mut next_cursor = None;
-        'scan: loop {
-            let batch: Vec<String> = redis::cmd("ZREVRANGE")
-                .arg(self.key("dead"))
-                .arg(at)
-                .arg(at.saturating_add(SCAN_BATCH as u64 - 1))
-                .query_async(&mut self.conn())
-                .await
-                .map_err(unavailable)?;
-            if batch.is_empty() {
-                break;
-            }
-            let heads = self.heads(&batch).await?;
-            for (id, head) in batch.into_iter().zip(heads) {
-                at += 1;
-                let Some(head) = head else { continue };
-                if head.2 != DeliveryState::DeadLetter
-                    || q.target.as_ref().is_some_and(|t| *t != head.1)
-                {
-                    continue;
-                }
-                if found.len() == limit {
-                    next_cursor = Some((at - 1).to_string());
-                    break 'scan;
-                }
-                found.push((id, head));
-            }
-        }
-        Ok(Page {
-            items: self.records(found).await?,
+            items: self.records_by_part(items).await?,
             next_cursor,
         })
     }
 
     /// One delivery with its attempts.
+    /// On a cluster the partitions are asked in turn (a delivery id does
+    /// not name its partition; this is an admin read, not a worker's).
     pub async fn delivery(&self, id: &str) -> Result<Option<DeliveryRecord>> {
-        Ok(self.records_of(vec![id.to_string()]).await?.pop())
+        for part in self.parts_from(id) {
+            if let Some(found) = self.records_of(part, vec![id.to_string()]).await?.pop() {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The partitions in the order to look for `id` in: the one it hashes
+    /// to first.
+    fn parts_from(&self, id: &str) -> impl Iterator<Item = usize> + use<> {
+        let (n, first) = (self.partitions(), self.part_of(id));
+        (0..n).map(move |k| (first + k) % n)
     }
 
     /// The job of a delivery as it was enqueued.
     pub async fn job_of(&self, delivery_id: &str) -> Result<Option<NewJob>> {
-        let stored: Option<String> = redis::cmd("HGET")
-            .arg(self.key(&format!("d:{delivery_id}")))
-            .arg("job")
-            .query_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
+        let mut stored: Option<String> = None;
+        for part in self.parts_from(delivery_id) {
+            stored = redis::cmd("HGET")
+                .arg(self.pkey(part, &format!("d:{delivery_id}")))
+                .arg("job")
+                .query_async(&mut self.conn())
+                .await
+                .map_err(unavailable)?;
+            if stored.is_some() {
+                break;
+            }
+        }
         match stored {
             None => Ok(None),
             Some(s) => {
@@ -357,8 +341,19 @@ impl RedisQueue {
 
     /// Depth counters for metrics.
     pub async fn stats(&self) -> Result<QueueStats> {
+        let mut total = QueueStats::default();
+        for part in 0..self.partitions() {
+            let one = self.stats_of(part).await?;
+            add_stats(&mut total, one);
+        }
+        Ok(total)
+    }
+
+    /// The counters of one partition.
+    async fn stats_of(&self, part: usize) -> Result<QueueStats> {
         let r: Vec<String> = self
             .run(
+                part,
                 &self.inner.scripts.stats,
                 &[MAX_LEASED_LOOKED_AT.to_string()],
             )
@@ -402,29 +397,54 @@ impl RedisQueue {
     /// Drop old history (never events with unfinished jobs) and idempotency
     /// keys older than the window; returns how many events and keys were
     /// removed (keys also expire by their TTL, a memory bound in real time).
+    /// On a cluster each partition keeps its share of
+    /// `history.max_events` (events spread evenly over them).
     pub async fn prune(&self, now: Timestamp) -> Result<u64> {
         let s = &self.inner.settings;
-        let mut offset: u64 = 0;
+        let n = self.partitions() as u64;
+        let max_events = s.history_max_events.div_ceil(n);
         let mut removed = 0;
-        loop {
-            let mut inv = self.inner.scripts.prune.prepare_invoke();
-            inv.arg(&self.inner.prefix)
-                .arg(ms(now))
-                .arg(s.history_retention.as_millis() as u64)
-                .arg(s.history_max_events)
-                .arg(offset)
-                .arg(SCAN_BATCH)
-                .arg(s.idempotency_window.as_millis() as u64)
-                .arg(crate::queue::EVENT_ID_SCOPE);
-            let (n, next, done): (u64, u64, u64) = inv
-                .invoke_async(&mut self.conn())
-                .await
-                .map_err(unavailable)?;
-            removed += n;
-            offset = next;
-            if done == 1 {
-                return Ok(removed);
+        for part in 0..self.partitions() {
+            let mut offset: u64 = 0;
+            loop {
+                let args = [
+                    s.history_retention.as_millis().to_string(),
+                    max_events.to_string(),
+                    offset.to_string(),
+                    SCAN_BATCH.to_string(),
+                    s.idempotency_window.as_millis().to_string(),
+                    crate::queue::EVENT_ID_SCOPE.to_string(),
+                ];
+                let (got, next, done): (u64, u64, u64) = self
+                    .run_at(part, now, &self.inner.scripts.prune, &args)
+                    .await
+                    .map_err(unavailable)?;
+                removed += got;
+                offset = next;
+                if done == 1 {
+                    break;
+                }
             }
+        }
+        Ok(removed)
+    }
+}
+
+/// Add one partition's counters to the total: counts add up, the oldest
+/// job is the oldest of all.
+fn add_stats(total: &mut QueueStats, one: QueueStats) {
+    total.ready += one.ready;
+    total.delayed += one.delayed;
+    total.in_flight += one.in_flight;
+    total.dead_letter += one.dead_letter;
+    total.oldest_age_seconds = total.oldest_age_seconds.max(one.oldest_age_seconds);
+    for (into, from) in [
+        (&mut total.pending_by_target, one.pending_by_target),
+        (&mut total.in_flight_by_target, one.in_flight_by_target),
+        (&mut total.dead_by_target, one.dead_by_target),
+    ] {
+        for (target, n) in from {
+            *into.entry(target).or_default() += n;
         }
     }
 }
@@ -445,7 +465,7 @@ fn counts_by_target(pairs: &[String]) -> BTreeMap<String, u64> {
 
 /// Cut `limit` items off a newest-first list holding up to one extra match;
 /// the cursor is the sequence number of the last item returned.
-fn page<T>(mut items: Vec<(T, u64)>, limit: usize) -> Page<T> {
+fn page<T>(mut items: Vec<(T, Pos)>, limit: usize) -> Page<T> {
     let more = items.len() > limit;
     items.truncate(limit);
     let next_cursor = if more {

@@ -2,10 +2,20 @@
 //! routed job in one script call (`lua/ingest.lua`), coalesced with the
 //! other ingestions running at the same moment (`batch.rs`); `enqueue`
 //! adds jobs to events that exist (replay, manual retry).
+//!
+//! On a cluster each event goes to its partition (`partition.rs`): that of
+//! its dedupe key, or partition 0 ([`FIFO_PARTITION`]) when a job of it is
+//! for a FIFO target, so every FIFO line is in one place; the events of one
+//! call are split by partition and run together.
 
 use redis::Value;
 
 use super::{RedisQueue, Result, StoredJob, batch, ms, unavailable};
+
+/// The partition of every event with a job for a FIFO target, on a cluster:
+/// a FIFO line (its order, its one job in flight) lives in one partition,
+/// with all the jobs that wait in it.
+pub(super) const FIFO_PARTITION: usize = 0;
 use crate::queue::{EVENT_ID_SCOPE, Event, IngestItem, Ingested, NewJob, QueueError};
 
 impl RedisQueue {
@@ -18,7 +28,8 @@ impl RedisQueue {
     ) -> Result<Ingested> {
         let mut args = Vec::new();
         self.ingest_args(event, idempotency, &jobs, &mut args)?;
-        let mut answers = self.run_ingest(1, args).await?;
+        let part = self.event_part(event, idempotency, &jobs);
+        let mut answers = self.run_ingest(vec![(part, 1, args)]).await?;
         answers
             .pop()
             .ok_or_else(|| QueueError::Corrupt("ingest returned no answer".into()))
@@ -31,12 +42,54 @@ impl RedisQueue {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let mut args = Vec::new();
-        for (event, idem, jobs) in &items {
+        // Per partition: its items' arguments, and their places in `items`.
+        let mut groups: Vec<(usize, usize, Vec<String>)> = Vec::new();
+        let mut places: Vec<Vec<usize>> = Vec::new();
+        for (n, (event, idem, jobs)) in items.iter().enumerate() {
             let idem = idem.as_ref().map(|(s, k)| (s.as_str(), k.as_str()));
-            self.ingest_args(event, idem, jobs, &mut args)?;
+            let part = self.event_part(event, idem, jobs);
+            let g = match groups.iter().position(|(p, _, _)| *p == part) {
+                Some(g) => g,
+                None => {
+                    groups.push((part, 0, Vec::new()));
+                    places.push(Vec::new());
+                    groups.len() - 1
+                }
+            };
+            groups[g].1 += 1;
+            places[g].push(n);
+            self.ingest_args(event, idem, jobs, &mut groups[g].2)?;
         }
-        self.run_ingest(items.len(), args).await
+        if groups.len() == 1 {
+            return self.run_ingest(groups).await;
+        }
+        let answers = self.run_ingest(groups).await?;
+        let mut out: Vec<Option<Ingested>> = (0..items.len()).map(|_| None).collect();
+        for (answer, n) in answers.into_iter().zip(places.into_iter().flatten()) {
+            out[n] = Some(answer);
+        }
+        out.into_iter()
+            .map(|a| a.ok_or_else(|| QueueError::Corrupt("ingest answered too few events".into())))
+            .collect()
+    }
+
+    /// The partition an event is written to (always 0 but on a cluster):
+    /// that of its dedupe key (the client's event id, else the idempotency
+    /// key, else its own id), or [`FIFO_PARTITION`] when a job of it is for
+    /// a FIFO target.
+    fn event_part(&self, event: &Event, idem: Option<(&str, &str)>, jobs: &[NewJob]) -> usize {
+        if self.partitions() == 1 {
+            return 0;
+        }
+        if jobs.iter().any(|j| j.ordering_key.is_some()) {
+            return FIFO_PARTITION;
+        }
+        match idem {
+            Some((scope, key)) if !(scope == EVENT_ID_SCOPE && key == event.id) => {
+                self.part_of(&format!("{scope}:{key}"))
+            }
+            _ => self.part_of(&event.id),
+        }
     }
 
     /// The script arguments of one ingested event (see `lua/ingest.lua`).
@@ -87,17 +140,17 @@ impl RedisQueue {
     /// looks such keys up for one window. Such data has an event history or
     /// an idempotency log (where prune logs every key it writes, even once
     /// every event is gone); a new, empty Redis needs nothing.
-    pub(super) async fn mark_pruned_ids(&self) -> Result<()> {
+    pub(super) async fn mark_pruned_ids(&self, part: usize) -> Result<()> {
         let mut conn = self.conn();
         let found: u64 = redis::cmd("EXISTS")
-            .arg(self.key("events"))
-            .arg(self.key("idem"))
+            .arg(self.pkey(part, "events"))
+            .arg(self.pkey(part, "idem"))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
         if found > 0 {
             let _: Value = redis::cmd("SET")
-                .arg(self.key("idempruned"))
+                .arg(self.pkey(part, "idempruned"))
                 .arg(ms(self.now()))
                 .arg("NX")
                 .query_async(&mut conn)
@@ -107,22 +160,30 @@ impl RedisQueue {
         Ok(())
     }
 
-    /// Run `items` ingested events' arguments through the ingest batcher.
-    async fn run_ingest(&self, items: usize, args: Vec<String>) -> Result<Vec<Ingested>> {
+    /// Run ingested events' arguments through the ingest batcher, one call
+    /// per (partition, item count, arguments); answers in that order.
+    async fn run_ingest(&self, groups: Vec<(usize, usize, Vec<String>)>) -> Result<Vec<Ingested>> {
         // Refused while Redis is found to lose data (`safety.rs`).
         self.refusal()?;
-        let (head, answers) = batch::call(&self.inner.ingests, items, args).await?;
-        if head.first().map(String::as_str) == Some("1") {
-            self.count_reset();
+        let calls = groups
+            .into_iter()
+            .map(|(part, items, args)| batch::call(&self.inner.ingests, part, items, args));
+        let mut out = Vec::new();
+        for answer in futures_util::future::join_all(calls).await {
+            let (head, answers) = answer?;
+            if head.first().map(String::as_str) == Some("1") {
+                self.count_reset();
+            }
+            for pair in answers.chunks_exact(2) {
+                let event_id = pair[1].clone();
+                out.push(match pair[0].as_str() {
+                    "dup" => Ingested::Duplicate { event_id },
+                    _ => Ingested::Accepted { event_id },
+                });
+            }
         }
-        let mut out = Vec::with_capacity(items);
-        for pair in answers.chunks_exact(2) {
-            let event_id = pair[1].clone();
-            out.push(match pair[0].as_str() {
-                "dup" => Ingested::Duplicate { event_id },
-                _ => Ingested::Accepted { event_id },
-            });
-        }
+        // A worker polling the partitions need not wait for its next round.
+        self.inner.work.notify_waiters();
         Ok(out)
     }
 
@@ -131,21 +192,62 @@ impl RedisQueue {
         if jobs.is_empty() {
             return Ok(());
         }
-        let mut args = vec![jobs.len().to_string()];
+        // A job goes where its event is (one call per partition; events are
+        // looked up first on a cluster, so nothing is written when one is
+        // missing).
+        let mut by_part: Vec<(usize, Vec<&NewJob>)> = Vec::new();
         for job in &jobs {
-            job_args(job, &mut args, true)?;
+            let part = match self.locate_event(&job.event_id).await? {
+                Some(part) => part,
+                None => return Err(QueueError::NotFound(format!("event {}", job.event_id))),
+            };
+            match by_part.iter_mut().find(|(p, _)| *p == part) {
+                Some((_, list)) => list.push(job),
+                None => by_part.push((part, vec![job])),
+            }
         }
-        let reply: Vec<String> = self
-            .run(&self.inner.scripts.enqueue, &args)
-            .await
-            .map_err(unavailable)?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => Ok(()),
-            _ => Err(QueueError::NotFound(format!(
-                "event {}",
-                reply.get(1).map(String::as_str).unwrap_or("?")
-            ))),
+        for (part, jobs) in by_part {
+            let mut args = vec![jobs.len().to_string()];
+            for job in jobs {
+                job_args(job, &mut args, true)?;
+            }
+            let reply: Vec<String> = self
+                .run(part, &self.inner.scripts.enqueue, &args)
+                .await
+                .map_err(unavailable)?;
+            if reply.first().map(String::as_str) != Some("ok") {
+                return Err(QueueError::NotFound(format!(
+                    "event {}",
+                    reply.get(1).map(String::as_str).unwrap_or("?")
+                )));
+            }
         }
+        self.inner.work.notify_waiters();
+        Ok(())
+    }
+
+    /// The partition holding event `id`: the one its id hashes to, else
+    /// (an event filed under its idempotency key or in the FIFO partition)
+    /// whichever has it. `None` when no partition has it; always `Some(0)`
+    /// with one partition (the scripts judge existence there).
+    pub(super) async fn locate_event(&self, id: &str) -> Result<Option<usize>> {
+        let n = self.partitions();
+        if n == 1 {
+            return Ok(Some(0));
+        }
+        let first = self.part_of(id);
+        for k in 0..n {
+            let part = (first + k) % n;
+            let found: bool = redis::cmd("EXISTS")
+                .arg(self.pkey(part, &format!("ev:{id}")))
+                .query_async(&mut self.conn())
+                .await
+                .map_err(unavailable)?;
+            if found {
+                return Ok(Some(part));
+            }
+        }
+        Ok(None)
     }
 }
 

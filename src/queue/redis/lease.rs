@@ -2,7 +2,17 @@
 //! leases (XAUTOCLAIM) and reads new entries in one script, then, when
 //! nothing was found, blocks on XREADGROUP on a connection of its own until
 //! work arrives, the next delayed job is due or `wait` runs out.
+//!
+//! On a cluster (several partitions) there is no blocking read: XREADGROUP
+//! can block on one partition's stream only, and a blocked command holds
+//! its connection to that one master. `lease` runs the lease script on the
+//! partitions in turn, starting one further on each call so every
+//! partition is served, until it has `max` jobs; when none has work it
+//! waits, at most 100 ms (less right after finding work, and it wakes at
+//! once when this process ingests), and looks again. An idle worker so
+//! costs a Redis one short script per partition per 100 ms.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use redis::streams::{StreamId, StreamReadReply};
@@ -122,6 +132,7 @@ impl RedisQueue {
     /// instead of being reclaimed forever; return the good ones.
     async fn take_decodable(
         &self,
+        part: usize,
         (jobs, bad): (Vec<LeasedJob>, Vec<Undecodable>),
     ) -> Result<Vec<LeasedJob>> {
         for (lease, did, why) in bad {
@@ -134,12 +145,42 @@ impl RedisQueue {
                 "undecodable_job".to_string(),
             ];
             // LeaseLost here only means someone else already dealt with it.
-            match self.finishing(&self.inner.scripts.dead, args).await {
+            match self.finishing(part, &self.inner.scripts.dead, args).await {
                 Ok(()) | Err(QueueError::LeaseLost) => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(jobs)
+        if self.partitions() == 1 {
+            return Ok(jobs);
+        }
+        // The handle names the partition, so finishing finds it.
+        Ok(jobs
+            .into_iter()
+            .map(|mut j| {
+                j.lease = format!("{part}@{}", j.lease);
+                j
+            })
+            .collect())
+    }
+
+    /// The lease script in one partition, with a lost stream recreated:
+    /// the jobs and the earliest delayed job's due ms.
+    async fn lease_in(&self, part: usize, max: usize) -> Result<(Vec<LeasedJob>, Option<i64>)> {
+        let reply = match self.lease_now(part, max).await {
+            Err(e) if is_nogroup(&e) => {
+                self.recover(part).await?;
+                self.lease_now(part, max).await.map_err(unavailable)?
+            }
+            other => other.map_err(unavailable)?,
+        };
+        let next_due = reply
+            .get(1)
+            .and_then(|s| s.parse::<f64>().ok())
+            .map(|f| f as i64);
+        let jobs = self
+            .take_decodable(part, parse_jobs(reply.get(2..).unwrap_or_default()))
+            .await?;
+        Ok((jobs, next_due))
     }
 
     /// Lease up to `max` jobs, waiting up to `wait` when none is ready.
@@ -147,22 +188,12 @@ impl RedisQueue {
         if max == 0 {
             return Ok(Vec::new());
         }
+        if self.partitions() > 1 {
+            return self.lease_partitioned(max, wait).await;
+        }
         let started = tokio::time::Instant::now();
         loop {
-            let reply = match self.lease_now(max).await {
-                Err(e) if is_nogroup(&e) => {
-                    self.recover().await?;
-                    self.lease_now(max).await.map_err(unavailable)?
-                }
-                other => other.map_err(unavailable)?,
-            };
-            let next_due = reply
-                .get(1)
-                .and_then(|s| s.parse::<f64>().ok())
-                .map(|f| f as i64);
-            let jobs = self
-                .take_decodable(parse_jobs(reply.get(2..).unwrap_or_default()))
-                .await?;
+            let (jobs, next_due) = self.lease_in(0, max).await?;
             if !jobs.is_empty() {
                 return Ok(jobs);
             }
@@ -179,7 +210,7 @@ impl RedisQueue {
             }
             let entries = match self.block_read(max, block).await {
                 Err(e) if is_nogroup(&e) => {
-                    self.recover().await?;
+                    self.recover(0).await?;
                     continue;
                 }
                 other => other.map_err(unavailable)?,
@@ -188,12 +219,12 @@ impl RedisQueue {
                 let (mut rows, to_load) = split_entries(entries);
                 if !to_load.is_empty() {
                     let loaded: Vec<String> = self
-                        .run(&self.inner.scripts.load, &to_load)
+                        .run(0, &self.inner.scripts.load, &to_load)
                         .await
                         .map_err(unavailable)?;
                     rows.extend(loaded);
                 }
-                let jobs = self.take_decodable(parse_jobs(&rows)).await?;
+                let jobs = self.take_decodable(0, parse_jobs(&rows)).await?;
                 if !jobs.is_empty() {
                     return Ok(jobs);
                 }
@@ -201,12 +232,53 @@ impl RedisQueue {
         }
     }
 
+    /// [`RedisQueue::lease`] on a cluster: the partitions in turn, no
+    /// blocking read (see the module header).
+    async fn lease_partitioned(&self, max: usize, wait: Duration) -> Result<Vec<LeasedJob>> {
+        const MAX_IDLE: Duration = Duration::from_millis(100);
+        let started = tokio::time::Instant::now();
+        let n = self.partitions();
+        let mut idle = Duration::from_millis(5);
+        loop {
+            let first = self.inner.next_part.fetch_add(1, Ordering::Relaxed) % n;
+            let mut jobs = Vec::new();
+            let mut next_due: Option<i64> = None;
+            for k in 0..n {
+                if jobs.len() >= max {
+                    break;
+                }
+                let (got, due) = self.lease_in((first + k) % n, max - jobs.len()).await?;
+                jobs.extend(got);
+                next_due = match (next_due, due) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            if !jobs.is_empty() {
+                return Ok(jobs);
+            }
+            let left = wait.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Ok(Vec::new());
+            }
+            let mut pause = left.min(idle);
+            if let Some(due) = next_due {
+                let until = Duration::from_millis(due.saturating_sub(ms(self.now())).max(1) as u64);
+                pause = pause.min(until);
+            }
+            let _ = tokio::time::timeout(pause, self.inner.work.notified()).await;
+            idle = (idle * 2).min(MAX_IDLE);
+        }
+    }
+
     /// Promote due delayed jobs, reclaim lapsed leases, read new entries.
     /// Reply: reclaim cursor, next delayed due ms, jobs (see `parse_jobs`).
-    async fn lease_now(&self, max: usize) -> std::result::Result<Vec<String>, RedisError> {
-        let cursor = self
-            .inner
-            .reclaim_cursor
+    async fn lease_now(
+        &self,
+        part: usize,
+        max: usize,
+    ) -> std::result::Result<Vec<String>, RedisError> {
+        let cursor = self.inner.reclaim_cursor[part]
             .lock()
             .map(|c| c.clone())
             .unwrap_or_else(|_| "0-0".to_string());
@@ -214,7 +286,7 @@ impl RedisQueue {
         // second), not on every call: XAUTOCLAIM dominates the script's cost.
         let every = (self.inner.settings.lease / 4)
             .clamp(Duration::from_millis(10), Duration::from_secs(1));
-        let reclaim = match self.inner.last_reclaim.lock() {
+        let reclaim = match self.inner.last_reclaim[part].lock() {
             Ok(mut last) => {
                 let due = last.is_none_or(|t| t.elapsed() >= every);
                 if due {
@@ -231,8 +303,8 @@ impl RedisQueue {
             cursor,
             if reclaim { "1" } else { "0" }.to_string(),
         ];
-        let reply: Vec<String> = self.run(&self.inner.scripts.lease, &args).await?;
-        if let (Some(next), Ok(mut c)) = (reply.first(), self.inner.reclaim_cursor.lock()) {
+        let reply: Vec<String> = self.run(part, &self.inner.scripts.lease, &args).await?;
+        if let (Some(next), Ok(mut c)) = (reply.first(), self.inner.reclaim_cursor[part].lock()) {
             *c = next.clone();
         }
         Ok(reply)
@@ -261,14 +333,14 @@ impl RedisQueue {
         };
         let reply: Value = redis::cmd("XREADGROUP")
             .arg("GROUP")
-            .arg(self.key("workers"))
+            .arg(self.pkey(0, "workers"))
             .arg(&self.inner.settings.consumer_name)
             .arg("COUNT")
             .arg(max)
             .arg("BLOCK")
             .arg(block.min(MAX_BLOCK).as_millis().max(1) as u64)
             .arg("STREAMS")
-            .arg(self.key("ready"))
+            .arg(self.pkey(0, "ready"))
             .arg(">")
             .query_async(&mut conn)
             .await?;

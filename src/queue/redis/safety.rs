@@ -236,37 +236,66 @@ impl RedisQueue {
         }
     }
 
-    /// `INFO server` and `CONFIG GET maxmemory-policy`, checked.
+    /// `INFO server` and `CONFIG GET maxmemory-policy`, checked. On a
+    /// cluster both go to every node, and each node's answer is checked.
     async fn read_settings(&self) -> Result<Vec<Unsafe>> {
-        let mut conn = self.conn();
         let safety = &self.inner.safety;
-        let info: std::result::Result<String, _> = redis::cmd("INFO")
-            .arg("server")
-            .query_async(&mut conn)
-            .await;
+        let source = &self.inner.source;
         let info = refused_as_none(
-            info,
+            source
+                .every_master(redis::cmd("INFO").arg("server"))
+                .await
+                .and_then(refused_by_any),
             &safety.info_refused_logged,
             "INFO server",
             "version (7.0 or newer is needed)",
         )?;
-        let policy: std::result::Result<Value, _> = redis::cmd("CONFIG")
-            .arg("GET")
-            .arg("maxmemory-policy")
-            .query_async(&mut conn)
-            .await;
         let policy = refused_as_none(
-            policy,
+            source
+                .every_master(redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy"))
+                .await
+                .and_then(refused_by_any),
             &safety.config_refused_logged,
             "CONFIG GET maxmemory-policy",
             "maxmemory-policy (noeviction is needed, or queued jobs and idempotency keys may be \
              evicted under memory pressure)",
         )?;
-        Ok(check(
-            info.as_deref().map(info_version),
-            policy.and_then(config_value).as_deref(),
-        ))
+        let infos: Vec<Option<String>> = match info {
+            None => vec![None],
+            Some(all) => all
+                .into_iter()
+                .map(|v| redis::from_redis_value::<String>(v).ok())
+                .collect(),
+        };
+        let policies: Vec<Option<String>> = match policy {
+            None => vec![None],
+            Some(all) => all.into_iter().map(config_value).collect(),
+        };
+        // Every master is checked: one that loses data loses its
+        // partitions' events.
+        let mut found = Vec::new();
+        for info in &infos {
+            for policy in &policies {
+                for f in check(info.as_deref().map(info_version), policy.as_deref()) {
+                    if !found.contains(&f) {
+                        found.push(f);
+                    }
+                }
+            }
+        }
+        Ok(found)
     }
+}
+
+/// The answers of every master, or the first refusal among them as an
+/// error (so a renamed command on one node reads as refused).
+fn refused_by_any(all: Vec<Value>) -> redis::RedisResult<Vec<Value>> {
+    for v in &all {
+        if let Value::ServerError(e) = v {
+            return Err(e.clone().into());
+        }
+    }
+    Ok(all)
 }
 
 /// A command's answer; `None` when the server refused it (renamed or

@@ -16,6 +16,14 @@
 //!   sentinels report a master only while they do not consider it down,
 //!   and redis-rs checks with `ROLE` that the server named is a master.
 //!
+//! - A Redis Cluster (`redis+cluster://`): redis-rs' cluster connection,
+//!   which learns the slot map from the seed nodes, sends each command to
+//!   the master of its key's slot, follows MOVED/ASK and refreshes the map
+//!   after a failover by itself. Commands without a key (PING, pub/sub)
+//!   go to one node; `client()` is a plain client of the first seed that
+//!   answers (a PUBLISH reaches every node of a cluster, so a subscription
+//!   on any one of them hears it).
+//!
 //! A [`Source`] hands out [`Conn`]s, cheap handles that implement
 //! redis-rs' `ConnectionLike`, so every query of the backend runs on
 //! either kind unchanged. `client()` gives the current master's
@@ -32,9 +40,13 @@ use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
 };
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
 use redis::{
-    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ErrorKind, Pipeline, RedisConnectionInfo,
-    RedisError, RedisFuture, RedisResult, ServerErrorKind, Value,
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind,
+    IntoConnectionInfo, Pipeline, RedisConnectionInfo, RedisError, RedisFuture, RedisResult,
+    ServerErrorKind, Value,
 };
 
 use crate::config::redis_address::{Address, SentinelAddress};
@@ -52,6 +64,10 @@ pub(super) enum Source {
         manager: ConnectionManager,
     },
     Sentinel(Arc<Follow>),
+    Cluster {
+        seeds: Vec<Client>,
+        conn: ClusterConnection,
+    },
 }
 
 impl Source {
@@ -69,7 +85,59 @@ impl Source {
                 Ok(Source::Server { client, manager })
             }
             Address::Sentinel(s) => Ok(Source::Sentinel(Follow::open(s, response_timeout).await?)),
+            Address::Cluster(c) => {
+                let infos: Vec<ConnectionInfo> = c
+                    .nodes
+                    .iter()
+                    .map(|(host, port)| {
+                        let mut redis = RedisConnectionInfo::default();
+                        if let Some(user) = &c.username {
+                            redis = redis.set_username(user);
+                        }
+                        if let Some(password) = &c.password {
+                            redis = redis.set_password(password);
+                        }
+                        ConnectionAddr::Tcp(host.clone(), *port)
+                            .into_connection_info()
+                            .map(|info| info.set_redis_settings(redis))
+                    })
+                    .collect::<RedisResult<_>>()?;
+                let seeds = infos
+                    .iter()
+                    .map(|i| Client::open(i.clone()))
+                    .collect::<RedisResult<_>>()?;
+                let client = ClusterClientBuilder::new(infos)
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .response_timeout(response_timeout)
+                    .retries(4)
+                    .build()?;
+                let conn = client.get_async_connection().await?;
+                Ok(Source::Cluster { seeds, conn })
+            }
         }
+    }
+
+    /// `cmd`'s answer from every master: the one server's, or each cluster
+    /// master's (a refusal of one comes back as a `ServerError` value).
+    pub(super) async fn every_master(&self, cmd: &Cmd) -> RedisResult<Vec<Value>> {
+        match self {
+            Source::Cluster { conn, .. } => {
+                let routing = RoutingInfo::MultiNode((
+                    MultipleNodeRoutingInfo::AllMasters,
+                    Some(ResponsePolicy::Special),
+                ));
+                match conn.clone().route_command(cmd.clone(), routing).await? {
+                    Value::Map(pairs) => Ok(pairs.into_iter().map(|(_, v)| v).collect()),
+                    one => Ok(vec![one]),
+                }
+            }
+            _ => Ok(vec![cmd.query_async(&mut self.conn()).await?]),
+        }
+    }
+
+    /// Whether this is a Redis Cluster (partitions, no blocking reads).
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self, Source::Cluster { .. })
     }
 
     /// A handle on the current connection.
@@ -84,6 +152,7 @@ impl Source {
                     follow: follow.clone(),
                 }
             }
+            Source::Cluster { conn, .. } => Conn::Cluster(conn.clone()),
         }
     }
 
@@ -92,6 +161,7 @@ impl Source {
         match self {
             Source::Server { client, .. } => client.clone(),
             Source::Sentinel(follow) => follow.current().client.clone(),
+            Source::Cluster { seeds, .. } => seeds[0].clone(),
         }
     }
 }
@@ -106,6 +176,7 @@ pub(super) enum Conn {
         generation: u64,
         follow: Arc<Follow>,
     },
+    Cluster(ClusterConnection),
 }
 
 impl ConnectionLike for Conn {
@@ -121,6 +192,7 @@ impl ConnectionLike for Conn {
                 follow.judge(&answer, *generation);
                 answer
             }),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -141,6 +213,7 @@ impl ConnectionLike for Conn {
                 follow.judge(&answer, *generation);
                 answer
             }),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
 
@@ -148,6 +221,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Server(c) => c.get_db(),
             Conn::Sentinel { conn, .. } => conn.get_db(),
+            Conn::Cluster(c) => c.get_db(),
         }
     }
 }

@@ -15,8 +15,14 @@ use super::{RedisQueue, Result, unavailable};
 use crate::model::tally::{KEEP_MINUTES, MinuteCount, minute_of};
 
 impl RedisQueue {
+    /// On a cluster the minutes share a hash tag, so the one pipeline of
+    /// `add_counts` and of `counts` goes to one master.
     fn tally_key(&self, minute: i64) -> String {
-        self.key(&format!("tally:{minute}"))
+        if self.partitions() > 1 {
+            format!("{{{}:tally}}:{minute}", self.inner.prefix)
+        } else {
+            self.key(&format!("tally:{minute}"))
+        }
     }
 
     /// One pipeline: an `HINCRBY` per counter and an `EXPIRE` per minute.
@@ -71,9 +77,9 @@ impl RedisQueue {
 
     /// Count the dead letters per target once, if the store has none
     /// counted yet (written by a hookyard that did not keep the count).
-    pub(super) async fn count_dead_letters(&self) -> Result<()> {
+    pub(super) async fn count_dead_letters(&self, part: usize) -> Result<()> {
         let built: u64 = self
-            .run(&self.inner.scripts.deadby, &[])
+            .run(part, &self.inner.scripts.deadby, &[])
             .await
             .map_err(unavailable)?;
         if built == 1 {

@@ -1,5 +1,6 @@
 -- Shared prelude of every hookyard Redis script (prepended at load time).
--- ARGV[1] = key prefix, ARGV[2] = "now" in unix milliseconds (the queue's
+-- KEYS = the partition's fixed keys (below), ARGV[1] = the partition's key
+-- prefix, ARGV[2] = "now" in unix milliseconds (the queue's
 -- clock, so tests can move time without sleeping). Key layout: see the `//!`
 -- header of src/queue/redis.rs.
 --
@@ -17,28 +18,33 @@ local NOW = tonumber(ARGV[2])
 -- a number argument of redis.call goes through) costs about as much as a
 -- small command, so values that are written are kept as strings.
 local NOW_S = ARGV[2]
-local K_READY = P .. ':ready'
+-- The partition's fixed keys come declared, in the order of KEY_NAMES in
+-- src/queue/redis/partition.rs, so a Redis Cluster sends the script to the
+-- master of their slot. Per-record keys (a delivery, an event, a FIFO
+-- line) are made from P, which carries the same hash tag (on a cluster
+-- `<p>:{<tag>}`), so they are in that slot too.
+local K_READY = KEYS[1]
 local K_GROUP = P .. ':workers'
-local K_DELAYED = P .. ':delayed'
-local K_DEAD = P .. ':dead'
-local K_PENDING = P .. ':pending'
-local K_UNFINISHED = P .. ':unfinished'
-local K_COUNTS = P .. ':counts'
-local K_EVENTS = P .. ':events'
-local K_DELIVERIES = P .. ':deliveries'
-local K_SEQ = P .. ':seq'
-local K_IDEM = P .. ':idem'
+local K_DELAYED = KEYS[2]
+local K_DEAD = KEYS[3]
+local K_PENDING = KEYS[4]
+local K_UNFINISHED = KEYS[5]
+local K_COUNTS = KEYS[6]
+local K_EVENTS = KEYS[7]
+local K_DELIVERIES = KEYS[8]
+local K_SEQ = KEYS[9]
+local K_IDEM = KEYS[10]
 -- The ingest ms of the latest event pruned within its idempotency window
 -- (prune.lua): until the window has run from then, some event id may be
 -- a key of its own (ingest.lua looks such keys up only until then).
-local K_IDEM_PRUNED = P .. ':idempruned'
+local K_IDEM_PRUNED = KEYS[11]
 -- Queued deliveries whose record is not written yet (see create_job):
 -- delivery id -> "<target label>\n<event id>".
-local K_QUEUED = P .. ':dq'
+local K_QUEUED = KEYS[12]
 -- Dead letters per target label (stats.lua), kept by dead.lua, redrive.lua,
 -- create_job (a dead letter retried by hand) and prune.lua; deadby.lua
 -- counts them once for a store written before the count was kept.
-local K_DEAD_BY = P .. ':deadby'
+local K_DEAD_BY = KEYS[13]
 local function k_delivery(did) return P .. ':d:' .. did end
 local function k_attempts(did) return P .. ':da:' .. did end
 local function k_event(eid) return P .. ':ev:' .. eid end
@@ -104,12 +110,19 @@ local function flush()
   end
 end
 
--- Sequence numbers (history order) come from one INCRBY per script.
+-- Sequence numbers (history order) are reserved once per script. They
+-- never fall below the clock in microseconds (now ms * 1000), so on a
+-- cluster, where every partition counts its own, merging the partitions'
+-- indexes by sequence is also close to ingest order (redis/index.rs); a
+-- store written by an older hookyard, which counted from 1, jumps ahead
+-- once, and its order stays. Doubles hold these exactly (below 2^53).
 local SEQ_NEXT, SEQ_LAST = 0, -1
 local function reserve_seq(n)
   if n < 1 then n = 1 end
-  SEQ_LAST = rcall('INCRBY', K_SEQ, n)
-  SEQ_NEXT = SEQ_LAST - n + 1
+  local last = tonumber(rcall('GET', K_SEQ)) or 0
+  if last < NOW * 1000 then last = NOW * 1000 end
+  SEQ_NEXT, SEQ_LAST = last + 1, last + n
+  rcall('SET', K_SEQ, string.format('%d', SEQ_LAST))
 end
 -- The next sequence number, as the string that is written.
 local function next_seq()
