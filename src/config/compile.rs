@@ -388,7 +388,11 @@ fn compile_queue(q: Option<&Item<RawQueue>>, ctx: &mut Ctx<'_>) -> Queue {
             }
         }
     }
-    let url = raw.url.as_ref().map(|u| u.value.clone()).unwrap_or_default();
+    let url = raw
+        .url
+        .as_ref()
+        .map(|u| u.value.clone())
+        .unwrap_or_default();
     let replicas_ack_timeout = ctx.duration(&raw.replicas_ack_timeout, Duration::from_secs(1));
     if let Some(t) = &raw.replicas_ack_timeout
         && (replicas_ack_timeout < Duration::from_millis(1)

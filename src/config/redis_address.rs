@@ -229,9 +229,7 @@ fn parse_sentinel(rest: &str) -> Result<SentinelAddress, String> {
 /// `host`, `host:port`, `[v6]` or `[v6]:port`.
 fn host_port(text: &str, default: u16, what: &str, form: &str) -> Result<(String, u16), String> {
     if text.is_empty() {
-        return Err(format!(
-            "the URL has an empty {what} address; {form}"
-        ));
+        return Err(format!("the URL has an empty {what} address; {form}"));
     }
     let (host, port) = if let Some(v6) = text.strip_prefix('[') {
         let (host, after) = v6
@@ -242,9 +240,7 @@ fn host_port(text: &str, default: u16, what: &str, form: &str) -> Result<(String
             p => match p.strip_prefix(':') {
                 Some(p) => (host, Some(p)),
                 None => {
-                    return Err(format!(
-                        "{what} address `{text}` is not host:port; {form}"
-                    ));
+                    return Err(format!("{what} address `{text}` is not host:port; {form}"));
                 }
             },
         }

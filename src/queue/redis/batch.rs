@@ -147,7 +147,7 @@ pub(super) async fn call(
         args,
         reply,
     })
-        .map_err(|_| stopped())?;
+    .map_err(|_| stopped())?;
     answer.await.map_err(|_| stopped())?
 }
 

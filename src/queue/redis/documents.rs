@@ -30,6 +30,16 @@ return 1
 ";
 
 impl RedisQueue {
+    /// A document key. On a cluster they share one hash tag, so a change
+    /// script can touch the set, its counter and its channel together.
+    fn doc_key(&self, name: &str) -> String {
+        if self.partitions() > 1 {
+            format!("{{{}}}:{name}", self.inner.prefix)
+        } else {
+            self.key(name)
+        }
+    }
+
     /// Store an API-created subscription; false if the id already exists.
     /// In the same transaction the change counter moves and the change is
     /// announced, so every replica reloads the set: at once on the
@@ -51,9 +61,9 @@ impl RedisQueue {
         let script = redis::Script::new(script);
         let mut invocation = script.prepare_invoke();
         invocation
-            .key(self.key("subs"))
-            .key(self.key("subsver"))
-            .key(self.key(SUBSCRIPTION_CHANNEL))
+            .key(self.doc_key("subs"))
+            .key(self.doc_key("subsver"))
+            .key(self.doc_key(SUBSCRIPTION_CHANNEL))
             .arg(id);
         if let Some(doc) = doc {
             invocation.arg(doc);
@@ -69,7 +79,7 @@ impl RedisQueue {
     /// first change): one GET, cheap enough to ask every second.
     pub async fn subscriptions_version(&self) -> Result<u64> {
         let v: Option<u64> = redis::cmd("GET")
-            .arg(self.key("subsver"))
+            .arg(self.doc_key("subsver"))
             .query_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
@@ -86,7 +96,7 @@ impl RedisQueue {
             .await
             .map_err(unavailable)?;
         pubsub
-            .subscribe(self.key(SUBSCRIPTION_CHANNEL))
+            .subscribe(self.doc_key(SUBSCRIPTION_CHANNEL))
             .await
             .map_err(unavailable)?;
         Ok(pubsub.into_on_message())
@@ -95,7 +105,7 @@ impl RedisQueue {
     /// All API-created subscriptions, ordered by id.
     pub async fn subscriptions(&self) -> Result<Vec<Json>> {
         let all: BTreeMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.key("subs"))
+            .arg(self.doc_key("subs"))
             .query_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
@@ -107,7 +117,7 @@ impl RedisQueue {
     pub async fn put_state(&self, key: &str, value: &Json) -> Result<()> {
         let value = serde_json::to_string(value).map_err(|e| corrupt("state", e))?;
         let _: redis::Value = redis::cmd("HSET")
-            .arg(self.key("state"))
+            .arg(self.doc_key("state"))
             .arg(key)
             .arg(value)
             .query_async(&mut self.conn())
@@ -118,7 +128,7 @@ impl RedisQueue {
 
     pub async fn state(&self, key: &str) -> Result<Option<Json>> {
         let v: Option<String> = redis::cmd("HGET")
-            .arg(self.key("state"))
+            .arg(self.doc_key("state"))
             .arg(key)
             .query_async(&mut self.conn())
             .await

@@ -166,7 +166,7 @@ impl RedisQueue {
             // the last one of a partition that may have more are taken, so
             // nothing of it is skipped.
             let mut merged: Vec<(f64, usize, String)> = Vec::new();
-            let mut cutoff: Option<(f64, usize)> = None;
+            let mut cutoff: Option<(f64, String, usize)> = None;
             for (part, &from) in at.iter().enumerate() {
                 let batch: Vec<(String, f64)> = redis::cmd("ZREVRANGE")
                     .arg(self.pkey(part, "dead"))
@@ -177,10 +177,10 @@ impl RedisQueue {
                     .await
                     .map_err(unavailable)?;
                 if batch.len() == SCAN_BATCH
-                    && let Some((_, last)) = batch.last()
+                    && let Some((id, last)) = batch.last()
                 {
-                    let edge = (*last, part);
-                    if cutoff.is_none_or(|c| later(edge, c)) {
+                    let edge = (*last, id.clone(), part);
+                    if cutoff.as_ref().is_none_or(|c| later(&edge, c)) {
                         cutoff = Some(edge);
                     }
                 }
@@ -192,25 +192,35 @@ impl RedisQueue {
                     next_cursor: None,
                 });
             }
+            // Newest first; equal times as ZREVRANGE orders them (by id,
+            // descending), then by partition.
             merged.sort_by(|a, b| {
                 b.0.total_cmp(&a.0)
+                    .then_with(|| b.2.cmp(&a.2))
                     .then(a.1.cmp(&b.1))
             });
             if let Some(c) = cutoff {
-                merged.retain(|(s, part, _)| !later(c, (*s, *part)));
+                merged.retain(|(s, part, id)| !later(&(*s, id.clone(), *part), &c));
             }
             let heads = self
                 .heads_by_part(
                     &merged
                         .iter()
-                        .map(|(_, part, id)| (id.clone(), Pos { seq: 0, part: *part }))
+                        .map(|(_, part, id)| {
+                            (
+                                id.clone(),
+                                Pos {
+                                    seq: 0,
+                                    part: *part,
+                                },
+                            )
+                        })
                         .collect::<Vec<_>>(),
                 )
                 .await?;
             for ((_, part, id), head) in merged.into_iter().zip(heads) {
                 let wanted = head.as_ref().is_some_and(|h| {
-                    h.2 == DeliveryState::DeadLetter
-                        && q.target.as_ref().is_none_or(|t| *t == h.1)
+                    h.2 == DeliveryState::DeadLetter && q.target.as_ref().is_none_or(|t| *t == h.1)
                 });
                 if wanted && found.len() == limit {
                     let cursor = at.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
@@ -228,10 +238,10 @@ impl RedisQueue {
     }
 }
 
-/// Whether dead-letter entry `a` (score, partition) comes after `b` in the
-/// merged newest-first order.
-fn later(a: (f64, usize), b: (f64, usize)) -> bool {
-    a.0 < b.0 || (a.0 == b.0 && a.1 > b.1)
+/// Whether dead-letter entry `a` (score, id, partition) comes after `b` in
+/// the merged newest-first order.
+fn later(a: &(f64, String, usize), b: &(f64, String, usize)) -> bool {
+    a.0 < b.0 || (a.0 == b.0 && (a.1 < b.1 || (a.1 == b.1 && a.2 > b.2)))
 }
 
 #[cfg(test)]
@@ -265,8 +275,10 @@ mod tests {
         );
         let ids: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
         assert_eq!(ids, ["b", "c", "a"]);
-        assert!(later((1.0, 0), (2.0, 0)));
-        assert!(later((2.0, 3), (2.0, 1)));
-        assert!(!later((2.0, 1), (2.0, 1)));
+        let e = |s: f64, id: &str, part| (s, id.to_string(), part);
+        assert!(later(&e(1.0, "a", 0), &e(2.0, "a", 0)));
+        assert!(later(&e(2.0, "a", 0), &e(2.0, "b", 0)));
+        assert!(later(&e(2.0, "a", 3), &e(2.0, "a", 1)));
+        assert!(!later(&e(2.0, "a", 1), &e(2.0, "a", 1)));
     }
 }

@@ -147,7 +147,12 @@ mod tests {
             assert_eq!(parts.len(), count as usize);
             for (i, p) in parts.iter().enumerate() {
                 let s = u32::from(slot(p.prefix.as_bytes()));
-                assert_eq!(s * u32::from(count) / SLOTS, i as u32, "{count}: {}", p.prefix);
+                assert_eq!(
+                    s * u32::from(count) / SLOTS,
+                    i as u32,
+                    "{count}: {}",
+                    p.prefix
+                );
                 // Every key of the partition is in the same slot.
                 for k in &p.keys {
                     assert_eq!(slot(k.as_bytes()), slot(p.prefix.as_bytes()));

@@ -111,16 +111,18 @@ local function flush()
 end
 
 -- Sequence numbers (history order) are reserved once per script. They
--- never fall below the clock in microseconds (now ms * 1000), so on a
+-- never fall below the server's clock in microseconds (TIME), so on a
 -- cluster, where every partition counts its own, merging the partitions'
--- indexes by sequence is also close to ingest order (redis/index.rs); a
--- store written by an older hookyard, which counted from 1, jumps ahead
--- once, and its order stays. Doubles hold these exactly (below 2^53).
+-- indexes by sequence gives ingest order (redis/index.rs); a store written
+-- by an older hookyard, which counted from 1, jumps ahead once, and its
+-- order stays. Doubles hold these exactly (below 2^53).
 local SEQ_NEXT, SEQ_LAST = 0, -1
 local function reserve_seq(n)
   if n < 1 then n = 1 end
+  local t = rcall('TIME')
+  local floor = tonumber(t[1]) * 1000000 + tonumber(t[2])
   local last = tonumber(rcall('GET', K_SEQ)) or 0
-  if last < NOW * 1000 then last = NOW * 1000 end
+  if last < floor then last = floor end
   SEQ_NEXT, SEQ_LAST = last + 1, last + n
   rcall('SET', K_SEQ, string.format('%d', SEQ_LAST))
 end

@@ -3,7 +3,9 @@
 -- beyond max_events, skipping events that still have unfinished jobs.
 -- ARGV[3] = retention ms, ARGV[4] = max events, ARGV[5] = offset (skipped
 -- events at the front), ARGV[6] = batch size, ARGV[7] = idempotency window
--- ms, ARGV[8] = the idempotency scope of event ids. Reply: removed, new
+-- ms, ARGV[8] = the idempotency scope of event ids, ARGV[9] = sequence cut
+-- (on a cluster: events at or below it are beyond max events, counted over
+-- all partitions by redis/history.rs; -1 = none). Reply: removed, new
 -- offset, done flag.
 local cut = NOW - tonumber(ARGV[3])
 local max_events = tonumber(ARGV[4])
@@ -33,14 +35,16 @@ if popped > 0 then
   return {expired, offset, 0}
 end
 local total = rcall('ZCARD', K_EVENTS)
-local ids = rcall('ZRANGE', K_EVENTS, offset, offset + batch - 1)
+local seq_cut = tonumber(ARGV[9]) or -1
+local scored = rcall('ZRANGE', K_EVENTS, offset, offset + batch - 1, 'WITHSCORES')
 local removed = 0
 local done = 1
-if #ids == batch then done = 0 end
-for _, eid in ipairs(ids) do
+if #scored == 2 * batch then done = 0 end
+for n = 1, #scored, 2 do
+  local eid, seq = scored[n], tonumber(scored[n + 1])
   local e = rcall('HMGET', k_event(eid), 'at', 'ds')
   local at = tonumber(e[1]) or 0
-  if at >= cut and (total - removed) <= max_events then
+  if at >= cut and (total - removed) <= max_events and seq > seq_cut then
     done = 1
     break
   end
