@@ -57,6 +57,7 @@ fn event(i: u64) -> (Event, NewJob) {
         ordering_key: None,
         not_before: None,
         traceparent: None,
+        fifo_later: false,
     };
     (event, job)
 }

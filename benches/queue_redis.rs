@@ -50,6 +50,7 @@ fn job(id: &str) -> NewJob {
         ordering_key: None,
         not_before: None,
         traceparent: None,
+        fifo_later: false,
     }
 }
 

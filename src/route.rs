@@ -56,7 +56,11 @@ pub fn jobs_for<'a>(
             step: 0,
             action: first.action.id.clone(),
         };
-        jobs.push(new_job(event, target, first.action.delivery.ordering));
+        let mut job = new_job(event, target, first.action.delivery.ordering);
+        job.fifo_later = wf.steps[1..]
+            .iter()
+            .any(|s| s.action.delivery.ordering == Ordering::Fifo);
+        jobs.push(job);
     }
     for sub in &config.subscriptions {
         if sub.matches(&event.event_type) && holds(&sub.condition, &sub.id) {
@@ -82,6 +86,7 @@ fn new_job(event: &Event, target: Target, ordering: Ordering) -> NewJob {
         steps: BTreeMap::new(),
         not_before: None,
         traceparent: None,
+        fifo_later: false,
     }
 }
 

@@ -139,5 +139,8 @@ pub fn next_step(
         steps,
         not_before: None,
         traceparent: done.traceparent.clone(),
+        fifo_later: wf.steps[i + 2..]
+            .iter()
+            .any(|s| s.action.delivery.ordering == Ordering::Fifo),
     })
 }

@@ -101,6 +101,12 @@ pub struct NewJob {
     /// `None`, so jobs stored before traces existed read the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// A later step of this job's workflow is for a FIFO action. On a
+    /// Redis Cluster such an event is kept where the FIFO lines are, so
+    /// the later step joins its line in order (SPEC §16). Left out of the
+    /// stored job when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fifo_later: bool,
 }
 
 /// A recorded HTTP response of a workflow step, for later steps' templates.

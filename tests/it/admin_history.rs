@@ -46,6 +46,7 @@ fn job(delivery: &str, event: &str, sub: &str) -> NewJob {
         ordering_key: None,
         not_before: None,
         traceparent: None,
+        fifo_later: false,
     }
 }
 

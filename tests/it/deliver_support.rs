@@ -173,6 +173,7 @@ impl Harness {
                 steps: BTreeMap::new(),
                 not_before: None,
                 traceparent: None,
+                fifo_later: false,
             })
             .collect();
         let ids = jobs.iter().map(|j| j.delivery_id.clone()).collect();

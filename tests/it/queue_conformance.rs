@@ -218,6 +218,7 @@ pub fn sub_job(event_id: &str, delivery_id: &str, sub: &str) -> NewJob {
         ordering_key: None,
         not_before: None,
         traceparent: None,
+        fifo_later: false,
     }
 }
 

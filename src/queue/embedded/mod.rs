@@ -497,6 +497,7 @@ mod tests {
                     ordering_key: None,
                     not_before: None,
                     traceparent: None,
+                    fifo_later: false,
                 };
                 q.ingest(&event, None, vec![job]).await.unwrap();
             }));

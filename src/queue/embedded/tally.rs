@@ -93,6 +93,7 @@ mod tests {
             ordering_key: None,
             not_before: None,
             traceparent: None,
+            fifo_later: false,
         };
         let stored = StoredJob::V1 {
             job,

@@ -305,6 +305,7 @@ mod tests {
                 ordering_key: None,
                 not_before: None,
                 traceparent: None,
+                fifo_later: false,
             },
             attempts: 0,
             orphaned_since: None,

@@ -560,10 +560,13 @@ mod tests {
 
     #[test]
     fn page_cursor_only_when_more_matches_exist() {
-        let p = page(vec![("a", 9), ("b", 7), ("c", 3)], 2);
+        let at = |seq, part| Pos { seq, part };
+        let p = page(vec![("a", at(9, 0)), ("b", at(7, 0)), ("c", at(3, 0))], 2);
         assert_eq!(p.items, vec!["a", "b"]);
         assert_eq!(p.next_cursor.as_deref(), Some("7"));
-        let p = page(vec![("a", 9), ("b", 7)], 2);
+        let p = page(vec![("a", at(9, 1)), ("b", at(7, 3)), ("c", at(7, 2))], 2);
+        assert_eq!(p.next_cursor.as_deref(), Some("7-3"));
+        let p = page(vec![("a", at(9, 0)), ("b", at(7, 0))], 2);
         assert_eq!(p.next_cursor, None);
     }
 

@@ -76,12 +76,15 @@ impl RedisQueue {
     /// The partition an event is written to (always 0 but on a cluster):
     /// that of its dedupe key (the client's event id, else the idempotency
     /// key, else its own id), or [`FIFO_PARTITION`] when a job of it is for
-    /// a FIFO target.
+    /// a FIFO target, now or at a later workflow step.
     fn event_part(&self, event: &Event, idem: Option<(&str, &str)>, jobs: &[NewJob]) -> usize {
         if self.partitions() == 1 {
             return 0;
         }
-        if jobs.iter().any(|j| j.ordering_key.is_some()) {
+        if jobs
+            .iter()
+            .any(|j| j.ordering_key.is_some() || j.fifo_later)
+        {
             return FIFO_PARTITION;
         }
         match idem {
@@ -291,6 +294,7 @@ mod tests {
             ordering_key: None,
             not_before: None,
             traceparent: None,
+            fifo_later: false,
         }];
         let mut step = jobs[0].clone();
         step.target = Target::WorkflowStep {

@@ -410,6 +410,7 @@ mod tests {
             ordering_key: None,
             not_before: None,
             traceparent: None,
+            fifo_later: false,
         };
         // Written the way ingestion writes it, read by serde.
         let mut args = Vec::new();

@@ -396,6 +396,7 @@ pub async fn trace_context_survives_the_queue(make: Make) {
     let now = h.clock.now();
     let traced = |job: NewJob| NewJob {
         traceparent: Some(TP.into()),
+        fifo_later: false,
         ..job
     };
     q.ingest(

@@ -262,6 +262,7 @@ pub fn step_job(event_id: &str, delivery_id: &str, step: usize) -> NewJob {
         ordering_key: None,
         not_before: None,
         traceparent: None,
+        fifo_later: false,
     }
 }
 

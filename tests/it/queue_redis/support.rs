@@ -78,6 +78,7 @@ pub fn job(delivery: &str, event: &str, sub: &str) -> NewJob {
         ordering_key: None,
         not_before: None,
         traceparent: None,
+        fifo_later: false,
     }
 }
 
