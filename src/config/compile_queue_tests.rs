@@ -1,4 +1,5 @@
-//! `queue:` at config load: Sentinel URLs and `replicas_ack` (SPEC §16).
+//! `queue:` at config load: Sentinel and Cluster URLs, `replicas_ack` and
+//! `partitions` (SPEC §16).
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
@@ -81,6 +82,43 @@ fn replicas_ack_is_an_error_on_the_embedded_queue() {
                 && err.contains("is for `backend: redis`")
                 && err.contains("no replicas"),
             "{key}: {err}"
+        );
+    }
+}
+
+fn cluster(extra: &str) -> String {
+    format!(
+        "queue: {{ backend: redis, url: \"redis+cluster://127.0.0.1:7001,127.0.0.1:7002\"{extra} }}\n"
+    )
+}
+
+#[test]
+fn a_cluster_has_16_partitions_unless_told_and_one_server_has_one() {
+    assert_eq!(load(&cluster("")).unwrap().queue.partitions, 16);
+    assert_eq!(
+        load(&cluster(", partitions: 3")).unwrap().queue.partitions,
+        3
+    );
+    assert_eq!(load(&redis("")).unwrap().queue.partitions, 1);
+    let sentinel = "queue: { backend: redis, url: \"redis+sentinel://s1/m\" }\n";
+    assert_eq!(load(sentinel).unwrap().queue.partitions, 1);
+}
+
+#[test]
+fn partitions_are_for_a_cluster_only_and_within_bounds() {
+    for (yaml, says) in [
+        (redis(", partitions: 4"), "is for a `redis+cluster://` url"),
+        (
+            "queue: { backend: embedded, partitions: 4 }\n".to_string(),
+            "the embedded queue is one file",
+        ),
+        (cluster(", partitions: 0"), "from 1 to 1024"),
+        (cluster(", partitions: 5000"), "from 1 to 1024"),
+    ] {
+        let err = load(&yaml).unwrap_err();
+        assert!(
+            err.contains("c.yaml:1:") && err.contains(says),
+            "{yaml}: {err}"
         );
     }
 }

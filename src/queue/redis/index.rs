@@ -48,7 +48,7 @@ impl fmt::Display for Pos {
 
 /// The `n` newest of `entries` (from every partition), newest first.
 fn newest(mut entries: Vec<(String, Pos)>, n: usize) -> Vec<(String, Pos)> {
-    entries.sort_by(|a, b| b.1.cmp(&a.1));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.1));
     entries.truncate(n);
     entries
 }
