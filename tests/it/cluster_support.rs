@@ -331,9 +331,12 @@ impl Cluster {
     }
 }
 
-/// Deletes every key under `<prefix>:` on every master of a cluster when
+/// Deletes every key of a queue prefix on every master of a cluster when
 /// dropped (also when a test fails): SCAN on each master, DEL one key at a
-/// time (keys of different slots cannot share a DEL).
+/// time (keys of different slots cannot share a DEL). On a cluster the
+/// prefix may sit inside a hash tag (`{<prefix>}:subs`,
+/// `{<prefix>:tally}:<minute>`, `<prefix>:{<tag>}:ready`), so this matches
+/// every key that contains it; a test's prefix is unique (a ULID).
 pub struct ClusterKeys {
     /// Seed nodes, `host:port` or `user:pw@host:port`.
     pub seeds: Vec<String>,
@@ -373,7 +376,7 @@ impl ClusterKeys {
 
 impl Drop for ClusterKeys {
     fn drop(&mut self) {
-        let pattern = format!("{}:*", self.prefix);
+        let pattern = format!("*{}*", self.prefix);
         for master in self.masters() {
             let Ok(client) = redis::Client::open(format!("redis://{master}")) else {
                 continue;
