@@ -3,6 +3,7 @@
 mod admin;
 mod admin_history;
 mod admin_support;
+mod cluster_support;
 mod config;
 mod config_secrets;
 mod config_tags;
@@ -43,6 +44,7 @@ mod layers;
 mod lease_handshake;
 mod no_deliver;
 mod prometheus;
+mod queue_cluster;
 mod queue_conformance;
 mod queue_redis;
 mod queue_sentinel;

@@ -196,6 +196,7 @@ macro_rules! conformance_tests {
 conformance_tests!(embedded, make_embedded_queue);
 conformance_tests!(redis, make_redis_queue);
 conformance_tests!(sentinel, make_sentinel_queue);
+conformance_tests!(cluster, make_cluster_queue);
 
 // ---- helpers ----
 

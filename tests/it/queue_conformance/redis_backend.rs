@@ -4,12 +4,17 @@
 //! through a sentinel of the test's own that watches that server
 //! (`redis+sentinel://`, SPEC §16). Skipped with a visible message when
 //! Redis is unreachable, except under CI=true where that is a failure.
+//!
+//! The cluster factory runs the suite on a Redis Cluster that is already
+//! up, named by `HOOKYARD_TEST_REDIS_CLUSTER` (a `redis+cluster://` URL;
+//! `tests/redis-cluster/start` makes one, and `.ci/run` sets it), with 16
+//! partitions, so every test's keys spread over all the masters.
 
 #![allow(clippy::unwrap_used)]
 
 use super::*;
 
-use hookyard::queue::redis::RedisQueue;
+use hookyard::queue::redis::{RedisOptions, RedisQueue};
 
 const URL: &str = "redis://127.0.0.1:6379/0";
 
@@ -89,4 +94,57 @@ async fn make_queue(
         // Keys first: they are deleted while the sentinel still runs.
         _keep: Box::new((keys, keep)),
     }
+}
+
+/// A queue on the Redis Cluster named by `HOOKYARD_TEST_REDIS_CLUSTER`,
+/// under a fresh prefix whose keys are deleted from every master when the
+/// test ends. Unset: skipped with a message, except under CI=true.
+pub async fn make_cluster_queue(settings: StoreSettings) -> Option<Harness> {
+    let Ok(url) = std::env::var("HOOKYARD_TEST_REDIS_CLUSTER") else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!(
+                "HOOKYARD_TEST_REDIS_CLUSTER is required in CI: start a cluster with \
+                 `tests/redis-cluster/start DIR BASEPORT` and export the URL it prints"
+            );
+        }
+        eprintln!(
+            "SKIPPED: Redis Cluster conformance tests: set HOOKYARD_TEST_REDIS_CLUSTER \
+             (tests/redis-cluster/start /tmp/hookyard-cluster 7101 prints it)"
+        );
+        return None;
+    };
+    let prefix = format!("hycl-{}", ulid::Ulid::new());
+    let keys = crate::cluster_support::ClusterKeys::of_url(&url, &prefix);
+    let clock = ManualClock::new();
+    let lease = settings.lease;
+    let options = || RedisOptions {
+        partitions: 16,
+        ..Default::default()
+    };
+    let queue = RedisQueue::open_with(&url, &prefix, settings.clone(), clock.clock(), options())
+        .await
+        .unwrap();
+    let reopen_clock = clock.clone();
+    let reopen: Reopen = Box::new(move || {
+        let (url, prefix, settings, clock) = (
+            url.clone(),
+            prefix.clone(),
+            settings.clone(),
+            reopen_clock.clock(),
+        );
+        Box::pin(async move {
+            Queue::Redis(
+                RedisQueue::open_with(&url, &prefix, settings, clock, options())
+                    .await
+                    .unwrap(),
+            )
+        })
+    });
+    Some(Harness {
+        queue: Queue::Redis(queue),
+        clock,
+        reopen,
+        leases: Leases::RealTime(lease),
+        _keep: Box::new(keys),
+    })
 }
