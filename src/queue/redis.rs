@@ -137,6 +137,7 @@ mod history;
 mod index;
 mod ingest;
 mod lease;
+mod nodes;
 mod open;
 mod partition;
 mod prune;
@@ -199,6 +200,8 @@ struct Inner {
     /// The partitions: one (`prefix` itself) or `queue.partitions` on a
     /// cluster (`redis/partition.rs`).
     parts: Arc<Vec<partition::Partition>>,
+    /// Which master holds each partition (`redis/nodes.rs`).
+    nodes: Arc<nodes::Nodes>,
     /// Where the next partitioned `lease` starts, so every partition is
     /// served in turn.
     next_part: AtomicUsize,

@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 use redis::{Cmd, Pipeline, RedisResult, Script};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use super::nodes::Nodes;
 use super::partition::Partition;
 use super::source::{Conn, Source};
 use super::{Result, ms};
@@ -77,6 +78,8 @@ pub(super) struct Batcher {
     pub ack: Option<ReplicasAck>,
     pub script: Script,
     pub parts: Arc<Vec<Partition>>,
+    /// Which master holds each partition (one call per master).
+    pub nodes: Arc<Nodes>,
     pub clock: Clock,
     pub header: Vec<String>,
     pub head: usize,
@@ -176,60 +179,81 @@ async fn run(b: Batcher, mut rx: mpsc::UnboundedReceiver<Call>) {
         }
         let b = b.clone();
         tokio::spawn(async move {
-            if b.parts.len() == 1 {
-                b.run_batch(0, batch, items).await;
-            } else {
-                // One script call per partition, all in flight at once.
-                let mut by_part: Vec<(usize, Vec<Call>, usize)> = Vec::new();
-                for call in batch {
-                    match by_part.iter_mut().find(|(p, _, _)| *p == call.part) {
-                        Some((_, calls, n)) => {
-                            *n += call.items;
-                            calls.push(call);
-                        }
-                        None => by_part.push((call.part, vec![call], 0)),
+            // One script call per master, all in flight at once; within a
+            // call, the calls of each partition together.
+            let mut by_node: Vec<(usize, Vec<(usize, Vec<Call>)>)> = Vec::new();
+            for call in batch {
+                let node = b.nodes.node_of(call.part);
+                let at = match by_node.iter().position(|(n, _)| *n == node) {
+                    Some(at) => at,
+                    None => {
+                        by_node.push((node, Vec::new()));
+                        by_node.len() - 1
                     }
+                };
+                let parts = &mut by_node[at].1;
+                match parts.iter_mut().find(|(p, _)| *p == call.part) {
+                    Some((_, calls)) => calls.push(call),
+                    None => parts.push((call.part, vec![call])),
                 }
-                let runs = by_part.into_iter().map(|(part, calls, _)| {
-                    let n = calls.iter().map(|c| c.items).sum();
-                    b.run_batch(part, calls, n)
-                });
-                futures_util::future::join_all(runs).await;
             }
+            let runs = by_node.into_iter().map(|(_, parts)| b.run_batch(parts));
+            futures_util::future::join_all(runs).await;
             drop(slot);
         });
     }
 }
 
 impl Batcher {
-    async fn run_batch(&self, part: usize, batch: Vec<Call>, items: usize) {
-        let part = &self.parts[part.min(self.parts.len() - 1)];
+    /// One script call for the calls of some partitions of one master.
+    async fn run_batch(&self, parts: Vec<(usize, Vec<Call>)>) {
+        let parts: Vec<(&Partition, Vec<Call>, usize)> = parts
+            .into_iter()
+            .map(|(p, calls)| {
+                let items = calls.iter().map(|c| c.items).sum();
+                (&self.parts[p.min(self.parts.len() - 1)], calls, items)
+            })
+            .collect();
         // EVALSHA built straight into one sized command: a script
         // invocation would copy every argument once more on the way.
         let argc = 4
-            + part.keys.len()
             + self.header.len()
-            + batch.iter().map(|c| c.args.len()).sum::<usize>();
-        let bytes = batch
+            + parts
+                .iter()
+                .map(|(p, calls, _)| {
+                    2 + p.keys.len() + calls.iter().map(|c| c.args.len()).sum::<usize>()
+                })
+                .sum::<usize>();
+        let bytes = parts
             .iter()
-            .flat_map(|c| c.args.iter().map(String::len))
+            .flat_map(|(_, calls, _)| calls.iter().flat_map(|c| c.args.iter().map(String::len)))
             .sum::<usize>()
-            + 128;
+            + 128 * parts.len();
         let mut cmd = redis::Cmd::with_capacity(argc + 3, bytes);
         cmd.arg("EVALSHA")
             .arg(self.script.get_hash())
-            .arg(part.keys.len());
-        for k in &part.keys {
-            cmd.arg(k);
+            .arg(parts.iter().map(|(p, _, _)| p.keys.len()).sum::<usize>());
+        for (part, _, _) in &parts {
+            for k in &part.keys {
+                cmd.arg(k);
+            }
         }
-        cmd.arg(&part.prefix).arg(ms((self.clock)()));
+        // The first partition's prefix, now, the header, then each
+        // partition's item count and items, each after the first preceded
+        // by its prefix (`each_partition` in `lua/common.lua`).
+        cmd.arg(&parts[0].0.prefix).arg(ms((self.clock)()));
         for h in &self.header {
             cmd.arg(h);
         }
-        cmd.arg(items);
-        for call in &batch {
-            for a in &call.args {
-                cmd.arg(a);
+        for (n, (part, calls, items)) in parts.iter().enumerate() {
+            if n > 0 {
+                cmd.arg(&part.prefix);
+            }
+            cmd.arg(*items);
+            for call in calls {
+                for a in &call.args {
+                    cmd.arg(a);
+                }
             }
         }
         // The connection's response timeout bounds the wait.
@@ -255,6 +279,7 @@ impl Batcher {
                 Err(e) => Err(e),
             };
         }
+        let calls = parts.into_iter().map(|(_, calls, items)| (calls, items));
         let reply = match (reply, &self.ack) {
             (Ok((_, Some(acked))), Some(ack)) if acked < ack.replicas => {
                 ack.warn(acked);
@@ -263,37 +288,67 @@ impl Batcher {
                     ack.replicas,
                     ack.timeout.as_millis()
                 );
-                for call in batch {
+                for call in calls.flat_map(|(c, _)| c) {
                     let _ = call.reply.send(Err(QueueError::NotReplicated(why.clone())));
                 }
                 return;
             }
             (reply, _) => reply.map(|(values, _)| values),
         };
+        let calls: Vec<(Vec<Call>, usize)> = calls.collect();
+        let expected: usize = calls.iter().map(|(_, n)| self.head + n * self.per).sum();
         let mut reply = match reply {
-            Ok(r) if r.len() == self.head + items * self.per => r.into_iter(),
-            Ok(r) => {
-                let why = format!("script answered {} values for {items} items", r.len());
-                for call in batch {
-                    let _ = call.reply.send(Err(QueueError::Corrupt(why.clone())));
-                }
-                return;
-            }
-            Err(e) => {
-                let why = e.to_string();
-                for call in batch {
-                    let _ = call.reply.send(Err(QueueError::Unavailable(why.clone())));
+            Ok(r) if r.len() == expected => r.into_iter(),
+            other => {
+                let (corrupt, why) = match other {
+                    Ok(r) => (
+                        true,
+                        format!(
+                            "script answered {} values where {expected} were due",
+                            r.len()
+                        ),
+                    ),
+                    Err(e) => {
+                        if is_cross_slot(&e) {
+                            // The cluster moved slots: learn where they are.
+                            self.nodes.refresh_soon(&self.source, &self.parts);
+                        }
+                        (false, e.to_string())
+                    }
+                };
+                for call in calls.into_iter().flat_map(|(c, _)| c) {
+                    let _ = call.reply.send(Err(if corrupt {
+                        QueueError::Corrupt(why.clone())
+                    } else {
+                        QueueError::Unavailable(why.clone())
+                    }));
                 }
                 return;
             }
         };
-        let mut head: Vec<String> = reply.by_ref().take(self.head).collect();
-        for call in batch {
-            let answers = reply.by_ref().take(call.items * self.per).collect();
-            // A caller that stopped waiting needs no answer.
-            let _ = call.reply.send(Ok((std::mem::take(&mut head), answers)));
+        for (batch, _) in calls {
+            let mut head: Vec<String> = reply.by_ref().take(self.head).collect();
+            for call in batch {
+                let answers = reply.by_ref().take(call.items * self.per).collect();
+                // A caller that stopped waiting needs no answer.
+                let _ = call.reply.send(Ok((std::mem::take(&mut head), answers)));
+            }
         }
     }
+}
+
+/// An answer that says the keys of one call are not all on the master it
+/// went to (the slots moved since the map was read).
+fn is_cross_slot(e: &redis::RedisError) -> bool {
+    matches!(
+        e.kind(),
+        redis::ErrorKind::Server(
+            redis::ServerErrorKind::CrossSlot
+                | redis::ServerErrorKind::Moved
+                | redis::ServerErrorKind::Ask
+                | redis::ServerErrorKind::TryAgain
+        )
+    ) || e.to_string().contains("CROSSSLOT")
 }
 
 /// A batch's script call, alone or followed by WAIT in one pipeline.

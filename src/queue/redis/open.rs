@@ -12,7 +12,7 @@ use redis::Script;
 
 use super::scripts::Scripts;
 use super::{
-    Address, Inner, RESPONSE_TIMEOUT, RedisQueue, Result, batch, partition, safety, source,
+    Address, Inner, RESPONSE_TIMEOUT, RedisQueue, Result, batch, nodes, partition, safety, source,
     unavailable,
 };
 use crate::queue::{Clock, QueueError, StoreSettings, system_clock};
@@ -101,6 +101,8 @@ impl RedisQueue {
             options.partitions,
             source.is_cluster(),
         ));
+        let nodes = Arc::new(nodes::Nodes::new(parts.len()));
+        nodes.refresh(&source, &parts).await;
         let scripts = Scripts::new();
         let batcher = |script: &Script,
                        header: String,
@@ -112,6 +114,7 @@ impl RedisQueue {
                 ack,
                 script: script.clone(),
                 parts: parts.clone(),
+                nodes: nodes.clone(),
                 clock: clock.clone(),
                 header: vec![header],
                 head,
@@ -138,6 +141,7 @@ impl RedisQueue {
                 reclaim_cursor: parts.iter().map(|_| Mutex::new("0-0".into())).collect(),
                 last_reclaim: parts.iter().map(|_| Mutex::new(None)).collect(),
                 parts,
+                nodes,
                 next_part: AtomicUsize::new(0),
                 work: tokio::sync::Notify::new(),
                 settings,

@@ -177,6 +177,11 @@ impl RedisQueue {
     /// every few seconds. `Unavailable` when Redis does not answer (the
     /// last finding then stands).
     pub async fn recheck_safety(&self) -> Result<()> {
+        // On a cluster, also where the partitions are now (`nodes.rs`).
+        self.inner
+            .nodes
+            .refresh(&self.inner.source, &self.inner.parts)
+            .await;
         self.check_safety(false).await
     }
 

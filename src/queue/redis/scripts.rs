@@ -28,6 +28,16 @@ pub(super) struct Scripts {
     pub rate_limit: Script,
 }
 
+/// The batched scripts carry several partitions of one master on a cluster
+/// (`batch.rs`): Redis (7.0+) runs a script whose keys are in several slots
+/// only when it says so, in this first line. It changes nothing on one
+/// server.
+const CROSS_SLOT: &str = "#!lua flags=allow-cross-slot-keys";
+
+fn batched(body: &str) -> Script {
+    Script::new(&format!("{CROSS_SLOT}\n{COMMON}\n{body}"))
+}
+
 fn with_common(body: &str) -> Script {
     Script::new(&format!("{COMMON}\n{body}"))
 }
@@ -35,12 +45,12 @@ fn with_common(body: &str) -> Script {
 impl Scripts {
     pub fn new() -> Self {
         Scripts {
-            ingest: with_common(include_str!("lua/ingest.lua")),
+            ingest: batched(include_str!("lua/ingest.lua")),
             enqueue: with_common(include_str!("lua/enqueue.lua")),
             lease: with_common(include_str!("lua/lease.lua")),
             load: with_common(include_str!("lua/load.lua")),
             renew: with_common(include_str!("lua/renew.lua")),
-            complete: with_common(include_str!("lua/complete.lua")),
+            complete: batched(include_str!("lua/complete.lua")),
             retry: with_common(include_str!("lua/retry.lua")),
             defer: with_common(include_str!("lua/defer.lua")),
             dead: with_common(include_str!("lua/dead.lua")),

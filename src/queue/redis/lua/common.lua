@@ -410,3 +410,39 @@ local function emit(out, entry, count, fields)
   tinsert(out, event_json(field(fields, 'e')))
   return 1
 end
+
+-- The batched scripts (ingest, complete) carry, on a cluster, the items of
+-- several partitions that live on one master (redis/batch.rs): KEYS then
+-- holds every partition's 13 keys in turn, and the script runs with
+-- `allow-cross-slot-keys`. use_partition(n, prefix) turns every key name
+-- and buffer to the n-th of them (from 0); flush() the previous one's
+-- buffers first.
+local function use_partition(n, prefix)
+  local k = n * 13
+  P = prefix
+  K_READY, K_GROUP, K_DELAYED, K_DEAD = KEYS[k + 1], P .. ':workers', KEYS[k + 2], KEYS[k + 3]
+  K_PENDING, K_UNFINISHED, K_COUNTS = KEYS[k + 4], KEYS[k + 5], KEYS[k + 6]
+  K_EVENTS, K_DELIVERIES, K_SEQ, K_IDEM = KEYS[k + 7], KEYS[k + 8], KEYS[k + 9], KEYS[k + 10]
+  K_IDEM_PRUNED, K_QUEUED, K_DEAD_BY = KEYS[k + 11], KEYS[k + 12], KEYS[k + 13]
+  B_PENDING, B_UNFIN_ADD, B_UNFIN_REM, B_DELIVERIES = {}, {}, {}, {}
+  B_ACK, B_QUEUED, B_UNQUEUED = {}, {}, {}
+  SEQ_NEXT, SEQ_LAST = 0, -1
+  TIMED_SEQ = string.find(P, '{', 1, true) ~= nil
+end
+
+-- Run `group(first, out)` for each partition's share of a batched call:
+-- ARGV[1] is the first partition's prefix and ARGV[first] its item count;
+-- after its items come the next partition's prefix and item count, and so
+-- on. `group` returns the ARGV index after its items; each partition's
+-- buffers are flushed before the next begins.
+local function each_partition(first, group)
+  local out, i, n = {}, first, 0
+  while true do
+    i = group(i, out)
+    flush()
+    if i > #ARGV then return out end
+    n = n + 1
+    use_partition(n, ARGV[i])
+    i = i + 1
+  end
+end
