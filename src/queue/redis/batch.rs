@@ -181,7 +181,7 @@ async fn run(b: Batcher, mut rx: mpsc::UnboundedReceiver<Call>) {
         tokio::spawn(async move {
             // One script call per master, all in flight at once; within a
             // call, the calls of each partition together.
-            let mut by_node: Vec<(usize, Vec<(usize, Vec<Call>)>)> = Vec::new();
+            let mut by_node: Vec<(usize, PartCalls)> = Vec::new();
             for call in batch {
                 let node = b.nodes.node_of(call.part);
                 let at = match by_node.iter().position(|(n, _)| *n == node) {
@@ -206,7 +206,7 @@ async fn run(b: Batcher, mut rx: mpsc::UnboundedReceiver<Call>) {
 
 impl Batcher {
     /// One script call for the calls of some partitions of one master.
-    async fn run_batch(&self, parts: Vec<(usize, Vec<Call>)>) {
+    async fn run_batch(&self, parts: PartCalls) {
         let parts: Vec<(&Partition, Vec<Call>, usize)> = parts
             .into_iter()
             .map(|(p, calls)| {
@@ -336,6 +336,9 @@ impl Batcher {
         }
     }
 }
+
+/// Calls by partition: (partition, its calls).
+type PartCalls = Vec<(usize, Vec<Call>)>;
 
 /// An answer that says the keys of one call are not all on the master it
 /// went to (the slots moved since the map was read).
