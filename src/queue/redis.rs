@@ -83,7 +83,9 @@
 //! acks the entry, records the attempt and enqueues the next workflow step
 //! in one step. Scripts declare the partition's fixed keys (`KEYS`) and
 //! make per-record keys from the partition's prefix, which carries the
-//! same hash tag.
+//! same hash tag. On a cluster the batched scripts (ingest, complete,
+//! lease) take the partitions of one master in one call: they declare the
+//! first one's keys and reach the others by prefix (`redis/nodes.rs`).
 //!
 //! Partitions (`redis/partition.rs`, SPEC §16): on a Redis Cluster all of
 //! the above exists once per partition, under `<p>:{<tag>}` instead of

@@ -230,13 +230,13 @@ impl Batcher {
             .sum::<usize>()
             + 128 * parts.len();
         let mut cmd = redis::Cmd::with_capacity(argc + 3, bytes);
+        // The first partition's keys are declared; the others are reached
+        // through their prefixes (see `use_partition` in `lua/common.lua`).
         cmd.arg("EVALSHA")
             .arg(self.script.get_hash())
-            .arg(parts.iter().map(|(p, _, _)| p.keys.len()).sum::<usize>());
-        for (part, _, _) in &parts {
-            for k in &part.keys {
-                cmd.arg(k);
-            }
+            .arg(parts[0].0.keys.len());
+        for k in &parts[0].0.keys {
+            cmd.arg(k);
         }
         // The first partition's prefix, now, the header, then each
         // partition's item count and items, each after the first preceded

@@ -6,11 +6,12 @@
 //! On a cluster (several partitions) there is no blocking read: XREADGROUP
 //! can block on one partition's stream only, and a blocked command holds
 //! its connection to that one master. `lease` runs the lease script on the
-//! partitions in turn, starting one further on each call so every
-//! partition is served, until it has `max` jobs; when none has work it
-//! waits, at most 100 ms (less right after finding work, and it wakes at
-//! once when this process ingests), and looks again. An idle worker so
-//! costs a Redis one short script per partition per 100 ms.
+//! partitions in turn (those of one master in one script call), starting
+//! one further on each call so every partition is served, until it has
+//! `max` jobs; when none has work it waits, at most 100 ms (less right
+//! after finding work, and it wakes at once when this process ingests), and
+//! looks again. An idle worker so costs each master one script call per
+//! 100 ms.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -163,23 +164,41 @@ impl RedisQueue {
             .collect())
     }
 
-    /// The lease script in one partition, with a lost stream recreated:
-    /// the jobs and the earliest delayed job's due ms.
-    async fn lease_in(&self, part: usize, max: usize) -> Result<(Vec<LeasedJob>, Option<i64>)> {
-        let reply = match self.lease_now(part, max).await {
+    /// The lease script on some partitions of one master, with a lost
+    /// stream recreated: the jobs (up to `max` in all) and the earliest
+    /// delayed job's due ms.
+    async fn lease_in(&self, parts: &[usize], max: usize) -> Result<(Vec<LeasedJob>, Option<i64>)> {
+        let reply = match self.lease_now(parts, max).await {
             Err(e) if is_nogroup(&e) => {
-                self.recover(part).await?;
-                self.lease_now(part, max).await.map_err(unavailable)?
+                for &part in parts {
+                    self.recover(part).await?;
+                }
+                self.lease_now(parts, max).await.map_err(unavailable)?
             }
             other => other.map_err(unavailable)?,
         };
-        let next_due = reply
-            .get(1)
-            .and_then(|s| s.parse::<f64>().ok())
-            .map(|f| f as i64);
-        let jobs = self
-            .take_decodable(part, parse_jobs(reply.get(2..).unwrap_or_default()))
-            .await?;
+        // Per partition: cursor, next due, job count, jobs.
+        let mut jobs = Vec::new();
+        let mut next_due: Option<i64> = None;
+        let mut rest = reply.as_slice();
+        for &part in parts {
+            let [cursor, due, count, tail @ ..] = rest else {
+                return Err(QueueError::Corrupt(format!(
+                    "the lease script answered {} values",
+                    reply.len()
+                )));
+            };
+            if let Ok(mut c) = self.inner.reclaim_cursor[part].lock() {
+                *c = cursor.clone();
+            }
+            if let Ok(due) = due.parse::<f64>() {
+                next_due = Some(next_due.map_or(due as i64, |d| d.min(due as i64)));
+            }
+            let n = count.parse::<usize>().unwrap_or(0) * JOB_FIELDS;
+            let (rows, after) = tail.split_at(n.min(tail.len()));
+            jobs.extend(self.take_decodable(part, parse_jobs(rows)).await?);
+            rest = after;
+        }
         Ok((jobs, next_due))
     }
 
@@ -193,7 +212,7 @@ impl RedisQueue {
         }
         let started = tokio::time::Instant::now();
         loop {
-            let (jobs, next_due) = self.lease_in(0, max).await?;
+            let (jobs, next_due) = self.lease_in(&[0], max).await?;
             if !jobs.is_empty() {
                 return Ok(jobs);
             }
@@ -240,14 +259,24 @@ impl RedisQueue {
         let n = self.partitions();
         let mut idle = Duration::from_millis(5);
         loop {
+            // The partitions from a new one each time, grouped by master:
+            // one script call per master, until `max` jobs are found.
             let first = self.inner.next_part.fetch_add(1, Ordering::Relaxed) % n;
+            let mut by_node: Vec<(usize, Vec<usize>)> = Vec::new();
+            for part in (0..n).map(|k| (first + k) % n) {
+                let node = self.inner.nodes.node_of(part);
+                match by_node.iter_mut().find(|(m, _)| *m == node) {
+                    Some((_, parts)) => parts.push(part),
+                    None => by_node.push((node, vec![part])),
+                }
+            }
             let mut jobs = Vec::new();
             let mut next_due: Option<i64> = None;
-            for k in 0..n {
+            for (_, parts) in by_node {
                 if jobs.len() >= max {
                     break;
                 }
-                let (got, due) = self.lease_in((first + k) % n, max - jobs.len()).await?;
+                let (got, due) = self.lease_in(&parts, max - jobs.len()).await?;
                 jobs.extend(got);
                 next_due = match (next_due, due) {
                     (Some(a), Some(b)) => Some(a.min(b)),
@@ -271,43 +300,49 @@ impl RedisQueue {
         }
     }
 
-    /// Promote due delayed jobs, reclaim lapsed leases, read new entries.
-    /// Reply: reclaim cursor, next delayed due ms, jobs (see `parse_jobs`).
+    /// Promote due delayed jobs, reclaim lapsed leases, read new entries,
+    /// in `parts` (partitions of one master). Reply per partition: reclaim
+    /// cursor, next delayed due ms, job count, jobs (see `parse_jobs`).
     async fn lease_now(
         &self,
-        part: usize,
+        parts: &[usize],
         max: usize,
     ) -> std::result::Result<Vec<String>, RedisError> {
-        let cursor = self.inner.reclaim_cursor[part]
-            .lock()
-            .map(|c| c.clone())
-            .unwrap_or_else(|_| "0-0".to_string());
         // Look for lapsed leases a few times per lease period (at most every
         // second), not on every call: XAUTOCLAIM dominates the script's cost.
         let every = (self.inner.settings.lease / 4)
             .clamp(Duration::from_millis(10), Duration::from_secs(1));
-        let reclaim = match self.inner.last_reclaim[part].lock() {
-            Ok(mut last) => {
-                let due = last.is_none_or(|t| t.elapsed() >= every);
-                if due {
-                    *last = Some(Instant::now());
-                }
-                due
-            }
-            Err(_) => true,
-        };
-        let args = [
-            self.inner.settings.consumer_name.clone(),
-            max.to_string(),
-            self.inner.settings.lease.as_millis().to_string(),
-            cursor,
-            if reclaim { "1" } else { "0" }.to_string(),
-        ];
-        let reply: Vec<String> = self.run(part, &self.inner.scripts.lease, &args).await?;
-        if let (Some(next), Ok(mut c)) = (reply.first(), self.inner.reclaim_cursor[part].lock()) {
-            *c = next.clone();
+        let mut inv = self.inner.scripts.lease.prepare_invoke();
+        // The first partition's keys; the others by prefix (`batch.rs`).
+        for k in &self.inner.parts[parts[0]].keys {
+            inv.key(k);
         }
-        Ok(reply)
+        inv.arg(&self.inner.parts[parts[0]].prefix)
+            .arg(ms(self.now()))
+            .arg(&self.inner.settings.consumer_name)
+            .arg(max)
+            .arg(self.inner.settings.lease.as_millis() as u64);
+        for (n, &part) in parts.iter().enumerate() {
+            let cursor = self.inner.reclaim_cursor[part]
+                .lock()
+                .map(|c| c.clone())
+                .unwrap_or_else(|_| "0-0".to_string());
+            let reclaim = match self.inner.last_reclaim[part].lock() {
+                Ok(mut last) => {
+                    let due = last.is_none_or(|t| t.elapsed() >= every);
+                    if due {
+                        *last = Some(Instant::now());
+                    }
+                    due
+                }
+                Err(_) => true,
+            };
+            if n > 0 {
+                inv.arg(&self.inner.parts[part].prefix);
+            }
+            inv.arg(cursor).arg(if reclaim { "1" } else { "0" });
+        }
+        inv.invoke_async(&mut self.conn()).await
     }
 
     /// XREADGROUP BLOCK on a connection of its own (the shared connection's

@@ -47,7 +47,7 @@ impl Scripts {
         Scripts {
             ingest: batched(include_str!("lua/ingest.lua")),
             enqueue: with_common(include_str!("lua/enqueue.lua")),
-            lease: with_common(include_str!("lua/lease.lua")),
+            lease: batched(include_str!("lua/lease.lua")),
             load: with_common(include_str!("lua/load.lua")),
             renew: with_common(include_str!("lua/renew.lua")),
             complete: batched(include_str!("lua/complete.lua")),

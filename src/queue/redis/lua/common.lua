@@ -411,19 +411,21 @@ local function emit(out, entry, count, fields)
   return 1
 end
 
--- The batched scripts (ingest, complete) carry, on a cluster, the items of
--- several partitions that live on one master (redis/batch.rs): KEYS then
--- holds every partition's 13 keys in turn, and the script runs with
--- `allow-cross-slot-keys`. use_partition(n, prefix) turns every key name
--- and buffer to the n-th of them (from 0); flush() the previous one's
--- buffers first.
-local function use_partition(n, prefix)
-  local k = n * 13
+-- The batched scripts (ingest, complete, lease) carry, on a cluster, the
+-- work of several partitions that live on one master (redis/batch.rs,
+-- redis/nodes.rs). KEYS are the first partition's: Redis (7.0) refuses
+-- declared keys of several slots in one call even with the script's
+-- `allow-cross-slot-keys` flag, while the flag lets the script reach keys
+-- of other slots on the same master, which is where the later partitions
+-- are (named by their prefix in ARGV; a key that is not on this master is
+-- still refused). use_partition(prefix) turns every key name and buffer
+-- to that partition; flush() the previous one's buffers first.
+local function use_partition(prefix)
   P = prefix
-  K_READY, K_GROUP, K_DELAYED, K_DEAD = KEYS[k + 1], P .. ':workers', KEYS[k + 2], KEYS[k + 3]
-  K_PENDING, K_UNFINISHED, K_COUNTS = KEYS[k + 4], KEYS[k + 5], KEYS[k + 6]
-  K_EVENTS, K_DELIVERIES, K_SEQ, K_IDEM = KEYS[k + 7], KEYS[k + 8], KEYS[k + 9], KEYS[k + 10]
-  K_IDEM_PRUNED, K_QUEUED, K_DEAD_BY = KEYS[k + 11], KEYS[k + 12], KEYS[k + 13]
+  K_READY, K_GROUP, K_DELAYED, K_DEAD = P .. ':ready', P .. ':workers', P .. ':delayed', P .. ':dead'
+  K_PENDING, K_UNFINISHED, K_COUNTS = P .. ':pending', P .. ':unfinished', P .. ':counts'
+  K_EVENTS, K_DELIVERIES, K_SEQ, K_IDEM = P .. ':events', P .. ':deliveries', P .. ':seq', P .. ':idem'
+  K_IDEM_PRUNED, K_QUEUED, K_DEAD_BY = P .. ':idempruned', P .. ':dq', P .. ':deadby'
   B_PENDING, B_UNFIN_ADD, B_UNFIN_REM, B_DELIVERIES = {}, {}, {}, {}
   B_ACK, B_QUEUED, B_UNQUEUED = {}, {}, {}
   SEQ_NEXT, SEQ_LAST = 0, -1
@@ -431,18 +433,18 @@ local function use_partition(n, prefix)
 end
 
 -- Run `group(first, out)` for each partition's share of a batched call:
--- ARGV[1] is the first partition's prefix and ARGV[first] its item count;
--- after its items come the next partition's prefix and item count, and so
--- on. `group` returns the ARGV index after its items; each partition's
--- buffers are flushed before the next begins.
+-- ARGV[1] is the first partition's prefix and ARGV[first] starts its share
+-- (an item count and items, or arguments of its own); after it come the
+-- next partition's prefix and share, and so on. `group` returns the ARGV
+-- index after its share; each partition's buffers are flushed before the
+-- next begins.
 local function each_partition(first, group)
-  local out, i, n = {}, first, 0
+  local out, i = {}, first
   while true do
     i = group(i, out)
     flush()
     if i > #ARGV then return out end
-    n = n + 1
-    use_partition(n, ARGV[i])
+    use_partition(ARGV[i])
     i = i + 1
   end
 end

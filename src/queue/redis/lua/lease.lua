@@ -1,34 +1,47 @@
--- The non-blocking half of lease(). ARGV[3] = consumer, ARGV[4] = max jobs,
--- ARGV[5] = lease ms (min idle of a reclaim), ARGV[6] = reclaim cursor,
--- ARGV[7] = '1' to look for lapsed leases this time (XAUTOCLAIM is the
--- costly part, so callers throttle it).
--- Moves due delayed jobs into the stream, reclaims entries whose lease
--- lapsed, reads new entries. Reply: next reclaim cursor, earliest delayed
--- due ms ('' = none), then the emitted jobs (see emit).
-local consumer, max = ARGV[3], tonumber(ARGV[4])
-local due = rcall('ZRANGEBYSCORE', K_DELAYED, '-inf', NOW, 'LIMIT', 0, 1000)
-if #due > 0 then
-  vcall('ZREM', K_DELAYED, due, 1)
-  for _, did in ipairs(due) do push_from_record(did) end
-end
-local nd = rcall('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
-local claimed = {ARGV[6], {}}
-if ARGV[7] == '1' then
-  claimed = rcall('XAUTOCLAIM', K_READY, K_GROUP, consumer, ARGV[5], ARGV[6], 'COUNT', max)
-end
-local out = {claimed[1], nd[2] or ''}
-local got = 0
-for _, e in ipairs(claimed[2]) do
-  if e[2] then
-    local pe = rcall('XPENDING', K_READY, K_GROUP, e[1], e[1], 1)
-    got = got + emit(out, e[1], pe[1][4], e[2])
+-- The non-blocking half of lease(). ARGV[3] = consumer, ARGV[4] = max jobs
+-- (over all partitions of the call), ARGV[5] = lease ms (min idle of a
+-- reclaim), then per partition: reclaim cursor and '1' to look for lapsed
+-- leases this time (XAUTOCLAIM is the costly part, so callers throttle
+-- it); on a cluster the partitions of one master follow, each as prefix,
+-- cursor, flag (see each_partition; ARGV[1] is the first one's prefix).
+-- Per partition: moves due delayed jobs into the stream, reclaims entries
+-- whose lease lapsed, reads new entries, as long as jobs are wanted. Reply
+-- per partition: next reclaim cursor, earliest delayed due ms ('' =
+-- none), the number of jobs, then the emitted jobs (see emit).
+local consumer, max, lease_ms = ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local total = 0
+local function lease_partition(at, out)
+  local cursor, reclaim = ARGV[at], ARGV[at + 1]
+  local due = rcall('ZRANGEBYSCORE', K_DELAYED, '-inf', NOW, 'LIMIT', 0, 1000)
+  if #due > 0 then
+    vcall('ZREM', K_DELAYED, due, 1)
+    for _, did in ipairs(due) do push_from_record(did) end
   end
-end
-if got < max then
-  local r = rcall('XREADGROUP', 'GROUP', K_GROUP, consumer, 'COUNT', max - got, 'STREAMS', K_READY, '>')
-  if r then
-    for _, e in ipairs(r[1][2]) do emit(out, e[1], 1, e[2]) end
+  local nd = rcall('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
+  local want = max - total
+  local claimed = {cursor, {}}
+  if reclaim == '1' and want > 0 then
+    claimed = rcall('XAUTOCLAIM', K_READY, K_GROUP, consumer, lease_ms, cursor, 'COUNT', want)
   end
+  local jobs = {}
+  local got = 0
+  for _, e in ipairs(claimed[2]) do
+    if e[2] then
+      local pe = rcall('XPENDING', K_READY, K_GROUP, e[1], e[1], 1)
+      got = got + emit(jobs, e[1], pe[1][4], e[2])
+    end
+  end
+  if got < want then
+    local r = rcall('XREADGROUP', 'GROUP', K_GROUP, consumer, 'COUNT', want - got, 'STREAMS', K_READY, '>')
+    if r then
+      for _, e in ipairs(r[1][2]) do got = got + emit(jobs, e[1], 1, e[2]) end
+    end
+  end
+  total = total + got
+  tinsert(out, claimed[1])
+  tinsert(out, nd[2] or '')
+  tinsert(out, tostring(got))
+  for _, v in ipairs(jobs) do tinsert(out, v) end
+  return at + 2
 end
-flush()
-return out
+return each_partition(6, lease_partition)
