@@ -210,6 +210,8 @@ struct Inner {
     /// Woken when this process ingests, so a polling `lease` need not wait
     /// for its next round.
     work: tokio::sync::Notify,
+    /// How long a polling `lease` now pauses between empty rounds (ms).
+    idle_ms: AtomicU64,
     settings: StoreSettings,
     scripts: Scripts,
     /// Where "now" comes from (the system clock, or a test's).

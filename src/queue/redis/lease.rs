@@ -257,7 +257,9 @@ impl RedisQueue {
         const MAX_IDLE: Duration = Duration::from_millis(100);
         let started = tokio::time::Instant::now();
         let n = self.partitions();
-        let mut idle = Duration::from_millis(5);
+        // The pause grows while nothing is found, across calls, so a worker
+        // that keeps asking an idle queue settles at one round per 100 ms.
+        let mut idle = Duration::from_millis(self.inner.idle_ms.load(Ordering::Relaxed).max(5));
         loop {
             // The partitions from a new one each time, grouped by master:
             // one script call per master, until `max` jobs are found.
@@ -284,6 +286,7 @@ impl RedisQueue {
                 };
             }
             if !jobs.is_empty() {
+                self.inner.idle_ms.store(5, Ordering::Relaxed);
                 return Ok(jobs);
             }
             let left = wait.saturating_sub(started.elapsed());
@@ -297,6 +300,9 @@ impl RedisQueue {
             }
             let _ = tokio::time::timeout(pause, self.inner.work.notified()).await;
             idle = (idle * 2).min(MAX_IDLE);
+            self.inner
+                .idle_ms
+                .store(idle.as_millis() as u64, Ordering::Relaxed);
         }
     }
 

@@ -144,6 +144,7 @@ impl RedisQueue {
                 nodes,
                 next_part: AtomicUsize::new(0),
                 work: tokio::sync::Notify::new(),
+                idle_ms: AtomicU64::new(5),
                 settings,
                 scripts,
                 clock,

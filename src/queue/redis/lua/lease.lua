@@ -12,12 +12,15 @@ local consumer, max, lease_ms = ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local total = 0
 local function lease_partition(at, out)
   local cursor, reclaim = ARGV[at], ARGV[at + 1]
-  local due = rcall('ZRANGEBYSCORE', K_DELAYED, '-inf', NOW, 'LIMIT', 0, 1000)
-  if #due > 0 then
+  -- The earliest delayed job first: only when it is due are the due ones
+  -- read and moved (one command per call when nothing is due).
+  local nd = rcall('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
+  if nd[2] and tonumber(nd[2]) <= NOW then
+    local due = rcall('ZRANGEBYSCORE', K_DELAYED, '-inf', NOW, 'LIMIT', 0, 1000)
     vcall('ZREM', K_DELAYED, due, 1)
     for _, did in ipairs(due) do push_from_record(did) end
+    nd = rcall('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
   end
-  local nd = rcall('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
   local want = max - total
   local claimed = {cursor, {}}
   if reclaim == '1' and want > 0 then
