@@ -360,7 +360,19 @@ fn compile_queue(q: Option<&Item<RawQueue>>, ctx: &mut Ctx<'_>) -> Queue {
                         Err(e) => {
                             ctx.error(&u.pos, format!("invalid Redis URL in `queue.url`: {e}"))
                         }
-                        Ok(super::redis_address::Address::Cluster(_)) => {}
+                        Ok(super::redis_address::Address::Cluster(_)) => {
+                            if let Some(p) = &raw.prefix
+                                && p.value.contains(['{', '}'])
+                            {
+                                ctx.error(
+                                    &p.pos,
+                                    "`queue.prefix` may not hold `{` or `}` on a Redis Cluster: \
+                                     hookyard puts each partition's hash tag in braces after it, \
+                                     and a brace of the prefix would put every partition in one \
+                                     slot",
+                                );
+                            }
+                        }
                         Ok(_) => {
                             if let Some(p) = &raw.partitions {
                                 ctx.error(

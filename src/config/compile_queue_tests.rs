@@ -113,6 +113,7 @@ fn partitions_are_for_a_cluster_only_and_within_bounds() {
             "the embedded queue is one file",
         ),
         (cluster(", partitions: 0"), "from 1 to 1024"),
+        (cluster(", prefix: \"{hy}\""), "may not hold `{` or `}`"),
         (cluster(", partitions: 5000"), "from 1 to 1024"),
     ] {
         let err = load(&yaml).unwrap_err();

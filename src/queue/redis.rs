@@ -276,6 +276,12 @@ impl RedisQueue {
         self.inner.parts[part].key(name)
     }
 
+    /// Whether the queue is on a Redis Cluster (polling leases, hash-tagged
+    /// shared keys), whatever its partition count.
+    fn on_cluster(&self) -> bool {
+        self.inner.source.is_cluster()
+    }
+
     /// How many partitions there are (1 but on a cluster).
     fn partitions(&self) -> usize {
         self.inner.parts.len()

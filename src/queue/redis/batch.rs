@@ -70,7 +70,8 @@ pub(super) struct Call {
 /// How to run one script for a batch: `KEYS` = the partition's keys, `ARGV`
 /// = its prefix, now, `header`, item count, items; the reply is `head`
 /// strings then `per` per item. A batch of several partitions (a cluster)
-/// is one script call per partition, sent together.
+/// is one script call per master, sent together, each carrying the
+/// partitions of its master (`nodes.rs`).
 pub(super) struct Batcher {
     /// The queue's connections (unused when `ack` brings its own).
     pub source: Source,
@@ -197,8 +198,13 @@ async fn run(b: Batcher, mut rx: mpsc::UnboundedReceiver<Call>) {
                     None => parts.push((call.part, vec![call])),
                 }
             }
-            let runs = by_node.into_iter().map(|(_, parts)| b.run_batch(parts));
-            futures_util::future::join_all(runs).await;
+            if by_node.len() == 1 {
+                let (_, parts) = by_node.remove(0);
+                b.run_batch(parts).await;
+            } else {
+                let runs = by_node.into_iter().map(|(_, parts)| b.run_batch(parts));
+                futures_util::future::join_all(runs).await;
+            }
             drop(slot);
         });
     }
@@ -351,7 +357,10 @@ fn is_cross_slot(e: &redis::RedisError) -> bool {
                 | redis::ServerErrorKind::Ask
                 | redis::ServerErrorKind::TryAgain
         )
-    ) || e.to_string().contains("CROSSSLOT")
+    ) || {
+        let text = e.to_string();
+        text.contains("CROSSSLOT") || text.contains("non local key")
+    }
 }
 
 /// A batch's script call, alone or followed by WAIT in one pipeline.

@@ -33,7 +33,7 @@ impl RedisQueue {
     /// A document key. On a cluster they share one hash tag, so a change
     /// script can touch the set, its counter and its channel together.
     fn doc_key(&self, name: &str) -> String {
-        if self.partitions() > 1 {
+        if self.on_cluster() {
             format!("{{{}}}:{name}", self.inner.prefix)
         } else {
             self.key(name)

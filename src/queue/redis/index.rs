@@ -180,7 +180,7 @@ impl RedisQueue {
                     && let Some((id, last)) = batch.last()
                 {
                     let edge = (*last, id.clone(), part);
-                    if cutoff.as_ref().is_none_or(|c| later(&edge, c)) {
+                    if cutoff.as_ref().is_none_or(|c| later(c, &edge)) {
                         cutoff = Some(edge);
                     }
                 }

@@ -171,8 +171,17 @@ impl RedisQueue {
         let calls = groups
             .into_iter()
             .map(|(part, items, args)| batch::call(&self.inner.ingests, part, items, args));
+        let answers = if calls.len() == 1 {
+            let mut one = Vec::with_capacity(1);
+            for call in calls {
+                one.push(call.await);
+            }
+            one
+        } else {
+            futures_util::future::join_all(calls).await
+        };
         let mut out = Vec::new();
-        for answer in futures_util::future::join_all(calls).await {
+        for answer in answers {
             let (head, answers) = answer?;
             if head.first().map(String::as_str) == Some("1") {
                 self.count_reset();

@@ -151,7 +151,7 @@ impl RedisQueue {
                 Err(e) => return Err(e),
             }
         }
-        if self.partitions() == 1 {
+        if !self.on_cluster() {
             return Ok(jobs);
         }
         // The handle names the partition, so finishing finds it.
@@ -207,7 +207,7 @@ impl RedisQueue {
         if max == 0 {
             return Ok(Vec::new());
         }
-        if self.partitions() > 1 {
+        if self.on_cluster() {
             return self.lease_partitioned(max, wait).await;
         }
         let started = tokio::time::Instant::now();
@@ -274,11 +274,24 @@ impl RedisQueue {
             }
             let mut jobs = Vec::new();
             let mut next_due: Option<i64> = None;
+            let mut failed = None;
             for (_, parts) in by_node {
                 if jobs.len() >= max {
                     break;
                 }
-                let (got, due) = self.lease_in(&parts, max - jobs.len()).await?;
+                // A master that fails (down, failing over) must not cost the
+                // jobs already leased from the others: they are handed out
+                // now, and the failing master is asked again next round.
+                let (got, due) = match self.lease_in(&parts, max - jobs.len()).await {
+                    Ok(found) => found,
+                    Err(e) => {
+                        self.inner
+                            .nodes
+                            .refresh_soon(&self.inner.source, &self.inner.parts);
+                        failed = Some(e);
+                        continue;
+                    }
+                };
                 jobs.extend(got);
                 next_due = match (next_due, due) {
                     (Some(a), Some(b)) => Some(a.min(b)),
@@ -288,6 +301,9 @@ impl RedisQueue {
             if !jobs.is_empty() {
                 self.inner.idle_ms.store(5, Ordering::Relaxed);
                 return Ok(jobs);
+            }
+            if let Some(e) = failed {
+                return Err(e);
             }
             let left = wait.saturating_sub(started.elapsed());
             if left.is_zero() {

@@ -1,6 +1,6 @@
 //! Which master holds each partition, so that the batched scripts (ingest,
-//! complete) carry the items of every partition of one master in one call
-//! (`batch.rs`, SPEC §16).
+//! complete, lease) carry the work of every partition of one master in one
+//! call (`batch.rs`, `lease.rs`, SPEC §16).
 //!
 //! Why: a script call costs Redis a fixed ~150k instructions (the call,
 //! the shared prelude of `lua/common.lua`) on top of its per-event work.
@@ -35,10 +35,11 @@ pub(super) struct Nodes {
 }
 
 impl Nodes {
-    /// Every partition on one master (until the map is read).
+    /// Until the map is read, every partition counts as on a master of its
+    /// own, so no call carries two partitions on a guess.
     pub fn new(partitions: usize) -> Nodes {
         Nodes {
-            of_part: RwLock::new(vec![0; partitions]),
+            of_part: RwLock::new((0..partitions).collect()),
             refreshing: AtomicBool::new(false),
         }
     }

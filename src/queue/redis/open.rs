@@ -103,7 +103,7 @@ impl RedisQueue {
         ));
         let nodes = Arc::new(nodes::Nodes::new(parts.len()));
         nodes.refresh(&source, &parts).await;
-        let scripts = Scripts::new();
+        let scripts = Scripts::new(source.is_cluster());
         let batcher = |script: &Script,
                        header: String,
                        head: usize,

@@ -30,8 +30,9 @@ const SLOTS: u32 = 16384;
 pub(super) struct Partition {
     /// `<p>` (single partition) or `<p>:{<tag>}`.
     pub prefix: String,
-    /// The keys of [`KEY_NAMES`] under `prefix`, in that order: every
-    /// script gets them as `KEYS` (`lua/common.lua` reads them from there).
+    /// The keys of [`KEY_NAMES`] under `prefix`, in that order (on one
+    /// server only the first): every script gets them as `KEYS`
+    /// (`lua/common.lua` reads them from there).
     pub keys: Vec<String>,
 }
 
@@ -53,8 +54,12 @@ pub(super) const KEY_NAMES: [&str; 13] = [
 ];
 
 impl Partition {
-    fn new(prefix: String) -> Partition {
-        let keys = KEY_NAMES.iter().map(|k| format!("{prefix}:{k}")).collect();
+    /// `all`: declare every fixed key (a cluster); else only the stream
+    /// (one server: the scripts make the others from the prefix, and every
+    /// argument costs the daemon per call).
+    fn new(prefix: String, all: bool) -> Partition {
+        let names = if all { &KEY_NAMES[..] } else { &KEY_NAMES[..1] };
+        let keys = names.iter().map(|k| format!("{prefix}:{k}")).collect();
         Partition { prefix, keys }
     }
 
@@ -68,11 +73,11 @@ impl Partition {
 /// or `count` hash-tagged ones (a cluster).
 pub(super) fn layout(prefix: &str, count: u16, cluster: bool) -> Vec<Partition> {
     if !cluster {
-        return vec![Partition::new(prefix.to_string())];
+        return vec![Partition::new(prefix.to_string(), false)];
     }
     let count = count.max(1);
     (0..count)
-        .map(|i| Partition::new(format!("{prefix}:{{{}}}", tag(i, count))))
+        .map(|i| Partition::new(format!("{prefix}:{{{}}}", tag(i, count)), true))
         .collect()
 }
 
@@ -169,7 +174,7 @@ mod tests {
         let parts = layout("hookyard", 16, false);
         assert_eq!(parts.len(), 1);
         assert_eq!(parts[0].prefix, "hookyard");
-        assert_eq!(parts[0].keys[0], "hookyard:ready");
+        assert_eq!(parts[0].keys, ["hookyard:ready"]);
         assert_eq!(parts[0].key("d:1"), "hookyard:d:1");
     }
 

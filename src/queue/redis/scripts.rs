@@ -29,13 +29,19 @@ pub(super) struct Scripts {
 }
 
 /// The batched scripts carry several partitions of one master on a cluster
-/// (`batch.rs`): Redis (7.0+) runs a script whose keys are in several slots
-/// only when it says so, in this first line. It changes nothing on one
-/// server.
+/// (`batch.rs`): Redis (7.0+) lets a script reach keys of several slots only
+/// when it says so, in this first line. One server and Sentinel get the
+/// scripts without it, as before (a flagged script is also refused as a
+/// whole when Redis is over `maxmemory`, where a script without flags is
+/// refused at its first write).
 const CROSS_SLOT: &str = "#!lua flags=allow-cross-slot-keys";
 
-fn batched(body: &str) -> Script {
-    Script::new(&format!("{CROSS_SLOT}\n{COMMON}\n{body}"))
+fn batched(body: &str, cluster: bool) -> Script {
+    if cluster {
+        Script::new(&format!("{CROSS_SLOT}\n{COMMON}\n{body}"))
+    } else {
+        with_common(body)
+    }
 }
 
 fn with_common(body: &str) -> Script {
@@ -43,14 +49,15 @@ fn with_common(body: &str) -> Script {
 }
 
 impl Scripts {
-    pub fn new() -> Self {
+    /// `cluster`: the batched scripts carry the cross-slot flag.
+    pub fn new(cluster: bool) -> Self {
         Scripts {
-            ingest: batched(include_str!("lua/ingest.lua")),
+            ingest: batched(include_str!("lua/ingest.lua"), cluster),
             enqueue: with_common(include_str!("lua/enqueue.lua")),
-            lease: batched(include_str!("lua/lease.lua")),
+            lease: batched(include_str!("lua/lease.lua"), cluster),
             load: with_common(include_str!("lua/load.lua")),
             renew: with_common(include_str!("lua/renew.lua")),
-            complete: batched(include_str!("lua/complete.lua")),
+            complete: batched(include_str!("lua/complete.lua"), cluster),
             retry: with_common(include_str!("lua/retry.lua")),
             defer: with_common(include_str!("lua/defer.lua")),
             dead: with_common(include_str!("lua/dead.lua")),

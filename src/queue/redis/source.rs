@@ -20,9 +20,10 @@
 //!   which learns the slot map from the seed nodes, sends each command to
 //!   the master of its key's slot, follows MOVED/ASK and refreshes the map
 //!   after a failover by itself. Commands without a key (PING, pub/sub)
-//!   go to one node; `client()` is a plain client of the first seed that
-//!   answers (a PUBLISH reaches every node of a cluster, so a subscription
-//!   on any one of them hears it).
+//!   go to one node; `client()` is a plain client of the first seed (a
+//!   PUBLISH reaches every node of a cluster, so a subscription on any one
+//!   of them hears it; while that seed is down, replicas notice changes of
+//!   the API subscriptions from their counter, within a second).
 //!
 //! A [`Source`] hands out [`Conn`]s, cheap handles that implement
 //! redis-rs' `ConnectionLike`, so every query of the backend runs on

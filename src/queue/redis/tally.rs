@@ -18,7 +18,7 @@ impl RedisQueue {
     /// On a cluster the minutes share a hash tag, so the one pipeline of
     /// `add_counts` and of `counts` goes to one master.
     fn tally_key(&self, minute: i64) -> String {
-        if self.partitions() > 1 {
+        if self.on_cluster() {
             format!("{{{}:tally}}:{minute}", self.inner.prefix)
         } else {
             self.key(&format!("tally:{minute}"))

@@ -49,4 +49,10 @@ local function complete_partition(at, out)
   end
   return i
 end
-return each_partition(4, complete_partition)
+-- The ARGV index after the share starting at `at` (its item count).
+local function skip_items(at)
+  local j = at + 1
+  for _ = 1, tonumber(ARGV[at]) do j = j + (ARGV[j + 7] == '1' and 14 or 8) end
+  return j
+end
+return each_partition(4, complete_partition, skip_items)

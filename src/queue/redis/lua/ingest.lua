@@ -103,4 +103,10 @@ local function ingest_partition(at, out)
   if #idem_log > 0 then vcall('RPUSH', K_IDEM, idem_log, 1) end
   return i
 end
-return each_partition(4, ingest_partition)
+-- The ARGV index after the share starting at `at` (its item count).
+local function skip_items(at)
+  local j = at + 1
+  for _ = 1, tonumber(ARGV[at]) do j = j + 5 + 5 * tonumber(ARGV[j + 4]) end
+  return j
+end
+return each_partition(4, ingest_partition, skip_items)

@@ -47,4 +47,4 @@ local function lease_partition(at, out)
   for _, v in ipairs(jobs) do tinsert(out, v) end
   return at + 2
 end
-return each_partition(6, lease_partition)
+return each_partition(6, lease_partition, function(at) return at + 2 end)
