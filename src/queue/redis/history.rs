@@ -226,13 +226,7 @@ impl RedisQueue {
             // One round trip per partition in the batch (a pipeline may not
             // cross slots on a cluster).
             let mut jsons: Vec<Option<String>> = vec![None; batch.len()];
-            for part in 0..self.partitions() {
-                let at: Vec<usize> = (0..batch.len())
-                    .filter(|&i| batch[i].1.part == part)
-                    .collect();
-                if at.is_empty() {
-                    continue;
-                }
+            for (part, at) in super::index::by_part(batch.len(), |i| batch[i].1.part) {
                 let mut pipe = redis::pipe();
                 for &i in &at {
                     pipe.cmd("HGET")

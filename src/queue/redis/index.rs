@@ -46,6 +46,22 @@ impl fmt::Display for Pos {
     }
 }
 
+/// The places of `len` items by partition (`part_of(i)` is item i's), for
+/// one round trip per partition: (partition, the items' places), in
+/// partition order, leaving out partitions without items.
+pub(super) fn by_part(len: usize, part_of: impl Fn(usize) -> usize) -> Vec<(usize, Vec<usize>)> {
+    let mut out: Vec<(usize, Vec<usize>)> = Vec::new();
+    for i in 0..len {
+        let part = part_of(i);
+        match out.iter_mut().find(|(p, _)| *p == part) {
+            Some((_, at)) => at.push(i),
+            None => out.push((part, vec![i])),
+        }
+    }
+    out.sort_by_key(|(p, _)| *p);
+    out
+}
+
 /// The `n` newest of `entries` (from every partition), newest first.
 fn newest(mut entries: Vec<(String, Pos)>, n: usize) -> Vec<(String, Pos)> {
     entries.sort_by_key(|e| std::cmp::Reverse(e.1));
@@ -99,13 +115,7 @@ impl RedisQueue {
     /// Heads of deliveries listed with their partitions.
     pub(super) async fn heads_by_part(&self, batch: &[(String, Pos)]) -> Result<Vec<Option<Head>>> {
         let mut heads: Vec<Option<Head>> = vec![None; batch.len()];
-        for part in 0..self.partitions() {
-            let at: Vec<usize> = (0..batch.len())
-                .filter(|&i| batch[i].1.part == part)
-                .collect();
-            if at.is_empty() {
-                continue;
-            }
+        for (part, at) in by_part(batch.len(), |i| batch[i].1.part) {
             let ids: Vec<String> = at.iter().map(|&i| batch[i].0.clone()).collect();
             for (i, head) in at.into_iter().zip(self.heads(part, &ids).await?) {
                 heads[i] = head;
@@ -120,11 +130,7 @@ impl RedisQueue {
         items: Vec<(usize, String, Head)>,
     ) -> Result<Vec<DeliveryRecord>> {
         let mut out: Vec<Option<DeliveryRecord>> = (0..items.len()).map(|_| None).collect();
-        for part in 0..self.partitions() {
-            let at: Vec<usize> = (0..items.len()).filter(|&i| items[i].0 == part).collect();
-            if at.is_empty() {
-                continue;
-            }
+        for (part, at) in by_part(items.len(), |i| items[i].0) {
             let heads = at
                 .iter()
                 .map(|&i| (items[i].1.clone(), items[i].2.clone()))
@@ -259,6 +265,16 @@ mod tests {
         assert_eq!(Pos::parse("42-7"), Some(p));
         assert_eq!(Pos::parse("x"), None);
         assert_eq!(Pos::parse("1-x"), None);
+    }
+
+    #[test]
+    fn items_group_by_partition_in_partition_order() {
+        let parts = [3, 0, 3, 1];
+        assert_eq!(
+            by_part(parts.len(), |i| parts[i]),
+            [(0, vec![1]), (1, vec![3]), (3, vec![0, 2])]
+        );
+        assert!(by_part(0, |_| 0).is_empty());
     }
 
     #[test]
