@@ -16,7 +16,7 @@
 
 #![allow(clippy::unwrap_used, dead_code)]
 
-mod daemon;
+pub mod daemon;
 
 pub use daemon::{Daemon, Recorder};
 

@@ -16,40 +16,23 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashSet;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::cluster_support::Daemon;
+use crate::cluster_support::daemon::TOKEN;
 use crate::sentinel_support::{RedisProc, SentinelSet};
-use crate::support::{Receiver, free_port, http, received_event_ids};
+use crate::support::{Receiver, http, received_event_ids};
 
-const TOKEN: &str = "sentinel-test-token-value";
-
-/// `hookyard run` on a config of its own, killed on drop.
-struct Daemon {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    /// A daemon on the Redis at `url` with more `queue` keys in `queue`,
-    /// delivering every event to `rx`.
-    fn spawn(url: &str, queue: &str, rx: &Receiver) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let yaml = format!(
-            r#"
-server: {{ listen: "127.0.0.1:{port}" }}
+/// A daemon (the real binary, `cluster_support::Daemon`) on the Redis at
+/// `url` with more `queue` keys in `queue`, delivering every event to `rx`.
+fn spawn(url: &str, queue: &str, rx: &Receiver) -> Daemon {
+    Daemon::spawn(&format!(
+        r#"
 queue: {{ backend: redis, url: "{url}", prefix: "sent-{prefix}", lease: 2s{queue} }}
 defaults: {{ timeout: 1500ms }}
-reload: {{ watch: false }}
-secrets: {{ app_token: {{ env: SENTINEL_TEST_TOKEN }} }}
-tokens: [ {{ name: app, secret: app_token, scopes: [events:write] }} ]
 triggers:
   - {{ id: t, event: ping, verify: none, idempotency_key: "header:Idempotency-Key" }}
   - {{ id: t429, event: ping, verify: none, on_unavailable: 429, idempotency_key: "header:Idempotency-Key" }}
@@ -59,60 +42,9 @@ subscriptions:
     events: ["*"]
     retry: {{ schedule: [200ms, 200ms, 500ms, 1s, 1s, 2s, 2s, 5s] }}
 "#,
-            prefix = ulid::Ulid::new(),
-            rx = rx.url("/hook"),
-        );
-        let config = dir.path().join("hookyard.yaml");
-        std::fs::write(&config, yaml).unwrap();
-        let log = dir.path().join("stderr.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_hookyard"))
-            .arg("run")
-            .arg("-c")
-            .arg(&config)
-            .env("SENTINEL_TEST_TOKEN", TOKEN)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .unwrap();
-        Daemon {
-            child,
-            port,
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn wait_ready(&self, within: Duration) {
-        let start = Instant::now();
-        while start.elapsed() < within {
-            if let Ok(r) = http().get(self.url("/readyz")).send().await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "hookyard was not ready within {within:?}; stderr:\n{}",
-            self.stderr()
-        );
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        prefix = ulid::Ulid::new(),
+        rx = rx.url("/hook"),
+    ))
 }
 
 /// One answer: status, `Retry-After`, JSON body.
@@ -213,7 +145,7 @@ async fn sentinel_failover_is_followed_and_loses_no_acknowledged_event() {
         return;
     };
     let rx = Receiver::start().await;
-    let daemon = Daemon::spawn(&set.url(), ", replicas_ack: 1", &rx);
+    let daemon = spawn(&set.url(), ", replicas_ack: 1", &rx);
     daemon.wait_ready(Duration::from_secs(15)).await;
     let daemon = Arc::new(daemon);
 
@@ -360,7 +292,7 @@ async fn replicas_ack_not_met_answers_unavailable_and_keeps_the_event() {
         .unwrap();
     let rx = Receiver::start().await;
     let url = format!("redis://127.0.0.1:{}/0", master.port);
-    let daemon = Daemon::spawn(&url, ", replicas_ack: 1, replicas_ack_timeout: 200ms", &rx);
+    let daemon = spawn(&url, ", replicas_ack: 1, replicas_ack_timeout: 200ms", &rx);
     daemon.wait_ready(Duration::from_secs(15)).await;
 
     // No replica: WAIT runs out. 503 by default, 429 where the trigger
