@@ -191,7 +191,7 @@ async fn handle(
         // With an idempotency key the event lives where the key does (a
         // Redis Cluster partition), and so does its id.
         id: match &key {
-            Some(k) => state.app.queue().new_event_id(&format!("{source}:{k}")),
+            Some(k) => state.app.queue().new_event_id(&source, k),
             None => ulid::Ulid::new().to_string(),
         },
         event_type,

@@ -329,14 +329,14 @@ impl Queue {
         }
     }
 
-    /// A new id for an event whose dedupe key is `dedupe` (a trigger's
-    /// `<source>:<idempotency key>`). On a Redis Cluster it is drawn until
-    /// it hashes to the key's partition, so the event is found by its id
-    /// alone (SPEC §16); elsewhere any new id.
-    pub fn new_event_id(&self, dedupe: &str) -> String {
+    /// A new id for an event with the idempotency key `key` in `scope` (a
+    /// trigger's source). On a Redis Cluster it is drawn until it hashes to
+    /// the key's partition, so the event is found by its id alone (SPEC
+    /// §16); elsewhere any new id.
+    pub fn new_event_id(&self, scope: &str, key: &str) -> String {
         match self {
             Queue::Embedded(_) => ulid::Ulid::new().to_string(),
-            Queue::Redis(q) => q.new_event_id(dedupe),
+            Queue::Redis(q) => q.new_event_id(scope, key),
         }
     }
 

@@ -292,12 +292,15 @@ impl RedisQueue {
         partition::of(key, self.partitions())
     }
 
-    /// A new event id for an event whose dedupe key is `dedupe` (a
-    /// trigger's `<source>:<idempotency key>`): on a cluster, drawn again
-    /// until it hashes to the same partition as the key, so the event is
-    /// found from its id alone (SPEC §16). Elsewhere any new id.
-    pub fn new_event_id(&self, dedupe: &str) -> String {
-        let want = self.part_of(dedupe);
+    /// A new event id for an event whose idempotency key is `key` in
+    /// `scope` (a trigger's source): on a cluster, drawn again until it
+    /// hashes to the same partition as the key, so the event is found from
+    /// its id alone (SPEC §16). Elsewhere any new id, with nothing hashed.
+    pub fn new_event_id(&self, scope: &str, key: &str) -> String {
+        if self.partitions() == 1 {
+            return ulid::Ulid::new().to_string();
+        }
+        let want = self.part_of(&ingest::dedupe_key(scope, key));
         loop {
             let id = ulid::Ulid::new().to_string();
             if self.part_of(&id) == want {

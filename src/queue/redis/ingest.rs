@@ -89,7 +89,7 @@ impl RedisQueue {
         }
         match idem {
             Some((scope, key)) if !(scope == EVENT_ID_SCOPE && key == event.id) => {
-                self.part_of(&format!("{scope}:{key}"))
+                self.part_of(&dedupe_key(scope, key))
             }
             _ => self.part_of(&event.id),
         }
@@ -114,7 +114,7 @@ impl RedisQueue {
             Some((scope, key)) if scope == EVENT_ID_SCOPE && key == event.id => {
                 args.push(format!("={scope}:{key}"))
             }
-            Some((scope, key)) => args.push(format!("{scope}:{key}")),
+            Some((scope, key)) => args.push(dedupe_key(scope, key)),
             None => args.push(String::new()),
         }
         args.push(event.id.clone());
@@ -261,6 +261,12 @@ impl RedisQueue {
         }
         Ok(None)
     }
+}
+
+/// An idempotency key as stored (`<p>:idem:<this>`) and hashed to its
+/// partition: the scope (a trigger's source), a colon, the key.
+pub(super) fn dedupe_key(scope: &str, key: &str) -> String {
+    format!("{scope}:{key}")
 }
 
 /// The script arguments of one job: delivery id, event id, target label,
